@@ -1,0 +1,29 @@
+"""Where things live, in one place.
+
+Paths are anchored to the package, not the working directory, so a notebook, a cron job
+and a test all find the same model. Environment variables override them for deployments
+and tests that want a private copy.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PROJ_ROOT = Path(__file__).resolve().parents[2]
+
+MODEL_DIR = Path(os.environ.get("HOMEVALUE_MODEL_DIR", PROJ_ROOT / "model"))
+MODEL_FILE = "pipeline.skops"
+CARD_JSON = "model_card.json"
+CARD_MARKDOWN = "MODEL_CARD.md"
+REFERENCE_SALES = "reference_sales.csv"
+HOLDOUT_PREDICTIONS = "holdout.csv"
+
+# The batch job works relative to where cron starts it (`cd /path && homevalue batch inbox`).
+BATCH_INBOX = Path(os.environ.get("HOMEVALUE_BATCH_INBOX", "batch/inbox"))
+BATCH_CHUNK_ROWS = 100_000
+
+
+def model_dir() -> Path:
+    """The model folder, re-read from the environment so tests can point elsewhere."""
+    return Path(os.environ.get("HOMEVALUE_MODEL_DIR", MODEL_DIR))

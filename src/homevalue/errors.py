@@ -1,0 +1,51 @@
+"""The package's own exceptions: every message names the problem and the fix."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class HomevalueError(Exception):
+    """Base class: anything homevalue raises on purpose."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One reason an input was refused, in terms a person can act on."""
+
+    field: str
+    value: object
+    reason: str
+    row: int | None = None
+
+    def __str__(self) -> str:
+        where = f"row {self.row}, " if self.row is not None else ""
+        return f"{where}{self.field} = {self.value!r}: {self.reason}"
+
+
+class ValidationError(HomevalueError, ValueError):
+    """Input that does not fit the model card's schema; holds every problem found."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = list(problems)
+        super().__init__("; ".join(str(p) for p in self.problems) or "invalid input")
+
+
+class ModelError(HomevalueError):
+    """The model folder cannot be used as it is."""
+
+
+class ModelMissingError(ModelError, FileNotFoundError):
+    """The artifact or its card is absent."""
+
+
+class ModelVersionError(ModelError):
+    """The artifact was trained with other library versions than this environment has."""
+
+
+class ModelSchemaError(ModelError):
+    """The artifact and its card disagree, or the file was changed after training."""
+
+
+class BatchFileError(HomevalueError):
+    """A batch file that cannot be scored at all (not a table, wrong columns, wrong encoding)."""

@@ -1,0 +1,413 @@
+"""The feature schema and the validation built from it.
+
+The schema is written into the model card at training time and read back from it at
+serving time, so the form, the validation and the batch column checks always describe the
+model that is actually loaded. Two validators share the same rules: `validate_record` for
+one house (pure Python, microseconds) and `validate_frame` for many (vectorised pandas).
+`tests/test_schema.py` holds them to the same answers.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from homevalue.errors import Problem, ValidationError
+
+Kind = Literal["integer", "number", "category"]
+
+
+@dataclass(frozen=True)
+class Feature:
+    """One input the model needs, with everything a form or a validator must know."""
+
+    name: str
+    kind: Kind
+    label: str
+    unit: str = ""
+    min: float | None = None
+    max: float | None = None
+    train_min: float | None = None
+    train_max: float | None = None
+    categories: tuple[str, ...] = ()
+    default: float | str | None = None
+    default_from: str | None = None
+    at_least: str | None = None
+    required: bool = False
+    help: str = ""
+
+    @property
+    def is_category(self) -> bool:
+        return self.kind == "category"
+
+    def to_dict(self) -> dict:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> Feature:
+        values = dict(data)
+        values["categories"] = tuple(values.get("categories") or ())
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class Flag:
+    """A warning attached to a price that is still given (e.g. input outside training data)."""
+
+    code: str
+    field: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Schema:
+    """The ordered features of a model; the order is the model's column order."""
+
+    features: tuple[Feature, ...]
+    by_name: dict[str, Feature] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "by_name", {f.name: f for f in self.features})
+
+    @property
+    def names(self) -> list[str]:
+        return [f.name for f in self.features]
+
+    @property
+    def required(self) -> list[str]:
+        return [f.name for f in self.features if f.required]
+
+    def to_list(self) -> list[dict]:
+        return [f.to_dict() for f in self.features]
+
+    @classmethod
+    def from_list(cls, items: list[Mapping]) -> Schema:
+        return cls(tuple(Feature.from_dict(item) for item in items))
+
+
+def fmt(value: float) -> str:
+    """Numbers as people write them: 1,800 not 1800.0; coordinates keep their decimals."""
+    if float(value).is_integer() and abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.10g}"
+
+
+def _range_text(feature: Feature) -> str:
+    unit = f" {feature.unit}" if feature.unit else ""
+    return f"must be between {fmt(feature.min)} and {fmt(feature.max)}{unit}"
+
+
+def _choices_text(feature: Feature) -> str:
+    return "must be one of: " + ", ".join(feature.categories)
+
+
+def flag_message(feature: Feature, code: str) -> str:
+    """Plain words for a flag, shared by the dashboard, the API and the batch output."""
+    unit = f" {feature.unit}" if feature.unit else ""
+    if code == "above_training_range":
+        return (
+            f"{feature.label} is above anything the model was trained on "
+            f"(highest {fmt(feature.train_max)}{unit}): the price is a rough guess."
+        )
+    if code == "below_training_range":
+        return (
+            f"{feature.label} is below anything the model was trained on "
+            f"(lowest {fmt(feature.train_min)}{unit}): the price is a rough guess."
+        )
+    if code == "default_used" and feature.default_from:
+        return f"{feature.label} was not given; assumed the same as {feature.default_from}."
+    if code == "default_used":
+        return f"{feature.label} was not given; the typical value was assumed."
+    if code == "price_clamped":
+        return "The model's raw estimate was outside the plausible price range and was capped."
+    return code
+
+
+# --- one record ---------------------------------------------------------------------------
+
+
+def _is_missing(value: object) -> bool:
+    if value is None or value is pd.NA or value is pd.NaT:
+        return True
+    if isinstance(value, float) and math.isnan(value):
+        return True
+    return isinstance(value, str) and not value.strip()
+
+
+# Plain decimal numbers only (thousands commas allowed): the same text is accepted whether a
+# house arrives alone or in a CSV, so Python-only forms such as "1_000" are refused.
+NUMBER_TEXT = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"
+NON_FINITE_TEXT = r"[+-]?(?:inf|infinity|nan)"
+_NUMBER_RE = re.compile(NUMBER_TEXT)
+_NON_FINITE_RE = re.compile(NON_FINITE_TEXT, re.IGNORECASE)
+
+
+def _check_number(feature: Feature, value: object) -> tuple[float | None, str | None]:
+    if isinstance(value, bool | np.bool_):
+        return None, "must be a number, not true/false"
+    if isinstance(value, str):
+        text = value.strip().replace(",", "")
+        if _NON_FINITE_RE.fullmatch(text):
+            return None, "must be a finite number"
+        if not _NUMBER_RE.fullmatch(text):
+            return None, "must be a number"
+        value = text
+    elif not isinstance(value, int | float | np.integer | np.floating):
+        return None, f"must be a number, not {type(value).__name__}"
+    try:
+        number = float(value)
+    except OverflowError:
+        return None, "must be a finite number"
+    if not math.isfinite(number):
+        return None, "must be a finite number"
+    if feature.kind == "integer" and not number.is_integer():
+        return None, "must be a whole number"
+    if number < feature.min or number > feature.max:
+        return None, _range_text(feature)
+    return number, None
+
+
+def _check_category(feature: Feature, value: object) -> tuple[str | None, str | None]:
+    text = value.strip() if isinstance(value, str) else None
+    if text not in feature.categories:
+        return None, _choices_text(feature)
+    return text, None
+
+
+def validate_record(schema: Schema, record: Mapping) -> tuple[dict, list[Flag]]:
+    """Check one house; return clean values (defaults filled) and flags, or raise.
+
+    Raises ValidationError listing every problem at once, so a form can mark all bad fields.
+    Keys the schema does not know are ignored.
+    """
+    if not isinstance(record, Mapping):
+        raise ValidationError([Problem("record", record, "must be a mapping of field to value")])
+    clean: dict = {}
+    flags: list[Flag] = []
+    problems: list[Problem] = []
+    for feature in schema.features:
+        value = record.get(feature.name)
+        if _is_missing(value):
+            if feature.required:
+                problems.append(Problem(feature.name, value, "is required"))
+                continue
+            clean[feature.name] = (
+                clean.get(feature.default_from, feature.default)
+                if feature.default_from
+                else feature.default
+            )
+            flags.append(Flag("default_used", feature.name, flag_message(feature, "default_used")))
+            continue
+        checker = _check_category if feature.is_category else _check_number
+        checked, reason = checker(feature, value)
+        if reason:
+            problems.append(Problem(feature.name, value, reason))
+            continue
+        clean[feature.name] = checked
+        if not feature.is_category:
+            flags.extend(_range_flags(feature, checked))
+    problems.extend(_cross_field_problems(schema, clean, record))
+    if problems:
+        raise ValidationError(problems)
+    return clean, flags
+
+
+def _range_flags(feature: Feature, number: float) -> list[Flag]:
+    if feature.train_max is not None and number > feature.train_max:
+        code = "above_training_range"
+    elif feature.train_min is not None and number < feature.train_min:
+        code = "below_training_range"
+    else:
+        return []
+    return [Flag(code, feature.name, flag_message(feature, code))]
+
+
+def _cross_field_problems(schema: Schema, clean: dict, record: Mapping) -> list[Problem]:
+    problems = []
+    for feature in schema.features:
+        other = feature.at_least
+        if other and feature.name in clean and other in clean:
+            if clean[feature.name] < clean[other]:
+                problems.append(
+                    Problem(
+                        feature.name,
+                        record.get(feature.name),
+                        f"must not be earlier than {other} ({fmt(clean[other])})",
+                    )
+                )
+    return problems
+
+
+# --- many records -------------------------------------------------------------------------
+
+
+@dataclass
+class ValidatedFrame:
+    """Result of validating a chunk: model-ready values for good rows, reasons for bad ones."""
+
+    values: pd.DataFrame  # one column per feature, defaults filled, NaN where invalid
+    ok: np.ndarray  # bool per row
+    problems: list[Problem]
+    flag_bits: np.ndarray  # int64 per row, bit i = FLAG_CODES index per feature
+    flag_names: list[str]  # name of each bit, e.g. "default_used:Garage_Cars"
+
+    def flag_strings(self) -> np.ndarray:
+        """Flags per row as 'code:field;code:field', built once per distinct combination."""
+        patterns, inverse = np.unique(self.flag_bits, return_inverse=True)
+        texts = np.array(
+            [
+                ";".join(n for i, n in enumerate(self.flag_names) if int(p) >> i & 1)
+                for p in patterns
+            ],
+            dtype=object,
+        )
+        return texts[inverse.reshape(-1)] if len(self.flag_bits) else texts[:0]
+
+
+def _text_cells(column: pd.Series) -> pd.Series:
+    return column.astype("string").str.strip()
+
+
+def _collect(problems, mask, rows, feature_name, raw, reason_for):
+    for position in np.flatnonzero(mask):
+        value = raw.iat[position]
+        problems.append(
+            Problem(feature_name, None if _is_missing(value) else value, reason_for, int(rows[position]))
+        )
+
+
+def validate_frame(schema: Schema, frame: pd.DataFrame, *, first_row: int = 1) -> ValidatedFrame:
+    """Check many houses at once with the same rules as `validate_record`.
+
+    Rows are numbered from `first_row` (1 = the first data row under the header), so a
+    batch read in chunks reports the row number in the whole file.
+    """
+    n = len(frame)
+    rows = np.arange(first_row, first_row + n)
+    ok = np.ones(n, dtype=bool)
+    problems: list[Problem] = []
+    values: dict[str, np.ndarray | pd.Series] = {}
+    flag_bits = np.zeros(n, dtype=np.int64)
+    flag_names: list[str] = []
+
+    def add_flag(mask: np.ndarray, code: str, name: str) -> None:
+        nonlocal flag_bits
+        if mask.any():
+            flag_bits |= mask.astype(np.int64) << len(flag_names)
+            flag_names.append(f"{code}:{name}")
+
+    for feature in schema.features:
+        raw = frame[feature.name] if feature.name in frame else pd.Series([None] * n, dtype=object)
+        raw = raw.reset_index(drop=True)
+        if feature.is_category:
+            text = _text_cells(raw)
+            missing = (text.isna() | (text == "")).to_numpy(dtype=bool)
+            good = text.isin(feature.categories).to_numpy(dtype=bool)
+            bad = ~missing & ~good
+            reason = _choices_text(feature)
+            column = text.where(good, other=None).astype(object)
+        else:
+            column, missing, bad, reasons = _numbers(feature, raw)
+            for reason, mask in reasons:
+                _collect(problems, mask, rows, feature.name, raw, reason)
+            ok &= ~bad
+        if feature.is_category:
+            _collect(problems, bad, rows, feature.name, raw, reason)
+            ok &= ~bad
+        if feature.required:
+            _collect(problems, missing, rows, feature.name, raw, "is required")
+            ok &= ~missing
+        else:
+            default = (
+                values[feature.default_from] if feature.default_from else feature.default
+            )
+            column = _fill(column, missing, default)
+            add_flag(missing, "default_used", feature.name)
+        values[feature.name] = column
+
+    for feature in schema.features:
+        if feature.at_least:
+            later = np.asarray(values[feature.name], dtype=float)
+            earlier = np.asarray(values[feature.at_least], dtype=float)
+            with np.errstate(invalid="ignore"):
+                bad = later < earlier
+            for position in np.flatnonzero(bad):
+                problems.append(
+                    Problem(
+                        feature.name,
+                        frame[feature.name].iat[position] if feature.name in frame else None,
+                        f"must not be earlier than {feature.at_least} ({fmt(earlier[position])})",
+                        int(rows[position]),
+                    )
+                )
+            ok &= ~bad
+
+    for feature in schema.features:
+        if not feature.is_category:
+            number = np.asarray(values[feature.name], dtype=float)
+            with np.errstate(invalid="ignore"):
+                add_flag(number > feature.train_max, "above_training_range", feature.name)
+                add_flag(number < feature.train_min, "below_training_range", feature.name)
+
+    problems.sort(key=lambda p: (p.row, schema.names.index(p.field)))
+    return ValidatedFrame(pd.DataFrame(values), ok, problems, flag_bits, flag_names)
+
+
+def _fill(column, missing: np.ndarray, default):
+    if isinstance(column, pd.Series):
+        column = column.to_numpy(dtype=object, copy=True)
+    else:
+        column = np.array(column, copy=True)
+    if missing.any():
+        column[missing] = default[missing] if isinstance(default, np.ndarray) else default
+    return column
+
+
+def _numbers(feature: Feature, raw: pd.Series):
+    """Parse a column to floats and say, per row, why a value is not acceptable."""
+    if raw.dtype == bool:
+        is_bool = np.ones(len(raw), dtype=bool)
+    elif raw.dtype == object:
+        is_bool = raw.map(lambda v: isinstance(v, bool | np.bool_)).to_numpy(dtype=bool)
+    else:
+        is_bool = np.zeros(len(raw), dtype=bool)
+    non_finite_text = np.zeros(len(raw), dtype=bool)
+    if pd.api.types.is_numeric_dtype(raw.dtype) and raw.dtype != bool:
+        number = raw.to_numpy(dtype=float, na_value=np.nan)
+        missing = np.isnan(number)
+    else:
+        text = _text_cells(raw.where(~is_bool, other=None)).str.replace(",", "", regex=False)
+        missing = (text.isna() | (text == "")).to_numpy(dtype=bool) & ~is_bool
+        is_number = text.str.fullmatch(NUMBER_TEXT).fillna(False).to_numpy(dtype=bool)
+        non_finite_text = (
+            text.str.fullmatch(NON_FINITE_TEXT, case=False).fillna(False).to_numpy(dtype=bool)
+        )
+        number = np.full(len(raw), np.nan)
+        number[is_number] = text[is_number].astype(float).to_numpy()
+    with np.errstate(invalid="ignore"):
+        not_finite = np.isinf(number) | non_finite_text
+        not_number = ~missing & np.isnan(number) & ~is_bool & ~not_finite
+        not_whole = (
+            np.isfinite(number) & (number != np.round(number))
+            if feature.kind == "integer"
+            else np.zeros(len(raw), dtype=bool)
+        )
+        out_of_range = (
+            np.isfinite(number) & ~not_whole & ((number < feature.min) | (number > feature.max))
+        )
+    reasons = [
+        ("must be a number, not true/false", is_bool),
+        ("must be a number", not_number),
+        ("must be a finite number", not_finite),
+        ("must be a whole number", not_whole),
+        (_range_text(feature), out_of_range),
+    ]
+    bad = is_bool | not_number | not_finite | not_whole | out_of_range
+    number = np.where(bad, np.nan, number)
+    return number, missing, bad, reasons
