@@ -96,9 +96,10 @@ def _check_versions(card: dict, folder: Path) -> None:
 def _check_schema(pipeline, schema: Schema, folder: Path) -> None:
     expected = schema.names
     encode = pipeline.named_steps["encode"]
-    if list(encode.feature_names_in_) != sorted(expected, key=expected.index) or list(
-        encode.get_feature_names_out()
-    ) != expected:
+    if (
+        list(encode.feature_names_in_) != sorted(expected, key=expected.index)
+        or list(encode.get_feature_names_out()) != expected
+    ):
         raise ModelSchemaError(
             f"{folder}: the artifact's features {list(encode.feature_names_in_)} do not "
             f"match the card's {expected}: {FIX}"

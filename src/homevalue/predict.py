@@ -126,9 +126,9 @@ def score_frame(
     for position in np.flatnonzero(clamped):
         flags[position] = ";".join(filter(None, [flags[position], "price_clamped:price"]))
     scored = frame.reset_index(drop=True)[ok].copy()
-    scored["predicted_price"] = price[ok]
-    scored["price_low"] = low[ok]
-    scored["price_high"] = high[ok]
+    scored["predicted_price"] = price[ok].astype(np.int64)
+    scored["price_low"] = low[ok].astype(np.int64)
+    scored["price_high"] = high[ok].astype(np.int64)
     scored["flags"] = flags[ok]
     scored["model_version"] = model.version
     scored.insert(0, "row", np.arange(first_row, first_row + len(frame))[ok])

@@ -232,15 +232,10 @@ def _cross_field_problems(schema: Schema, clean: dict, record: Mapping) -> list[
     problems = []
     for feature in schema.features:
         other = feature.at_least
-        if other and feature.name in clean and other in clean:
-            if clean[feature.name] < clean[other]:
-                problems.append(
-                    Problem(
-                        feature.name,
-                        record.get(feature.name),
-                        f"must not be earlier than {other} ({fmt(clean[other])})",
-                    )
-                )
+        known = other and feature.name in clean and other in clean
+        if known and clean[feature.name] < clean[other]:
+            reason = f"must not be earlier than {other} ({fmt(clean[other])})"
+            problems.append(Problem(feature.name, record.get(feature.name), reason))
     return problems
 
 
@@ -277,9 +272,8 @@ def _text_cells(column: pd.Series) -> pd.Series:
 def _collect(problems, mask, rows, feature_name, raw, reason_for):
     for position in np.flatnonzero(mask):
         value = raw.iat[position]
-        problems.append(
-            Problem(feature_name, None if _is_missing(value) else value, reason_for, int(rows[position]))
-        )
+        shown = None if _is_missing(value) else value
+        problems.append(Problem(feature_name, shown, reason_for, int(rows[position])))
 
 
 def validate_frame(schema: Schema, frame: pd.DataFrame, *, first_row: int = 1) -> ValidatedFrame:
@@ -324,9 +318,7 @@ def validate_frame(schema: Schema, frame: pd.DataFrame, *, first_row: int = 1) -
             _collect(problems, missing, rows, feature.name, raw, "is required")
             ok &= ~missing
         else:
-            default = (
-                values[feature.default_from] if feature.default_from else feature.default
-            )
+            default = values[feature.default_from] if feature.default_from else feature.default
             column = _fill(column, missing, default)
             add_flag(missing, "default_used", feature.name)
         values[feature.name] = column

@@ -51,8 +51,14 @@ FEATURES: tuple[Feature, ...] = (
     Feature("Lot_Area", "integer", "Lot area", "sq ft", 500, 250_000),
     Feature("Year_Built", "integer", "Year built", "", 1800, 2027, required=True),
     Feature(
-        "Year_Remod_Add", "integer", "Year remodelled", "", 1800, 2027,
-        default_from="Year_Built", at_least="Year_Built",
+        "Year_Remod_Add",
+        "integer",
+        "Year remodelled",
+        "",
+        1800,
+        2027,
+        default_from="Year_Built",
+        at_least="Year_Built",
         help="Same as the year built if never remodelled.",
     ),
     Feature("Garage_Cars", "integer", "Garage size", "cars", 0, 5),
@@ -65,8 +71,15 @@ FEATURES: tuple[Feature, ...] = (
 )
 CATEGORY_ORDER = {  # ordinal order where one exists, so forms list choices sensibly
     "Overall_Cond": (
-        "Very_Poor", "Poor", "Fair", "Below_Average", "Average",
-        "Above_Average", "Good", "Very_Good", "Excellent",
+        "Very_Poor",
+        "Poor",
+        "Fair",
+        "Below_Average",
+        "Average",
+        "Above_Average",
+        "Good",
+        "Very_Good",
+        "Excellent",
     ),
 }
 REFERENCE_COLUMNS = ["Sale_Price", "Year_Sold", "Mo_Sold"]
@@ -184,7 +197,8 @@ def evaluate(pipeline: Pipeline, schema: Schema, parts: dict[str, pd.DataFrame])
         "mae_dollars": float(np.mean(np.abs(predicted - actual))),
         "median_ape_percent": float(np.median(np.abs(predicted - actual) / actual) * 100),
         "r2_log": float(
-            1 - np.sum((np.log(actual) - log_pred) ** 2)
+            1
+            - np.sum((np.log(actual) - log_pred) ** 2)
             / np.sum((np.log(actual) - np.log(actual).mean()) ** 2)
         ),
         "n_test": int(len(test)),
@@ -276,7 +290,9 @@ def card_markdown(card: dict) -> str:
         + f" | {'required' if f['required'] else f['default'] if f['default'] is not None else 'same as ' + str(f['default_from'])} |"  # noqa: E501
         for f in card["features"]
     )
-    top = ", ".join(f"{k} {v:.0%}" for k, v in list(card["feature_importance_gain_share"].items())[:5])  # noqa: E501
+    top = ", ".join(
+        f"{k} {v:.0%}" for k, v in list(card["feature_importance_gain_share"].items())[:5]
+    )  # noqa: E501
     return f"""# Model card: Ames home prices, v{card["model_version"]}
 
 {card["estimator"]}, trained {card["trained_at"]} on {d["split"]["train"]} sales.

@@ -1,0 +1,90 @@
+"""`homevalue` on the command line: the batch job for operators and cron.
+
+    homevalue batch score FILE [--out DIR]     score one CSV/Parquet file
+    homevalue batch inbox [--inbox DIR]        score every new file in the inbox (cron)
+    homevalue batch history [--inbox DIR]      show recent inbox runs
+
+Exit codes: 0 done, 1 a file or the model could not be used, 75 another inbox run is going
+(cron simply tries again next time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from homevalue import config
+from homevalue.errors import HomevalueError
+
+EXIT_BUSY = 75  # EX_TEMPFAIL
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="homevalue", description="Ames home prices in batch.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    batch = commands.add_parser("batch", help="score files of houses")
+    jobs = batch.add_subparsers(dest="job", required=True)
+
+    score = jobs.add_parser("score", help="score one CSV or Parquet file")
+    score.add_argument("file", type=Path)
+    score.add_argument("--out", type=Path, default=Path("."), help="output folder (default .)")
+    score.add_argument("--chunk-rows", type=int, default=config.BATCH_CHUNK_ROWS)
+
+    for name, text in (("inbox", "score every new file in the inbox"),
+                       ("history", "show recent inbox runs")):  # fmt: skip
+        job = jobs.add_parser(name, help=text)
+        job.add_argument(
+            "--inbox", type=Path, default=config.BATCH_INBOX,
+            help=f"inbox folder (default {config.BATCH_INBOX}, env HOMEVALUE_BATCH_INBOX)",
+        )  # fmt: skip
+        if name == "history":
+            job.add_argument("--limit", type=int, default=20)
+    return parser
+
+
+def _score(args) -> int:
+    from homevalue.batch import score_file
+
+    result = score_file(args.file, args.out, chunk_rows=args.chunk_rows)
+    print(
+        f"{result.rows_scored} scored -> {result.scored_path}\n"
+        f"{result.rows_rejected} rejected -> {result.rejected_path}"
+    )
+    return 0
+
+
+def _inbox(args) -> int:
+    from homevalue.inbox import describe, run_inbox
+
+    summaries = run_inbox(args.inbox)
+    for summary in summaries:
+        print(describe(summary))
+    return 1 if any(s["status"] == "failed" for s in summaries) else 0
+
+
+def _history(args) -> int:
+    from homevalue.inbox import BatchDirs, run_history
+
+    table = run_history(BatchDirs(args.inbox).history, limit=args.limit)
+    if table.empty:
+        print(f"no runs recorded in {BatchDirs(args.inbox).history}")
+    else:
+        print(table.drop(columns=["output", "rejected_output"]).to_string(index=False))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    action = {"score": _score, "inbox": _inbox, "history": _history}[args.job]
+    try:
+        return action(args)
+    except HomevalueError as error:
+        from homevalue.inbox import InboxBusy
+
+        print(f"homevalue: {error}", file=sys.stderr)
+        return EXIT_BUSY if isinstance(error, InboxBusy) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
