@@ -73,14 +73,14 @@ def _not_utf8(path: Path, error: UnicodeDecodeError) -> BatchFileError:
     )
 
 
-def _read_csv(path: Path, numeric: set[str], chunk_rows: int) -> Iterator[pd.DataFrame]:
+def _read_csv(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
     header = _csv_header(path)
-    # Numbers the model needs are parsed by pandas' fast C parser; everything else stays text
-    # exactly as given, so ids like "00123" survive the round trip.
-    dtypes = {column: str for column in header if column not in numeric}
+    # Every cell stays text exactly as given, so ids like "00123" survive the round trip and
+    # numbers come out as written: a parsed number column turns "2" into "2.0" once a chunk
+    # holds a blank, and the output would then depend on the chunk size. Validation parses.
     reader = pd.read_csv(
         path,
-        dtype=dtypes,
+        dtype=str,
         chunksize=chunk_rows,
         encoding="utf-8",
         keep_default_na=False,
@@ -111,8 +111,7 @@ def read_chunks(path: Path, model: Model, chunk_rows: int) -> Iterator[pd.DataFr
     """The file as DataFrames of at most `chunk_rows` rows; structural problems raise early."""
     suffix = path.suffix.lower()
     if suffix in CSV_SUFFIXES:
-        numeric = {f.name for f in model.schema.features if not f.is_category}
-        return _read_csv(path, numeric, chunk_rows)
+        return _read_csv(path, chunk_rows)
     if suffix in PARQUET_SUFFIXES:
         return _read_parquet(path, chunk_rows)
     raise BatchFileError(
@@ -195,8 +194,14 @@ class _CsvSink:
         self.started = False
 
     def write(self, frame: pd.DataFrame) -> None:
+        # "\r\n" (RFC 4180) also makes the csv writer quote a cell holding a bare "\r"; with
+        # "\n" such a cell is written unquoted and every reader splits the row there.
         neutralise_formulas(frame).to_csv(
-            self.path, mode="a" if self.started else "w", header=not self.started, index=False
+            self.path,
+            mode="a" if self.started else "w",
+            header=not self.started,
+            index=False,
+            lineterminator="\r\n",
         )
         self.started = True
 
@@ -271,8 +276,8 @@ def score_file(
         chunks = read_chunks(source, model, chunk_rows)
         with _progress(None, progress) as bar:
             for chunk in chunks:
-                if first_row == 1:
-                    check_columns(list(chunk.columns), model, source.name)
+                if first_row == 1:  # the header as written: pandas renames a repeated name
+                    check_columns(_columns_of(source), model, source.name)
                 result = score_frame(chunk, model=model, first_row=first_row, threads=threads)
                 scored_sink.write(result.scored)
                 rejected_sink.write(result.rejected)

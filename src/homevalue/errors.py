@@ -20,7 +20,16 @@ class Problem:
 
     def __str__(self) -> str:
         where = f"row {self.row}, " if self.row is not None else ""
-        return f"{where}{self.field} = {self.value!r}: {self.reason}"
+        return f"{where}{self.field} = {shown(self.value)}: {self.reason}"
+
+
+def shown(value: object, limit: int = 60) -> str:
+    """A value as it can be quoted in a message: short, and never failing to print."""
+    try:
+        text = repr(value)
+    except ValueError:  # e.g. an int too long for Python to print
+        text = f"<{type(value).__name__} too large to show>"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 class ValidationError(HomevalueError, ValueError):

@@ -125,7 +125,8 @@ def score_frame(
     flags = checked.flag_strings()
     for position in np.flatnonzero(clamped):
         flags[position] = ";".join(filter(None, [flags[position], "price_clamped:price"]))
-    scored = frame.reset_index(drop=True)[ok].copy()
+    # Our row number replaces an input column of that name, as the price columns do.
+    scored = frame.reset_index(drop=True)[ok].drop(columns="row", errors="ignore")
     scored["predicted_price"] = price[ok].astype(np.int64)
     scored["price_low"] = low[ok].astype(np.int64)
     scored["price_high"] = high[ok].astype(np.int64)

@@ -91,34 +91,41 @@ class Schema:
         return cls(tuple(Feature.from_dict(item) for item in items))
 
 
-def fmt(value: float) -> str:
-    """Numbers as people write them: 1,800 not 1800.0; coordinates keep their decimals."""
-    if float(value).is_integer() and abs(value) >= 1000:
+def fmt(value: float, *, grouping: bool = True) -> str:
+    """Numbers as people write them: 1,800 not 1800.0; years stay 1990; coordinates keep
+    their decimals."""
+    if float(value).is_integer() and abs(value) >= 1000 and grouping:
         return f"{value:,.0f}"
     return f"{value:.10g}"
 
 
+def _fmt_for(feature: Feature, value: float) -> str:
+    """Group thousands only for quantities with a unit (areas), never for years or counts."""
+    return fmt(value, grouping=bool(feature.unit))
+
+
 def _range_text(feature: Feature) -> str:
     unit = f" {feature.unit}" if feature.unit else ""
-    return f"must be between {fmt(feature.min)} and {fmt(feature.max)}{unit}"
+    low, high = _fmt_for(feature, feature.min), _fmt_for(feature, feature.max)
+    return f"must be between {low} and {high}{unit}"
 
 
 def _choices_text(feature: Feature) -> str:
     return "must be one of: " + ", ".join(feature.categories)
 
 
-def flag_message(feature: Feature, code: str) -> str:
+def flag_message(feature: Feature | None, code: str) -> str:
     """Plain words for a flag, shared by the dashboard, the API and the batch output."""
-    unit = f" {feature.unit}" if feature.unit else ""
+    unit = f" {feature.unit}" if feature is not None and feature.unit else ""  # None: price flags
     if code == "above_training_range":
         return (
             f"{feature.label} is above anything the model was trained on "
-            f"(highest {fmt(feature.train_max)}{unit}): the price is a rough guess."
+            f"(highest {_fmt_for(feature, feature.train_max)}{unit}): the price is a rough guess."
         )
     if code == "below_training_range":
         return (
             f"{feature.label} is below anything the model was trained on "
-            f"(lowest {fmt(feature.train_min)}{unit}): the price is a rough guess."
+            f"(lowest {_fmt_for(feature, feature.train_min)}{unit}): the price is a rough guess."
         )
     if code == "default_used" and feature.default_from:
         return f"{feature.label} was not given; assumed the same as {feature.default_from}."
@@ -140,9 +147,10 @@ def _is_missing(value: object) -> bool:
     return isinstance(value, str) and not value.strip()
 
 
-# Plain decimal numbers only (thousands commas allowed): the same text is accepted whether a
-# house arrives alone or in a CSV, so Python-only forms such as "1_000" are refused.
-NUMBER_TEXT = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"
+# Plain decimal numbers only, thousands commas in groups of three ("1,800" but not "1,5"):
+# the same text is accepted whether a house arrives alone or in a CSV, so Python-only forms
+# such as "1_000" are refused.
+NUMBER_TEXT = r"[+-]?(?:(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"
 NON_FINITE_TEXT = r"[+-]?(?:inf|infinity|nan)"
 _NUMBER_RE = re.compile(NUMBER_TEXT)
 _NON_FINITE_RE = re.compile(NON_FINITE_TEXT, re.IGNORECASE)
@@ -152,12 +160,12 @@ def _check_number(feature: Feature, value: object) -> tuple[float | None, str | 
     if isinstance(value, bool | np.bool_):
         return None, "must be a number, not true/false"
     if isinstance(value, str):
-        text = value.strip().replace(",", "")
+        text = value.strip()
         if _NON_FINITE_RE.fullmatch(text):
             return None, "must be a finite number"
         if not _NUMBER_RE.fullmatch(text):
             return None, "must be a number"
-        value = text
+        value = text.replace(",", "")
     elif not isinstance(value, int | float | np.integer | np.floating):
         return None, f"must be a number, not {type(value).__name__}"
     try:
@@ -234,7 +242,7 @@ def _cross_field_problems(schema: Schema, clean: dict, record: Mapping) -> list[
         other = feature.at_least
         known = other and feature.name in clean and other in clean
         if known and clean[feature.name] < clean[other]:
-            reason = f"must not be earlier than {other} ({fmt(clean[other])})"
+            reason = f"must not be earlier than {other} ({fmt(clean[other], grouping=False)})"
             problems.append(Problem(feature.name, record.get(feature.name), reason))
     return problems
 
@@ -334,7 +342,8 @@ def validate_frame(schema: Schema, frame: pd.DataFrame, *, first_row: int = 1) -
                     Problem(
                         feature.name,
                         frame[feature.name].iat[position] if feature.name in frame else None,
-                        f"must not be earlier than {feature.at_least} ({fmt(earlier[position])})",
+                        f"must not be earlier than {feature.at_least} "
+                        f"({fmt(earlier[position], grouping=False)})",
                         int(rows[position]),
                     )
                 )
@@ -363,25 +372,27 @@ def _fill(column, missing: np.ndarray, default):
 
 def _numbers(feature: Feature, raw: pd.Series):
     """Parse a column to floats and say, per row, why a value is not acceptable."""
-    if raw.dtype == bool:
-        is_bool = np.ones(len(raw), dtype=bool)
+    bool_column = pd.api.types.is_bool_dtype(raw.dtype)  # numpy bool, "boolean", bool[pyarrow]
+    if bool_column:
+        is_bool = raw.notna().to_numpy(dtype=bool)
     elif raw.dtype == object:
         is_bool = raw.map(lambda v: isinstance(v, bool | np.bool_)).to_numpy(dtype=bool)
     else:
         is_bool = np.zeros(len(raw), dtype=bool)
     non_finite_text = np.zeros(len(raw), dtype=bool)
-    if pd.api.types.is_numeric_dtype(raw.dtype) and raw.dtype != bool:
+    if pd.api.types.is_numeric_dtype(raw.dtype) and not bool_column:
         number = raw.to_numpy(dtype=float, na_value=np.nan)
         missing = np.isnan(number)
     else:
-        text = _text_cells(raw.where(~is_bool, other=None)).str.replace(",", "", regex=False)
-        missing = (text.isna() | (text == "")).to_numpy(dtype=bool) & ~is_bool
-        is_number = text.str.fullmatch(NUMBER_TEXT).fillna(False).to_numpy(dtype=bool)
+        cells = _text_cells(raw.where(~is_bool, other=None))
+        missing = (cells.isna() | (cells == "")).to_numpy(dtype=bool) & ~is_bool
+        is_number = cells.str.fullmatch(NUMBER_TEXT).fillna(False).to_numpy(dtype=bool)
         non_finite_text = (
-            text.str.fullmatch(NON_FINITE_TEXT, case=False).fillna(False).to_numpy(dtype=bool)
+            cells.str.fullmatch(NON_FINITE_TEXT, case=False).fillna(False).to_numpy(dtype=bool)
         )
         number = np.full(len(raw), np.nan)
-        number[is_number] = text[is_number].astype(float).to_numpy()
+        digits = cells[is_number].str.replace(",", "", regex=False)
+        number[is_number] = digits.astype(float).to_numpy()
     with np.errstate(invalid="ignore"):
         not_finite = np.isinf(number) | non_finite_text
         not_number = ~missing & np.isnan(number) & ~is_bool & ~not_finite

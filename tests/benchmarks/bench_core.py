@@ -1,0 +1,832 @@
+"""Core benchmarks: online latency and batch throughput/memory, ours against the naive way.
+
+Run with `make bench` (= `.venv/bin/python tests/benchmarks/bench_core.py`). Writes the
+"core" section of docs/benchmarks.json and the part of docs/benchmarks.md between
+`<!-- core:start -->` and `<!-- core:end -->`, keeping anything else in those files.
+
+1. Online: `predict_one(record)` against `model.pipeline.predict(pd.DataFrame([row]))` for
+   the same house, and `comparable_sales` (p50/p99 over many calls after a warm-up).
+2. Batch: 100k- and 1M-row CSVs sampled from the reference sales, scored by
+   `homevalue.batch.score_file` and by the naive read-all / predict / write-all script.
+   Each run is its own subprocess, so peak RSS is per run; runs alternate ours/naive and
+   the median of the repeats is reported (the machine is shared and noisy).
+3. Where the time goes in one 100k chunk, stage by stage.
+
+Not a pytest module (no test_ prefix, no test_ functions): it is too slow and too
+machine-dependent to gate CI. `--strict` makes it exit 1 when a target is missed.
+Usage: bench_core.py [--sizes 100000,1000000] [--repeats 3] [--repeats-large 2]
+                     [--calls 3000] [--strict] [--no-write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+PROJ_ROOT = Path(__file__).resolve().parents[2]
+DOCS = PROJ_ROOT / "docs"
+JSON_PATH = DOCS / "benchmarks.json"
+MD_PATH = DOCS / "benchmarks.md"
+SECTION = "core"
+MD_START, MD_END = "<!-- core:start -->", "<!-- core:end -->"
+COMMAND = ".venv/bin/python tests/benchmarks/bench_core.py"
+LIBRARIES = ["homevalue", "pandas", "numpy", "scikit-learn", "lightgbm", "pyarrow", "skops"]
+
+# A typical house as a form sends it: every one of the 16 fields, plain Python values
+# (reference sale 1, North Ames; inside the training range, so no flags are raised).
+RECORD = {
+    "Neighborhood": "North_Ames",
+    "Overall_Cond": "Average",
+    "Bldg_Type": "OneFam",
+    "Central_Air": "Y",
+    "Gr_Liv_Area": 1656,
+    "Total_Bsmt_SF": 1080,
+    "Lot_Area": 31770,
+    "Year_Built": 1960,
+    "Year_Remod_Add": 1960,
+    "Garage_Cars": 2,
+    "Full_Bath": 1,
+    "Half_Bath": 0,
+    "Bedroom_AbvGr": 3,
+    "Fireplaces": 2,
+    "Longitude": -93.619754,
+    "Latitude": 42.054035,
+}
+
+# Targets, fixed before measuring.
+ONE_P50_MAX_MS = 1.0
+ONE_SPEEDUP_MIN = 4.0
+RSS_MAX_MIB = 1024.0
+RSS_FLAT_MAX_RATIO = 1.2  # largest file's peak RSS / smallest file's: "does not grow"
+LARGE_ROWS = 500_000  # files this big are run --repeats-large times (default 2), not --repeats
+
+
+# --- small helpers ------------------------------------------------------------------------
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident set size so far, in MiB.
+
+    VmHWM, not getrusage's ru_maxrss: Linux carries ru_maxrss over fork and exec, so a child
+    started by a big parent would report the parent's size instead of its own.
+    """
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss is bytes there, KiB on Linux
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
+
+
+def latency_ms(call, calls: int, warmup: int) -> dict:
+    """p50/p99/mean of `call()` in milliseconds, after `warmup` untimed calls."""
+    for _ in range(warmup):
+        call()
+    clock = time.perf_counter
+    times = np.empty(calls)
+    for i in range(calls):
+        start = clock()
+        call()
+        times[i] = clock() - start
+    times *= 1e3
+    return {
+        "calls": calls,
+        "warmup": warmup,
+        "p50_ms": float(np.percentile(times, 50)),
+        "p99_ms": float(np.percentile(times, 99)),
+        "mean_ms": float(times.mean()),
+        "min_ms": float(times.min()),
+    }
+
+
+def library_versions() -> dict[str, str]:
+    found = {}
+    for name in LIBRARIES:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = "not installed"
+    return found
+
+
+def machine_info() -> dict:
+    cpu_model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    memory_gib = None
+    with contextlib.suppress(OSError, ValueError):
+        pages, size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
+        memory_gib = round(pages * size / 2**30, 1)
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:
+        usable = os.cpu_count()
+    commit = ""
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        commit = subprocess.run(
+            ["git", "-C", str(PROJ_ROOT), "describe", "--always", "--dirty"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+    return {
+        "cpu_count": os.cpu_count(),
+        "cpus_usable": usable,
+        "cpu_model": cpu_model,
+        "memory_gib": memory_gib,
+        "os": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "libraries": library_versions(),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        "git": commit,
+    }
+
+
+def load_average() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
+# --- 1. online ----------------------------------------------------------------------------
+
+
+def measure_online(calls: int) -> dict:
+    import homevalue
+    from homevalue import comparable_sales, load_model, predict_one
+
+    model = load_model()
+    row = {name: RECORD[name] for name in model.schema.names}
+    ours = predict_one(RECORD, model=model)
+    naive_price = float(np.exp(model.pipeline.predict(pd.DataFrame([row]))[0]))
+    if abs(round(naive_price) - ours.price) > 1:
+        raise SystemExit(f"predict_one gave {ours.price}, the pipeline {naive_price}: not the same")
+
+    one = latency_ms(lambda: homevalue.predict_one(RECORD), calls, warmup=200)
+    naive_calls = max(50, calls // 6)
+    naive = latency_ms(lambda: model.pipeline.predict(pd.DataFrame([row])), naive_calls, warmup=20)
+    lat, lon, area = RECORD["Latitude"], RECORD["Longitude"], RECORD["Gr_Liv_Area"]
+    comps = latency_ms(lambda: comparable_sales(lat, lon, area), max(500, calls // 3), warmup=100)
+    return {
+        "record": RECORD,
+        "price": ours.price,
+        "flags": [f.code for f in ours.flags],
+        "predict_one": one,
+        "naive_pipeline": naive,
+        "comparable_sales": comps,
+        "speedup_p50": naive["p50_ms"] / one["p50_ms"],
+        "speedup_p99": naive["p99_ms"] / one["p99_ms"],
+    }
+
+
+# --- 2. batch -----------------------------------------------------------------------------
+
+
+def make_inputs(folder: Path, sizes: list[int], seed: int = 0) -> dict[int, Path]:
+    """CSV files of listings: reference sales drawn with replacement, price dropped, an id."""
+    from homevalue import config
+    from homevalue.comps import reference_sales
+
+    sales = reference_sales(config.model_dir()).drop(columns=["Sale_Price"])
+    largest = max(sizes)
+    picks = np.random.default_rng(seed).integers(0, len(sales), largest)
+    listings = sales.iloc[picks].reset_index(drop=True)
+    listings.insert(0, "listing_id", [f"L{i:08d}" for i in range(1, largest + 1)])
+    paths = {}
+    for size in sorted(sizes):
+        path = folder / f"listings_{size}.csv"
+        listings.iloc[:size].to_csv(path, index=False)
+        paths[size] = path
+    return paths
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def measured(work) -> dict:
+    """Run `work()` (returns a dict of counts) with wall, CPU and memory accounting."""
+    baseline = peak_rss_mib()
+    load = load_average()
+    cpu, start = cpu_seconds(), time.perf_counter()
+    counts = work()
+    wall, cpu = time.perf_counter() - start, cpu_seconds() - cpu
+    return {
+        **counts,
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "baseline_rss_mib": baseline,
+        "peak_rss_mib": peak_rss_mib(),
+        "load1_at_start": load[0] if load else None,
+    }
+
+
+def child_ours(source: Path, out_dir: Path) -> dict:
+    from homevalue import load_model
+    from homevalue.batch import score_file
+
+    model = load_model()
+
+    def work():
+        result = score_file(source, out_dir, model=model, progress=False)
+        return {
+            "rows": result.rows_read,
+            "rows_scored": result.rows_scored,
+            "rows_rejected": result.rows_rejected,
+        }
+
+    return measured(work)
+
+
+def child_naive(source: Path, out_dir: Path) -> dict:
+    from homevalue import load_model
+
+    model = load_model()
+
+    def work():
+        df = pd.read_csv(source)
+        out = df.assign(predicted_price=np.exp(model.pipeline.predict(df[model.schema.names])))
+        out.to_csv(out_dir / f"{source.stem}.naive.csv", index=False)
+        return {"rows": len(df), "rows_scored": len(out), "rows_rejected": 0}
+
+    return measured(work)
+
+
+CHILDREN = {"ours": child_ours, "naive": child_naive}
+
+
+def run_child(method: str, source: Path, scratch: Path) -> dict:
+    """One batch run in a fresh interpreter; its outputs are deleted afterwards."""
+    out_dir = scratch / f"out_{method}"
+    out_dir.mkdir()
+    try:
+        start = time.perf_counter()
+        done = subprocess.run(
+            [sys.executable, __file__, "--child", method, str(source), str(out_dir)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        process_wall = time.perf_counter() - start
+    finally:
+        shutil.rmtree(out_dir, ignore_errors=True)
+    if done.returncode != 0:
+        raise SystemExit(f"{method} on {source.name} failed:\n{done.stderr[-4000:]}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result["process_wall_s"] = process_wall
+    result["rows_per_s"] = result["rows"] / result["wall_s"]
+    return result
+
+
+def repeats_for(size: int, repeats: int, repeats_large: int) -> int:
+    return max(1, repeats_large if size >= LARGE_ROWS else repeats)
+
+
+def measure_batch(paths: dict[int, Path], repeats: int, repeats_large: int, scratch: Path) -> dict:
+    sizes = {}
+    for size, path in sorted(paths.items()):
+        runs: dict[str, list[dict]] = {"ours": [], "naive": []}
+        for repeat in range(repeats_for(size, repeats, repeats_large)):
+            order = ["ours", "naive"] if repeat % 2 == 0 else ["naive", "ours"]
+            for method in order:
+                run = run_child(method, path, scratch)
+                runs[method].append(run)
+                print(
+                    f"  {size:>9,} rows  {method:<5}  {run['wall_s']:7.2f} s  "
+                    f"{run['rows_per_s']:>9,.0f} rows/s  cpu {run['cpu_s']:6.1f} s  "
+                    f"peak {run['peak_rss_mib']:6.0f} MiB  load {run['load1_at_start']}",
+                    file=sys.stderr,
+                )
+        summary = {}
+        for method, results in runs.items():
+            summary[method] = {
+                key: statistics.median(r[key] for r in results)
+                for key in ("wall_s", "rows_per_s", "cpu_s", "peak_rss_mib", "baseline_rss_mib")
+            }
+            summary[method].update(
+                {key: results[0][key] for key in ("rows", "rows_scored", "rows_rejected")}
+            )
+            summary[method]["cpu_s_per_100k_rows"] = (
+                summary[method]["cpu_s"] / summary[method]["rows"] * 1e5
+            )
+            summary[method]["runs"] = results
+        ours, naive = summary["ours"], summary["naive"]
+        summary["throughput_ratio"] = ours["rows_per_s"] / naive["rows_per_s"]
+        summary["rss_ratio"] = ours["peak_rss_mib"] / naive["peak_rss_mib"]
+        summary["cpu_ratio"] = ours["cpu_s"] / naive["cpu_s"]
+        summary["repeats"] = len(runs["ours"])
+        summary["file_mib"] = path.stat().st_size / 2**20
+        sizes[str(size)] = summary
+    return {"sizes": sizes}
+
+
+# --- 3. where the time goes ---------------------------------------------------------------
+
+
+class Stopwatch:
+    """Seconds spent inside wrapped functions, by name."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+
+    def wrap(self, name, function):
+        def timed(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+
+        return timed
+
+    def wrap_iterator(self, name, function):
+        def timed(*args, **kwargs):
+            iterator = iter(function(*args, **kwargs))
+            while True:
+                start = time.perf_counter()
+                try:
+                    item = next(iterator)
+                except StopIteration:
+                    self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+                    return
+                self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+                yield item
+
+        return timed
+
+
+@contextlib.contextmanager
+def patched(owner, name, replacement):
+    original = getattr(owner, name)
+    setattr(owner, name, replacement)
+    try:
+        yield
+    finally:
+        setattr(owner, name, original)
+
+
+OURS_STAGES = {
+    "read": "read_csv, chunked (every cell as text)",
+    "validate": "validate_frame",
+    "encode": "encode_frame",
+    "predict": "booster predict",
+    "finish": "finish (exp, interval, clamp)",
+    "assemble": "assemble scored/rejected frames",
+    "neutralise": "neutralise_formulas",
+    "write": "to_csv (scored + rejected)",
+    "other": "other (header checks, fsync, rename)",
+}
+NAIVE_STAGES = {
+    "read": "read_csv, whole file",
+    "predict": "pipeline.predict",
+    "assign": "exp + assign",
+    "write": "to_csv",
+}
+
+
+def breakdown_ours(source: Path, scratch: Path) -> dict:
+    """Run the real score_file on one chunk with timers around each stage it calls."""
+    import inspect
+
+    from homevalue import batch, predict
+    from homevalue.model import Model, load_model
+
+    model = load_model()
+    watch = Stopwatch()
+    out_dir = scratch / "breakdown"
+    with contextlib.ExitStack() as stack:
+        for owner, name, label in [
+            (predict, "validate_frame", "validate"),
+            (predict, "encode_frame", "encode"),
+            (Model, "predict_log", "predict"),
+            (predict, "finish", "finish"),
+            (batch, "score_frame", "score_frame"),
+            (batch, "neutralise_formulas", "neutralise"),
+            (batch._CsvSink, "write", "sink_write"),
+        ]:
+            stack.enter_context(patched(owner, name, watch.wrap(label, getattr(owner, name))))
+        stack.enter_context(
+            patched(batch, "read_chunks", watch.wrap_iterator("read", batch.read_chunks))
+        )
+        start = time.perf_counter()
+        result = batch.score_file(source, out_dir, model=model, progress=False)
+        total = time.perf_counter() - start
+    shutil.rmtree(out_dir, ignore_errors=True)
+    s = watch.seconds
+    inner = s["validate"] + s["encode"] + s["predict"] + s["finish"]
+    stages = {
+        "read": s["read"],
+        "validate": s["validate"],
+        "encode": s["encode"],
+        "predict": s["predict"],
+        "finish": s["finish"],
+        "assemble": s["score_frame"] - inner,
+        "neutralise": s["neutralise"],
+        "write": s["sink_write"] - s["neutralise"],
+    }
+    stages["other"] = total - sum(stages.values())
+    threads = inspect.signature(batch.score_file).parameters["threads"].default
+    return {"rows": result.rows_read, "total_s": total, "stages": stages, "threads": threads}
+
+
+def breakdown_naive(source: Path, scratch: Path) -> dict:
+    from homevalue import load_model
+
+    model = load_model()
+    clock = time.perf_counter
+    t0 = clock()
+    df = pd.read_csv(source)
+    t1 = clock()
+    log_price = model.pipeline.predict(df[model.schema.names])
+    t2 = clock()
+    out = df.assign(predicted_price=np.exp(log_price))
+    t3 = clock()
+    out.to_csv(scratch / "naive_breakdown.csv", index=False)
+    t4 = clock()
+    (scratch / "naive_breakdown.csv").unlink()
+    stages = {"read": t1 - t0, "predict": t2 - t1, "assign": t3 - t2, "write": t4 - t3}
+    threads = model.pipeline.named_steps["regress"].n_jobs  # sklearn predict's default
+    return {"rows": len(df), "total_s": t4 - t0, "stages": stages, "threads": threads}
+
+
+def predict_threads(source: Path) -> dict:
+    """The booster alone on one encoded chunk, 1 thread against 2 (best of 2 each)."""
+    from homevalue import load_model
+    from homevalue.batch import read_chunks
+    from homevalue.predict import encode_frame
+    from homevalue.schema import validate_frame
+
+    model = load_model()
+    frame = next(iter(read_chunks(source, model, 100_000)))
+    matrix = encode_frame(model, validate_frame(model.schema, frame).values)
+    seconds = {}
+    for threads in (1, 2):
+        best = float("inf")
+        for _ in range(2):
+            start = time.perf_counter()
+            model.predict_log(matrix, threads=threads)
+            best = min(best, time.perf_counter() - start)
+        seconds[str(threads)] = best
+    return {"rows": len(frame), "trees": model.booster.num_trees(), "seconds_by_threads": seconds}
+
+
+# --- report -------------------------------------------------------------------------------
+
+
+def targets(online: dict, batch: dict, chunk_rows: int) -> list[dict]:
+    found = [
+        {
+            "target": f"predict_one p50 <= {ONE_P50_MAX_MS:g} ms",
+            "measured": f"{online['predict_one']['p50_ms']:.3f} ms",
+            "pass": online["predict_one"]["p50_ms"] <= ONE_P50_MAX_MS,
+        },
+        {
+            "target": f"predict_one >= {ONE_SPEEDUP_MIN:g}x faster than naive (p50)",
+            "measured": f"{online['speedup_p50']:.1f}x",
+            "pass": online["speedup_p50"] >= ONE_SPEEDUP_MIN,
+        },
+    ]
+    sizes = batch["sizes"]
+    for size, summary in sizes.items():
+        found.append(
+            {
+                "target": f"batch {int(size):,} rows: ours throughput >= naive",
+                "measured": f"{summary['throughput_ratio']:.2f}x naive",
+                "pass": summary["throughput_ratio"] >= 1.0,
+            }
+        )
+    largest = max(sizes, key=int)
+    peak = sizes[largest]["ours"]["peak_rss_mib"]
+    found.append(
+        {
+            "target": f"batch {int(largest):,} rows: ours peak RSS <= {RSS_MAX_MIB:g} MiB",
+            "measured": f"{peak:.0f} MiB",
+            "pass": peak <= RSS_MAX_MIB,
+        }
+    )
+    # Flatness is judged between files of at least one full chunk: a smaller file holds a
+    # smaller chunk, so its peak says nothing about growth with file size.
+    full = [size for size in sizes if int(size) >= chunk_rows]
+    if len(full) > 1:
+        smallest = min(full, key=int)
+        low = sizes[smallest]["ours"]["peak_rss_mib"]
+        found.append(
+            {
+                "target": (
+                    f"ours peak RSS flat from {int(smallest):,} to {int(largest):,} rows "
+                    f"(ratio <= {RSS_FLAT_MAX_RATIO:g})"
+                ),
+                "measured": f"{low:.0f} -> {peak:.0f} MiB ({peak / low:.2f}x, "
+                f"{peak - low:+.0f} MiB)",
+                "pass": peak / low <= RSS_FLAT_MAX_RATIO,
+            }
+        )
+    return found
+
+
+def stage_table(title: str, part: dict, labels: dict[str, str]) -> list[str]:
+    lines = [f"| {title} | s | share |", "|---|---:|---:|"]
+    for key, seconds in part["stages"].items():
+        lines.append(f"| {labels[key]} | {seconds:.3f} | {seconds / part['total_s']:.0%} |")
+    lines.append(f"| **total** | **{part['total_s']:.3f}** | |")
+    return lines
+
+
+def markdown(core: dict) -> str:
+    m, on, ba = core["machine"], core["online"], core["batch"]
+    libs = ", ".join(f"{k} {v}" for k, v in m["libraries"].items())
+    lines = [
+        "## Core benchmarks",
+        "",
+        f"Generated {core['generated_at']} by `{core['command']}` "
+        f"({core['duration_s']:.0f} s; git {m['git'] or 'unknown'}).",
+        "",
+        f"Machine: {m['cpu_count']} CPUs ({m['cpus_usable']} usable, "
+        f"{m['cpu_model'] or 'unknown'}), {m['memory_gib']} GiB RAM, {m['os']}; "
+        f"Python {m['python']}; {libs}. "
+        f"Load average (1/5/15 min) at start {core['load_average']['start']}, at end "
+        f"{core['load_average']['end']}: the machine is shared, so figures are indicative.",
+        "",
+        "### Targets",
+        "",
+        "| target | measured | result |",
+        "|---|---|---|",
+        *(
+            f"| {t['target']} | {t['measured']} | {'PASS' if t['pass'] else 'FAIL'} |"
+            for t in core["targets"]
+        ),
+        "",
+        "### Online: one house",
+        "",
+        f"The same house (price ${on['price']:,.0f}, flags: {', '.join(on['flags']) or 'none'}),"
+        " timed call by call after a warm-up.",
+        "",
+        "| call | calls | p50 ms | p99 ms | mean ms |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for key, label in [
+        ("predict_one", "`homevalue.predict_one(record)`"),
+        ("naive_pipeline", "naive `model.pipeline.predict(pd.DataFrame([row]))`"),
+        ("comparable_sales", "`comparable_sales(lat, lon, area)`"),
+    ]:
+        r = on[key]
+        lines.append(
+            f"| {label} | {r['calls']:,} | {r['p50_ms']:.3f} | {r['p99_ms']:.3f} | "
+            f"{r['mean_ms']:.3f} |"
+        )
+    bd = core["breakdown"]
+    lines += [
+        "",
+        f"predict_one is **{on['speedup_p50']:.1f}x** faster than the naive call at p50 "
+        f"({on['speedup_p99']:.1f}x at p99).",
+        "",
+        "### Batch: a CSV of listings",
+        "",
+        "Reference sales drawn with replacement, `Sale_Price` dropped, a `listing_id` added. "
+        "*ours* = `homevalue.batch.score_file` (validates, chunks of "
+        f"{core['chunk_rows']:,} rows, atomic outputs, booster on {bd['ours']['threads']} "
+        "threads); *naive* = `pd.read_csv` of the whole file, "
+        "`np.exp(model.pipeline.predict(...))`, `to_csv` (no validation, booster on "
+        f"{bd['naive']['threads']} thread as trained, `n_jobs`). Each run is its own process, "
+        "ours and naive alternate, and the median of the runs is shown. Peak RSS includes the "
+        "interpreter and the loaded model (baseline column); CPU s is user+system time.",
+        "",
+        "| rows | file MiB | method | runs | wall s | rows/s | CPU s | peak RSS MiB "
+        "| baseline MiB | wall s of each run |",
+        "|---:|---:|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for size, s in ba["sizes"].items():
+        for method in ("ours", "naive"):
+            r = s[method]
+            runs = ", ".join(f"{x['wall_s']:.1f}" for x in r["runs"])
+            lines.append(
+                f"| {int(size):,} | {s['file_mib']:.0f} | {method} | {s['repeats']} | "
+                f"{r['wall_s']:.2f} | {r['rows_per_s']:,.0f} | {r['cpu_s']:.1f} | "
+                f"{r['peak_rss_mib']:.0f} | {r['baseline_rss_mib']:.0f} | {runs} |"
+            )
+    lines += [
+        "",
+        "| rows | ours/naive throughput | ours/naive CPU s | ours/naive peak RSS "
+        "| rows rejected by ours |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    for size, s in ba["sizes"].items():
+        lines.append(
+            f"| {int(size):,} | {s['throughput_ratio']:.2f}x | {s['cpu_ratio']:.2f}x | "
+            f"{s['rss_ratio']:.2f}x | {s['ours']['rows_rejected']:,} |"
+        )
+    sizes = list(ba["sizes"])
+    if len(sizes) > 1:
+        lo, hi = ba["sizes"][sizes[0]], ba["sizes"][sizes[-1]]
+        growth = "; ".join(
+            f"{method} {lo[method]['peak_rss_mib']:.0f} -> {hi[method]['peak_rss_mib']:.0f} MiB "
+            f"({hi[method]['peak_rss_mib'] - lo[method]['peak_rss_mib']:+.0f} MiB, "
+            f"{hi[method]['peak_rss_mib'] / lo[method]['peak_rss_mib']:.2f}x)"
+            for method in ("ours", "naive")
+        )
+        lines += ["", f"Peak RSS from {int(sizes[0]):,} to {int(sizes[-1]):,} rows: {growth}."]
+    th = bd["predict_threads"]["seconds_by_threads"]
+    lines += [
+        "",
+        f"### Where the time goes: one {bd['ours']['rows']:,}-row chunk",
+        "",
+        "One in-process run of each, timers around every stage (`score_file` itself is run, "
+        "its helpers wrapped).",
+        "",
+        *stage_table(f"ours ({bd['ours']['threads']} threads): stage", bd["ours"], OURS_STAGES),
+        "",
+        *stage_table(f"naive ({bd['naive']['threads']} thread): stage", bd["naive"], NAIVE_STAGES),
+        "",
+        f"The booster alone on that chunk (best of 2): {th['1']:.2f} s on 1 thread, "
+        f"{th['2']:.2f} s on 2 ({th['1'] / th['2']:.2f}x).",
+        "",
+        "### Notes",
+        "",
+        *core["notes"],
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def notes(batch: dict, breakdown: dict) -> list[str]:
+    """What the figures say, worded from the figures themselves."""
+    ours, naive = breakdown["ours"], breakdown["naive"]
+    th = breakdown["predict_threads"]
+    per_row_us = th["seconds_by_threads"]["1"] / th["rows"] * 1e6
+    scaling = th["seconds_by_threads"]["1"] / th["seconds_by_threads"]["2"]
+    overhead = ours["total_s"] - ours["stages"]["predict"]
+    naive_overhead = naive["total_s"] - naive["stages"]["predict"]
+    said = [
+        f"- Batch time is the model: the booster ({th['trees']} trees) is "
+        f"{ours['stages']['predict'] / ours['total_s']:.0%} of ours and "
+        f"{naive['stages']['predict'] / naive['total_s']:.0%} of naive, about "
+        f"{per_row_us:.0f} µs per row on one thread. Everything else in ours (read, "
+        f"validate, encode, write) costs {overhead:.2f} s per {ours['rows']:,} rows against "
+        f"{naive_overhead:.2f} s for naive's read and write.",
+        f"- Ours can only beat naive through the booster's threads ({ours['threads']} against "
+        f"{naive['threads']}). In this run 2 threads were {scaling:.2f}x faster than 1 on the "
+        "same chunk. At best 2 threads halve the booster's time, but only with a second core "
+        "free: LightGBM splits the rows evenly between its threads (OpenMP static schedule), "
+        "so when another process holds a core (see the load average) the whole call waits for "
+        "the starved thread and the gain vanishes. The throughput target then hinges on the "
+        "machine, not the code.",
+    ]
+    for size, s in batch["sizes"].items():
+        cpu = s["cpu_ratio"]
+        said.append(
+            f"- {int(size):,} rows: ours used {cpu:.2f}x naive's CPU time "
+            f"({s['ours']['cpu_s_per_100k_rows']:.1f} against "
+            f"{s['naive']['cpu_s_per_100k_rows']:.1f} CPU s per 100k rows) for "
+            f"{s['throughput_ratio']:.2f}x its throughput."
+        )
+    said += [
+        f"- Ours holds one chunk ({breakdown['chunk_rows']:,} rows) at a time, so its peak "
+        "memory is set by the chunk size, not the file; naive holds the whole file plus a "
+        "copy. Per row held, ours is heavier (text cells, validation copies, flag strings), "
+        "which is why naive can be lighter on a one-chunk file.",
+        "- The sample keeps reference sales from neighbourhoods the model never trained on; "
+        "ours rejects them with a reason ("
+        + ", ".join(
+            f"{s['ours']['rows_rejected']:,} of {int(size):,}" for size, s in batch["sizes"].items()
+        )
+        + "), naive silently prices them (the encoder turns an unknown category into NaN).",
+    ]
+    return said
+
+
+# --- writing ------------------------------------------------------------------------------
+
+
+def write_json(core: dict) -> None:
+    document = {}
+    if JSON_PATH.exists():
+        with contextlib.suppress(json.JSONDecodeError):
+            loaded = json.loads(JSON_PATH.read_text())
+            if isinstance(loaded, dict):
+                document = loaded
+    document[SECTION] = core
+    write_atomic(JSON_PATH, json.dumps(document, indent=2) + "\n")
+
+
+def write_markdown(block: str) -> None:
+    core = f"{MD_START}\n{block}{MD_END}"
+    if MD_PATH.exists():
+        text = MD_PATH.read_text()
+        start, end = text.find(MD_START), text.find(MD_END)
+        if start != -1 and end > start:
+            text = text[:start] + core + text[end + len(MD_END) :]
+        else:
+            text = text.rstrip("\n") + "\n\n" + core + "\n"
+    else:
+        text = (
+            "# Benchmarks\n\nWritten by `make bench`; each section between its markers is "
+            "regenerated by its own script, the rest is kept.\n\n" + core + "\n"
+        )
+    write_atomic(MD_PATH, text)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(text, encoding="utf-8")
+    os.replace(temporary, path)
+
+
+# --- main ---------------------------------------------------------------------------------
+
+
+def run_benchmarks(sizes: list[int], repeats: int, repeats_large: int, calls: int) -> dict:
+    from homevalue import config
+
+    started = time.perf_counter()
+    load_start = load_average()
+    print("online ...", file=sys.stderr)
+    online = measure_online(calls)
+    with tempfile.TemporaryDirectory(prefix="homevalue-bench-") as folder:
+        scratch = Path(folder)
+        print(f"writing inputs {sizes} to {scratch} ...", file=sys.stderr)
+        paths = make_inputs(scratch, sizes)
+        print("batch ...", file=sys.stderr)
+        batch = measure_batch(paths, repeats, repeats_large, scratch)
+        chunk = paths[min(sizes, key=lambda n: abs(n - config.BATCH_CHUNK_ROWS))]
+        print(f"breakdown on {chunk.name} ...", file=sys.stderr)
+        breakdown = {
+            "ours": breakdown_ours(chunk, scratch),
+            "naive": breakdown_naive(chunk, scratch),
+            "predict_threads": predict_threads(chunk),
+            "chunk_rows": config.BATCH_CHUNK_ROWS,
+        }
+    core = {
+        "generated_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "command": " ".join([COMMAND, *sys.argv[1:]]),
+        "duration_s": 0.0,
+        "load_average": {"start": load_start, "end": load_average()},
+        "machine": machine_info(),
+        "chunk_rows": config.BATCH_CHUNK_ROWS,
+        "online": online,
+        "batch": batch,
+        "breakdown": breakdown,
+        "targets": targets(online, batch, config.BATCH_CHUNK_ROWS),
+        "notes": notes(batch, breakdown),
+    }
+    core["duration_s"] = time.perf_counter() - started
+    return core
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="100000,1000000", help="batch file sizes in rows")
+    parser.add_argument("--repeats", type=int, default=3, help="batch runs per method and size")
+    parser.add_argument(
+        "--repeats-large", type=int, default=2, help=f"the same for files of {LARGE_ROWS:,}+ rows"
+    )
+    parser.add_argument("--calls", type=int, default=3000, help="timed predict_one calls")
+    parser.add_argument("--strict", action="store_true", help="exit 1 if a target is missed")
+    parser.add_argument("--no-write", action="store_true", help="print, do not write docs/")
+    parser.add_argument("--child", nargs=3, metavar=("METHOD", "SOURCE", "OUT_DIR"),
+                        help=argparse.SUPPRESS)  # fmt: skip
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.child:
+        method, source, out_dir = args.child
+        print(json.dumps(CHILDREN[method](Path(source), Path(out_dir))))
+        return 0
+    sizes = sorted({int(s) for s in args.sizes.split(",") if s.strip()})
+    core = run_benchmarks(sizes, args.repeats, args.repeats_large, args.calls)
+    block = markdown(core)
+    if not args.no_write:
+        write_json(core)
+        write_markdown(block)
+        print(f"wrote {JSON_PATH} and {MD_PATH}", file=sys.stderr)
+    print(block)
+    missed = [t["target"] for t in core["targets"] if not t["pass"]]
+    if missed:
+        print(f"targets missed: {'; '.join(missed)}", file=sys.stderr)
+    return 1 if missed and args.strict else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

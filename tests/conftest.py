@@ -1,0 +1,49 @@
+"""Fixtures shared by the test modules: the committed model and one ordinary house."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+import homevalue
+from homevalue import config
+
+
+@pytest.fixture(scope="session")
+def model() -> homevalue.Model:
+    """The committed model, loaded once (load_model caches it per folder anyway)."""
+    return homevalue.load_model()
+
+
+@pytest.fixture(scope="session")
+def schema(model: homevalue.Model) -> homevalue.Schema:
+    return model.schema
+
+
+@pytest.fixture
+def good_house() -> dict:
+    """A valid, unremarkable house with every field given and inside the training range."""
+    return {
+        "Neighborhood": "North_Ames",
+        "Overall_Cond": "Average",
+        "Bldg_Type": "OneFam",
+        "Central_Air": "Y",
+        "Gr_Liv_Area": 1500,
+        "Total_Bsmt_SF": 1000,
+        "Lot_Area": 9000,
+        "Year_Built": 1975,
+        "Year_Remod_Add": 1990,
+        "Garage_Cars": 2,
+        "Full_Bath": 2,
+        "Half_Bath": 0,
+        "Bedroom_AbvGr": 3,
+        "Fireplaces": 1,
+        "Longitude": -93.62,
+        "Latitude": 42.03,
+    }
+
+
+@pytest.fixture
+def reference(model: homevalue.Model) -> pd.DataFrame:
+    """The reference sales stored next to the model (a fresh copy per test)."""
+    return pd.read_csv(model.path / config.REFERENCE_SALES)

@@ -1,0 +1,376 @@
+"""`homevalue.batch.score_file` and `homevalue batch score`: every row accounted for, outputs
+whole or absent, input columns passed through as written, no formulas in the downloads."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from batch_helpers import ID, everything_in, houses, read_text_csv, write_csv
+
+import homevalue
+from homevalue import batch, cli
+from homevalue.batch import REJECTED_COLUMNS, neutralise_formulas, score_file
+from homevalue.predict import PRICE_COLUMNS
+
+
+@pytest.fixture(scope="module")
+def model() -> homevalue.Model:
+    return homevalue.load_model()
+
+
+def score(source, out, model, **options) -> batch.BatchResult:
+    return score_file(source, out, model=model, progress=False, **options)
+
+
+# --- good files ---------------------------------------------------------------------------
+
+
+def test_good_csv_scores_every_row_and_passes_input_columns_through(tmp_path, model):
+    given = houses(50)
+    source = write_csv(given, tmp_path / "houses.csv")
+
+    result = score(source, tmp_path / "out", model)
+
+    assert (result.rows_scored, result.rows_rejected, result.rows_read) == (50, 0, 50)
+    assert result.scored_path == tmp_path / "out" / "houses.scored.csv"
+    assert result.rejected_path == tmp_path / "out" / "houses.rejected.csv"
+    assert result.model_version == model.version
+    scored = read_text_csv(result.scored_path)
+    assert list(scored.columns) == ["row", *given.columns, *PRICE_COLUMNS]
+    pd.testing.assert_frame_equal(scored[list(given.columns)], given)
+    assert scored.loc[6, ID] == "007"
+    assert scored["row"].tolist() == [str(i) for i in range(1, 51)]
+    for column in ["predicted_price", "price_low", "price_high"]:
+        assert scored[column].str.fullmatch(r"[1-9]\d*").all(), column
+    prices = scored[["predicted_price", "price_low", "price_high"]].astype(int)
+    assert (prices["price_low"] <= prices["predicted_price"]).all()
+    assert (prices["predicted_price"] <= prices["price_high"]).all()
+    assert (scored["model_version"] == model.version).all()
+    assert read_text_csv(result.rejected_path).empty
+    assert list(read_text_csv(result.rejected_path).columns) == REJECTED_COLUMNS
+
+
+def test_batch_prices_equal_predict_frame_on_the_same_rows(tmp_path, model):
+    given = houses(50)
+    source = write_csv(given, tmp_path / "houses.csv")
+
+    scored = pd.read_csv(score(source, tmp_path / "out", model).scored_path)
+    expected = homevalue.predict_frame(pd.read_csv(source), model=model)
+
+    for column in ["predicted_price", "price_low", "price_high"]:
+        assert scored[column].tolist() == expected[column].tolist(), column
+    assert scored["flags"].fillna("").tolist() == expected["flags"].tolist()
+
+
+def test_parquet_in_gives_parquet_out_with_the_same_prices_as_csv(tmp_path, model):
+    given = houses(30)
+    csv_source = write_csv(given, tmp_path / "houses.csv")
+    parquet_source = tmp_path / "typed.parquet"
+    pd.read_csv(csv_source, dtype={ID: str}).to_parquet(parquet_source, index=False)
+
+    result = score(parquet_source, tmp_path / "out", model, chunk_rows=8)
+
+    assert result.scored_path == tmp_path / "out" / "typed.scored.parquet"
+    assert result.rejected_path.suffix == ".csv"
+    assert (result.rows_scored, result.rows_rejected) == (30, 0)
+    from_parquet = pd.read_parquet(result.scored_path)
+    from_csv = pd.read_csv(score(csv_source, tmp_path / "out", model).scored_path)
+    assert from_parquet[ID].tolist() == given[ID].tolist()
+    assert from_parquet["row"].tolist() == list(range(1, 31))
+    for column in ["predicted_price", "price_low", "price_high"]:
+        assert from_parquet[column].dtype == np.int64
+        assert from_parquet[column].tolist() == from_csv[column].tolist(), column
+
+
+def test_extra_columns_are_passed_through_as_written(tmp_path, model):
+    given = houses(5)
+    given["note"] = ['Café, "big"', "line\nbreak", "", "  spaces  ", "0042"]
+    given["Sale_Date"] = "2010-05-01"
+    source = write_csv(given, tmp_path / "houses.csv")
+
+    scored = read_text_csv(score(source, tmp_path / "out", model).scored_path)
+
+    pd.testing.assert_frame_equal(scored[list(given.columns)], given)
+
+
+def test_header_only_file_gives_empty_outputs(tmp_path, model):
+    source = tmp_path / "none.csv"
+    source.write_text(",".join(houses(1).columns) + "\n")
+
+    result = score(source, tmp_path / "out", model)
+
+    assert (result.rows_scored, result.rows_rejected) == (0, 0)
+    assert everything_in(tmp_path / "out") == ["none.rejected.csv", "none.scored.csv"]
+    scored = read_text_csv(result.scored_path)
+    assert scored.empty
+    assert list(scored.columns) == ["row", *houses(1).columns, *PRICE_COLUMNS]
+    assert list(read_text_csv(result.rejected_path).columns) == REJECTED_COLUMNS
+
+
+# --- chunks and row numbers ---------------------------------------------------------------
+
+
+def _file_with_some_bad_rows(tmp_path):
+    given = houses(50)
+    given.loc[9, "Gr_Liv_Area"] = "-5"  # row 10
+    given.loc[22, "Neighborhood"] = "Atlantis"  # row 23
+    given.loc[43, "Lot_Area"] = "lots"  # row 44
+    given.loc[3, "Garage_Cars"] = ""  # optional: scored with the default, written as ""
+    given.loc[4, "Latitude"] = "42.0500"  # written as given, not as 42.05
+    return given, write_csv(given, tmp_path / "houses.csv")
+
+
+def test_chunk_size_changes_nothing_and_rows_are_numbered_in_the_whole_file(tmp_path, model):
+    given, source = _file_with_some_bad_rows(tmp_path)
+
+    small = score(source, tmp_path / "small", model, chunk_rows=7)
+    large = score(source, tmp_path / "large", model, chunk_rows=100_000)
+
+    assert small.scored_path.read_bytes() == large.scored_path.read_bytes()
+    assert small.rejected_path.read_bytes() == large.rejected_path.read_bytes()
+    scored = read_text_csv(small.scored_path)
+    expected_rows = [i for i in range(1, 51) if i not in (10, 23, 44)]
+    assert scored["row"].astype(int).tolist() == expected_rows
+    # the row number and the id (row i has id i) say the same: no row shifted between chunks
+    assert scored[ID].astype(int).tolist() == expected_rows
+    assert read_text_csv(small.rejected_path)["row"].astype(int).tolist() == [10, 23, 44]
+    assert scored.loc[scored[ID] == "004", "Garage_Cars"].item() == ""
+    assert scored.loc[scored[ID] == "005", "Latitude"].item() == "42.0500"
+    assert scored.loc[scored[ID] == "006", "Garage_Cars"].item() == given.loc[5, "Garage_Cars"]
+
+
+# --- bad rows -----------------------------------------------------------------------------
+
+
+def test_every_row_is_scored_or_rejected_with_the_field_and_reason(tmp_path, model):
+    given = houses(30)
+    breaks = {  # row number (1 = first data row): (field, value)
+        3: ("Gr_Liv_Area", "-1200"),
+        5: ("Neighborhood", "Atlantis"),
+        8: ("Lot_Area", "twelve thousand"),
+        11: ("Year_Built", ""),
+        14: ("Year_Remod_Add", str(int(given.loc[13, "Year_Built"]) - 10)),
+        17: ("Total_Bsmt_SF", "inf"),
+    }
+    for row, (field, value) in breaks.items():
+        given.loc[row - 1, field] = value
+    given.loc[19, "Neighborhood"] = "Nowhere"  # row 20: two problems, one row
+    given.loc[19, "Gr_Liv_Area"] = "1,5OO"
+    source = write_csv(given, tmp_path / "mixed.csv")
+
+    result = score(source, tmp_path / "out", model, chunk_rows=4)
+
+    rejected = read_text_csv(result.rejected_path)
+    scored = read_text_csv(result.scored_path)
+    assert list(rejected.columns) == REJECTED_COLUMNS
+    bad_rows = {int(r) for r in rejected["row"]}
+    assert bad_rows == {*breaks, 20}
+    assert len(scored) + len(bad_rows) == len(given) == result.rows_read
+    assert (result.rows_scored, result.rows_rejected) == (23, 7)
+    assert set(scored["row"].astype(int)).isdisjoint(bad_rows)
+    found = {(int(r.row), r.field): (r.value, r.reason) for r in rejected.itertuples()}
+    expected_fields = {(row, field) for row, (field, _) in breaks.items()}
+    expected_fields |= {(20, "Neighborhood"), (20, "Gr_Liv_Area")}
+    assert set(found) == expected_fields
+    assert found[(3, "Gr_Liv_Area")] == ("-1200", "must be between 200 and 10,000 sq ft")
+    assert found[(5, "Neighborhood")][0] == "Atlantis"
+    assert found[(5, "Neighborhood")][1].startswith("must be one of: ")
+    assert "North_Ames" in found[(5, "Neighborhood")][1]
+    assert found[(8, "Lot_Area")] == ("twelve thousand", "must be a number")
+    assert found[(11, "Year_Built")] == ("", "is required")
+    value, reason = found[(14, "Year_Remod_Add")]
+    assert value == breaks[14][1]
+    built = given.loc[13, "Year_Built"]  # schema.fmt shows years as "1,990" today; either will do
+    assert reason.replace(",", "") == f"must not be earlier than Year_Built ({built})"
+    assert found[(17, "Total_Bsmt_SF")] == ("inf", "must be a finite number")
+    assert found[(20, "Gr_Liv_Area")] == ("1,5OO", "must be a number")
+    assert rejected["row"].astype(int).is_monotonic_increasing
+
+
+# --- files that cannot be scored ----------------------------------------------------------
+
+
+def _csv_text(frame: pd.DataFrame) -> str:
+    return frame.to_csv(index=False)
+
+
+def _latin1(frame: pd.DataFrame) -> bytes:
+    frame = frame.copy()
+    frame.loc[3, "Neighborhood"] = "Café"
+    return _csv_text(frame).encode("latin-1")
+
+
+def _duplicate_column(frame: pd.DataFrame) -> bytes:
+    lines = _csv_text(frame).splitlines()
+    lines = [lines[0] + ",Lot_Area"] + [line + ",1" for line in lines[1:]]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def _too_many_fields(frame: pd.DataFrame) -> bytes:
+    lines = _csv_text(frame).splitlines()
+    lines[30] += ",surplus,cells"  # data row 30, line 31 of the file
+    return ("\n".join(lines) + "\n").encode()
+
+
+def _junk(frame: pd.DataFrame) -> bytes:
+    return b"\x00\xff\x00" + np.random.default_rng(7).bytes(4096) + b"\x00" * 16
+
+
+BROKEN = {
+    "empty.csv": (lambda frame: b"", r"^empty\.csv is empty: expected a CSV with a header row$"),
+    "no_area.csv": (
+        lambda frame: _csv_text(frame.drop(columns="Gr_Liv_Area")).encode(),
+        r"^no_area\.csv lacks required column\(s\) Gr_Liv_Area; it has house_id, ",
+    ),
+    "latin1.csv": (_latin1, r"^latin1\.csv is not UTF-8 text \(byte 0xe9 .*save it as 'CSV UTF-8'"),
+    "junk.csv": (_junk, r"^junk\.csv is not UTF-8 text \(byte 0xff"),
+    "junk.parquet": (_junk, r"^junk\.parquet is not a readable Parquet file: "),
+    "houses.xlsx": (
+        lambda frame: b"PK\x03\x04" + _csv_text(frame).encode(),
+        r"^houses\.xlsx: unsupported file type \.xlsx; use \.csv or \.parquet$",
+    ),
+    "dupes.csv": (_duplicate_column, r"^dupes\.csv has duplicate column names: Lot_Area$"),
+    "scored_before.csv": (
+        lambda frame: _csv_text(frame.assign(predicted_price="1")).encode(),
+        r"^scored_before\.csv already has column\(s\) predicted_price: is it an output file\?",
+    ),
+    "ragged.csv": (
+        _too_many_fields,
+        r"^ragged\.csv cannot be read as CSV: .*Expected 20 fields in line 31, saw 22",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", BROKEN)
+def test_a_broken_file_raises_and_leaves_no_output(tmp_path, model, name):
+    build, message = BROKEN[name]
+    source = tmp_path / name
+    source.write_bytes(build(houses(40)))
+    out = tmp_path / "out"
+
+    with pytest.raises(homevalue.BatchFileError, match=message):
+        score(source, out, model, chunk_rows=7)  # ragged.csv fails after chunks were written
+
+    assert everything_in(out) == []
+
+
+def test_a_failed_run_leaves_an_earlier_output_untouched(tmp_path, model):
+    source = write_csv(houses(20), tmp_path / "houses.csv")
+    first = score(source, tmp_path / "out", model)
+    before = first.scored_path.read_bytes(), first.rejected_path.read_bytes()
+    source.write_text(source.read_text() + "1,2,3," * 10 + "\n")  # too many fields
+
+    with pytest.raises(homevalue.BatchFileError, match="cannot be read as CSV"):
+        score(source, tmp_path / "out", model, chunk_rows=7)
+
+    assert (first.scored_path.read_bytes(), first.rejected_path.read_bytes()) == before
+    assert everything_in(tmp_path / "out") == ["houses.rejected.csv", "houses.scored.csv"]
+
+
+def test_a_crash_mid_file_leaves_no_output_and_no_temporaries(tmp_path, model, monkeypatch):
+    source = write_csv(houses(40), tmp_path / "houses.csv")
+    real_score_frame = batch.score_frame
+    calls = []
+
+    def failing_on_third_chunk(*args, **kwargs):
+        calls.append(kwargs["first_row"])
+        if len(calls) == 3:
+            raise RuntimeError("disk on fire")
+        return real_score_frame(*args, **kwargs)
+
+    monkeypatch.setattr(batch, "score_frame", failing_on_third_chunk)
+
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        score(source, tmp_path / "out", model, chunk_rows=7)
+
+    assert calls == [1, 8, 15]
+    assert everything_in(tmp_path / "out") == []
+
+
+# --- formulas -----------------------------------------------------------------------------
+
+
+def test_neutralise_formulas_prefixes_risky_text_only():
+    frame = pd.DataFrame(
+        {
+            "text": ["=1+2", "+cmd", "-cmd", "@SUM(A1)", "\tx", "\rx", "-93.6", "+7", "ok", None],
+            "number": [-1.5, 2.0, -3.0, 4.0, 5.0, 6.0, -93.6, 7.0, 8.0, 9.0],
+        }
+    )
+    original = frame.copy()
+
+    safe = neutralise_formulas(frame)
+
+    assert safe["text"].iloc[:-1].tolist() == [
+        "'=1+2", "'+cmd", "'-cmd", "'@SUM(A1)", "'\tx", "'\rx", "-93.6", "+7", "ok",
+    ]  # fmt: skip
+    assert pd.isna(safe["text"].iloc[-1])
+    assert safe["number"].tolist() == original["number"].tolist()
+    pd.testing.assert_frame_equal(frame, original)  # the input is not changed
+
+
+def test_formula_cells_are_neutralised_in_scored_and_rejected_csv(tmp_path, model):
+    given = houses(10)
+    risky = ["=1+2", "+cmd", "-cmd|' /C calc'!A0", "@SUM(A1)", "\tx", "\rx"]
+    harmless = ["-5", "a\rb", "", ""]  # a negative number; a "\r" inside a cell
+    given["note"] = risky + harmless
+    given.loc[0, ID] = '=HYPERLINK("http://x")'
+    given.loc[8, "Gr_Liv_Area"] = "-1200"
+    given.loc[9, "Neighborhood"] = '=HYPERLINK("http://evil")'
+    source = tmp_path / "houses.csv"
+    given.to_csv(source, index=False, lineterminator="\r\n")  # so that "\r" cells are quoted
+
+    result = score(source, tmp_path / "out", model)
+
+    scored = read_text_csv(result.scored_path)
+    assert scored["row"].tolist() == [str(i) for i in range(1, 9)]
+    assert scored["note"].tolist() == ["'" + v for v in risky] + harmless[:2]
+    assert scored.loc[0, ID] == '\'=HYPERLINK("http://x")'
+    assert scored["Longitude"].tolist() == given["Longitude"][:8].tolist()  # not prefixed
+    assert scored["Longitude"].str.startswith("-93.").all()
+    rejected = read_text_csv(result.rejected_path)
+    assert rejected["row"].tolist() == ["9", "10"]
+    values = rejected.set_index("field")["value"]
+    assert values["Gr_Liv_Area"] == "-1200"
+    assert values["Neighborhood"] == '\'=HYPERLINK("http://evil")'
+
+
+# --- command line -------------------------------------------------------------------------
+
+
+def test_cli_score_prints_counts(tmp_path, capsys):
+    given = houses(12)
+    given.loc[4, "Neighborhood"] = "Atlantis"
+    source = write_csv(given, tmp_path / "houses.csv")
+    out = tmp_path / "out"
+
+    code = cli.main(["batch", "score", str(source), "--out", str(out), "--chunk-rows", "5"])
+
+    printed = capsys.readouterr()
+    assert code == 0
+    assert printed.out == (
+        f"11 scored -> {out / 'houses.scored.csv'}\n1 rejected -> {out / 'houses.rejected.csv'}\n"
+    )
+    assert len(read_text_csv(out / "houses.scored.csv")) == 11
+
+
+def test_cli_score_of_a_bad_file_exits_1_with_a_message_and_no_traceback(tmp_path, capsys):
+    source = write_csv(houses(3).drop(columns="Latitude"), tmp_path / "houses.csv")
+
+    code = cli.main(["batch", "score", str(source), "--out", str(tmp_path / "out")])
+
+    printed = capsys.readouterr()
+    assert code == 1
+    assert printed.out == ""
+    assert printed.err.startswith("homevalue: houses.csv lacks required column(s) Latitude")
+    assert "Traceback" not in printed.err
+    assert everything_in(tmp_path / "out") == []
+
+
+def test_progress_bar_shows_when_asked(tmp_path, model, capsys):
+    source = write_csv(houses(5), tmp_path / "houses.csv")
+
+    score_file(source, tmp_path / "out", model=model, progress=True)
+
+    assert "rows" in capsys.readouterr().err

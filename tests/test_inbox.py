@@ -1,0 +1,324 @@
+"""The cron job `homevalue batch inbox`: each file scored once, nothing lost, no overlap,
+recovery after a crash, a history of runs, and silence on stderr when nobody watches."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pandas as pd
+import pytest
+from batch_helpers import everything_in, houses, read_text_csv, reference_text, write_csv
+
+import homevalue
+from homevalue import cli
+from homevalue.inbox import BatchDirs, InboxBusy, exclusive_lock, run_history, run_inbox
+
+
+@pytest.fixture(scope="module")
+def model() -> homevalue.Model:
+    return homevalue.load_model()
+
+
+@pytest.fixture
+def dirs(tmp_path) -> BatchDirs:
+    dirs = BatchDirs(tmp_path / "batch" / "inbox")
+    dirs.inbox.mkdir(parents=True)
+    return dirs
+
+
+def run(dirs: BatchDirs, model) -> list[dict]:
+    return run_inbox(dirs.inbox, model=model, progress=False)
+
+
+def cli_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "homevalue.cli", "batch", *args]
+
+
+def with_bad_rows(n: int, bad: int) -> pd.DataFrame:
+    frame = houses(n)
+    frame.loc[: bad - 1, "Gr_Liv_Area"] = "-1"
+    return frame
+
+
+# --- one run, then the next ---------------------------------------------------------------
+
+
+def test_new_files_are_scored_archived_and_recorded(dirs, model):
+    write_csv(with_bad_rows(20, 2), dirs.inbox / "a.csv")
+    pd.read_csv(write_csv(houses(7), dirs.root / "b.csv"), dtype={"house_id": str}).to_parquet(
+        dirs.inbox / "b.parquet", index=False
+    )
+
+    summaries = run(dirs, model)
+
+    assert [(s["file"], s["status"]) for s in summaries] == [("a.csv", "ok"), ("b.parquet", "ok")]
+    assert [(s["rows_scored"], s["rows_rejected"]) for s in summaries] == [(18, 2), (7, 0)]
+    assert everything_in(dirs.inbox) == []
+    assert everything_in(dirs.archive) == ["a.csv", "b.parquet"]
+    assert everything_in(dirs.outbox) == [
+        "a.run1.rejected.csv", "a.run1.scored.csv", "b.run2.rejected.csv", "b.run2.scored.parquet",
+    ]  # fmt: skip
+    assert len(read_text_csv(dirs.outbox / "a.run1.scored.csv")) == 18
+    assert len(read_text_csv(dirs.outbox / "a.run1.rejected.csv")) == 2
+    assert pd.read_parquet(dirs.outbox / "b.run2.scored.parquet")["house_id"].iloc[6] == "007"
+    history = run_history(dirs.history).set_index("file")
+    assert history["status"].to_dict() == {"b.parquet": "ok", "a.csv": "ok"}
+    assert history.loc["a.csv", ["rows_scored", "rows_rejected"]].tolist() == [18, 2]
+    assert history.loc["b.parquet", ["rows_scored", "rows_rejected"]].tolist() == [7, 0]
+    assert history.loc["a.csv", "output"] == str(dirs.outbox / "a.run1.scored.csv")
+    assert (history["model_version"] == model.version).all()
+    assert history["finished_at"].notna().all()
+
+
+def test_a_second_run_with_nothing_new_does_nothing(dirs, model):
+    write_csv(houses(5), dirs.inbox / "a.csv")
+    run(dirs, model)
+    outputs = {name: (dirs.outbox / name).read_bytes() for name in everything_in(dirs.outbox)}
+
+    assert run(dirs, model) == []
+
+    assert {n: (dirs.outbox / n).read_bytes() for n in everything_in(dirs.outbox)} == outputs
+    assert everything_in(dirs.archive) == ["a.csv"]
+    assert len(run_history(dirs.history)) == 1
+
+
+def test_the_same_content_under_another_name_is_skipped_and_archived(dirs, model):
+    source = write_csv(houses(5), dirs.inbox / "monday.csv")
+    content = source.read_bytes()
+    run(dirs, model)
+    outputs = everything_in(dirs.outbox)
+    (dirs.inbox / "tuesday.csv").write_bytes(content)
+
+    summaries = run(dirs, model)
+
+    assert [(s["file"], s["status"]) for s in summaries] == [("tuesday.csv", "skipped")]
+    assert summaries[0]["error"] == "same content as run 1"
+    assert everything_in(dirs.outbox) == outputs
+    assert everything_in(dirs.inbox) == []
+    assert everything_in(dirs.archive) == ["monday.csv", "tuesday.csv"]
+    latest = run_history(dirs.history).iloc[0]
+    assert (latest["file"], latest["status"]) == ("tuesday.csv", "skipped")
+    assert latest["error"].startswith("same content as run 1 (monday.csv)")
+
+
+def test_a_new_file_with_an_archived_name_is_scored_and_both_inputs_kept(dirs, model):
+    write_csv(houses(5), dirs.inbox / "daily.csv")
+    run(dirs, model)
+    write_csv(houses(6), dirs.inbox / "daily.csv")
+
+    [summary] = run(dirs, model)
+
+    assert (summary["status"], summary["rows_scored"]) == ("ok", 6)
+    archived = everything_in(dirs.archive)
+    assert len(archived) == 2 and "daily.csv" in archived
+    assert sorted(len(read_text_csv(dirs.archive / name)) for name in archived) == [5, 6]
+    assert "daily.run2.scored.csv" in everything_in(dirs.outbox)
+
+
+def test_partial_and_hidden_files_are_left_alone(dirs, model):
+    text = houses(3).to_csv(index=False)
+    waiting = ["big.csv.part", ".hidden.csv", "upload.csv.tmp", "x.csv.crdownload"]
+    for name in waiting:
+        (dirs.inbox / name).write_text(text)
+
+    assert run(dirs, model) == []
+
+    assert everything_in(dirs.inbox) == sorted(waiting)
+    assert everything_in(dirs.outbox) == []
+    assert run_history(dirs.history).empty
+
+
+def test_a_bad_file_goes_to_failed_with_the_reason_and_the_rest_still_runs(dirs, model):
+    write_csv(houses(4).drop(columns="Latitude"), dirs.inbox / "a_bad.csv")
+    write_csv(houses(4), dirs.inbox / "b_good.csv")
+
+    summaries = run(dirs, model)
+
+    assert [(s["file"], s["status"]) for s in summaries] == [
+        ("a_bad.csv", "failed"), ("b_good.csv", "ok"),
+    ]  # fmt: skip
+    assert "lacks required column(s) Latitude" in summaries[0]["error"]
+    assert everything_in(dirs.failed) == ["a_bad.csv", "a_bad.csv.error.txt"]
+    reason = (dirs.failed / "a_bad.csv.error.txt").read_text()
+    assert reason.startswith("a_bad.csv lacks required column(s) Latitude")
+    assert everything_in(dirs.inbox) == []
+    assert everything_in(dirs.archive) == ["b_good.csv"]
+    assert everything_in(dirs.outbox) == ["b_good.run2.rejected.csv", "b_good.run2.scored.csv"]
+    history = run_history(dirs.history).set_index("file")
+    assert history.loc["a_bad.csv", "status"] == "failed"
+    assert "Latitude" in history.loc["a_bad.csv", "error"]
+
+
+def test_cli_inbox_prints_one_line_per_file_and_exits_1_when_a_file_failed(dirs, capsys):
+    write_csv(with_bad_rows(6, 1), dirs.inbox / "good.csv")
+    (dirs.inbox / "bad.csv").write_bytes(b"")
+
+    code = cli.main(["batch", "inbox", "--inbox", str(dirs.inbox)])
+
+    printed = capsys.readouterr()
+    assert code == 1
+    assert printed.out.splitlines() == [
+        "bad.csv: failed: bad.csv is empty: expected a CSV with a header row",
+        f"good.csv: 5 scored, 1 rejected -> {dirs.outbox / 'good.run2.scored.csv'}",
+    ]
+    assert printed.err == ""
+    assert everything_in(dirs.failed) == ["bad.csv", "bad.csv.error.txt"]
+
+    assert cli.main(["batch", "inbox", "--inbox", str(dirs.inbox)]) == 0
+    assert capsys.readouterr().out == ""
+
+
+# --- no overlap ---------------------------------------------------------------------------
+
+
+def test_a_run_while_another_holds_the_lock_does_nothing(dirs, model, capsys):
+    write_csv(houses(3), dirs.inbox / "a.csv")
+
+    with exclusive_lock(dirs.lock):
+        with pytest.raises(InboxBusy, match=r"another inbox run is in progress \(pid \d+ since"):
+            run(dirs, model)
+        code = cli.main(["batch", "inbox", "--inbox", str(dirs.inbox)])
+
+    printed = capsys.readouterr()
+    assert code == 75
+    assert printed.err.startswith(f"homevalue: another inbox run is in progress (pid {os.getpid()}")
+    assert printed.err.rstrip().endswith("this one did nothing")
+    assert "Traceback" not in printed.err
+    assert everything_in(dirs.inbox) == ["a.csv"]
+    assert everything_in(dirs.outbox) == everything_in(dirs.archive) == []
+    assert run_history(dirs.history).empty
+    assert run(dirs, model)[0]["status"] == "ok"  # the lock is free again
+
+
+def test_a_lock_held_by_another_process_is_respected(dirs, model):
+    holder = textwrap.dedent(
+        f"""
+        import fcntl, sys, time
+        handle = open({str(dirs.lock)!r}, "a+")
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        handle.write("pid of the other run\\n"); handle.flush()
+        print("locked", flush=True)
+        time.sleep(60)
+        """
+    )
+    write_csv(houses(3), dirs.inbox / "a.csv")
+    process = subprocess.Popen([sys.executable, "-c", holder], stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout.readline() == "locked\n"
+        with pytest.raises(InboxBusy, match=r"\(pid of the other run\)"):
+            run(dirs, model)
+    finally:
+        process.kill()
+        process.wait()
+        process.stdout.close()
+    assert everything_in(dirs.inbox) == ["a.csv"]
+    assert run(dirs, model)[0]["status"] == "ok"  # the kernel let go when the holder died
+
+
+# --- a crash mid-run ----------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_killed_run_leaves_no_output_and_the_next_run_recovers(dirs, model, tmp_path):
+    sales = reference_text()
+    copies = 113  # ~300k rows: three chunks, so the job is killed mid-file
+    body = sales.to_csv(index=False).split("\n", 1)[1]
+    source = dirs.inbox / "big.csv"
+    source.write_text(",".join(sales.columns) + "\n" + body * copies)
+    total = len(sales) * copies
+    categories = model.schema.by_name["Neighborhood"].categories
+    unknown = int((~sales["Neighborhood"].isin(categories)).sum()) * copies
+    log = (tmp_path / "job.log").open("w")
+
+    job = subprocess.Popen(
+        cli_command("inbox", "--inbox", str(dirs.inbox)), stdout=log, stderr=log, cwd=tmp_path
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not list(dirs.outbox.glob(".*.tmp")):
+            assert job.poll() is None, "the job finished before it could be killed"
+            assert time.monotonic() < deadline, "no temporary output appeared"
+            time.sleep(0.02)
+        job.send_signal(signal.SIGKILL)
+    finally:
+        job.kill()
+        job.wait()
+        log.close()
+
+    assert job.returncode == -signal.SIGKILL
+    assert [n for n in everything_in(dirs.outbox) if not n.startswith(".")] == []
+    assert everything_in(dirs.inbox) == ["big.csv"]
+    assert everything_in(dirs.archive) == []
+    assert run_history(dirs.history)["status"].tolist() == ["running"]
+
+    [summary] = run(dirs, model)
+
+    assert summary["status"] == "ok"
+    assert summary["rows_scored"] + summary["rows_rejected"] == total
+    assert summary["rows_rejected"] == unknown
+    history = run_history(dirs.history)
+    assert history["status"].tolist() == ["ok", "interrupted"]
+    assert "stopped before finishing" in history["error"].iloc[1]
+    assert everything_in(dirs.outbox) == ["big.run2.rejected.csv", "big.run2.scored.csv"]
+    scored_rows = pd.read_csv(dirs.outbox / "big.run2.scored.csv", usecols=["row"])["row"]
+    rejected_rows = pd.read_csv(dirs.outbox / "big.run2.rejected.csv", usecols=["row"])["row"]
+    assert len(scored_rows) == total - unknown
+    assert sorted({*scored_rows, *rejected_rows}) == list(range(1, total + 1))
+    assert everything_in(dirs.inbox) == []
+    assert everything_in(dirs.archive) == ["big.csv"]
+
+
+# --- history and cron ---------------------------------------------------------------------
+
+
+def test_run_history_is_newest_first(dirs, model):
+    assert run_history(dirs.history).empty
+    for name in ["first.csv", "second.csv", "third.csv"]:
+        write_csv(houses(3 + len(name)), dirs.inbox / name)
+        run(dirs, model)
+
+    history = run_history(dirs.history)
+
+    assert history["file"].tolist() == ["third.csv", "second.csv", "first.csv"]
+    assert history["id"].tolist() == [3, 2, 1]
+    assert history["started_at"].is_monotonic_decreasing
+    assert run_history(dirs.history, limit=2)["file"].tolist() == ["third.csv", "second.csv"]
+
+
+def test_cli_history_prints_the_runs(dirs, model, capsys):
+    assert cli.main(["batch", "history", "--inbox", str(dirs.inbox)]) == 0
+    assert capsys.readouterr().out == f"no runs recorded in {dirs.history}\n"
+    write_csv(houses(4), dirs.inbox / "first.csv")
+    (dirs.inbox / "second.csv").write_bytes(b"")
+    run(dirs, model)
+
+    assert cli.main(["batch", "history", "--inbox", str(dirs.inbox)]) == 0
+
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:5] == ["id", "started_at", "finished_at", "file", "status"]
+    assert "second.csv" in lines[1] and "failed" in lines[1]
+    assert "first.csv" in lines[2] and " ok " in lines[2]
+    assert len(lines) == 3
+
+
+def test_the_cron_job_is_quiet_on_stderr_without_a_terminal(dirs, tmp_path):
+    write_csv(with_bad_rows(30, 3), dirs.inbox / "a.csv")
+
+    finished = subprocess.run(
+        cli_command("inbox", "--inbox", str(dirs.inbox)),
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
+    )
+
+    assert finished.returncode == 0, finished.stderr
+    assert finished.stderr == ""  # no progress bar, no warnings: cron mails whatever appears
+    assert finished.stdout == (
+        f"a.csv: 27 scored, 3 rejected -> {dirs.outbox / 'a.run1.scored.csv'}\n"
+    )
