@@ -95,6 +95,10 @@ def _read_csv(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
         raise BatchFileError(f"{path.name} cannot be read as CSV: {error}") from error
 
 
+def _not_parquet(path: Path, error: Exception) -> BatchFileError:
+    return BatchFileError(f"{path.name} is not a readable Parquet file: {error}")
+
+
 def _read_parquet(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -104,7 +108,7 @@ def _read_parquet(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
         for batch in parquet.iter_batches(batch_size=chunk_rows):
             yield batch.to_pandas()
     except (pa.ArrowException, OSError) as error:
-        raise BatchFileError(f"{path.name} is not a readable Parquet file: {error}") from error
+        raise _not_parquet(path, error) from error
 
 
 def read_chunks(path: Path, model: Model, chunk_rows: int) -> Iterator[pd.DataFrame]:
@@ -274,10 +278,10 @@ def score_file(
     first_row = 1
     try:
         chunks = read_chunks(source, model, chunk_rows)
+        columns = _columns_of(source)  # the header as written: pandas renames a repeated name
+        check_columns(columns, model, source.name)
         with _progress(None, progress) as bar:
             for chunk in chunks:
-                if first_row == 1:  # the header as written: pandas renames a repeated name
-                    check_columns(_columns_of(source), model, source.name)
                 result = score_frame(chunk, model=model, first_row=first_row, threads=threads)
                 scored_sink.write(result.scored)
                 rejected_sink.write(result.rejected)
@@ -285,9 +289,8 @@ def score_file(
                 counts["rejected_rows"] += len(chunk) - len(result.scored)
                 first_row += len(chunk)
                 bar.update(len(chunk))
-        if first_row == 1:  # header only, or an empty Parquet file: nothing was checked yet
-            check_columns(_columns_of(source), model, source.name)
-            empty = pd.DataFrame(columns=["row", *_columns_of(source), *PRICE_COLUMNS])
+        if first_row == 1:  # header only, or an empty Parquet file
+            empty = pd.DataFrame(columns=["row", *columns, *PRICE_COLUMNS])
             scored_sink.write(empty)
             rejected_sink.write(pd.DataFrame(columns=REJECTED_COLUMNS))
         scored_sink.close()
@@ -306,9 +309,13 @@ def score_file(
 
 def _columns_of(source: Path) -> list[str]:
     if source.suffix.lower() in PARQUET_SUFFIXES:
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
-        return list(pq.ParquetFile(source).schema_arrow.names)
+        try:
+            return list(pq.ParquetFile(source).schema_arrow.names)
+        except (pa.ArrowException, OSError) as error:
+            raise _not_parquet(source, error) from error
     return _csv_header(source)
 
 
