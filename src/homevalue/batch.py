@@ -289,6 +289,9 @@ def score_file(
                 counts["rejected_rows"] += len(chunk) - len(result.scored)
                 first_row += len(chunk)
                 bar.update(len(chunk))
+                # Drop this chunk before the reader parses the next: otherwise two chunks'
+                # frames are alive at once and the peak is ~2 chunks (+45 MiB per 100k rows).
+                del chunk, result
         if first_row == 1:  # header only, or an empty Parquet file
             empty = pd.DataFrame(columns=["row", *columns, *PRICE_COLUMNS])
             scored_sink.write(empty)

@@ -14,7 +14,7 @@ Run with `make bench` (= `.venv/bin/python tests/benchmarks/bench_core.py`). Wri
 
 Not a pytest module (no test_ prefix, no test_ functions): it is too slow and too
 machine-dependent to gate CI. `--strict` makes it exit 1 when a target is missed.
-Usage: bench_core.py [--sizes 100000,1000000] [--repeats 3] [--repeats-large 2]
+Usage: bench_core.py [--sizes 100000,1000000] [--repeats 5] [--repeats-large 2]
                      [--calls 3000] [--strict] [--no-write]
 """
 
@@ -720,10 +720,12 @@ def notes(batch: dict, breakdown: dict) -> list[str]:
 def write_json(core: dict) -> None:
     document = {}
     if JSON_PATH.exists():
-        with contextlib.suppress(json.JSONDecodeError):
-            loaded = json.loads(JSON_PATH.read_text())
-            if isinstance(loaded, dict):
-                document = loaded
+        try:
+            document = json.loads(JSON_PATH.read_text())
+        except json.JSONDecodeError as error:
+            document = error
+        if not isinstance(document, dict):  # refuse to overwrite other sections we can't read
+            raise SystemExit(f"{JSON_PATH} is not a JSON object: fix or delete it, then rerun")
     document[SECTION] = core
     write_atomic(JSON_PATH, json.dumps(document, indent=2) + "\n")
 
@@ -796,7 +798,7 @@ def run_benchmarks(sizes: list[int], repeats: int, repeats_large: int, calls: in
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="100000,1000000", help="batch file sizes in rows")
-    parser.add_argument("--repeats", type=int, default=3, help="batch runs per method and size")
+    parser.add_argument("--repeats", type=int, default=5, help="batch runs per method and size")
     parser.add_argument(
         "--repeats-large", type=int, default=2, help=f"the same for files of {LARGE_ROWS:,}+ rows"
     )
