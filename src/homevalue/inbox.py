@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import os
 import sqlite3
 from collections.abc import Iterator
@@ -33,7 +32,7 @@ import pandas as pd
 from homevalue import config
 from homevalue.batch import fsync_dir, score_file
 from homevalue.errors import BatchFileError, HomevalueError
-from homevalue.model import Model, load_model
+from homevalue.model import Model, load_model, sha256_file
 
 IGNORED_SUFFIXES = (".part", ".tmp", ".partial", ".crdownload")
 SCHEMA = """
@@ -97,14 +96,6 @@ class BatchDirs:
 
 def now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @contextlib.contextmanager
@@ -190,7 +181,7 @@ def _recover(db: sqlite3.Connection, dirs: BatchDirs) -> None:
 
 
 def _score_one(db, dirs: BatchDirs, path: Path, model: Model, progress) -> dict:
-    digest = sha256_of(path)
+    digest = sha256_file(path)
     earlier = db.execute(
         "SELECT id, file FROM runs WHERE sha256=? AND status='ok' ORDER BY id LIMIT 1", (digest,)
     ).fetchone()
