@@ -320,10 +320,3 @@ def _columns_of(source: Path) -> list[str]:
         except (pa.ArrowException, OSError) as error:
             raise _not_parquet(source, error) from error
     return _csv_header(source)
-
-
-def read_rejected(path: Path) -> pd.DataFrame:
-    """A rejected-rows file as a table (empty table when nothing was rejected)."""
-    if not path.exists() or path.stat().st_size == 0:
-        return pd.DataFrame(columns=REJECTED_COLUMNS)
-    return pd.read_csv(path, dtype=str, keep_default_na=False)

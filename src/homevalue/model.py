@@ -96,13 +96,10 @@ def _check_versions(card: dict, folder: Path) -> None:
 def _check_schema(pipeline, schema: Schema, folder: Path) -> None:
     expected = schema.names
     encode = pipeline.named_steps["encode"]
-    if (
-        list(encode.feature_names_in_) != sorted(expected, key=expected.index)
-        or list(encode.get_feature_names_out()) != expected
-    ):
+    given, produced = list(encode.feature_names_in_), list(encode.get_feature_names_out())
+    if given != expected or produced != expected:
         raise ModelSchemaError(
-            f"{folder}: the artifact's features {list(encode.feature_names_in_)} do not "
-            f"match the card's {expected}: {FIX}"
+            f"{folder}: the artifact's features {given} do not match the card's {expected}: {FIX}"
         )
     encoder = encode.named_transformers_["categories"]
     for name, categories in zip(encoder.feature_names_in_, encoder.categories_, strict=True):
