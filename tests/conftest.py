@@ -47,3 +47,9 @@ def good_house() -> dict:
 def reference(model: homevalue.Model) -> pd.DataFrame:
     """The reference sales stored next to the model (a fresh copy per test)."""
     return pd.read_csv(model.path / config.REFERENCE_SALES)
+
+
+@pytest.fixture(autouse=True)
+def no_settle_window(monkeypatch):
+    """Test files are written a moment before the inbox runs; the window has its own test."""
+    monkeypatch.setenv("HOMEVALUE_BATCH_SETTLE_SECONDS", "0")

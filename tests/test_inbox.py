@@ -322,3 +322,24 @@ def test_the_cron_job_is_quiet_on_stderr_without_a_terminal(dirs, tmp_path):
     assert finished.stdout == (
         f"a.csv: 27 scored, 3 rejected -> {dirs.outbox / 'a.run1.scored.csv'}\n"
     )
+
+
+def test_a_file_still_arriving_is_left_for_the_next_run(dirs, model, capsys):
+    path = write_csv(houses(5), dirs.inbox / "fresh.csv")
+
+    assert cli.main(["batch", "inbox", "--inbox", str(dirs.inbox), "--settle", "60"]) == 0
+
+    assert "fresh.csv: waiting: modified 0 s ago" in capsys.readouterr().out
+    assert path.exists() and not list(dirs.outbox.iterdir())
+    assert run_history(dirs.history).empty
+    old = time.time() - 120
+    os.utime(path, (old, old))
+    summaries = run_inbox(dirs.inbox, model=model, progress=False, settle_seconds=60)
+    assert [(s["file"], s["status"]) for s in summaries] == [("fresh.csv", "ok")]
+    assert not path.exists()
+
+
+def test_the_settle_window_defaults_to_a_minute(dirs, model, monkeypatch):
+    monkeypatch.delenv("HOMEVALUE_BATCH_SETTLE_SECONDS")
+    write_csv(houses(5), dirs.inbox / "fresh.csv")
+    assert [s["status"] for s in run(dirs, model)] == ["waiting"]

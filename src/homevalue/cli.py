@@ -40,6 +40,12 @@ def _parser() -> argparse.ArgumentParser:
         )  # fmt: skip
         if name == "history":
             job.add_argument("--limit", type=int, default=20)
+        else:
+            job.add_argument(
+                "--settle", type=float, default=None, metavar="SECONDS",
+                help="leave files modified more recently than this for the next run "
+                f"(default {config.BATCH_SETTLE_SECONDS:g}, env HOMEVALUE_BATCH_SETTLE_SECONDS)",
+            )  # fmt: skip
     return parser
 
 
@@ -57,7 +63,7 @@ def _score(args) -> int:
 def _inbox(args) -> int:
     from homevalue.inbox import describe, run_inbox
 
-    summaries = run_inbox(args.inbox)
+    summaries = run_inbox(args.inbox, settle_seconds=args.settle)
     for summary in summaries:
         print(describe(summary))
     return 1 if any(s["status"] == "failed" for s in summaries) else 0

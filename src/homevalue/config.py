@@ -22,6 +22,14 @@ HOLDOUT_PREDICTIONS = "holdout.csv"
 # The batch job works relative to where cron starts it (`cd /path && homevalue batch inbox`).
 BATCH_INBOX = Path(os.environ.get("HOMEVALUE_BATCH_INBOX", "batch/inbox"))
 BATCH_CHUNK_ROWS = 100_000
+# A file modified this recently may still be arriving (scp, a slow share): leave it for the
+# next run rather than score half of it.
+BATCH_SETTLE_SECONDS = 60.0
+
+
+def batch_settle_seconds() -> float:
+    """The settle window, overridable with HOMEVALUE_BATCH_SETTLE_SECONDS (0 = none)."""
+    return float(os.environ.get("HOMEVALUE_BATCH_SETTLE_SECONDS", BATCH_SETTLE_SECONDS))
 
 
 def model_dir() -> Path:

@@ -3,7 +3,8 @@
 Layout beside the inbox (default `./batch/inbox`):
 
     batch/inbox/     files to score (.csv/.parquet; names starting with "." or ending in
-                     .part/.tmp are ignored, so copy in under such a name and rename)
+                     .part/.tmp are ignored, so copy in under such a name and rename; a
+                     file modified in the last minute is left for the next run)
     batch/outbox/    <name>.run<id>.scored.csv and <name>.run<id>.rejected.csv
     batch/archive/   inputs whose outputs are safely on disk
     batch/failed/    inputs that cannot be scored, each with <name>.error.txt saying why
@@ -22,6 +23,7 @@ import contextlib
 import fcntl
 import os
 import sqlite3
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -230,11 +232,27 @@ def _score_one(db, dirs: BatchDirs, path: Path, model: Model, progress) -> dict:
     }  # fmt: skip
 
 
+def settling(files: list[Path], seconds: float) -> tuple[list[Path], list[dict]]:
+    """Split files into those ready to score and those modified too recently to trust."""
+    ready, waiting = [], []
+    now_ = time.time()
+    for path in files:
+        age = now_ - path.stat().st_mtime
+        if age < seconds:
+            waiting.append({"file": path.name, "status": "waiting",
+                            "error": f"modified {age:.0f} s ago, may still be arriving; "
+                                     "left for the next run"})  # fmt: skip
+        else:
+            ready.append(path)
+    return ready, waiting
+
+
 def run_inbox(
     inbox: Path | str = config.BATCH_INBOX,
     *,
     model: Model | None = None,
     progress: bool | None = None,
+    settle_seconds: float | None = None,
 ) -> list[dict]:
     """Score every pending file once; return one summary per file handled.
 
@@ -246,11 +264,11 @@ def run_inbox(
     dirs.create()
     with exclusive_lock(dirs.lock), contextlib.closing(connect(dirs.history)) as db:
         _recover(db, dirs)
-        files = pending_files(dirs.inbox)
+        settle = config.batch_settle_seconds() if settle_seconds is None else settle_seconds
+        files, summaries = settling(pending_files(dirs.inbox), settle)
         if not files:
-            return []
+            return summaries
         model = model or load_model()
-        summaries = []
         for path in files:
             summaries.append(_score_one(db, dirs, path, model, progress))
         return summaries
