@@ -83,6 +83,18 @@ def test_parquet_in_gives_parquet_out_with_the_same_prices_as_csv(tmp_path, mode
         assert from_parquet[column].tolist() == from_csv[column].tolist(), column
 
 
+def test_excel_csv_utf8_with_a_byte_order_mark_is_read(tmp_path, model):
+    """Excel's "CSV UTF-8" starts with a BOM; the first column must keep its plain name."""
+    given = houses(5)[["Neighborhood", "Gr_Liv_Area", "Year_Built", "Longitude", "Latitude"]]
+    source = tmp_path / "excel.csv"
+    given.to_csv(source, index=False, encoding="utf-8-sig")
+
+    result = score(source, tmp_path / "out", model)
+
+    assert (result.rows_scored, result.rows_rejected) == (5, 0)
+    assert read_text_csv(result.scored_path).columns[1] == "Neighborhood"
+
+
 def test_extra_columns_are_passed_through_as_written(tmp_path, model):
     given = houses(5)
     given["note"] = ['Café, "big"', "line\nbreak", "", "  spaces  ", "0042"]

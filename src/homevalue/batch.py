@@ -50,13 +50,17 @@ class BatchResult:
 
 
 def _csv_header(path: Path) -> list[str]:
-    """The header as written (pandas would rename a repeated name to `name.1`)."""
+    """The header as written (pandas would rename a repeated name to `name.1`).
+
+    Files are read as "utf-8-sig": Excel's "CSV UTF-8" starts with a byte-order mark that
+    would otherwise stick to the first column's name.
+    """
     try:
-        with open(path, encoding="utf-8", newline="") as handle:
+        with open(path, encoding="utf-8-sig", newline="") as handle:
             first = next(csv.reader(handle), None)
         if first is None:
             raise pd.errors.EmptyDataError
-        pd.read_csv(path, nrows=0, encoding="utf-8")  # same parser errors as the real read
+        pd.read_csv(path, nrows=0, encoding="utf-8-sig")  # same parser errors as the real read
         return first
     except pd.errors.EmptyDataError as error:
         raise BatchFileError(f"{path.name} is empty: expected a CSV with a header row") from error
@@ -82,7 +86,7 @@ def _read_csv(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
         path,
         dtype=str,
         chunksize=chunk_rows,
-        encoding="utf-8",
+        encoding="utf-8-sig",
         keep_default_na=False,
         na_values={column: [""] for column in header},
     )
