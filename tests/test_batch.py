@@ -95,6 +95,15 @@ def test_excel_csv_utf8_with_a_byte_order_mark_is_read(tmp_path, model):
     assert read_text_csv(result.scored_path).columns[1] == "Neighborhood"
 
 
+def test_a_semicolon_separated_file_is_refused_with_a_hint(tmp_path, model):
+    source = tmp_path / "european.csv"
+    houses(3).to_csv(source, index=False, sep=";")
+
+    with pytest.raises(homevalue.BatchFileError, match="separated by semicolons"):
+        score(source, tmp_path / "out", model)
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
 def test_extra_columns_are_passed_through_as_written(tmp_path, model):
     given = houses(5)
     given["note"] = ['Café, "big"', "line\nbreak", "", "  spaces  ", "0042"]

@@ -130,6 +130,11 @@ def read_chunks(path: Path, model: Model, chunk_rows: int) -> Iterator[pd.DataFr
 def check_columns(columns: list[str], model: Model, name: str) -> None:
     """Refuse a file the model cannot use at all, before any output is started."""
     missing = [c for c in model.schema.required if c not in columns]
+    if missing and len(columns) == 1 and ";" in str(columns[0]):
+        raise BatchFileError(
+            f"{name} looks separated by semicolons (its header is one column: "
+            f"{str(columns[0])[:80]}); save it with commas as separators"
+        )
     if missing:
         raise BatchFileError(
             f"{name} lacks required column(s) {', '.join(missing)}; it has "
