@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from homevalue import ValidationError
 from homevalue.errors import shown
-from homevalue.schema import validate_frame, validate_record
+from homevalue.schema import Feature, Schema, validate_frame, validate_record
 
 REQUIRED = ["Neighborhood", "Gr_Liv_Area", "Year_Built", "Longitude", "Latitude"]
 
@@ -448,3 +448,22 @@ def test_long_values_are_shortened_in_messages(schema, good_house):
     good_house["Neighborhood"] = "x" * 10_000
     message = str(ValidationError(problems_of(schema, good_house)))
     assert "Neighborhood = 'xxx" in message and len(message) < 1_000
+
+
+def test_flags_scale_past_64_per_row():
+    """A retrained model may have many more inputs; flags must not be limited by a bit width."""
+    features = tuple(
+        Feature(
+            f"x{i}", "integer", f"X {i}", min=0, max=100, train_min=10, train_max=20, default=15
+        )
+        for i in range(70)
+    )
+    schema = Schema(features)
+    frame = pd.DataFrame({f"x{i}": [50 if i % 2 else None, 15] for i in range(70)}, dtype=object)
+
+    flags = validate_frame(schema, frame).flag_strings()
+
+    expected = {f"above_training_range:x{i}" for i in range(1, 70, 2)}
+    expected |= {f"default_used:x{i}" for i in range(0, 70, 2)}
+    assert set(flags[0].split(";")) == expected
+    assert flags[1] == ""

@@ -257,20 +257,18 @@ class ValidatedFrame:
     values: pd.DataFrame  # one column per feature, defaults filled, NaN where invalid
     ok: np.ndarray  # bool per row
     problems: list[Problem]
-    flag_bits: np.ndarray  # int64 per row, bit i = FLAG_CODES index per feature
-    flag_names: list[str]  # name of each bit, e.g. "default_used:Garage_Cars"
+    flag_masks: list[np.ndarray]  # one bool array per flag that some row has
+    flag_names: list[str]  # name of each mask, e.g. "default_used:Garage_Cars"
 
     def flag_strings(self) -> np.ndarray:
         """Flags per row as 'code:field;code:field', built once per distinct combination."""
-        patterns, inverse = np.unique(self.flag_bits, return_inverse=True)
-        texts = np.array(
-            [
-                ";".join(n for i, n in enumerate(self.flag_names) if int(p) >> i & 1)
-                for p in patterns
-            ],
-            dtype=object,
-        )
-        return texts[inverse.reshape(-1)] if len(self.flag_bits) else texts[:0]
+        n = len(self.ok)
+        if not self.flag_masks:
+            return np.full(n, "", dtype=object)
+        patterns, inverse = np.unique(np.column_stack(self.flag_masks), axis=0, return_inverse=True)
+        names = np.array(self.flag_names, dtype=object)
+        texts = np.array([";".join(names[pattern]) for pattern in patterns], dtype=object)
+        return texts[inverse.reshape(-1)]
 
 
 def _text_cells(column: pd.Series) -> pd.Series:
@@ -295,33 +293,22 @@ def validate_frame(schema: Schema, frame: pd.DataFrame, *, first_row: int = 1) -
     ok = np.ones(n, dtype=bool)
     problems: list[Problem] = []
     values: dict[str, np.ndarray | pd.Series] = {}
-    flag_bits = np.zeros(n, dtype=np.int64)
+    flag_masks: list[np.ndarray] = []
     flag_names: list[str] = []
 
     def add_flag(mask: np.ndarray, code: str, name: str) -> None:
-        nonlocal flag_bits
         if mask.any():
-            flag_bits |= mask.astype(np.int64) << len(flag_names)
+            flag_masks.append(mask)
             flag_names.append(f"{code}:{name}")
 
     for feature in schema.features:
         raw = frame[feature.name] if feature.name in frame else pd.Series([None] * n, dtype=object)
         raw = raw.reset_index(drop=True)
-        if feature.is_category:
-            text = _text_cells(raw)
-            missing = (text.isna() | (text == "")).to_numpy(dtype=bool)
-            good = text.isin(feature.categories).to_numpy(dtype=bool)
-            bad = ~missing & ~good
-            reason = _choices_text(feature)
-            column = text.where(good, other=None).astype(object)
-        else:
-            column, missing, bad, reasons = _numbers(feature, raw)
-            for reason, mask in reasons:
-                _collect(problems, mask, rows, feature.name, raw, reason)
-            ok &= ~bad
-        if feature.is_category:
-            _collect(problems, bad, rows, feature.name, raw, reason)
-            ok &= ~bad
+        parse = _categories if feature.is_category else _numbers
+        column, missing, bad, reasons = parse(feature, raw)
+        for reason, mask in reasons:
+            _collect(problems, mask, rows, feature.name, raw, reason)
+        ok &= ~bad
         if feature.required:
             _collect(problems, missing, rows, feature.name, raw, "is required")
             ok &= ~missing
@@ -357,7 +344,7 @@ def validate_frame(schema: Schema, frame: pd.DataFrame, *, first_row: int = 1) -
                 add_flag(number < feature.train_min, "below_training_range", feature.name)
 
     problems.sort(key=lambda p: (p.row, schema.names.index(p.field)))
-    return ValidatedFrame(pd.DataFrame(values), ok, problems, flag_bits, flag_names)
+    return ValidatedFrame(pd.DataFrame(values), ok, problems, flag_masks, flag_names)
 
 
 def _fill(column, missing: np.ndarray, default):
@@ -368,6 +355,16 @@ def _fill(column, missing: np.ndarray, default):
     if missing.any():
         column[missing] = default[missing] if isinstance(default, np.ndarray) else default
     return column
+
+
+def _categories(feature: Feature, raw: pd.Series):
+    """Match a column against the known categories (surrounding spaces ignored)."""
+    text = _text_cells(raw)
+    missing = (text.isna() | (text == "")).to_numpy(dtype=bool)
+    good = text.isin(feature.categories).to_numpy(dtype=bool)
+    bad = ~missing & ~good
+    column = text.where(good, other=None).astype(object)
+    return column, missing, bad, [(_choices_text(feature), bad)]
 
 
 def _numbers(feature: Feature, raw: pd.Series):
