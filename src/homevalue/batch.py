@@ -25,7 +25,6 @@ from homevalue.predict import PRICE_COLUMNS, score_frame
 
 CSV_SUFFIXES = {".csv", ".txt"}
 PARQUET_SUFFIXES = {".parquet", ".pq"}
-SUFFIXES = CSV_SUFFIXES | PARQUET_SUFFIXES
 REJECTED_COLUMNS = ["row", "field", "value", "reason"]
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
@@ -78,7 +77,6 @@ def _not_utf8(path: Path, error: UnicodeDecodeError) -> BatchFileError:
 
 
 def _read_csv(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
-    header = _csv_header(path)
     # Every cell stays text exactly as given, so ids like "00123" survive the round trip and
     # numbers come out as written: a parsed number column turns "2" into "2.0" once a chunk
     # holds a blank, and the output would then depend on the chunk size. Validation parses.
@@ -88,7 +86,7 @@ def _read_csv(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
         chunksize=chunk_rows,
         encoding="utf-8-sig",
         keep_default_na=False,
-        na_values={column: [""] for column in header},
+        na_values=[""],
     )
     try:
         with reader:
@@ -115,12 +113,16 @@ def _read_parquet(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
         raise _not_parquet(path, error) from error
 
 
-def read_chunks(path: Path, model: Model, chunk_rows: int) -> Iterator[pd.DataFrame]:
+def _is_parquet(path: Path) -> bool:
+    return path.suffix.lower() in PARQUET_SUFFIXES
+
+
+def read_chunks(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
     """The file as DataFrames of at most `chunk_rows` rows; structural problems raise early."""
     suffix = path.suffix.lower()
     if suffix in CSV_SUFFIXES:
         return _read_csv(path, chunk_rows)
-    if suffix in PARQUET_SUFFIXES:
+    if _is_parquet(path):
         return _read_parquet(path, chunk_rows)
     raise BatchFileError(
         f"{path.name}: unsupported file type {suffix or '(none)'}; use .csv or .parquet"
@@ -250,15 +252,15 @@ class _ParquetSink:
 def output_paths(source: Path, out_dir: Path, tag: str = "") -> tuple[Path, Path]:
     """Where a file's results go: `<stem>[.tag].scored.<ext>` and `<stem>[.tag].rejected.csv`."""
     stem = source.stem + (f".{tag}" if tag else "")
-    ext = ".parquet" if source.suffix.lower() in PARQUET_SUFFIXES else ".csv"
+    ext = ".parquet" if _is_parquet(source) else ".csv"
     return out_dir / f"{stem}.scored{ext}", out_dir / f"{stem}.rejected.csv"
 
 
-def _progress(total: int | None, enabled: bool | None):
+def _progress(enabled: bool | None):
     from tqdm import tqdm
 
     enabled = sys.stderr.isatty() if enabled is None else enabled
-    return tqdm(total=total, unit="rows", unit_scale=True, disable=not enabled, file=sys.stderr)
+    return tqdm(unit="rows", unit_scale=True, disable=not enabled, file=sys.stderr)
 
 
 def score_file(
@@ -280,16 +282,15 @@ def score_file(
     out_dir.mkdir(parents=True, exist_ok=True)
     scored_path, rejected_path = output_paths(source, out_dir, tag)
     scored_file, rejected_file = AtomicFile(scored_path), AtomicFile(rejected_path)
-    is_parquet = source.suffix.lower() in PARQUET_SUFFIXES
-    scored_sink = (_ParquetSink if is_parquet else _CsvSink)(scored_file.temporary)
+    scored_sink = (_ParquetSink if _is_parquet(source) else _CsvSink)(scored_file.temporary)
     rejected_sink = _CsvSink(rejected_file.temporary)
     counts = {"scored": 0, "rejected_rows": 0}
     first_row = 1
     try:
-        chunks = read_chunks(source, model, chunk_rows)
+        chunks = read_chunks(source, chunk_rows)
         columns = _columns_of(source)  # the header as written: pandas renames a repeated name
         check_columns(columns, model, source.name)
-        with _progress(None, progress) as bar:
+        with _progress(progress) as bar:
             for chunk in chunks:
                 result = score_frame(chunk, model=model, first_row=first_row, threads=threads)
                 scored_sink.write(result.scored)
@@ -320,7 +321,7 @@ def score_file(
 
 
 def _columns_of(source: Path) -> list[str]:
-    if source.suffix.lower() in PARQUET_SUFFIXES:
+    if _is_parquet(source):
         import pyarrow as pa
         import pyarrow.parquet as pq
 

@@ -72,9 +72,10 @@ def _inbox(args) -> int:
 def _history(args) -> int:
     from homevalue.inbox import BatchDirs, run_history
 
-    table = run_history(BatchDirs(args.inbox).history, limit=args.limit)
+    history = BatchDirs(args.inbox).history
+    table = run_history(history, limit=args.limit)
     if table.empty:
-        print(f"no runs recorded in {BatchDirs(args.inbox).history}")
+        print(f"no runs recorded in {history}")
     else:
         print(table.drop(columns=["output", "rejected_output"]).to_string(index=False))
     return 0

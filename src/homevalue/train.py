@@ -292,7 +292,7 @@ def card_markdown(card: dict) -> str:
     )
     top = ", ".join(
         f"{k} {v:.0%}" for k, v in list(card["feature_importance_gain_share"].items())[:5]
-    )  # noqa: E501
+    )
     return f"""# Model card: Ames home prices, v{card["model_version"]}
 
 {card["estimator"]}, trained {card["trained_at"]} on {d["split"]["train"]} sales.

@@ -478,7 +478,7 @@ def predict_threads(source: Path) -> dict:
     from homevalue.schema import validate_frame
 
     model = load_model()
-    frame = next(iter(read_chunks(source, model, 100_000)))
+    frame = next(iter(read_chunks(source, 100_000)))
     matrix = encode_frame(model, validate_frame(model.schema, frame).values)
     seconds = {}
     for threads in (1, 2):
