@@ -12,7 +12,7 @@ import contextlib
 import csv
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -272,10 +272,12 @@ def score_file(
     tag: str = "",
     progress: bool | None = None,
     threads: int = 2,
+    on_rows: Callable[[int], None] | None = None,
 ) -> BatchResult:
     """Score `source` into `out_dir`; raise BatchFileError, leaving no output, if it cannot.
 
-    Memory is bounded by `chunk_rows`, not by the file's size.
+    Memory is bounded by `chunk_rows`, not by the file's size. `on_rows` is told the number
+    of rows done after each chunk (the dashboard's progress bar).
     """
     model = model or load_model()
     source, out_dir = Path(source), Path(out_dir)
@@ -299,6 +301,8 @@ def score_file(
                 counts["rejected_rows"] += len(chunk) - len(result.scored)
                 first_row += len(chunk)
                 bar.update(len(chunk))
+                if on_rows is not None:
+                    on_rows(first_row - 1)
                 # Drop this chunk before the reader parses the next: otherwise two chunks'
                 # frames are alive at once and the peak is ~2 chunks (+45 MiB per 100k rows).
                 del chunk, result

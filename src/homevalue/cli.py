@@ -35,7 +35,7 @@ def _parser() -> argparse.ArgumentParser:
                        ("history", "show recent inbox runs")):  # fmt: skip
         job = jobs.add_parser(name, help=text)
         job.add_argument(
-            "--inbox", type=Path, default=config.BATCH_INBOX,
+            "--inbox", type=Path, default=None,
             help=f"inbox folder (default {config.BATCH_INBOX}, env HOMEVALUE_BATCH_INBOX)",
         )  # fmt: skip
         if name == "history":
@@ -72,7 +72,7 @@ def _inbox(args) -> int:
 def _history(args) -> int:
     from homevalue.inbox import BatchDirs, run_history
 
-    history = BatchDirs(args.inbox).history
+    history = BatchDirs(args.inbox or config.batch_inbox()).history
     table = run_history(history, limit=args.limit)
     if table.empty:
         print(f"no runs recorded in {history}")

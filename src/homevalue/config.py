@@ -19,9 +19,15 @@ CARD_MARKDOWN = "MODEL_CARD.md"
 REFERENCE_SALES = "reference_sales.csv"
 HOLDOUT_PREDICTIONS = "holdout.csv"
 
-# The batch job works relative to where cron starts it (`cd /path && homevalue batch inbox`).
-BATCH_INBOX = Path(os.environ.get("HOMEVALUE_BATCH_INBOX", "batch/inbox"))
+# The batch job's inbox. Anchored to the project like the model, so cron (whatever its
+# working directory) and the dashboard (whose kernel runs in notebooks/) see the same runs.
+BATCH_INBOX = PROJ_ROOT / "batch" / "inbox"
 BATCH_CHUNK_ROWS = 100_000
+# Uploads in the dashboard travel over the kernel's websocket (voila.json raises its message
+# limit above this); larger files belong in the batch job's inbox.
+UPLOAD_LIMIT_BYTES = 50 * 1024 * 1024
+# Rows per chunk when scoring an upload: small enough for the progress bar to move.
+UPLOAD_CHUNK_ROWS = 10_000
 # A file modified this recently may still be arriving (scp, a slow share): leave it for the
 # next run rather than score half of it.
 BATCH_SETTLE_SECONDS = 60.0
@@ -35,3 +41,8 @@ def batch_settle_seconds() -> float:
 def model_dir() -> Path:
     """The model folder, re-read from the environment so tests can point elsewhere."""
     return Path(os.environ.get("HOMEVALUE_MODEL_DIR", MODEL_DIR))
+
+
+def batch_inbox() -> Path:
+    """The inbox folder, overridable with HOMEVALUE_BATCH_INBOX."""
+    return Path(os.environ.get("HOMEVALUE_BATCH_INBOX", BATCH_INBOX))

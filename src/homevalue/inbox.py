@@ -248,7 +248,7 @@ def settling(files: list[Path], seconds: float) -> tuple[list[Path], list[dict]]
 
 
 def run_inbox(
-    inbox: Path | str = config.BATCH_INBOX,
+    inbox: Path | str | None = None,
     *,
     model: Model | None = None,
     progress: bool | None = None,
@@ -260,7 +260,7 @@ def run_inbox(
     type, wrong columns, not UTF-8...) go to `failed/` with a reason, so nothing waits in the
     inbox forever unexplained.
     """
-    dirs = BatchDirs(Path(inbox))
+    dirs = BatchDirs(Path(inbox or config.batch_inbox()))
     dirs.create()
     with exclusive_lock(dirs.lock), contextlib.closing(connect(dirs.history)) as db:
         _recover(db, dirs)

@@ -150,3 +150,33 @@ def predict_frame(frame: pd.DataFrame, *, model: Model | None = None) -> pd.Data
         ]
         raise ValidationError(problems)
     return result.scored[["row", *PRICE_COLUMNS]].set_index(frame.index)
+
+
+def what_if(record: Mapping, feature: str, values, *, model: Model | None = None) -> pd.DataFrame:
+    """Prices of one house as `feature` takes each of `values`, everything else held.
+
+    One validation and one booster call for the whole curve, so a chart can follow every
+    change of the form. Values the schema refuses for `feature` are dropped. A field that
+    must be at least `feature` (remodelled no earlier than built) is raised along with it,
+    so "what if it were built in 2005" is a house remodelled in 2005, not an invalid one.
+    """
+    model = model or load_model()
+    clean, _ = validate_record(model.schema, record)
+    spec = model.schema.by_name[feature]
+    followers = [f.name for f in model.schema.features if f.at_least == feature]
+    rows = []
+    for value in values:
+        varied = {**clean, feature: value}
+        for name in followers:
+            varied[name] = max(varied[name], value)
+        try:
+            candidate, _ = validate_record(model.schema, varied)
+        except ValidationError:
+            continue
+        rows.append(candidate)
+    if not rows:
+        return pd.DataFrame(columns=[feature, "price", "low", "high"])
+    matrix = np.vstack([encode(model, row) for row in rows])
+    price, low, high, _, _ = finish(model, model.predict_log(matrix))
+    values = [row[spec.name] for row in rows]
+    return pd.DataFrame({feature: values, "price": price, "low": low, "high": high})
