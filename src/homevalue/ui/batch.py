@@ -1,0 +1,367 @@
+"""The "Score a batch" page: a CSV in, every row priced or rejected with its reason, out again.
+
+Scoring is `homevalue.batch.score_file`, the same code as the cron job, so an upload gets
+the same checks, the same formula-safe CSV and the same row accounting. Everything shown
+from a file is escaped: an upload is untrusted text.
+"""
+
+from __future__ import annotations
+
+import base64
+import tempfile
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import ipywidgets as widgets
+import numpy as np
+import pandas as pd
+
+from homevalue import config
+from homevalue.batch import score_file
+from homevalue.errors import BatchFileError
+from homevalue.inbox import BatchDirs, run_history
+from homevalue.model import Model, load_model
+from homevalue.ui import charts, maps, render
+from homevalue.ui.page import Panel, guarded, version_marker
+
+SAMPLE_NAME = "new_listings.csv"
+TABLE_ROWS = 100  # rows shown in the results table; the download has them all
+MAP_POINTS = 5_000  # more would make the map layer slow to send; a spread sample is shown
+PRICE = "predicted_price"
+
+
+def sample_listings() -> tuple[str, bytes]:
+    """The bundled sample of new listings (some rows deliberately bad)."""
+    return SAMPLE_NAME, resources.files("homevalue.data").joinpath(SAMPLE_NAME).read_bytes()
+
+
+def check_upload(name: str, size: int, limit: int = config.UPLOAD_LIMIT_BYTES) -> None:
+    """Refuse what the page cannot score, before writing anything."""
+    if not name.lower().endswith(".csv"):
+        raise BatchFileError(f"{name} is not a CSV file: upload a .csv (comma-separated) file")
+    if size > limit:
+        raise BatchFileError(
+            f"{name} is {size / 2**20:.1f} MB; the limit here is {limit / 2**20:.0f} MB. "
+            "Larger files go to the batch job's inbox."
+        )
+
+
+@dataclass
+class Outcome:
+    """A scored file as the page shows it: both outputs, read back as written."""
+
+    name: str
+    scored: pd.DataFrame
+    rejected: pd.DataFrame
+    scored_csv: bytes
+    rejected_csv: bytes
+
+    @property
+    def prices(self) -> pd.Series:
+        return pd.to_numeric(self.scored[PRICE], errors="coerce")
+
+
+def read_outputs(name: str, scored_path: Path, rejected_path: Path) -> Outcome:
+    scored_csv, rejected_csv = scored_path.read_bytes(), rejected_path.read_bytes()
+    read = {"dtype": str, "keep_default_na": False, "encoding": "utf-8"}
+    scored = pd.read_csv(scored_path, **read) if scored_csv else pd.DataFrame(columns=[PRICE])
+    rejected = pd.read_csv(rejected_path, **read) if rejected_csv else pd.DataFrame()
+    return Outcome(name, scored, rejected, scored_csv, rejected_csv)
+
+
+def score_upload(name: str, content: bytes, *, model: Model, on_rows=None) -> Outcome:
+    """Score an uploaded CSV in a private temporary folder and return what it produced."""
+    check_upload(name, len(content))
+    safe = Path(name).name or "upload.csv"
+    with tempfile.TemporaryDirectory(prefix="homevalue-upload-") as folder:
+        source = Path(folder) / safe
+        source.write_bytes(content)
+        result = score_file(
+            source, Path(folder) / "out", model=model, progress=False,
+            chunk_rows=config.UPLOAD_CHUNK_ROWS, on_rows=on_rows,
+        )  # fmt: skip
+        return read_outputs(safe, result.scored_path, result.rejected_path)
+
+
+def summary_text(outcome: Outcome) -> str:
+    scored, rejected_rows = len(outcome.scored), outcome.rejected.get("row", pd.Series()).nunique()
+    rows = scored + rejected_rows
+    text = f"{outcome.name}: {rows:,} rows, {scored:,} scored, {rejected_rows:,} rejected"
+    if scored:
+        text += f"; median price {render.money(outcome.prices.median())}"
+    return text
+
+
+def price_statistics(prices: pd.Series, flags: pd.Series) -> list[tuple[str, str]]:
+    prices = prices.dropna()
+    if prices.empty:
+        return [("houses priced", "0")]
+    return [
+        ("houses priced", f"{len(prices):,}"),
+        ("lowest", render.money(prices.min())),
+        ("median", render.money(prices.median())),
+        ("mean", render.money(prices.mean())),
+        ("highest", render.money(prices.max())),
+        ("total value", render.money(prices.sum())),
+        ("with a warning flag", f"{(flags.fillna('') != '').mean():.0%}"),
+    ]
+
+
+def sort_rows(frame: pd.DataFrame, column: str, descending: bool) -> pd.DataFrame:
+    """Sort numbers as numbers and text as text (everything was read as text)."""
+    if column not in frame:
+        return frame
+    numbers = pd.to_numeric(frame[column], errors="coerce")
+    key = numbers if numbers.notna().sum() >= frame[column].ne("").sum() else frame[column]
+    order = np.argsort(key.to_numpy(), kind="stable")
+    if descending:
+        order = order[::-1]
+    return frame.iloc[order]
+
+
+def download_link(name: str, content: bytes, label: str) -> str:
+    payload = base64.b64encode(content).decode("ascii")
+    return (
+        f'<a class="hv-download" download="{render.esc(name)}" '
+        f'href="data:text/csv;base64,{payload}">{render.esc(label)}</a>'
+    )
+
+
+def map_sample(frame: pd.DataFrame, limit: int = MAP_POINTS) -> pd.DataFrame:
+    located = frame.assign(
+        Longitude=pd.to_numeric(frame["Longitude"], errors="coerce"),
+        Latitude=pd.to_numeric(frame["Latitude"], errors="coerce"),
+        price=pd.to_numeric(frame[PRICE], errors="coerce"),
+    ).dropna(subset=["Longitude", "Latitude", "price"])
+    if len(located) > limit:
+        located = located.iloc[np.linspace(0, len(located) - 1, limit).astype(int)]
+    return located
+
+
+class BatchPage:
+    """Upload or sample in; validation summary, results, downloads and the job's history out."""
+
+    def __init__(self, model: Model | None = None, *, inbox: Path | None = None):
+        self.model = model or load_model()
+        self.dirs = BatchDirs(Path(inbox or config.batch_inbox()))
+        self.outcome: Outcome | None = None
+        self.status = widgets.HTML()
+        guard = guarded(self.status)
+        self.upload = widgets.FileUpload(accept=".csv", multiple=False, description="Upload CSV")
+        self.upload.observe(guard(self._uploaded), names="value")
+        self.sample_button = widgets.Button(description="Use the sample listings", icon="table")
+        self.sample_button.on_click(guard(lambda _: self.score(*sample_listings())))
+        self.progress = widgets.FloatProgress(
+            min=0, max=1, description="Scoring", layout={"visibility": "hidden"}
+        )
+        self.summary_html = widgets.HTML()
+        self.rejected_html = widgets.HTML()
+        self._build_results(guard)
+        self._build_history(guard)
+        self.score(*sample_listings())
+
+    def _build_results(self, guard) -> None:
+        self.stats_html = widgets.HTML()
+        self.histogram = charts.histogram([], title="", label="Predicted price")
+        self.sort_by = widgets.Dropdown(description="Sort by", options=[PRICE])
+        self.descending = widgets.ToggleButtons(
+            options=[("Highest first", True), ("Lowest first", False)]
+        )
+        for control in (self.sort_by, self.descending):
+            control.observe(guard(lambda _: self._show_table()), names="value")
+        self.table_html = widgets.HTML()
+        self.downloads_html = widgets.HTML()
+        self.map = maps.ames_map(height="380px")
+        self.houses_layer = maps.layer("Scored houses")
+        self.map.add(self.houses_layer)
+        self.map.add(maps.legend("Predicted price", maps.price_legend()))
+        self.map_note = widgets.HTML()
+
+    def _build_history(self, guard) -> None:
+        self.history_html = widgets.HTML()
+        self.refresh_button = widgets.Button(description="Refresh", icon="refresh")
+        self.refresh_button.on_click(guard(lambda _: self.show_history()))
+        self.latest_button = widgets.Button(
+            description="Open the latest output", icon="folder-open"
+        )
+        self.latest_button.on_click(guard(lambda _: self.open_latest()))
+        self.show_history()
+
+    # --- panels ---------------------------------------------------------------------------
+
+    @property
+    def controls(self) -> Panel:
+        schema = self.model.schema
+        limit = f'<span data-hv-upload-limit-bytes="{config.UPLOAD_LIMIT_BYTES}"></span>'
+        hint = widgets.HTML(
+            f"{limit}<p class='hv-hint'>A CSV with a header row, one house per row, up to "
+            f"{config.UPLOAD_LIMIT_BYTES // 2**20} MB. Required columns: "
+            f"{render.esc(', '.join(self.model.schema.required))}; optional: "
+            f"{render.esc(', '.join(n for n in schema.names if n not in schema.required))}. "
+            "Other columns are kept as they are.</p>"
+        )
+        buttons = widgets.HBox([self.upload, self.sample_button])
+        children = [version_marker(self.model.version), hint, buttons, self.progress, self.status]
+        return Panel(
+            children,
+            title="Score a batch",
+            summary=lambda: f"upload limit {config.UPLOAD_LIMIT_BYTES // 2**20} MB",
+        )
+
+    @property
+    def validation(self) -> Panel:
+        return Panel(
+            [self.summary_html, self.rejected_html],
+            title="Validation",
+            summary=self._describe_validation,
+        )
+
+    @property
+    def results(self) -> Panel:
+        charts_row = widgets.HBox(
+            [self.stats_html, self.histogram], layout={"flex_flow": "row wrap"}
+        )
+        self.histogram.layout.flex = "1 1 400px"
+        children = [self.downloads_html, charts_row, widgets.HBox([self.sort_by, self.descending]),
+                    self.table_html, self.map, self.map_note]  # fmt: skip
+        return Panel(children, title="Results", summary=self._describe_results)
+
+    @property
+    def history(self) -> Panel:
+        buttons = widgets.HBox([self.refresh_button, self.latest_button])
+        return Panel(
+            [buttons, self.history_html], title="Batch job history",
+            summary=lambda: "the latest runs of the batch job, newest first, from its history file",
+        )  # fmt: skip
+
+    def _describe_validation(self) -> str:
+        if self.outcome is None:
+            return "no file scored yet"
+        reasons = self.outcome.rejected.get("field", pd.Series(dtype=str)).value_counts()
+        by_field = ", ".join(f"{field} {count}" for field, count in sorted(reasons.items()))
+        return summary_text(self.outcome) + (f"; problems by field: {by_field}" if by_field else "")
+
+    def _describe_results(self) -> str:
+        if self.outcome is None or self.outcome.scored.empty:
+            return "no prices"
+        stats = dict(price_statistics(self.outcome.prices, self.outcome.scored["flags"]))
+        return ", ".join(f"{k} {v}" for k, v in stats.items())
+
+    # --- actions ----------------------------------------------------------------------------
+
+    def _uploaded(self, change) -> None:
+        files = change["new"]
+        if files:
+            item = files[0]
+            self.score(item["name"], bytes(item["content"]))
+
+    def score(self, name: str, content: bytes) -> None:
+        """Score a file's bytes and show the outcome; a refused file leaves the last one shown."""
+        self.status.value = ""
+        check_upload(name, len(content))
+        total = max(content.count(b"\n"), 1)
+        self.progress.value, self.progress.layout.visibility = 0, "visible"
+        try:
+            outcome = score_upload(
+                name, content, model=self.model, on_rows=lambda n: self._progressed(n, total)
+            )
+        finally:
+            self.progress.layout.visibility = "hidden"
+        self.show(outcome)
+
+    def _progressed(self, rows: int, total: int) -> None:
+        self.progress.value = min(rows / total, 1.0)
+
+    def show(self, outcome: Outcome) -> None:
+        self.outcome = outcome
+        self.summary_html.value = (
+            render.ok(summary_text(outcome))
+            if len(outcome.rejected) == 0
+            else render.notice(summary_text(outcome))
+        )
+        self.rejected_html.value = self._rejected_table(outcome.rejected)
+        prices = outcome.prices
+        self.stats_html.value = render.definition_table(
+            price_statistics(prices, outcome.scored.get("flags", pd.Series(dtype=str)))
+        )
+        charts.set_histogram(self.histogram, prices.dropna())
+        columns = list(outcome.scored.columns)
+        self.sort_by.options = columns
+        self.sort_by.value = PRICE if PRICE in columns else columns[0]
+        self._show_table()
+        self._show_map()
+        stem = Path(outcome.name).stem
+        self.downloads_html.value = " ".join([
+            download_link(f"{stem}.scored.csv", outcome.scored_csv,
+                          f"Download the prices ({len(outcome.scored):,} rows)"),
+            download_link(f"{stem}.rejected.csv", outcome.rejected_csv,
+                          f"Download the rejected rows ({len(outcome.rejected):,} problems)"),
+        ])  # fmt: skip
+
+    def _rejected_table(self, rejected: pd.DataFrame) -> str:
+        if rejected.empty:
+            return ""
+        shown = rejected.head(TABLE_ROWS)
+        caption = f"Rejected rows: {len(rejected):,} problems" + (
+            f" (first {TABLE_ROWS} shown)" if len(rejected) > TABLE_ROWS else ""
+        )
+        return render.table(
+            shown,
+            caption=caption,
+            headers={"row": "Row", "field": "Field", "value": "Value", "reason": "Why"},
+        )
+
+    def _show_table(self) -> None:
+        if self.outcome is None:
+            return
+        rows = sort_rows(self.outcome.scored, self.sort_by.value, self.descending.value)
+        caption = f"{len(rows):,} priced houses" + (
+            f" (first {TABLE_ROWS} shown; the download has all)" if len(rows) > TABLE_ROWS else ""
+        )
+        self.table_html.value = render.table(rows.head(TABLE_ROWS), caption=caption)
+
+    def _show_map(self) -> None:
+        located = map_sample(self.outcome.scored)
+        colour = maps.colours(located["price"], maps.PRICE_BANDS, maps.BAND_COLOURS)
+        self.houses_layer.data = maps.points(located, ["price"], colour)
+        shown = len(located)
+        total = len(self.outcome.scored)
+        self.map_note.value = (
+            f"<p class='hv-hint'>{shown:,} of {total:,} priced houses on the map.</p>"
+        )
+
+    def show_history(self) -> None:
+        runs = run_history(self.dirs.history, limit=20)
+        if runs.empty:
+            where = render.esc(self.dirs.history)
+            self.history_html.value = (
+                f"<p class='hv-hint'>The batch job has not run yet (no history at {where}).</p>"
+            )
+            return
+        shown = runs[["started_at", "file", "status", "rows_scored", "rows_rejected", "error"]]
+        self.history_html.value = render.table(
+            shown,
+            headers={
+                "started_at": "Started",
+                "file": "File",
+                "status": "Status",
+                "rows_scored": "Scored",
+                "rows_rejected": "Rejected",
+                "error": "Error",
+            },
+        )
+
+    def open_latest(self) -> None:
+        """Show the newest successful run's outputs, as if the file had been uploaded here."""
+        runs = run_history(self.dirs.history, limit=200)
+        done = runs[(runs["status"] == "ok") & runs["output"].notna()]
+        for run in done.itertuples():
+            scored, rejected = Path(run.output), Path(run.rejected_output)
+            if scored.suffix == ".csv" and scored.exists() and rejected.exists():
+                self.show(read_outputs(run.file, scored, rejected))
+                self.status.value = render.ok(
+                    f"Showing the batch job's output for {run.file} (run {run.started_at})."
+                )
+                return
+        raise BatchFileError("No finished CSV run of the batch job has its output on disk yet.")

@@ -1,0 +1,108 @@
+"""The few chart shapes the pages use, all bqplot (widget-native, updates in place).
+
+Charts are created once and updated by assigning new data to their marks, so a change of
+the form moves a line instead of rebuilding a figure.
+"""
+
+from __future__ import annotations
+
+import bqplot as bq
+import numpy as np
+
+MARGIN = {"top": 20, "bottom": 50, "left": 75, "right": 20}
+
+
+def _figure(marks, axes, title: str, height: str = "300px") -> bq.Figure:
+    figure = bq.Figure(
+        marks=marks, axes=axes, title=title, fig_margin=MARGIN,
+        layout={"width": "100%", "height": height},
+    )  # fmt: skip
+    figure.add_class("hv-chart")
+    return figure
+
+
+def _money_axis(scale, label: str, side: str = "left") -> bq.Axis:
+    return bq.Axis(
+        scale=scale, label=label, side=side, tick_format="$,.0f",
+        label_offset="60px" if side == "left" else "36px", num_ticks=5,
+    )  # fmt: skip
+
+
+class WhatIfChart:
+    """Price (with its 80% band) as one feature varies; the current value marked."""
+
+    def __init__(self):
+        self.x, self.y = bq.LinearScale(), bq.LinearScale()
+        scales = {"x": self.x, "y": self.y}
+        self.band = bq.Lines(
+            scales=scales, fill="between", colors=["#21918c"], fill_colors=["#21918c"],
+            fill_opacities=[0.2], stroke_width=0,
+        )  # fmt: skip
+        self.line = bq.Lines(scales=scales, colors=["#21918c"], stroke_width=3)
+        self.current = bq.Scatter(scales=scales, colors=["#b2182b"], default_size=120)
+        self.x_axis = bq.Axis(scale=self.x, label="", tick_format=",d", num_ticks=6)
+        self.figure = _figure(
+            [self.band, self.line, self.current],
+            [self.x_axis, _money_axis(self.y, "Price")],
+            title="",
+        )
+
+    def show(self, x, price, low, high, current_x, current_price, label: str, grouping=True):
+        with self.figure.hold_sync():
+            self.x_axis.tick_format = ",d" if grouping else "d"
+            self.band.x, self.band.y = np.asarray(x), np.vstack([low, high])
+            self.line.x, self.line.y = np.asarray(x), np.asarray(price)
+            self.current.x, self.current.y = [current_x], [current_price]
+            self.x_axis.label = label
+
+
+def histogram(values, *, bins: int = 30, title: str = "", label: str = "") -> bq.Figure:
+    x, y = bq.LinearScale(), bq.LinearScale(min=0)
+    counts, edges = np.histogram(np.asarray(values, dtype=float), bins=bins)
+    bars = bq.Bars(
+        x=(edges[:-1] + edges[1:]) / 2, y=counts, scales={"x": x, "y": y},
+        colors=["#3b528b"], padding=0.05,
+    )  # fmt: skip
+    axes = [
+        _money_axis(x, label, "bottom"),
+        bq.Axis(scale=y, side="left", label="Houses", label_offset="50px"),
+    ]
+    return _figure([bars], axes, title)
+
+
+def set_histogram(figure: bq.Figure, values, bins: int = 30) -> None:
+    counts, edges = np.histogram(np.asarray(values, dtype=float), bins=bins)
+    bars = figure.marks[0]
+    with bars.hold_sync():
+        bars.x, bars.y = (edges[:-1] + edges[1:]) / 2, counts
+
+
+def predicted_vs_actual(actual, predicted, *, title: str = "") -> bq.Figure:
+    """Holdout sales: each dot a house; on the diagonal the model was exactly right."""
+    low = float(min(np.min(actual), np.min(predicted)))
+    high = float(max(np.max(actual), np.max(predicted)))
+    x, y = bq.LogScale(min=low, max=high), bq.LogScale(min=low, max=high)
+    scales = {"x": x, "y": y}
+    dots = bq.Scatter(
+        x=np.asarray(actual), y=np.asarray(predicted), scales=scales, colors=["#3b528b"],
+        default_size=16, default_opacities=[0.6],
+    )  # fmt: skip
+    diagonal = bq.Lines(x=[low, high], y=[low, high], scales=scales, colors=["#b2182b"])
+    axes = [_money_axis(x, "Sale price", "bottom"), _money_axis(y, "Predicted price")]
+    return _figure([diagonal, dots], axes, title, height="380px")
+
+
+def horizontal_bars(labels, values, *, title: str = "", label: str = "", fmt: str = ".0%"):
+    """Bars with category labels down the side (importance, errors by group)."""
+    y, x = bq.OrdinalScale(reverse=True), bq.LinearScale(min=0)
+    bars = bq.Bars(
+        x=list(labels), y=np.asarray(values, dtype=float), scales={"x": y, "y": x},
+        orientation="horizontal", colors=["#21918c"], padding=0.15,
+    )  # fmt: skip
+    axes = [
+        bq.Axis(scale=y, side="left"),
+        bq.Axis(scale=x, side="bottom", tick_format=fmt, label=label, num_ticks=5),
+    ]
+    figure = _figure([bars], axes, title, height=f"{max(220, 26 * len(labels) + 80)}px")
+    figure.fig_margin = {**MARGIN, "left": 170}
+    return figure

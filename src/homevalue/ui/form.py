@@ -1,0 +1,113 @@
+"""The house form, built from the model card's schema, never from a list in a notebook.
+
+A retrained model with other features gets the right form without anyone editing a page:
+categories become dropdowns, small counts sliders, everything else a number box whose
+range and training range are written beside it. Number boxes are not bounded on purpose:
+an out-of-range entry must reach validation and get its message, not be silently clamped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import ipywidgets as widgets
+
+from homevalue.errors import Problem
+from homevalue.schema import Feature, Schema, fmt
+from homevalue.ui import render
+
+SLIDER_MAX_STEPS = 10  # counts (bathrooms, cars) get a slider; areas and years a box
+LABEL_WIDTH = "150px"
+
+
+def category_label(value: str) -> str:
+    return value.replace("_", " ")
+
+
+def _range_hint(feature: Feature) -> str:
+    unit = f" {feature.unit}" if feature.unit else ""
+    grouping = bool(feature.unit)
+    low, high = fmt(feature.train_min, grouping=grouping), fmt(feature.train_max, grouping=grouping)
+    return f"sold houses: {low} – {high}{unit}"
+
+
+def field_widget(feature: Feature) -> widgets.ValueWidget:
+    """The input widget for one feature, starting at the feature's default."""
+    style = {"description_width": LABEL_WIDTH}
+    common = {"description": feature.label, "style": style, "continuous_update": False}
+    if feature.is_category:
+        options = [(category_label(c), c) for c in feature.categories]
+        common.pop("continuous_update")
+        return widgets.Dropdown(options=options, value=feature.default, **common)
+    if feature.kind == "integer" and feature.max - feature.min <= SLIDER_MAX_STEPS:
+        return widgets.IntSlider(
+            value=int(feature.default), min=int(feature.min), max=int(feature.max), **common
+        )
+    if feature.kind == "integer":
+        return widgets.IntText(value=int(feature.default or 0), **common)
+    return widgets.FloatText(value=feature.default, step=0.0005, **common)
+
+
+class HouseForm:
+    """One row per feature: the input, its unit and training range, and its error message."""
+
+    def __init__(self, schema: Schema):
+        self.schema = schema
+        self.inputs = {f.name: field_widget(f) for f in schema.features}
+        self.errors = {f.name: widgets.HTML() for f in schema.features}
+        for feature in schema.features:
+            if feature.default_from:  # e.g. remodelled = built unless said otherwise
+                self.inputs[feature.name].value = self.inputs[feature.default_from].value
+        self._callbacks: list[Callable[[], None]] = []
+        self._holding = False
+        for widget in self.inputs.values():
+            widget.observe(self._changed, names="value")
+        self.box = widgets.VBox([self._row(f) for f in schema.features])
+        self.box.add_class("hv-form")
+
+    def _row(self, feature: Feature) -> widgets.Widget:
+        hint = "" if feature.is_category else _range_hint(feature)
+        note = widgets.HTML(f'<span class="hv-hint">{render.esc(hint)}</span>')
+        help_text = f' title="{render.esc(feature.help)}"' if feature.help else ""
+        note.value = f"<span{help_text}>{note.value}</span>"
+        return widgets.VBox(
+            [widgets.HBox([self.inputs[feature.name], note]), self.errors[feature.name]]
+        )
+
+    def on_change(self, callback: Callable[[], None]) -> None:
+        self._callbacks.append(callback)
+
+    def _changed(self, _change=None) -> None:
+        if not self._holding:
+            for callback in self._callbacks:
+                callback()
+
+    def values(self) -> dict:
+        return {name: widget.value for name, widget in self.inputs.items()}
+
+    def set_values(self, record: Mapping) -> None:
+        """Fill the form from a record (a sold house, a link) with one change notification."""
+        self._holding = True
+        try:
+            for name, value in record.items():
+                if name in self.inputs:
+                    self.inputs[name].value = self._coerce(name, value)
+        finally:
+            self._holding = False
+        self._changed()
+
+    def _coerce(self, name: str, value):
+        widget = self.inputs[name]
+        if isinstance(widget, widgets.Dropdown):
+            return value
+        number = float(value)
+        return int(number) if isinstance(widget, widgets.IntText | widgets.IntSlider) else number
+
+    def show_problems(self, problems: list[Problem]) -> None:
+        """Mark each bad field with its reason and clear the others."""
+        reasons = {p.field: p.reason for p in problems}
+        for name, label in self.errors.items():
+            reason = reasons.get(name, "")
+            label.value = render.field_error(
+                f"{self.schema.by_name[name].label} {reason}" if reason else ""
+            )

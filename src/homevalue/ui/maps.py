@@ -1,0 +1,84 @@
+"""The map of Ames: one ipyleaflet Map, houses drawn as single GeoJSON layers.
+
+Each Marker is its own widget and thousands of them hang the page, so every set of houses
+(2,650 reference sales, a scored batch) is one GeoJSON layer of circles whose colours are
+computed here. Offline the basemap tiles do not load; the layers still show the town.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from ipyleaflet import GeoJSON, LegendControl, Map, ScaleControl
+
+# Price bands for colouring, and the colours (viridis, readable on light and dark).
+PRICE_BANDS = (100_000, 150_000, 200_000, 300_000)
+BAND_COLOURS = ("#440154", "#3b528b", "#21918c", "#5ec962", "#fde725")
+# Signed error of the model (predicted / actual - 1): blue under-, red over-estimates.
+ERROR_BANDS = (-0.10, -0.03, 0.03, 0.10)
+ERROR_COLOURS = ("#2166ac", "#92c5de", "#d9d9d9", "#f4a582", "#b2182b")
+AMES_CENTER = (42.0308, -93.6319)
+
+
+def band_labels(bands, fmt) -> list[str]:
+    """Legend labels for the bins that `np.digitize(values, bands)` makes."""
+    edges = [fmt(b) for b in bands]
+    return (
+        [f"under {edges[0]}"]
+        + [f"{low} – {high}" for low, high in zip(edges, edges[1:], strict=False)]
+        + [f"{edges[-1]} and over"]
+    )
+
+
+def _short_money(value: float) -> str:
+    return f"${value / 1000:,.0f}k"
+
+
+def price_legend() -> dict[str, str]:
+    return dict(zip(band_labels(PRICE_BANDS, _short_money), BAND_COLOURS, strict=True))
+
+
+def error_legend() -> dict[str, str]:
+    labels = band_labels(ERROR_BANDS, lambda b: f"{b:+.0%}")
+    return dict(zip(labels, ERROR_COLOURS, strict=True))
+
+
+def colours(values, bands, palette) -> list[str]:
+    return [palette[i] for i in np.digitize(np.asarray(values, dtype=float), bands)]
+
+
+def points(frame: pd.DataFrame, properties: list[str], colour: list[str], radius=4) -> dict:
+    """A FeatureCollection of circles; each feature carries its style and chosen columns."""
+    features = []
+    lon, lat = frame["Longitude"].to_numpy(float), frame["Latitude"].to_numpy(float)
+    records = frame[properties].to_dict("records")
+    for x, y, props, fill in zip(lon, lat, records, colour, strict=True):
+        props = {k: (v.item() if hasattr(v, "item") else v) for k, v in props.items()}
+        props["style"] = {"fillColor": fill, "color": fill, "radius": radius}
+        features.append({
+            "type": "Feature",
+            "geometry": {"type": "Point", "coordinates": [round(x, 6), round(y, 6)]},
+            "properties": props,
+        })  # fmt: skip
+    return {"type": "FeatureCollection", "features": features}
+
+
+def layer(name: str, data: dict | None = None, *, opacity: float = 0.8) -> GeoJSON:
+    """One GeoJSON layer of circle markers (styles come from each feature)."""
+    return GeoJSON(
+        name=name,
+        data=data or {"type": "FeatureCollection", "features": []},
+        point_style={"radius": 4, "weight": 1, "fillOpacity": opacity, "opacity": opacity},
+    )
+
+
+def ames_map(*, height: str = "420px", zoom: int = 12) -> Map:
+    """An empty map of Ames with a scale bar; callers add their layers and legend."""
+    m = Map(center=AMES_CENTER, zoom=zoom, scroll_wheel_zoom=True, layout={"height": height})
+    m.add(ScaleControl(position="bottomleft", imperial=True, metric=True))
+    m.add_class("hv-map")
+    return m
+
+
+def legend(title: str, entries: dict[str, str]) -> LegendControl:
+    return LegendControl(entries, title=title, position="bottomright")

@@ -1,0 +1,171 @@
+"""What every dashboard page shares: panels that describe themselves, safe callbacks, the URL.
+
+A page is a handful of panels, each displayed by its own notebook cell. A panel's plain-text
+form (what nbval compares) is a one-paragraph summary of what a viewer sees in it, so a
+change to the model or to `homevalue` that changes the page fails the notebook tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import os
+import sys
+import time
+import urllib.parse
+from collections.abc import Callable
+
+import ipywidgets as widgets
+
+from homevalue.errors import HomevalueError
+from homevalue.ui import render
+
+log = logging.getLogger("homevalue.ui")
+if not log.handlers:
+    # The kernel replaces sys.stderr with a stream to the page; sys.__stderr__ is the
+    # kernel process's own, which Voilà's server log collects.
+    _handler = logging.StreamHandler(sys.__stderr__)
+    _handler.setFormatter(logging.Formatter("%(asctime)s homevalue.ui %(levelname)s %(message)s"))
+    log.addHandler(_handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+
+FRIENDLY = "Something went wrong on our side; it has been logged. Try again, or reload the page."
+
+
+class Panel(widgets.VBox):
+    """A box whose text form is a summary of its content, for nbval and for logs."""
+
+    def __init__(self, children=(), *, title: str, summary: Callable[[], str], **kwargs):
+        super().__init__(children, **kwargs)
+        self._title = title
+        self._summary = summary
+        self.add_class("hv-panel")
+
+    def __repr__(self) -> str:
+        return f"{self._title}: {self._summary()}"
+
+    def _repr_mimebundle_(self, **kwargs):
+        # ipywidgets cuts the text form at 110 characters; the summary is the point here.
+        data = super()._repr_mimebundle_(**kwargs)
+        data["text/plain"] = repr(self)
+        return data
+
+
+def guarded(status: widgets.HTML) -> Callable:
+    """Decorate a callback so a bug shows a friendly line in `status` and a server log line.
+
+    Expected problems (HomevalueError: bad file, bad value) are shown as they are; anything
+    else is a bug, logged with its traceback but never shown to the viewer.
+    """
+
+    def decorate(callback: Callable) -> Callable:
+        @functools.wraps(callback)
+        def wrapper(*args, **kwargs):
+            try:
+                return callback(*args, **kwargs)
+            except HomevalueError as error:
+                status.value = render.notice(str(error))
+            except Exception:
+                log.exception("callback %s failed", callback.__qualname__)
+                status.value = render.notice(FRIENDLY)
+            return None
+
+        return wrapper
+
+    return decorate
+
+
+class Throttle:
+    """Run `action` at once, then at most every `interval` seconds while changes keep coming.
+
+    The first change after a pause is answered immediately (no added latency); a burst (a
+    slider dragged, a form filled in code) collapses into one trailing run. Without a
+    running event loop (tests, nbval) every call runs at once.
+    """
+
+    def __init__(self, action: Callable[[], None], interval: float = 0.15):
+        self.action = action
+        self.interval = interval
+        self.last = -float("inf")
+        self.pending: asyncio.TimerHandle | None = None
+
+    def __call__(self, *_ignored) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        wait = self.last + self.interval - time.monotonic()
+        if loop is None or wait <= 0:
+            self._run()
+        elif self.pending is None:
+            self.pending = loop.call_later(wait, self._run)
+
+    def _run(self) -> None:
+        self.pending = None
+        self.last = time.monotonic()
+        self.action()
+
+
+def request_query() -> dict[str, str]:
+    """The viewer's URL query as {name: last value}.
+
+    Under preheated kernels the notebook runs before anyone asks for the page; Voilà's
+    `wait_for_request` blocks until the viewer's request arrives and puts its query string
+    into the environment. Outside Voilà (JupyterLab, nbval) it returns at once.
+    """
+    try:
+        from voila.utils import wait_for_request
+    except ImportError:  # pragma: no cover - voila is a dependency
+        return {}
+    wait_for_request()
+    pairs = urllib.parse.parse_qsl(os.environ.get("QUERY_STRING", ""), keep_blank_values=True)
+    return dict(pairs)
+
+
+def page_path() -> str:
+    """The page's own path on the server (for shareable links), or "" outside Voilà."""
+    return os.environ.get("SCRIPT_NAME", "")
+
+
+def version_marker(version: str) -> widgets.HTML:
+    """An element the template's footer reads to show which model priced the page."""
+    return widgets.HTML(render.version_marker(version), layout={"display": "none"})
+
+
+class Unavailable:
+    """Stands in for a page whose model could not be loaded.
+
+    The first panel asked for says why (without a traceback); the rest are empty, so the
+    notebook reads the same whether or not the model is there.
+    """
+
+    def __init__(self, title: str, error: Exception):
+        self.title = title
+        self.error = error
+        self.shown = False
+        log.error("%s unavailable: %s", title, error)
+
+    def __getattr__(self, name: str):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        if self.shown:
+            return Panel(title=name, summary=lambda: "unavailable")
+        self.shown = True
+        message = render.notice(
+            f"{self.title} is unavailable: the price model could not be loaded "
+            f"({self.error}). Please tell the team that runs this site."
+        )
+        return Panel([widgets.HTML(message)], title=name, summary=lambda: message)
+
+    def apply_request(self, query=None) -> None:
+        """Nothing to fill in."""
+
+
+def build(page_class, title: str, *args, **kwargs):
+    """The page, or an Unavailable stand-in if its model cannot be loaded."""
+    try:
+        return page_class(*args, **kwargs)
+    except HomevalueError as error:
+        return Unavailable(title, error)

@@ -1,0 +1,146 @@
+"""The "Score a batch" page without a browser: feed it files, read what it shows."""
+
+from __future__ import annotations
+
+import base64
+import re
+from datetime import UTC, datetime
+
+import pandas as pd
+import pytest
+
+from homevalue import config
+from homevalue.batch import score_file
+from homevalue.errors import BatchFileError
+from homevalue.inbox import run_inbox
+from homevalue.ui import BatchPage
+from homevalue.ui.batch import check_upload, sample_listings, sort_rows
+
+XSS = "<img src=x onerror=alert(1)>"
+
+
+@pytest.fixture
+def page(model, tmp_path) -> BatchPage:
+    return BatchPage(model, inbox=tmp_path / "batch" / "inbox")
+
+
+def csv_bytes(frame: pd.DataFrame) -> bytes:
+    return frame.to_csv(index=False).encode()
+
+
+def upload(page: BatchPage, name: str, content: bytes) -> None:
+    """What the browser's FileUpload sends when a viewer picks a file."""
+    item = {"name": name, "type": "text/csv", "size": len(content),
+            "content": memoryview(content), "last_modified": datetime.now(UTC)}  # fmt: skip
+    page.upload.value = (item,)
+
+
+def downloaded(page: BatchPage, which: str) -> bytes:
+    links = re.findall(
+        r'download="([^"]+)" href="data:text/csv;base64,([^"]*)"', page.downloads_html.value
+    )
+    return next(base64.b64decode(data) for name, data in links if which in name)
+
+
+def test_the_page_opens_on_the_sample_with_its_bad_rows(page, model, tmp_path):
+    name, content = sample_listings()
+    (tmp_path / name).write_bytes(content)
+    expected = score_file(tmp_path / name, tmp_path / "out", model=model)
+    assert expected.rows_rejected > 0 and expected.rows_scored > 0
+    assert len(page.outcome.scored) == expected.rows_scored
+    assert (
+        f"{expected.rows_scored} scored, {expected.rows_rejected} rejected"
+        in page.summary_html.value
+    )
+    assert page.rejected_html.value.count("<tr>") == len(page.outcome.rejected) + 1
+    # the download is byte for byte what the batch job writes
+    assert downloaded(page, "scored") == expected.scored_path.read_bytes()
+    assert downloaded(page, "rejected") == expected.rejected_path.read_bytes()
+
+
+def test_an_upload_is_scored_and_every_row_accounted_for(page, reference):
+    houses = reference.head(30).drop(columns=["Sale_Price"]).astype(object)
+    houses.loc[4, "Gr_Liv_Area"] = "huge"
+    houses.loc[9, "Year_Built"] = ""
+    upload(page, "mine.csv", csv_bytes(houses))
+    assert "mine.csv: 30 rows, 28 scored, 2 rejected" in page.summary_html.value
+    assert (
+        "Gr_Liv_Area" in page.rejected_html.value and "must be a number" in page.rejected_html.value
+    )
+    assert "Year_Built" in page.rejected_html.value and "is required" in page.rejected_html.value
+    assert len(page.houses_layer.data["features"]) == 28
+    assert page.progress.layout.visibility == "hidden"
+
+
+def test_uploaded_text_is_escaped_everywhere_it_is_shown(page, reference):
+    houses = reference.head(3).drop(columns=["Sale_Price"]).astype(object)
+    houses["note"] = XSS
+    houses.loc[1, "Neighborhood"] = XSS
+    page.score("evil.csv", csv_bytes(houses))
+    shown = page.table_html.value + page.rejected_html.value + page.summary_html.value
+    assert XSS not in shown
+    assert "&lt;img src=x onerror=alert(1)&gt;" in page.table_html.value
+    assert "&lt;img src=x onerror=alert(1)&gt;" in page.rejected_html.value
+
+
+def test_formulas_are_neutralised_in_the_download(page, reference):
+    houses = reference.head(2).drop(columns=["Sale_Price"]).astype(object)
+    houses["note"] = ['=HYPERLINK("http://x")', "fine"]
+    page.score("f.csv", csv_bytes(houses))
+    assert b"'=HYPERLINK" in downloaded(page, "scored")
+
+
+@pytest.mark.parametrize(
+    ("name", "size", "message"),
+    [
+        ("houses.xlsx", 10, "is not a CSV file"),
+        ("big.csv", config.UPLOAD_LIMIT_BYTES + 1, "the limit here is 50 MB"),
+    ],
+)
+def test_wrong_type_and_too_large_are_refused_clearly(page, name, size, message):
+    with pytest.raises(BatchFileError, match=message):
+        check_upload(name, size)
+    before = page.outcome
+    upload(page, name, b"x" * size)
+    assert message in page.status.value and page.outcome is before
+
+
+def test_a_file_without_required_columns_is_refused_and_the_last_result_stays(page):
+    before = page.outcome
+    upload(page, "x.csv", b"a,b\n1,2\n")
+    assert "lacks required column" in page.status.value
+    assert page.outcome is before
+
+
+def test_sorting_numbers_as_numbers(page):
+    frame = pd.DataFrame({"predicted_price": ["900", "10000", "5"], "name": ["b", "c", "a"]})
+    assert list(sort_rows(frame, "predicted_price", descending=True)["name"]) == ["c", "b", "a"]
+    assert list(sort_rows(frame, "name", descending=False)["name"]) == ["a", "b", "c"]
+    page.sort_by.value = "predicted_price"
+    for descending, expected in (
+        (True, page.outcome.prices.max()),
+        (False, page.outcome.prices.min()),
+    ):
+        page.descending.value = descending
+        first_row = page.table_html.value.split("<tbody>")[1].split("</tr>")[0]
+        assert f"<td>{expected:.0f}</td>" in first_row
+
+
+def test_history_shows_the_batch_jobs_runs_and_opens_the_latest_output(page, model):
+    assert "has not run yet" in page.history_html.value
+    inbox = page.dirs.inbox
+    inbox.mkdir(parents=True)
+    name, content = sample_listings()
+    (inbox / "monday.csv").write_bytes(content)
+    run_inbox(inbox, model=model, settle_seconds=0)
+    page.show_history()
+    assert "monday.csv" in page.history_html.value and ">ok<" in page.history_html.value
+    page.score("other.csv", content)
+    page.open_latest()
+    assert page.outcome.name == "monday.csv"
+    assert "batch job&#x27;s output for monday.csv" in page.status.value
+
+
+def test_opening_the_latest_output_when_there_is_none_says_so(page):
+    page.latest_button.click()
+    assert "No finished CSV run" in page.status.value

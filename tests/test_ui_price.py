@@ -1,0 +1,176 @@
+"""The "Price a home" page without a browser: set widget values, read what the page shows."""
+
+from __future__ import annotations
+
+import urllib.parse
+
+import pytest
+
+import homevalue
+from homevalue.ui import PricePage
+from homevalue.ui import page as ui_page
+from homevalue.ui.form import HouseForm, field_widget
+from homevalue.ui.price import LAT, LON, share_query
+
+
+@pytest.fixture
+def page(model) -> PricePage:
+    return PricePage(model)
+
+
+def shown_price(page: PricePage) -> str:
+    return page.price_html.value
+
+
+def test_the_form_is_built_from_the_card_schema(model):
+    form = HouseForm(model.schema)
+    assert list(form.inputs) == model.schema.names
+    for feature in model.schema.features:
+        widget = form.inputs[feature.name]
+        assert widget.description == feature.label
+        if feature.is_category:
+            assert [value for _, value in widget.options] == list(feature.categories)
+
+
+def test_a_retrained_schema_gets_its_own_form(model):
+    """A feature the notebook never heard of appears in the form with its own widget."""
+    extra = homevalue.Feature(
+        "Pool_Area", "integer", "Pool area", unit="sq ft", min=0, max=2000,
+        train_min=0, train_max=800, default=0,
+    )  # fmt: skip
+    schema = homevalue.Schema((*model.schema.features, extra))
+    form = HouseForm(schema)
+    assert form.inputs["Pool_Area"].description == "Pool area"
+    assert "sq ft" in form.box.children[-1].children[0].children[1].value
+
+
+def test_small_counts_get_sliders_and_areas_unbounded_boxes(model):
+    by_name = model.schema.by_name
+    assert type(field_widget(by_name["Garage_Cars"])).__name__ == "IntSlider"
+    # unbounded on purpose: an out-of-range entry must reach validation and get its message
+    assert type(field_widget(by_name["Gr_Liv_Area"])).__name__ == "IntText"
+
+
+def test_the_default_house_is_priced_on_load_exactly_as_predict_one_prices_it(page, model):
+    expected = homevalue.predict_one(page.form.values(), model=model)
+    assert page.last == expected
+    assert f"${expected.price:,.0f}" in shown_price(page)
+    assert f"${expected.low:,.0f}" in shown_price(page) and f"${expected.high:,.0f}" in shown_price(
+        page
+    )
+    assert len(page.comps) == 5
+
+
+def test_every_change_reprices(page, model):
+    before = page.last.price
+    page.form.inputs["Gr_Liv_Area"].value = 2600
+    assert page.last.price != before
+    assert page.last == homevalue.predict_one(page.form.values(), model=model)
+    before = page.last.price
+    page.form.inputs["Neighborhood"].value = "Northridge_Heights"
+    assert page.last.price != before
+
+
+def test_an_invalid_entry_marks_its_field_and_keeps_the_last_price(page):
+    good = page.last
+    page.form.inputs["Gr_Liv_Area"].value = 50_000
+    assert page.last == good
+    assert "$" in shown_price(page) and f"{good.price:,.0f}" in shown_price(page)
+    assert "must be between 200 and 10,000 sq ft" in page.form.errors["Gr_Liv_Area"].value
+    assert "last price" in page.status.value
+    page.form.inputs["Gr_Liv_Area"].value = 1500
+    assert page.form.errors["Gr_Liv_Area"].value == "" and page.status.value == ""
+
+
+def test_remodelled_before_built_is_marked_on_the_remodel_field(page):
+    page.form.inputs["Year_Remod_Add"].value = 1900
+    assert "must not be earlier than Year_Built" in page.form.errors["Year_Remod_Add"].value
+
+
+def test_flags_are_shown_in_plain_words(page):
+    page.form.inputs["Gr_Liv_Area"].value = 5000
+    assert "above anything the model was trained on" in page.flags_html.value
+
+
+def test_clicking_the_map_moves_the_house_and_its_comps(page):
+    first_comps = list(page.comps["Sale_ID"])
+    page._map_clicked(type="click", coordinates=[42.05, -93.66])
+    values = page.form.values()
+    assert (values[LAT], values[LON]) == (42.05, -93.66)
+    assert tuple(page.marker.location) == (42.05, -93.66)
+    assert list(page.comps["Sale_ID"]) != first_comps
+    assert len(page.comps_layer.data["features"]) == 5
+
+
+def test_dragging_the_marker_sets_the_location(page):
+    page.marker.location = (42.02, -93.65)
+    assert (page.form.values()[LAT], page.form.values()[LON]) == (42.02, -93.65)
+
+
+def test_clicking_a_sale_offers_to_start_from_it(page, reference):
+    sale = reference.iloc[10]
+    page._sale_clicked(feature={"properties": {"Sale_ID": int(sale["Sale_ID"])}})
+    assert page.offer.layout.display == "flex"
+    assert f"${sale['Sale_Price']:,.0f}" in page.offer_text.value
+    page._use_offer()
+    values = page.form.values()
+    assert values["Gr_Liv_Area"] == sale["Gr_Liv_Area"]
+    assert values["Neighborhood"] == sale["Neighborhood"]
+    assert page.offer.layout.display == "none"
+
+
+def test_the_url_prefills_the_form_and_reports_what_it_could_not_use(page):
+    page.apply_request({"Gr_Liv_Area": "1800", "lat": "42.03", "lon": "-93.62",
+                        "Year_Built": "abc", "colour": "red"})  # fmt: skip
+    values = page.form.values()
+    assert (values["Gr_Liv_Area"], values[LAT], values[LON]) == (1800, 42.03, -93.62)
+    assert values["Year_Built"] == 1976  # the bad value was not used
+    assert "Year_Built=abc must be a number" in page.status.value
+    assert "colour is not a field" in page.status.value
+
+
+def test_the_shareable_link_prices_the_same_house(page, model):
+    page.form.inputs["Gr_Liv_Area"].value = 2222
+    query = dict(urllib.parse.parse_qsl(share_query(page.form.values(), model.schema)))
+    other = PricePage(model)
+    other.apply_request(query)
+    assert other.last == page.last
+    assert "Gr_Liv_Area=2222" in page.link_html.value
+
+
+def test_the_what_if_curve_follows_the_form_and_marks_the_house(page, model):
+    page.what_if_choice.value = "Gr_Liv_Area"
+    curve = page.curve
+    feature = model.schema.by_name["Gr_Liv_Area"]
+    assert curve["Gr_Liv_Area"].min() == feature.train_min
+    assert curve["Gr_Liv_Area"].max() == feature.train_max
+    here = curve[curve["Gr_Liv_Area"] == page.last.inputs["Gr_Liv_Area"]]
+    assert here["price"].iloc[0] == page.last.price
+    assert list(page.chart.current.y) == [page.last.price]
+    page.form.inputs["Fireplaces"].value = 3
+    assert page.curve is not curve
+
+
+def test_what_if_built_later_raises_the_remodel_year_with_it(model, good_house):
+    curve = homevalue.predict.what_if(good_house, "Year_Built", [1950, 2005], model=model)
+    assert list(curve["Year_Built"]) == [1950, 2005]  # 2005 > remodel 1990, kept
+
+
+def test_a_bug_in_a_callback_shows_a_friendly_message_and_is_logged(page, caplog, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr("homevalue.ui.price.predict_one", broken)
+    monkeypatch.setattr(ui_page.log, "propagate", True)  # let caplog see the server log line
+    with caplog.at_level("ERROR", logger="homevalue.ui"):
+        page.guard(page.refresh)()
+    assert "Something went wrong" in page.status.value
+    assert "secret internals" not in page.status.value
+    assert "secret internals" in caplog.text
+
+
+def test_panels_describe_what_the_viewer_sees(page):
+    text = repr(page.main)
+    assert f"${page.last.price:,.0f}" in text and "model 1.0.0" in text
+    assert repr(page.comparables).startswith("Comparable sales: 5 comparable sales")
+    assert repr(page.sensitivity).startswith("What if: ")
