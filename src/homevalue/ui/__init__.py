@@ -1,11 +1,26 @@
 """The dashboard pages: widgets built from the model card and wired to `homevalue`.
 
 Each notebook in notebooks/ builds one page here and displays its panels cell by cell, so
-the notebooks stay a screen long and everything they do is unit-tested in Python.
+the notebooks stay a screen long and everything they do is unit-tested in Python. Pages are
+imported on first use: a kernel serving the report never imports the pricing page's code.
 """
 
-from homevalue.ui.page import Panel, build, request_query
-from homevalue.ui.batch import BatchPage
-from homevalue.ui.price import PricePage
+from __future__ import annotations
 
-__all__ = ["BatchPage", "Panel", "PricePage", "build", "request_query"]
+import importlib
+
+from homevalue.ui.page import Panel, build, request_query
+
+_PAGES = {
+    "BatchPage": "homevalue.ui.batch",
+    "PricePage": "homevalue.ui.price",
+    "ReportPage": "homevalue.ui.report",
+}
+
+__all__ = ["BatchPage", "Panel", "PricePage", "ReportPage", "build", "request_query"]
+
+
+def __getattr__(name: str):
+    if name in _PAGES:
+        return getattr(importlib.import_module(_PAGES[name]), name)
+    raise AttributeError(f"module 'homevalue.ui' has no attribute {name!r}")

@@ -150,7 +150,9 @@ class BatchPage:
         guard = guarded(self.status)
         self.upload = widgets.FileUpload(accept=".csv", multiple=False, description="Upload CSV")
         self.upload.observe(guard(self._uploaded), names="value")
-        self.sample_button = widgets.Button(description="Use the sample listings", icon="table")
+        self.sample_button = widgets.Button(
+            description="Use the sample listings", icon="table", layout={"width": "auto"}
+        )
         self.sample_button.on_click(guard(lambda _: self.score(*sample_listings())))
         self.progress = widgets.FloatProgress(
             min=0, max=1, description="Scoring", layout={"visibility": "hidden"}

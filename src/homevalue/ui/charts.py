@@ -85,7 +85,7 @@ def predicted_vs_actual(actual, predicted, *, title: str = "") -> bq.Figure:
     scales = {"x": x, "y": y}
     dots = bq.Scatter(
         x=np.asarray(actual), y=np.asarray(predicted), scales=scales, colors=["#3b528b"],
-        default_size=16, default_opacities=[0.6],
+        default_size=16, opacities=[0.6],
     )  # fmt: skip
     diagonal = bq.Lines(x=[low, high], y=[low, high], scales=scales, colors=["#b2182b"])
     axes = [_money_axis(x, "Sale price", "bottom"), _money_axis(y, "Predicted price")]

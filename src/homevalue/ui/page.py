@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import io
 import logging
 import os
 import sys
@@ -22,10 +23,22 @@ from homevalue.errors import HomevalueError
 from homevalue.ui import render
 
 log = logging.getLogger("homevalue.ui")
+
+
+def _server_log_stream():
+    """A stream to the kernel process's own stderr, which Voilà's server log collects.
+
+    Inside a kernel, ipykernel redirects file descriptor 2 to the page (anything written
+    there would be shown to the viewer); `sys.stderr.fileno()` is its copy of the original.
+    """
+    try:
+        return os.fdopen(os.dup(sys.stderr.fileno()), "w", buffering=1, encoding="utf-8")
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        return sys.__stderr__
+
+
 if not log.handlers:
-    # The kernel replaces sys.stderr with a stream to the page; sys.__stderr__ is the
-    # kernel process's own, which Voilà's server log collects.
-    _handler = logging.StreamHandler(sys.__stderr__)
+    _handler = logging.StreamHandler(_server_log_stream())
     _handler.setFormatter(logging.Formatter("%(asctime)s homevalue.ui %(levelname)s %(message)s"))
     log.addHandler(_handler)
     log.setLevel(logging.INFO)
@@ -153,11 +166,11 @@ class Unavailable:
         if self.shown:
             return Panel(title=name, summary=lambda: "unavailable")
         self.shown = True
-        message = render.notice(
-            f"{self.title} is unavailable: the price model could not be loaded "
-            f"({self.error}). Please tell the team that runs this site."
+        message = (
+            f"{self.title} is unavailable: the price model could not be loaded. "
+            "The error has been logged; please tell the team that runs this site."
         )
-        return Panel([widgets.HTML(message)], title=name, summary=lambda: message)
+        return Panel([widgets.HTML(render.notice(message))], title=name, summary=lambda: message)
 
     def apply_request(self, query=None) -> None:
         """Nothing to fill in."""

@@ -24,6 +24,8 @@ from homevalue.ui.page import Panel, Throttle, guarded, page_path, request_query
 
 LAT, LON = "Latitude", "Longitude"
 QUERY_ALIASES = {"lat": LAT, "latitude": LAT, "lon": LON, "lng": LON, "longitude": LON}
+# Voilà's own URL parameters (`?theme=dark`), not fields of the house.
+VOILA_PARAMETERS = {"theme", "template"}
 WHAT_IF_POINTS = 40
 SALE_PROPERTIES = ["Sale_ID", "Sale_Price"]
 
@@ -316,6 +318,8 @@ class PricePage:
         """The query's fields that are valid for this model, and a reason for each that is not."""
         values, problems = {}, []
         for key, raw in query.items():
+            if key in VOILA_PARAMETERS:
+                continue
             name = QUERY_ALIASES.get(key.lower(), key)
             if name not in self.schema.by_name:
                 problems.append(f"{key} is not a field of this model")
