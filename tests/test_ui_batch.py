@@ -70,6 +70,7 @@ def test_an_upload_is_scored_and_every_row_accounted_for(page, reference):
     assert "Year_Built" in page.rejected_html.value and "is required" in page.rejected_html.value
     assert len(page.houses_layer.data["features"]) == 28
     assert page.progress.layout.visibility == "hidden"
+    assert page.upload.value == ()  # the bytes are not kept in the kernel
 
 
 def test_uploaded_text_is_escaped_everywhere_it_is_shown(page, reference):

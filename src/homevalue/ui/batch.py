@@ -254,9 +254,15 @@ class BatchPage:
 
     def _uploaded(self, change) -> None:
         files = change["new"]
-        if files:
-            item = files[0]
+        if not files:
+            return
+        item = files[0]
+        try:
             self.score(item["name"], bytes(item["content"]))
+        finally:
+            # Drop the bytes (up to 50 MB held by the widget) and let the same file be
+            # chosen again; the resulting empty change is ignored above.
+            self.upload.value = ()
 
     def score(self, name: str, content: bytes) -> None:
         """Score a file's bytes and show the outcome; a refused file leaves the last one shown."""
