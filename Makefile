@@ -9,35 +9,42 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON3 ?= python3
 PORT ?= 8866
+# The folder `make serve` and `make lab` open (the tests serve a temporary one).
+NOTEBOOKS ?= notebooks
 CONSTRAINTS := .ci/constraints.txt
 # pip warns once per line about find-links/index locations that do not exist on this
 # machine; the warnings are harmless, so they are dropped (pip's exit status is kept).
 PIP_NOISE := is ignored: it is neither
+# The Voilà template ships as hatch shared-data, which pip copies into $(VENV)/share even
+# for an editable install: a changed template file means reinstalling.
+TEMPLATE_FILES := $(shell find share/jupyter/voila/templates/homevalue -type f 2>/dev/null)
+# Jupyter refuses to run as root unless told to (containers, CI machines).
+LAB_ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 
-.PHONY: help install serve test lint format model bench lock lab clean distclean
+.PHONY: help install serve test lint format model bench lock lab notebooks screenshots clean distclean
 
 ## Show this help
 help:
-	@echo "Usage: make <target>   (variables: VENV=$(VENV) PORT=$(PORT))"
+	@echo "Usage: make <target>   (variables: VENV=$(VENV) PORT=$(PORT) NOTEBOOKS=$(NOTEBOOKS))"
 	@echo
 	@awk '/^## /{doc = substr($$0, 4); next} \
-	     /^[a-zA-Z_-]+:/ && doc {split($$0, t, ":"); printf "  %-10s %s\n", t[1], doc} \
+	     /^[a-zA-Z_-]+:/ && doc {split($$0, t, ":"); printf "  %-12s %s\n", t[1], doc} \
 	     {doc = ""}' $(MAKEFILE_LIST)
 
 ## Create .venv and install homevalue[test] within .ci/constraints.txt
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
+$(VENV)/.installed: pyproject.toml $(CONSTRAINTS) $(TEMPLATE_FILES)
 	test -x $(PY) || $(PYTHON3) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip 2>&1 | { grep -v "$(PIP_NOISE)" || true; }
 	$(PY) -m pip install -c $(CONSTRAINTS) -e '.[test]' 2>&1 | { grep -v "$(PIP_NOISE)" || true; }
 	touch $@
 
-## Serve notebooks/ with Voilà on http://localhost:8866/ (PORT=... to change)
+## Serve notebooks/ with Voilà on http://localhost:8866/ (PORT=... to change; settings in voila.json)
 serve: $(VENV)/.installed
-	mkdir -p notebooks
-	@echo "Serving on http://localhost:$(PORT)/"
-	$(VENV)/bin/voila --no-browser --port=$(PORT) notebooks/
+	mkdir -p $(NOTEBOOKS)
+	@echo "Serving $(NOTEBOOKS)/ on http://localhost:$(PORT)/"
+	$(VENV)/bin/voila --no-browser --port=$(PORT) --Voila.port_retries=0 $(NOTEBOOKS)/
 
 ## Lint, then run the whole test suite (what CI runs)
 test: $(VENV)/.installed
@@ -71,9 +78,19 @@ lock:
 	} > $(CONSTRAINTS).tmp
 	mv $(CONSTRAINTS).tmp $(CONSTRAINTS)
 
-## Open the notebooks in JupyterLab
+## Open the notebooks in JupyterLab (the Voilà button previews a page with the template)
 lab: $(VENV)/.installed
-	$(VENV)/bin/jupyter lab notebooks/
+	mkdir -p $(NOTEBOOKS)
+	$(VENV)/bin/jupyter lab $(LAB_ROOT_FLAG) \
+	    --ServerApp.tornado_settings='{"websocket_max_message_size": 104857600}' $(NOTEBOOKS)/
+
+## Re-run the pages and store their outputs (after a change to what a page shows; review with nbdiff)
+notebooks: $(VENV)/.installed
+	$(PY) tests/refresh_notebooks.py
+
+## Screenshots of every page, light and dark, into docs/screenshots/ (Debian chromium)
+screenshots: $(VENV)/.installed
+	$(PY) tests/browser/screenshots.py docs/screenshots
 
 ## Remove caches (__pycache__, .pytest_cache, .ruff_cache, .hypothesis)
 clean:

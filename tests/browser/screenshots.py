@@ -1,12 +1,15 @@
 """Screenshots of every page in light and dark theme, for the README and for review.
 
-Usage: python tests/browser/screenshots.py BASE_URL OUT_DIR
-Drives Debian's chromium (never a downloaded browser) with Playwright.
+Usage: python tests/browser/screenshots.py [OUT_DIR [BASE_URL]]
+Without BASE_URL it starts Voilà as `make serve` does (tests/voila_server.py) and stops it
+afterwards; OUT_DIR defaults to docs/screenshots. Drives Debian's chromium (never a
+downloaded browser) with Playwright.
 """
 
 from __future__ import annotations
 
 import sys
+import tempfile
 from pathlib import Path
 
 from playwright.sync_api import sync_playwright
@@ -48,6 +51,20 @@ def take(base_url: str, out: Path) -> list[Path]:
     return written
 
 
-if __name__ == "__main__":
-    for path in take(sys.argv[1], Path(sys.argv[2])):
+def main(out: Path, base_url: str | None) -> None:
+    if base_url:
+        written = take(base_url, out)
+    else:
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+        from voila_server import serve
+
+        with tempfile.TemporaryDirectory() as folder, serve(Path(folder) / "voila.log") as server:
+            written = take(server.url, out)
+    for path in written:
         print(path)
+
+
+if __name__ == "__main__":
+    root = Path(__file__).resolve().parents[2]
+    main(Path(sys.argv[1]) if len(sys.argv) > 1 else root / "docs" / "screenshots",
+         sys.argv[2] if len(sys.argv) > 2 else None)  # fmt: skip

@@ -300,12 +300,12 @@ class BatchPage:
         self._show_table()
         self._show_map()
         stem = Path(outcome.name).stem
-        self.downloads_html.value = " ".join([
+        self.downloads_html.value = '<p class="hv-downloads">' + " ".join([
             download_link(f"{stem}.scored.csv", outcome.scored_csv,
                           f"Download the prices ({len(outcome.scored):,} rows)"),
             download_link(f"{stem}.rejected.csv", outcome.rejected_csv,
                           f"Download the rejected rows ({len(outcome.rejected):,} problems)"),
-        ])  # fmt: skip
+        ]) + "</p>"  # fmt: skip
 
     def _rejected_table(self, rejected: pd.DataFrame) -> str:
         if rejected.empty:
@@ -342,10 +342,7 @@ class BatchPage:
     def show_history(self) -> None:
         runs = run_history(self.dirs.history, limit=20)
         if runs.empty:
-            where = render.esc(self.dirs.history)
-            self.history_html.value = (
-                f"<p class='hv-hint'>The batch job has not run yet (no history at {where}).</p>"
-            )
+            self.history_html.value = "<p class='hv-hint'>The batch job has not run yet.</p>"
             return
         shown = runs[["started_at", "file", "status", "rows_scored", "rows_rejected", "error"]]
         self.history_html.value = render.table(

@@ -77,7 +77,8 @@ def table(
     )
     cap = f"<caption>{esc(caption)}</caption>" if caption else ""
     return (
-        f'<table class="hv-table">{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+        f'<div class="hv-table-wrap"><table class="hv-table">{cap}<thead><tr>{head}</tr>'
+        f"</thead><tbody>{body}</tbody></table></div>"
     )
 
 

@@ -1,0 +1,526 @@
+/*
+ * homevalue template, browser side. Loaded in <head> of every page (index.html.j2), before
+ * Voilà's own voila.js, so that the WebSocket and file-input hooks below are in place
+ * before Voilà and the widgets create anything.
+ *
+ *  1. loading indicator: step counter while Voilà streams the executed cells;
+ *  2. footer: "model <version>" once the page renders [data-hv-model-version];
+ *  3. upload guard: on a page that renders [data-hv-upload-limit-bytes], a chosen file
+ *     that is too big or not a .csv never reaches the widget (nor the websocket);
+ *  4. connection lost: a notice when the kernel's websocket closes or the kernel dies.
+ */
+(function () {
+  "use strict";
+
+  var hv = (window.hv = window.hv || {});
+
+  function onReady(fn) {
+    if (document.readyState === "loading") {
+      document.addEventListener("DOMContentLoaded", fn);
+    } else {
+      fn();
+    }
+  }
+
+  /* ------------------------------------------------------------------ 1. loading */
+
+  hv.loadingProgress = function (cellIndex, cellCount) {
+    var step = document.getElementById("hv-loading-step");
+    if (step) {
+      step.textContent = "Preparing the page: step " + cellIndex + " of " + cellCount;
+    }
+  };
+
+  // If the page is still loading after a while, say what to do rather than spin forever.
+  onReady(function () {
+    setTimeout(function () {
+      var text = document.getElementById("loading_text");
+      if (text && document.getElementById("loading")) {
+        text.textContent = "Still starting… if nothing happens, reload the page.";
+      }
+    }, 30000);
+  });
+
+  /* ------------------------------------------------------------------ 2. footer */
+
+  function showModelVersion() {
+    var slot = document.querySelector("[data-hv-footer-model]");
+    var source = document.querySelector("[data-hv-model-version]");
+    if (!slot || !source) {
+      return false;
+    }
+    var version = (source.getAttribute("data-hv-model-version") || "").trim();
+    if (!version) {
+      return false;
+    }
+    slot.textContent = "model " + version;
+    slot.hidden = false;
+    return true;
+  }
+
+  onReady(function () {
+    if (!document.querySelector("[data-hv-footer-model]") || showModelVersion()) {
+      return;
+    }
+    // Widgets render after the page loads: watch the DOM until the version appears.
+    var observer = new MutationObserver(function () {
+      if (showModelVersion()) {
+        observer.disconnect();
+      }
+    });
+    observer.observe(document.body, {
+      childList: true,
+      subtree: true,
+      attributes: true,
+      attributeFilter: ["data-hv-model-version"],
+    });
+  });
+
+  /* ------------------------------------------------------------------ 3. upload guard */
+
+  var MB = 1024 * 1024;
+
+  function uploadLimitBytes() {
+    var el = document.querySelector("[data-hv-upload-limit-bytes]");
+    if (!el) {
+      return null;
+    }
+    var limit = Number(el.getAttribute("data-hv-upload-limit-bytes"));
+    return isFinite(limit) && limit > 0 ? limit : null;
+  }
+
+  function megabytes(bytes) {
+    var value = bytes / MB;
+    return (value >= 10 || value === Math.round(value) ? Math.round(value) : value.toFixed(1)) + " MB";
+  }
+
+  // Why the chosen files are refused, or null when they may go through.
+  hv.uploadProblem = function (files, limit) {
+    var total = 0;
+    for (var i = 0; i < files.length; i++) {
+      var file = files[i];
+      if (!/\.csv$/i.test(file.name)) {
+        return (
+          "“" + file.name + "” is not a CSV file. Choose a .csv file " +
+          "(from a spreadsheet: File › Save as › CSV)."
+        );
+      }
+      if (file.size > limit) {
+        return (
+          "“" + file.name + "” is " + megabytes(file.size) + "; the limit is " +
+          megabytes(limit) + ". Split it into smaller files and upload them one at a time."
+        );
+      }
+      total += file.size;
+    }
+    if (total > limit) {
+      return (
+        "These " + files.length + " files come to " + megabytes(total) + "; the limit is " +
+        megabytes(limit) + " in one upload. Upload fewer at a time."
+      );
+    }
+    return null;
+  };
+
+  var lastUploadControl = null; // the upload button (or input) the viewer last clicked
+  document.addEventListener(
+    "click",
+    function (event) {
+      var target = event.target;
+      if (target && target.closest) {
+        lastUploadControl = target.closest(".widget-upload, input[type=file]") || lastUploadControl;
+      }
+    },
+    true
+  );
+
+  function clearUploadMessages() {
+    var old = document.querySelectorAll(".hv-upload-error");
+    for (var i = 0; i < old.length; i++) {
+      old[i].remove();
+    }
+  }
+
+  function showUploadMessage(input, text) {
+    var box = document.createElement("div");
+    box.className = "hv-field-error hv-upload-error";
+    box.setAttribute("role", "alert");
+    box.textContent = text; // file names come from the viewer: text, never HTML
+    var anchor = input.isConnected ? input : lastUploadControl;
+    if (anchor && anchor.isConnected) {
+      anchor.insertAdjacentElement("afterend", box);
+    } else {
+      box.className += " hv-notice hv-toast";
+      document.body.appendChild(box);
+    }
+  }
+
+  function guardFileChange(event) {
+    var input = event.target;
+    if (!(input instanceof HTMLInputElement) || input.type !== "file" || event.hvChecked) {
+      return;
+    }
+    event.hvChecked = true; // the same event may reach the document and the element hooks
+    var limit = uploadLimitBytes();
+    if (limit === null || !input.files || input.files.length === 0) {
+      return;
+    }
+    clearUploadMessages();
+    var problem = hv.uploadProblem(input.files, limit);
+    if (!problem) {
+      return;
+    }
+    // Stop here: the widget's own change listener never runs, so nothing is read or sent.
+    event.stopImmediatePropagation();
+    event.preventDefault();
+    try {
+      input.value = "";
+    } catch (err) {
+      /* some browsers refuse to reset a file input: the widget never saw it anyway */
+    }
+    showUploadMessage(input, problem);
+  }
+
+  // A file input that is part of the page: the capture phase at the document runs first.
+  document.addEventListener("change", guardFileChange, true);
+
+  // ipywidgets' FileUpload keeps its <input type=file> out of the document (it only calls
+  // input.click() from its button), so its change event never reaches the document. Such an
+  // input gets the guard on itself, in the capture phase, which at the target runs before
+  // the widget's own (bubble-phase) listener.
+  var guardedInputs = new WeakSet();
+  function guardInput(input) {
+    if (input.type === "file" && !guardedInputs.has(input)) {
+      guardedInputs.add(input);
+      input.addEventListener("change", guardFileChange, true);
+    }
+  }
+  ["click", "showPicker"].forEach(function (name) {
+    var original = HTMLInputElement.prototype[name];
+    if (typeof original !== "function") {
+      return;
+    }
+    HTMLInputElement.prototype[name] = function () {
+      guardInput(this);
+      return original.apply(this, arguments);
+    };
+  });
+
+  /* ------------------------------------------------------------------ downloads */
+
+  // The batch page offers its results as <a class="hv-download" download href="data:...">.
+  // Chromium refuses to download a data: URL longer than 2 MB, so on click the data is
+  // turned into a Blob and downloaded from an object URL, which has no such limit.
+  document.addEventListener("click", function (event) {
+    var link = event.target.closest && event.target.closest("a.hv-download[download]");
+    if (!link || link.href.indexOf("data:") !== 0) {
+      return;
+    }
+    event.preventDefault();
+    var comma = link.href.indexOf(",");
+    var meta = link.href.slice(5, comma);
+    var binary = atob(link.href.slice(comma + 1));
+    var bytes = new Uint8Array(binary.length);
+    for (var i = 0; i < binary.length; i++) {
+      bytes[i] = binary.charCodeAt(i);
+    }
+    var url = URL.createObjectURL(new Blob([bytes], { type: meta.split(";")[0] }));
+    var temporary = document.createElement("a");
+    temporary.href = url;
+    temporary.download = link.getAttribute("download");
+    document.body.appendChild(temporary);
+    temporary.click();
+    temporary.remove();
+    setTimeout(function () {
+      URL.revokeObjectURL(url);
+    }, 60000);
+  });
+
+  /* ------------------------------------------------------------------ 4. connection lost */
+
+  // The notice shows while any of these holds:
+  //  - gone: the kernel died, was restarted (its widgets are lost) or shut down, or the
+  //    connection gave up: only a reload helps, so it stays;
+  //  - socketDown: the kernel's websocket has been closed for longer than a grace period
+  //    (a network blip reconnects on its own within it);
+  //  - serverAway: the server did not answer twice in a row.
+  var RECONNECT_GRACE_MS = 4000;
+  var state = { gone: false, socketDown: false, serverAway: false };
+  var reasons = { gone: "", socketDown: "", serverAway: "" };
+  var unloading = false;
+  var graceTimer = null;
+  var kernelSignalsWatched = false; // true once we follow Voilà's kernel connection itself
+
+  window.addEventListener("beforeunload", function () {
+    unloading = true; // Voilà closes the kernel on unload: that is not a lost connection
+  });
+  window.addEventListener("pagehide", function () {
+    unloading = true;
+  });
+  window.addEventListener("pageshow", function (event) {
+    if (event.persisted) {
+      unloading = false;
+    }
+  });
+
+  function renderNotice() {
+    if (unloading) {
+      return;
+    }
+    var notice = document.getElementById("hv-connection-lost");
+    var which = state.gone ? "gone" : state.socketDown ? "socketDown" : state.serverAway ? "serverAway" : "";
+    if (notice) {
+      notice.hidden = !which;
+      notice.setAttribute("data-reason", which ? reasons[which] : "");
+    }
+    document.body.classList.toggle("hv-disconnected", !!which);
+  }
+
+  function setLost(kind, value, reason) {
+    if (unloading || state[kind] === value || (kind === "gone" && !value)) {
+      return;
+    }
+    state[kind] = value;
+    reasons[kind] = reason || "";
+    if (value && window.console) {
+      console.warn("homevalue: connection to the server lost (" + reason + ")");
+    }
+    renderNotice();
+  }
+
+  hv.connectionState = function () {
+    return { gone: state.gone, socketDown: state.socketDown, serverAway: state.serverAway };
+  };
+
+  // The socket closed: say so unless stillDown() is false after the grace period.
+  function socketClosed(reason, stillDown) {
+    if (graceTimer) {
+      return;
+    }
+    graceTimer = setTimeout(function () {
+      graceTimer = null;
+      if (stillDown()) {
+        setLost("socketDown", true, reason);
+      }
+    }, RECONNECT_GRACE_MS);
+  }
+
+  function socketOpen() {
+    clearTimeout(graceTimer);
+    graceTimer = null;
+    setLost("socketDown", false);
+  }
+
+  onReady(function () {
+    var buttons = document.querySelectorAll("[data-hv-reload]");
+    for (var i = 0; i < buttons.length; i++) {
+      buttons[i].addEventListener("click", function (event) {
+        event.preventDefault();
+        window.location.reload();
+      });
+    }
+  });
+
+  function pageConfig() {
+    var el = document.getElementById("jupyter-config-data");
+    try {
+      return el ? JSON.parse(el.textContent || "{}") : {};
+    } catch (err) {
+      return {};
+    }
+  }
+
+  // Primary: Voilà's kernel connection (@jupyterlab/services KernelConnection), created by
+  // its widget-manager plugin as window.jupyterapp.widgetManager.kernel.
+  //  - statusChanged: "autorestarting"/"restarting" (the server restarted a dead kernel:
+  //    the page's widgets are gone) or "dead";
+  //  - connectionStatusChanged: "connecting" (websocket closed, retrying), "connected",
+  //    "disconnected" (gave up after its reconnect attempts).
+  function watchKernel(kernel) {
+    kernelSignalsWatched = true;
+    function onStatus(_sender, status) {
+      if (status === "dead" || status === "autorestarting" || status === "restarting") {
+        setLost("gone", true, "kernel " + status);
+      }
+    }
+    function onConnection(_sender, status) {
+      if (status === "connected") {
+        socketOpen();
+      } else if (status === "connecting") {
+        socketClosed("reconnecting", function () {
+          return kernel.connectionStatus !== "connected";
+        });
+      } else if (status === "disconnected") {
+        setLost("gone", true, "disconnected");
+      }
+    }
+    kernel.statusChanged.connect(onStatus);
+    kernel.connectionStatusChanged.connect(onConnection);
+    onStatus(kernel, kernel.status);
+    onConnection(kernel, kernel.connectionStatus);
+  }
+
+  // Ask the server whether the page's kernel still exists. Needed because a kernel shut
+  // down by the server (idle culling, /voila/api/shutdown) leaves the browser's websocket
+  // open and silent: jupyter_server sends no status and does not close it
+  // (services/kernels/connection/channels.py only reports restarts and failed restarts).
+  var KERNEL_CHECK_MS = 30000;
+  var failedChecks = 0;
+  function checkKernelExists(config) {
+    var url = (config.baseUrl || "/") + "api/kernels/" + encodeURIComponent(config.kernelId);
+    return fetch(url, { credentials: "same-origin", cache: "no-store" })
+      .then(function (response) {
+        failedChecks = 0;
+        setLost("serverAway", false);
+        if (response.status === 404) {
+          setLost("gone", true, "kernel not found");
+        }
+      })
+      .catch(function () {
+        failedChecks += 1;
+        if (failedChecks >= 2) {
+          setLost("serverAway", true, "server unreachable");
+        }
+      });
+  }
+
+  function keepCheckingKernel(config) {
+    var timer = null;
+    function schedule() {
+      clearTimeout(timer);
+      timer = setTimeout(tick, KERNEL_CHECK_MS);
+    }
+    function tick() {
+      if (state.gone) {
+        return;
+      }
+      if (document.hidden) {
+        schedule(); // a background tab asks again when it is looked at
+        return;
+      }
+      checkKernelExists(config).then(schedule, schedule);
+    }
+    document.addEventListener("visibilitychange", function () {
+      if (!document.hidden) {
+        tick();
+      }
+    });
+    schedule();
+  }
+
+  onReady(function () {
+    var config = pageConfig();
+    if (!config.kernelId) {
+      return; // not a page with a kernel
+    }
+    keepCheckingKernel(config);
+    var deadline = Date.now() + 120000;
+    (function findKernel() {
+      var app = window.jupyterapp; // set by voila.js once the app has started
+      if (app) {
+        var manager = app.widgetManager;
+        var kernel = manager && manager.kernel;
+        if (kernel && kernel.statusChanged && kernel.connectionStatusChanged) {
+          watchKernel(kernel);
+        } else if (!manager) {
+          // Voilà found no kernel for the page (plugins/widget/plugins.ts returns early
+          // when getKernelModel finds nothing): ask the server before saying anything.
+          checkKernelExists(config);
+        }
+        return; // otherwise: an unknown Voilà, the WebSocket fallback below does the work
+      }
+      if (Date.now() < deadline) {
+        setTimeout(findKernel, 250);
+      }
+    })();
+  });
+
+  // Fallback (and the only way if Voilà's frontend changes): follow the kernel's websockets
+  // ourselves. Kernel channels are /api/kernels/<id>/channels; a socket that closes without
+  // another one opening within the grace period, or a kernel status "restarting"/"dead"
+  // seen on one, means the page lost its kernel. Ignored while the kernel signals are
+  // watched, so the two never disagree.
+  var NativeWebSocket = window.WebSocket;
+  var openKernelSockets = 0;
+  var KERNEL_CHANNELS = /\/api\/kernels\/[^/]+\/channels/;
+
+  function kernelStatusOf(data) {
+    try {
+      var msg;
+      if (typeof data === "string") {
+        msg = JSON.parse(data);
+      } else if (data instanceof ArrayBuffer && data.byteLength >= 8) {
+        // v1.kernel.websocket.jupyter.org: offset count, offsets, then
+        // channel, header, parent_header, metadata, content, buffers...
+        var view = new DataView(data);
+        var count = Number(view.getBigUint64(0, true));
+        if (count < 6) {
+          return null;
+        }
+        var offsets = [];
+        for (var i = 1; i <= count; i++) {
+          offsets.push(Number(view.getBigUint64(8 * i, true)));
+        }
+        var decoder = new TextDecoder();
+        var part = function (k) {
+          return decoder.decode(new Uint8Array(data, offsets[k], offsets[k + 1] - offsets[k]));
+        };
+        msg = { header: JSON.parse(part(1)), content: JSON.parse(part(4)) };
+      } else {
+        return null;
+      }
+      if (msg && msg.header && msg.header.msg_type === "status" && msg.content) {
+        return msg.content.execution_state;
+      }
+    } catch (err) {
+      /* not a message we understand: ignore */
+    }
+    return null;
+  }
+
+  function followKernelSocket(socket) {
+    var opened = false;
+    socket.addEventListener("open", function () {
+      opened = true;
+      openKernelSockets += 1;
+      if (!kernelSignalsWatched) {
+        socketOpen();
+      }
+    });
+    socket.addEventListener("close", function () {
+      if (opened) {
+        openKernelSockets -= 1;
+      }
+      if (!kernelSignalsWatched && openKernelSockets === 0) {
+        socketClosed("websocket closed", function () {
+          return !kernelSignalsWatched && openKernelSockets === 0;
+        });
+      }
+    });
+    socket.addEventListener("message", function (event) {
+      if (kernelSignalsWatched) {
+        return;
+      }
+      var status = kernelStatusOf(event.data);
+      if (status === "restarting" || status === "dead") {
+        setLost("gone", true, "kernel " + status);
+      }
+    });
+  }
+
+  if (typeof NativeWebSocket === "function") {
+    var HomevalueWebSocket = function (url, protocols) {
+      var socket =
+        protocols === undefined ? new NativeWebSocket(url) : new NativeWebSocket(url, protocols);
+      if (KERNEL_CHANNELS.test(String(url))) {
+        followKernelSocket(socket);
+      }
+      return socket;
+    };
+    HomevalueWebSocket.prototype = NativeWebSocket.prototype;
+    ["CONNECTING", "OPEN", "CLOSING", "CLOSED"].forEach(function (name) {
+      HomevalueWebSocket[name] = NativeWebSocket[name];
+    });
+    window.WebSocket = HomevalueWebSocket;
+  }
+})();

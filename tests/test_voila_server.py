@@ -1,0 +1,361 @@
+"""The Voilà server as `make serve` runs it: the pages, what it refuses, how it fails.
+
+One server (`make serve`: root voila.json, notebooks/) is shared by every test here; a second
+one serves a notebook that raises. Every page a test opens has its kernel shut down after.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import time
+import uuid
+from datetime import UTC, datetime
+
+import nbformat
+import psutil
+import pytest
+import websocket  # websocket-client, installed with jupyter_server
+from voila_server import (
+    NOTEBOOKS,
+    PROJ_ROOT,
+    VoilaServer,
+    code_statements,
+    kernel_id,
+    serve,
+    visible_text,
+)
+
+PAGES = {
+    "price_a_home.ipynb": "Price a home",
+    "score_a_batch.ipynb": "Score a batch",
+    "model_report.ipynb": "Model report",
+}
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+TRACEBACK = re.compile(r"Traceback \(most recent call last\)|\b[A-Z]\w*(?:Error|Exception): ")
+FRIENDLY_BUILD_ERROR = "This page could not be built."
+NOTEBOOK_JSON = ('"nbformat"', '"cell_type"')
+
+
+@pytest.fixture(scope="module")
+def voila(tmp_path_factory) -> VoilaServer:
+    """`make serve` on notebooks/, shared by this file's tests (module scope: the server and
+    its kernels are gone before the notebook tests, which run after this file, start)."""
+    with serve(tmp_path_factory.mktemp("voila") / "server.log") as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def rendered(voila):
+    """page -> its HTML, each page fetched once for all the tests that read it."""
+    pages: dict[str, str] = {}
+
+    def fetch(page: str) -> str:
+        if page not in pages:
+            assert (NOTEBOOKS / page).exists(), f"notebooks/{page} is missing"
+            response = voila.get(f"voila/render/{page}")
+            assert response.status_code == 200, f"{page}: HTTP {response.status_code}"
+            pages[page] = response.text
+        return pages[page]
+
+    yield fetch
+    for page in pages.values():
+        voila.shutdown_kernel(kernel_id(page))
+
+
+@pytest.fixture
+def open_page(voila):
+    """GET a page now; the kernel it started is shut down after the test."""
+    kernels: list[str] = []
+
+    def get(page: str, query: str = "") -> tuple[int, str]:
+        response = voila.get(f"voila/render/{page}{query}")
+        if response.status_code == 200:
+            kernels.append(kernel_id(response.text))
+        return response.status_code, response.text
+
+    yield get
+    for kernel in kernels:
+        voila.shutdown_kernel(kernel)
+
+
+# ---------------------------------------------------------------- the three pages
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_page_is_served_in_the_homevalue_template(rendered, page):
+    body = rendered(page)
+    assert 'class="hv-header"' in body
+    current = rf'href="/voila/render/{re.escape(page)}"\s+aria-current="page">{PAGES[page]}<'
+    assert re.search(current, body), "the header does not highlight the current page"
+    assert 'id="hv-connection-lost"' in body, "no connection-lost notice"
+    assert "/voila/templates/homevalue/static/homevalue.js" in body
+    assert "/voila/templates/homevalue/static/homevalue.css" in body
+    assert 'class="hv-footer"' in body
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_page_shows_widgets_and_built_without_error(rendered, page):
+    body = rendered(page)
+    assert WIDGET_VIEW in body, "the page renders no widget"
+    assert FRIENDLY_BUILD_ERROR not in body, "a cell of the page raised while it was built"
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_page_shows_no_notebook_source(rendered, page):
+    body = rendered(page)
+    statements = code_statements(NOTEBOOKS / page)
+    assert statements, f"notebooks/{page} has no code to look for"
+    text = visible_text(body)
+    leaked = [line for line in statements if line in text or line in body]
+    assert not leaked, f"the page shows the notebook's code: {leaked}"
+    assert not any(marker in body for marker in NOTEBOOK_JSON)
+
+
+def _python_error(body: str) -> str | None:
+    """A traceback or `SomeError: ...` line in the page, in its HTML or its text."""
+    match = TRACEBACK.search(body) or TRACEBACK.search(visible_text(body))
+    return match[0] if match else None
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_page_shows_no_traceback(rendered, page):
+    error = _python_error(rendered(page))
+    assert error is None, f"the page shows a Python error: {error!r}"
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_page_is_served_by_a_preheated_kernel(voila, rendered, page):
+    """The pool in voila.json is used with the template and theme it sets."""
+    kernel = kernel_id(rendered(page))
+    assert f"Using pre-heated kernel: {kernel} for {page}" in voila.log()
+
+
+def test_landing_page_lists_the_pages(voila):
+    response = voila.get("")
+    assert response.status_code == 200
+    for page, title in PAGES.items():
+        assert f'<a class="hv-page-link" href="/voila/render/{page}">' in response.text
+        assert f'<span class="hv-page-title">{title}</span>' in response.text
+
+
+def test_unknown_page_gets_the_friendly_404(voila):
+    response = voila.get("voila/render/no_such_page.ipynb")
+    assert response.status_code == 404
+    assert "Page not found" in response.text
+    assert 'href="/voila/tree"' in response.text
+    assert _python_error(response.text) is None
+
+
+# ---------------------------------------------------------------- what is never served
+
+NOTEBOOK_URLS = [
+    *(f"voila/files/{page}" for page in PAGES),
+    "files/price_a_home.ipynb",
+    "notebooks/price_a_home.ipynb",
+    "api/contents/price_a_home.ipynb",
+    "voila/tree/price_a_home.ipynb",
+    "voila/static/price_a_home.ipynb",
+    "voila/render/price_a_home.ipynb/../../files/price_a_home.ipynb",
+]
+CODE_AND_MODEL_URLS = [
+    "voila/files/../src/homevalue/config.py",
+    "voila/files/%2e%2e/src/homevalue/config.py",
+    "voila/files/../model/pipeline.skops",
+    "voila/files/%2e%2e/model/pipeline.skops",
+    "voila/files/..%2fmodel/pipeline.skops",
+    f"voila/files/{PROJ_ROOT}/model/pipeline.skops",
+    "voila/files/../model/model_card.json",
+    "voila/static/../../../../../model/pipeline.skops",
+    "model/pipeline.skops",
+    "voila/files/../voila.json",
+]
+
+
+@pytest.mark.parametrize("path", NOTEBOOK_URLS + CODE_AND_MODEL_URLS)
+def test_notebooks_code_and_model_are_never_served(voila, path):
+    status, body = voila.raw_get(path)
+    if status in (301, 302, 307, 308):  # e.g. /voila/tree/<file>: follow the redirect
+        response = voila.get(path)
+        status, body = response.status_code, response.content
+    assert status in (403, 404), f"/{path}: HTTP {status}"
+    assert not any(marker.encode() in body for marker in NOTEBOOK_JSON)
+    assert b"PK\x03\x04" not in body  # a skops file is a zip
+    assert b"PROJ_ROOT" not in body  # src/homevalue/config.py
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_contents_api_gives_no_notebook_content(voila, page):
+    """The landing page's listing API answers for notebooks, but never with their cells."""
+    response = voila.get(f"voila/api/contents/{page}")
+    if response.status_code == 200:
+        assert response.json()["content"] is None
+    assert not any(marker in response.text for marker in NOTEBOOK_JSON)
+
+
+def test_template_assets_are_served(voila):
+    """The refusals above are the allowlist's doing, not a broken static route."""
+    assert voila.get("voila/templates/homevalue/static/homevalue.css").status_code == 200
+    assert voila.get("voila/templates/homevalue/static/homevalue.js").status_code == 200
+
+
+# ---------------------------------------------------------------- the kernel websocket
+
+
+def _message(msg_type: str, content: dict, session: str) -> dict:
+    return {
+        "header": {
+            "msg_id": uuid.uuid4().hex,
+            "msg_type": msg_type,
+            "username": "test",
+            "session": session,
+            "date": datetime.now(UTC).isoformat(),
+            "version": "5.3",
+        },
+        "parent_header": {},
+        "metadata": {},
+        "content": content,
+        "buffers": [],
+        "channel": "shell",
+    }
+
+
+def _connect(voila: VoilaServer, kernel: str) -> tuple[websocket.WebSocket, str]:
+    session = uuid.uuid4().hex
+    url = f"ws://localhost:{voila.port}/api/kernels/{kernel}/channels?session_id={session}"
+    return websocket.create_connection(url, timeout=20), session
+
+
+def _replies_until(ws: websocket.WebSocket, msg_id: str, msg_type: str, seconds: float) -> list:
+    """Messages received until the `msg_type` answer to `msg_id` arrives (or time is up)."""
+    received = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        ws.settimeout(max(0.1, deadline - time.monotonic()))
+        try:
+            frame = ws.recv()
+        except websocket.WebSocketTimeoutException:
+            break
+        if isinstance(frame, bytes):
+            continue
+        message = json.loads(frame)
+        received.append(message)
+        parent = message.get("parent_header") or {}
+        if parent.get("msg_id") == msg_id and message["header"]["msg_type"] == msg_type:
+            break
+    return received
+
+
+def test_a_client_cannot_execute_code_over_the_kernel_websocket(voila, open_page, tmp_path):
+    status, body = open_page("price_a_home.ipynb")
+    assert status == 200
+    marker = tmp_path / "executed"
+    ws, session = _connect(voila, kernel_id(body))
+    try:
+        code = f"open({str(marker)!r}, 'w').write('the browser ran code')"
+        execute = _message(
+            "execute_request",
+            {"code": code, "silent": False, "store_history": False, "user_expressions": {}},
+            session,
+        )
+        ws.send(json.dumps(execute))
+        info = _message("kernel_info_request", {}, session)
+        ws.send(json.dumps(info))
+        received = _replies_until(ws, info["header"]["msg_id"], "kernel_info_reply", 30)
+        time.sleep(3)  # room for a late execution
+        received += _replies_until(ws, "", "", 1)
+    finally:
+        ws.close()
+    answered = [m for m in received if m["parent_header"].get("msg_id") == info["header"]["msg_id"]]
+    assert any(m["header"]["msg_type"] == "kernel_info_reply" for m in answered), (
+        "the websocket did not answer a kernel_info_request"
+    )
+    executed = [
+        m for m in received if m["parent_header"].get("msg_id") == execute["header"]["msg_id"]
+    ]
+    assert not executed, f"the kernel answered the execute_request: {executed[:2]}"
+    assert not marker.exists(), "code sent over the websocket was executed"
+
+
+def test_a_50_mb_upload_fits_through_the_kernel_websocket(voila, open_page):
+    """tornado closes a websocket on a message over 10 MiB unless voila.json raises it."""
+    status, body = open_page("score_a_batch.ipynb")
+    assert status == 200
+    ws, session = _connect(voila, kernel_id(body))
+    try:
+        blob = "x" * (50 * 2**20 + 1)  # the page's upload limit, and then some
+        comm = _message("comm_msg", {"comm_id": uuid.uuid4().hex, "data": {"blob": blob}}, session)
+        ws.send(json.dumps(comm))
+        info = _message("kernel_info_request", {}, session)
+        ws.send(json.dumps(info))
+        received = _replies_until(ws, info["header"]["msg_id"], "kernel_info_reply", 60)
+    except (websocket.WebSocketException, OSError) as error:
+        pytest.fail(f"the server closed the kernel websocket on a 50 MB message: {error!r}")
+    finally:
+        ws.close()
+    assert any(m["header"]["msg_type"] == "kernel_info_reply" for m in received)
+
+
+# ---------------------------------------------------------------- failures
+
+
+def test_the_page_survives_its_kernel_dying(voila, open_page):
+    status, body = open_page("price_a_home.ipynb")
+    assert status == 200
+    dead = kernel_id(body)
+    processes = voila.kernel_processes(dead)
+    assert processes, f"no process found for kernel {dead}"
+    for process in processes:
+        process.send_signal(signal.SIGKILL)
+    psutil.wait_procs(processes, timeout=10)
+
+    status, body = open_page("price_a_home.ipynb")
+    assert status == 200
+    assert kernel_id(body) != dead
+    assert WIDGET_VIEW in body
+    assert FRIENDLY_BUILD_ERROR not in body
+    # the viewer of the dead kernel's page is told, by the template's notice and script
+    assert 'id="hv-connection-lost"' in body
+    assert "static/homevalue.js" in body
+    assert voila.process.poll() is None, "the server died with the kernel"
+
+
+BROKEN_NOTEBOOK = "model_report.ipynb"  # has a pooled kernel in voila.json: both paths run
+
+
+@pytest.fixture(scope="module")
+def broken_voila(tmp_path_factory) -> VoilaServer:
+    """`make serve` on a folder whose notebook raises while the page is built."""
+    folder = tmp_path_factory.mktemp("broken")
+    notebooks = folder / "notebooks"
+    notebooks.mkdir()
+    notebook = nbformat.v4.new_notebook()
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3"}
+    notebook.cells = [
+        nbformat.v4.new_code_cell("import ipywidgets\nipywidgets.IntSlider()"),
+        nbformat.v4.new_code_cell('raise RuntimeError("boom-secret")'),
+        nbformat.v4.new_code_cell('print("never printed")'),
+    ]
+    nbformat.write(notebook, notebooks / BROKEN_NOTEBOOK)
+    with serve(folder / "server.log", notebooks=notebooks) as server:
+        yield server
+
+
+@pytest.mark.parametrize("query", ["", "?theme=dark"], ids=["preheated-kernel", "new-kernel"])
+def test_a_cell_that_raises_shows_a_friendly_message(broken_voila, query):
+    response = broken_voila.get(f"voila/render/{BROKEN_NOTEBOOK}{query}")
+    try:
+        assert response.status_code in (200, 500)
+        body = response.text
+        assert FRIENDLY_BUILD_ERROR in body
+        assert "The error has been logged on the server." in body
+        assert "boom-secret" not in body
+        assert "RuntimeError" not in body
+        assert _python_error(body) is None
+        log = broken_voila.log()
+        assert "Error at server while executing cell" in log
+        assert "boom-secret" in log, "the server log does not have the error"
+    finally:
+        if response.status_code == 200:
+            broken_voila.shutdown_kernel(kernel_id(response.text))

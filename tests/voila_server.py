@@ -1,0 +1,197 @@
+"""A Voilà server started exactly as `make serve` starts it, for the server tests.
+
+`serve()` runs ``make -s serve PORT=<free port>`` from the project root (so Voilà reads the
+root voila.json and finds the installed template), in its own process group, waits until it
+answers, and on exit stops it together with every kernel it started. ``NOTEBOOKS=<dir>``
+serves another folder with the same command and settings.
+
+Also here: the small readers the tests share (a page's kernel id, a notebook's code, the
+text a page shows) and raw requests that keep ``..`` in a path (requests would remove it).
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import html
+import http.client
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil  # installed with ipykernel
+import requests  # installed with jupyterlab_server
+
+PROJ_ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = PROJ_ROOT / "notebooks"
+
+# `make serve` reinstalls the package first when a template file changed: allow for that.
+START_TIMEOUT = 180
+STOP_TIMEOUT = 20
+PAGE_TIMEOUT = 120  # a page is streamed while its cells run
+
+
+@dataclass
+class VoilaServer:
+    """A running `make serve`: its process (the group leader), port and captured log."""
+
+    process: subprocess.Popen
+    port: int
+    log_path: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://localhost:{self.port}/"
+
+    def log(self) -> str:
+        """Everything make and Voilà (and the kernels) wrote so far, stdout and stderr."""
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def processes(self) -> list[psutil.Process]:
+        """make, the shell, Voilà and the kernels (kernels run in their own sessions)."""
+        try:
+            leader = psutil.Process(self.process.pid)
+            return [leader, *leader.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return []
+
+    def kernel_processes(self, kernel_id: str) -> list[psutil.Process]:
+        """The processes whose command line names the kernel's connection file."""
+        found = []
+        for process in self.processes():
+            with contextlib.suppress(psutil.Error):
+                if any(kernel_id in part for part in process.cmdline()):
+                    found.append(process)
+        return found
+
+    def get(self, path: str, **kwargs) -> requests.Response:
+        return requests.get(self.url + path, timeout=PAGE_TIMEOUT, **kwargs)
+
+    def raw_get(self, path: str) -> tuple[int, bytes]:
+        """GET `path` exactly as written (no dot-segment removal), without redirects."""
+        connection = http.client.HTTPConnection("localhost", self.port, timeout=PAGE_TIMEOUT)
+        try:
+            connection.request("GET", "/" + path)
+            response = connection.getresponse()
+            return response.status, response.read()
+        finally:
+            connection.close()
+
+    def shutdown_kernel(self, kernel_id: str) -> None:
+        """Shut a page's kernel down as the browser does when the tab closes."""
+        with requests.Session() as session:
+            session.get(self.url, timeout=10)  # sets the _xsrf cookie
+            token = session.cookies.get("_xsrf", "")
+            session.post(
+                f"{self.url}voila/api/shutdown/{kernel_id}",
+                headers={"X-XSRFToken": token},
+                timeout=30,
+            )
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("localhost", 0))
+        return probe.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serve(log_path: Path, notebooks: Path | None = None) -> Iterator[VoilaServer]:
+    """Run `make serve` on a free port until the block ends; fail with the log if it dies."""
+    port = free_port()
+    command = ["make", "-s", "serve", f"PORT={port}"]
+    if notebooks is not None:
+        command.append(f"NOTEBOOKS={notebooks}")
+    # Under `make test`, MAKEFLAGS names jobserver pipes this child cannot use.
+    env = {k: v for k, v in os.environ.items() if k not in {"MAKEFLAGS", "MFLAGS", "MAKELEVEL"}}
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            command,
+            cwd=PROJ_ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+    server = VoilaServer(process, port, log_path)
+    try:
+        _wait_until_up(server)
+        yield server
+    finally:
+        _stop(server)
+
+
+def _wait_until_up(server: VoilaServer) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise RuntimeError(
+                f"`make serve` exited with status {server.process.returncode}:\n"
+                + server.log()[-3000:]
+            )
+        with contextlib.suppress(requests.ConnectionError, requests.Timeout):
+            if requests.get(server.url, timeout=5).status_code == 200:
+                return
+        time.sleep(0.25)
+    raise RuntimeError(f"Voilà did not answer within {START_TIMEOUT} s:\n" + server.log()[-3000:])
+
+
+def _stop(server: VoilaServer) -> None:
+    """SIGTERM the group (Voilà then shuts its kernels down), then SIGKILL what is left."""
+    processes = server.processes()
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(server.process.pid, signal.SIGTERM)
+    _, alive = psutil.wait_procs(processes, timeout=STOP_TIMEOUT)
+    for process in alive:
+        with contextlib.suppress(psutil.Error):
+            process.kill()
+    psutil.wait_procs(alive, timeout=5)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        server.process.wait(timeout=5)
+
+
+def kernel_id(page: str) -> str:
+    """The id of the kernel behind a rendered page (from Voilà's jupyter-config-data)."""
+    match = re.search(
+        r'<script id="jupyter-config-data" type="application/json">(.*?)</script>', page, re.S
+    )
+    assert match, "the page has no jupyter-config-data (no kernel was started)"
+    return json.loads(match[1])["kernelId"]
+
+
+def code_statements(notebook: Path, min_length: int = 8) -> list[str]:
+    """The first line of every statement in the notebook's code cells, stripped.
+
+    Only statement lines are taken (never comments, string contents or output), so any of
+    them showing up in a page means the page shows the notebook's code.
+    """
+    cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
+    found: list[str] = []
+    for cell in cells:
+        if cell["cell_type"] != "code":
+            continue
+        source = "".join(cell["source"])
+        # IPython magics and shell escapes are not Python: blank them, keep line numbers.
+        lines = [
+            "" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines()
+        ]
+        tree = ast.parse("\n".join(lines))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.stmt):
+                line = lines[node.lineno - 1].strip()
+                if len(line) >= min_length and line not in found:
+                    found.append(line)
+    return found
+
+
+def visible_text(page: str) -> str:
+    """The page without its tags, entities decoded: highlighted code reads as plain code."""
+    return html.unescape(re.sub(r"<[^>]+>", "", page))
