@@ -12,6 +12,7 @@ import signal
 import time
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 
 import nbformat
 import psutil
@@ -359,3 +360,30 @@ def test_a_cell_that_raises_shows_a_friendly_message(broken_voila, query):
     finally:
         if response.status_code == 200:
             broken_voila.shutdown_kernel(kernel_id(response.text))
+
+
+@pytest.fixture(scope="module")
+def modelless_voila(tmp_path_factory) -> tuple[VoilaServer, Path]:
+    """`make serve` on the real pages with HOMEVALUE_MODEL_DIR pointing at an empty folder."""
+    folder = tmp_path_factory.mktemp("modelless")
+    empty = folder / "no-model-here"
+    empty.mkdir()
+    with serve(folder / "server.log", env={"HOMEVALUE_MODEL_DIR": str(empty)}) as server:
+        yield server, empty
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_a_page_without_its_model_says_so_and_logs_why(modelless_voila, page):
+    server, empty = modelless_voila
+    response = server.get(f"voila/render/{page}")
+    try:
+        assert response.status_code == 200
+        body = response.text
+        assert "is unavailable: the price model could not be loaded" in body
+        assert str(empty) not in body, "a server path reached the viewer"
+        assert _python_error(body) is None
+        # the reason (with the path) is in the server's log, not in the page
+        assert f"no model card at {empty}" in server.log()
+    finally:
+        if response.status_code == 200:
+            server.shutdown_kernel(kernel_id(response.text))

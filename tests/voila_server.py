@@ -103,14 +103,22 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serve(log_path: Path, notebooks: Path | None = None) -> Iterator[VoilaServer]:
-    """Run `make serve` on a free port until the block ends; fail with the log if it dies."""
+def serve(
+    log_path: Path, notebooks: Path | None = None, env: dict[str, str] | None = None
+) -> Iterator[VoilaServer]:
+    """Run `make serve` on a free port until the block ends; fail with the log if it dies.
+
+    `env` adds environment variables (the kernels inherit them), e.g. another model folder.
+    """
     port = free_port()
     command = ["make", "-s", "serve", f"PORT={port}"]
     if notebooks is not None:
         command.append(f"NOTEBOOKS={notebooks}")
     # Under `make test`, MAKEFLAGS names jobserver pipes this child cannot use.
-    env = {k: v for k, v in os.environ.items() if k not in {"MAKEFLAGS", "MFLAGS", "MAKELEVEL"}}
+    env = {
+        **{k: v for k, v in os.environ.items() if k not in {"MAKEFLAGS", "MFLAGS", "MAKELEVEL"}},
+        **(env or {}),
+    }
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             command,

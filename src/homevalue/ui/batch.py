@@ -185,7 +185,7 @@ class BatchPage:
         self.refresh_button = widgets.Button(description="Refresh", icon="refresh")
         self.refresh_button.on_click(guard(lambda _: self.show_history()))
         self.latest_button = widgets.Button(
-            description="Open the latest output", icon="folder-open"
+            description="Open the latest output", icon="folder-open", layout={"width": "auto"}
         )
         self.latest_button.on_click(guard(lambda _: self.open_latest()))
         self.show_history()
@@ -327,7 +327,7 @@ class BatchPage:
         caption = f"{len(rows):,} priced houses" + (
             f" (first {TABLE_ROWS} shown; the download has all)" if len(rows) > TABLE_ROWS else ""
         )
-        self.table_html.value = render.table(rows.head(TABLE_ROWS), caption=caption)
+        self.table_html.value = render.table(rows.head(TABLE_ROWS), caption=caption, rows=True)
 
     def _show_map(self) -> None:
         located = map_sample(self.outcome.scored)

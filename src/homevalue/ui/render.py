@@ -65,8 +65,12 @@ def table(
     headers: Mapping[str, str] | None = None,
     formats: Mapping[str, object] | None = None,
     caption: str = "",
+    rows: bool = False,
 ) -> str:
-    """A small HTML table; `headers` renames columns, `formats` maps column -> callable."""
+    """A small HTML table; `headers` renames columns, `formats` maps column -> callable.
+
+    `rows=True` keeps each row on one line (a file's own rows, many columns wide).
+    """
     headers, formats = headers or {}, formats or {}
     head = "".join(f"<th>{esc(headers.get(c, c))}</th>" for c in frame.columns)
     body = "".join(
@@ -77,7 +81,8 @@ def table(
     )
     cap = f"<caption>{esc(caption)}</caption>" if caption else ""
     return (
-        f'<div class="hv-table-wrap"><table class="hv-table">{cap}<thead><tr>{head}</tr>'
+        f'<div class="hv-table-wrap"><table class="hv-table{" hv-rows" if rows else ""}">'
+        f"{cap}<thead><tr>{head}</tr>"
         f"</thead><tbody>{body}</tbody></table></div>"
     )
 
