@@ -16,6 +16,7 @@ from batch_helpers import everything_in, houses, read_text_csv, reference_text, 
 
 import homevalue
 from homevalue import cli
+from homevalue.errors import BatchFileError
 from homevalue.inbox import BatchDirs, InboxBusy, exclusive_lock, run_history, run_inbox
 
 
@@ -343,3 +344,10 @@ def test_the_settle_window_defaults_to_a_minute(dirs, model, monkeypatch):
     monkeypatch.delenv("HOMEVALUE_BATCH_SETTLE_SECONDS")
     write_csv(houses(5), dirs.inbox / "fresh.csv")
     assert [s["status"] for s in run(dirs, model)] == ["waiting"]
+
+
+def test_an_unreadable_history_is_refused_with_its_path(tmp_path):
+    history = tmp_path / "history.sqlite"
+    history.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(BatchFileError, match="cannot read the batch history .*history.sqlite"):
+        run_history(history)

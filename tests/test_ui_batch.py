@@ -145,3 +145,12 @@ def test_history_shows_the_batch_jobs_runs_and_opens_the_latest_output(page, mod
 def test_opening_the_latest_output_when_there_is_none_says_so(page):
     page.latest_button.click()
     assert "No finished CSV run" in page.status.value
+
+
+def test_an_unreadable_history_is_reported_not_fatal(model, tmp_path):
+    inbox = tmp_path / "batch" / "inbox"
+    inbox.parent.mkdir(parents=True)
+    (inbox.parent / "history.sqlite").write_bytes(b"this is not a database" * 100)
+    page = BatchPage(model, inbox=inbox)
+    assert "history cannot be read" in page.history_html.value
+    assert len(page.outcome.scored) > 0  # the rest of the page works

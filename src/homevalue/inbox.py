@@ -140,10 +140,15 @@ def run_history(history: Path, limit: int = 50) -> pd.DataFrame:
                "rows_rejected", "error", "output", "rejected_output", "model_version"]  # fmt: skip
     if not Path(history).exists():
         return pd.DataFrame(columns=columns)
-    with contextlib.closing(sqlite3.connect(f"file:{history}?mode=ro", uri=True)) as db:
-        return pd.read_sql_query(
-            f"SELECT {', '.join(columns)} FROM runs ORDER BY id DESC LIMIT ?", db, params=(limit,)
-        )
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{history}?mode=ro", uri=True)) as db:
+            return pd.read_sql_query(
+                f"SELECT {', '.join(columns)} FROM runs ORDER BY id DESC LIMIT ?", db,
+                params=(limit,),
+            )  # fmt: skip
+    except (sqlite3.Error, pd.errors.DatabaseError) as error:  # pandas wraps sqlite's errors
+        reason = error.__cause__ or error  # sqlite's own words, not pandas' wrapping
+        raise BatchFileError(f"cannot read the batch history {history}: {reason}") from error
 
 
 def pending_files(inbox: Path) -> list[Path]:

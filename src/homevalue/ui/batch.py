@@ -23,7 +23,7 @@ from homevalue.errors import BatchFileError
 from homevalue.inbox import BatchDirs, run_history
 from homevalue.model import Model, load_model
 from homevalue.ui import charts, maps, render
-from homevalue.ui.page import Panel, guarded, version_marker
+from homevalue.ui.page import Panel, guarded, log, version_marker
 
 SAMPLE_NAME = "new_listings.csv"
 TABLE_ROWS = 100  # rows shown in the results table; the download has them all
@@ -340,7 +340,12 @@ class BatchPage:
         )
 
     def show_history(self) -> None:
-        runs = run_history(self.dirs.history, limit=20)
+        try:
+            runs = run_history(self.dirs.history, limit=20)
+        except BatchFileError as error:  # locked for long, or not a history file
+            log.error("%s", error)
+            self.history_html.value = render.notice("The batch job's history cannot be read.")
+            return
         if runs.empty:
             self.history_html.value = "<p class='hv-hint'>The batch job has not run yet.</p>"
             return
