@@ -13,8 +13,8 @@ from ipyleaflet import GeoJSON
 from homevalue import config
 from homevalue.errors import ModelMissingError, ModelSchemaError
 from homevalue.model import read_card
+from homevalue.ui import charts, render, report
 from homevalue.ui import page as ui_page
-from homevalue.ui import report
 from homevalue.ui.page import Unavailable, build
 from homevalue.ui.report import ReportPage
 
@@ -99,8 +99,8 @@ def test_coverage_by_price_band_by_hand(tiny):
 
 
 def test_log_ticks_are_round_prices():
-    assert report.log_ticks(39_300, 555_000) == [50_000, 100_000, 200_000, 300_000, 500_000]
-    assert report.log_ticks(1, 10) == [1, 2, 3, 5, 10]
+    assert charts.log_ticks(39_300, 555_000) == [50_000, 100_000, 200_000, 300_000, 500_000]
+    assert charts.log_ticks(1, 10) == [1, 2, 3, 5, 10]
 
 
 def test_importance_table_sorted_with_labels():
@@ -177,7 +177,7 @@ def test_map_has_one_geojson_layer_with_a_circle_per_neighbourhood(page):
     layers = [layer for layer in page.neighbourhood_map.layers if isinstance(layer, GeoJSON)]
     assert len(layers) == 1
     features = layers[0].data["features"]
-    expected = set(page.holdout["Neighborhood"].map(report.neighbourhood_label))
+    expected = set(page.holdout["Neighborhood"].map(render.category_label))
     assert len(features) == page.holdout["Neighborhood"].nunique() == len(expected)
     assert {f["properties"]["name"] for f in features} == expected
 

@@ -6,6 +6,8 @@ the form moves a line instead of rebuilding a figure.
 
 from __future__ import annotations
 
+import math
+
 import bqplot as bq
 import numpy as np
 
@@ -77,19 +79,42 @@ def set_histogram(figure: bq.Figure, values, bins: int = 30) -> None:
         bars.x, bars.y = (edges[:-1] + edges[1:]) / 2, counts
 
 
+LOG_TICK_STEPS = (1, 2, 3, 5)
+
+
+def log_ticks(low: float, high: float, steps: tuple[int, ...] = LOG_TICK_STEPS) -> list[float]:
+    """Round values between `low` and `high` for a log axis: 50k, 100k, 200k, 300k, 500k.
+
+    bqplot spreads `num_ticks` evenly over a log scale ($39,001, $169,064...), which no one
+    can read percentages off.
+    """
+    exponents = range(math.floor(math.log10(low)), math.ceil(math.log10(high)) + 1)
+    values = (step * 10.0**e for e in exponents for step in steps)
+    return [v for v in values if low <= v <= high]
+
+
 def predicted_vs_actual(actual, predicted, *, title: str = "") -> bq.Figure:
-    """Holdout sales: each dot a house; on the diagonal the model was exactly right."""
+    """Holdout sales: each dot a house; on the diagonal the model was exactly right.
+
+    Log axes with round ticks and a near-square frame, so the diagonal is at 45° and equal
+    distances are equal percentages.
+    """
     low = float(min(np.min(actual), np.min(predicted)))
     high = float(max(np.max(actual), np.max(predicted)))
     x, y = bq.LogScale(min=low, max=high), bq.LogScale(min=low, max=high)
     scales = {"x": x, "y": y}
     dots = bq.Scatter(
         x=np.asarray(actual), y=np.asarray(predicted), scales=scales, colors=["#3b528b"],
-        default_size=16, opacities=[0.6],
+        default_size=16, opacities=[0.55],
     )  # fmt: skip
     diagonal = bq.Lines(x=[low, high], y=[low, high], scales=scales, colors=["#b2182b"])
     axes = [_money_axis(x, "Sale price", "bottom"), _money_axis(y, "Predicted price")]
-    return _figure([diagonal, dots], axes, title, height="380px")
+    for axis in axes:
+        axis.tick_values = log_ticks(low, high)
+        axis.tick_format = "$~s"
+    figure = _figure([diagonal, dots], axes, title, height="520px")
+    figure.layout.max_width = "640px"
+    return figure
 
 
 def horizontal_bars(labels, values, *, title: str = "", label: str = "", fmt: str = ".0%"):

@@ -20,10 +20,6 @@ SLIDER_MAX_STEPS = 10  # counts (bathrooms, cars) get a slider; areas and years 
 LABEL_WIDTH = "150px"
 
 
-def category_label(value: str) -> str:
-    return value.replace("_", " ")
-
-
 def _range_hint(feature: Feature) -> str:
     unit = f" {feature.unit}" if feature.unit else ""
     grouping = bool(feature.unit)
@@ -36,7 +32,7 @@ def field_widget(feature: Feature) -> widgets.ValueWidget:
     style = {"description_width": LABEL_WIDTH}
     common = {"description": feature.label, "style": style, "continuous_update": False}
     if feature.is_category:
-        options = [(category_label(c), c) for c in feature.categories]
+        options = [(render.category_label(c), c) for c in feature.categories]
         common.pop("continuous_update")
         return widgets.Dropdown(options=options, value=feature.default, **common)
     if feature.kind == "integer" and feature.max - feature.min <= SLIDER_MAX_STEPS:

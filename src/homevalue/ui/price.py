@@ -19,7 +19,7 @@ from homevalue.model import Model, load_model
 from homevalue.predict import Prediction, predict_one, what_if
 from homevalue.schema import fmt, validate_record
 from homevalue.ui import charts, maps, render
-from homevalue.ui.form import HouseForm, category_label
+from homevalue.ui.form import HouseForm
 from homevalue.ui.page import Panel, Throttle, guarded, page_path, request_query, version_marker
 
 LAT, LON = "Latitude", "Longitude"
@@ -44,7 +44,7 @@ def comps_summary(comps) -> str:
 
 def comps_table(comps) -> str:
     shown = comps.assign(
-        Neighborhood=comps["Neighborhood"].map(category_label),
+        Neighborhood=comps["Neighborhood"].map(render.category_label),
         sold=comps["Year_Sold"].astype(str)
         + "-"
         + comps["Mo_Sold"].astype(int).map("{:02d}".format),
@@ -183,7 +183,7 @@ class PricePage:
     def _describe_house(self) -> str:
         v = self.form.values()
         return (
-            f"{category_label(str(v['Neighborhood']))}, {fmt(v['Gr_Liv_Area'])} sq ft, built "
+            f"{render.category_label(v['Neighborhood'])}, {fmt(v['Gr_Liv_Area'])} sq ft, built "
             f"{v['Year_Built']}, at {v[LAT]:.4f}, {v[LON]:.4f}; "
             f"{fmt(len(self.sales))} sold houses on the map"
         )
@@ -294,7 +294,7 @@ class PricePage:
             f"<span>Sold {render.esc(int(sale['Year_Sold']))} for "
             f"<b>{render.money(sale['Sale_Price'])}</b>: {fmt(sale['Gr_Liv_Area'])} sq ft, "
             f"built {render.esc(int(sale['Year_Built']))}, "
-            f"{render.esc(category_label(sale['Neighborhood']))}.</span>"
+            f"{render.esc(render.category_label(sale['Neighborhood']))}.</span>"
         )
         self.offer.layout.display = "flex"
 

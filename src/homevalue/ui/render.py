@@ -24,6 +24,11 @@ def money(value: float | None) -> str:
     return f"${value:,.0f}"
 
 
+def category_label(value: object) -> str:
+    """A category as people read it: North_Ames -> North Ames."""
+    return str(value).replace("_", " ")
+
+
 def notice(message: str) -> str:
     return f'<div class="hv-notice" role="alert">{esc(message)}</div>'
 

@@ -49,7 +49,6 @@ CARD_KEYS = (
 NOT_IN_TRAINING = "not in the training data"
 PROSE_STYLE = "line-height: 1.5; font-size: var(--jp-content-font-size1); margin: 0.5em 0"
 # Round prices for the log axes ($50k, $100k, $200k...), as multiples of powers of ten.
-LOG_TICK_STEPS = (1, 2, 3, 5)
 # Circles are outlined: the palette's grey (small errors) vanishes on the blank offline map.
 CIRCLE_OUTLINE = "#404040"
 NEIGHBOURHOOD_INTRO = (
@@ -184,27 +183,15 @@ def target_met(card: dict) -> dict[str, bool]:
     return {name: card["metrics"][name] <= bar for name, bar in TARGETS.items()}
 
 
-def neighbourhood_label(name: str) -> str:
-    """North_Ames -> North Ames."""
-    return str(name).replace("_", " ")
-
-
 def circle_radius(n: int) -> float:
     """Circle radius in pixels: area grows with the number of sales, 1 sale still visible."""
     return round(4 + 2 * math.sqrt(n), 1)
 
 
-def log_ticks(low: float, high: float, steps: tuple[int, ...] = LOG_TICK_STEPS) -> list[float]:
-    """Round values between `low` and `high` for a log axis: 50k, 100k, 200k, 300k, 500k."""
-    exponents = range(math.floor(math.log10(low)), math.ceil(math.log10(high)) + 1)
-    values = (step * 10.0**e for e in exponents for step in steps)
-    return [v for v in values if low <= v <= high]
-
-
 def neighbourhood_geojson(table: pd.DataFrame) -> dict:
     """One circle per neighbourhood: colour = median signed error band, size = test sales."""
     shown = table.assign(
-        name=table["Neighborhood"].map(neighbourhood_label),
+        name=table["Neighborhood"].map(render.category_label),
         median_bias=table["median_bias"].round(4),
         median_ape=table["median_ape"].round(4),
         inside_share=table["inside_share"].round(4),
@@ -310,8 +297,8 @@ def _extremes(table: pd.DataFrame) -> str:
     high, low = solid.iloc[0], solid.iloc[-1]
     return (
         f"among those with {FEW_SALES}+ sales, most over-priced "
-        f"{neighbourhood_label(high['Neighborhood'])} ({_signed_pct(high['median_bias'])}, "
-        f"n={high['n']}), most under-priced {neighbourhood_label(low['Neighborhood'])} "
+        f"{render.category_label(high['Neighborhood'])} ({_signed_pct(high['median_bias'])}, "
+        f"n={high['n']}), most under-priced {render.category_label(low['Neighborhood'])} "
         f"({_signed_pct(low['median_bias'])}, n={low['n']})"
     )
 
@@ -323,7 +310,7 @@ def neighbourhood_summary(table: pd.DataFrame, unseen: list[str]) -> str:
         f"{int((table['n'] < FEW_SALES).sum())} with fewer than {FEW_SALES} sales"
     )
     if unseen:
-        text += f"; {NOT_IN_TRAINING}: {', '.join(neighbourhood_label(n) for n in unseen)}"
+        text += f"; {NOT_IN_TRAINING}: {', '.join(render.category_label(n) for n in unseen)}"
     return text + f"; map: one layer of {len(table)} circles"
 
 
@@ -469,7 +456,6 @@ class ReportPage:
         chart = charts.predicted_vs_actual(
             self.holdout["Sale_Price"], self.holdout["Predicted_Price"]
         )
-        readable_log_chart(chart)
         text = _html(_paragraph(accuracy_text(self.holdout)))
         return _panel([chart, text], "Predicted vs actual", accuracy_summary(self.holdout))
 
@@ -547,7 +533,7 @@ def hover_handler(status: widgets.HTML) -> Callable:
 def neighbourhood_table_html(table: pd.DataFrame, known: list[str]) -> str:
     """The residuals table as shown: readable names, percentages, a note on weak rows."""
     shown = table.assign(
-        Neighborhood=table["Neighborhood"].map(neighbourhood_label),
+        Neighborhood=table["Neighborhood"].map(render.category_label),
         note=neighbourhood_notes(table, known),
     )
     columns = ["Neighborhood", "n", "median_price", "median_bias", "median_ape", "inside_share"]
@@ -582,19 +568,3 @@ def coverage_table_html(holdout: pd.DataFrame, bands: pd.DataFrame) -> str:
         formats={"coverage": _pct, "median_width": render.money},
         caption="Coverage by band of predicted price",
     )  # fmt: skip
-
-
-def readable_log_chart(figure) -> None:
-    """Round short ticks ($50k...), see-through dots, a squarer frame for predicted_vs_actual.
-
-    bqplot spreads `num_ticks` evenly over a log scale ($39,001, $169,064...), and a
-    full-width frame flattens the diagonal; an analyst reads percentages off this chart.
-    """
-    for axis in figure.axes:
-        axis.tick_values = log_ticks(axis.scale.min, axis.scale.max)
-        axis.tick_format = "$~s"
-    for mark in figure.marks:
-        if len(mark.x) > 2:  # the dots, not the diagonal
-            mark.opacities = [0.55]
-    figure.layout.max_width = "640px"
-    figure.layout.height = "520px"
