@@ -99,14 +99,14 @@ def fmt(value: float, *, grouping: bool = True) -> str:
     return f"{value:.10g}"
 
 
-def _fmt_for(feature: Feature, value: float) -> str:
+def fmt_for(feature: Feature, value: float) -> str:
     """Group thousands only for quantities with a unit (areas), never for years or counts."""
     return fmt(value, grouping=bool(feature.unit))
 
 
 def _range_text(feature: Feature) -> str:
     unit = f" {feature.unit}" if feature.unit else ""
-    low, high = _fmt_for(feature, feature.min), _fmt_for(feature, feature.max)
+    low, high = fmt_for(feature, feature.min), fmt_for(feature, feature.max)
     return f"must be between {low} and {high}{unit}"
 
 
@@ -120,12 +120,12 @@ def flag_message(feature: Feature | None, code: str) -> str:
     if code == "above_training_range":
         return (
             f"{feature.label} is above anything the model was trained on "
-            f"(highest {_fmt_for(feature, feature.train_max)}{unit}): the price is a rough guess."
+            f"(highest {fmt_for(feature, feature.train_max)}{unit}): the price is a rough guess."
         )
     if code == "below_training_range":
         return (
             f"{feature.label} is below anything the model was trained on "
-            f"(lowest {_fmt_for(feature, feature.train_min)}{unit}): the price is a rough guess."
+            f"(lowest {fmt_for(feature, feature.train_min)}{unit}): the price is a rough guess."
         )
     if code == "default_used" and feature.default_from:
         return f"{feature.label} was not given; assumed the same as {feature.default_from}."

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 import ipywidgets as widgets
 
 from homevalue.errors import Problem
-from homevalue.schema import Feature, Schema, fmt
+from homevalue.schema import Feature, Schema, fmt_for
 from homevalue.ui import render
 
 SLIDER_MAX_STEPS = 10  # counts (bathrooms, cars) get a slider; areas and years a box
@@ -22,8 +22,7 @@ LABEL_WIDTH = "150px"
 
 def _range_hint(feature: Feature) -> str:
     unit = f" {feature.unit}" if feature.unit else ""
-    grouping = bool(feature.unit)
-    low, high = fmt(feature.train_min, grouping=grouping), fmt(feature.train_max, grouping=grouping)
+    low, high = fmt_for(feature, feature.train_min), fmt_for(feature, feature.train_max)
     return f"sold houses: {low} – {high}{unit}"
 
 
@@ -63,9 +62,8 @@ class HouseForm:
 
     def _row(self, feature: Feature) -> widgets.Widget:
         hint = "" if feature.is_category else _range_hint(feature)
-        note = widgets.HTML(f'<span class="hv-hint">{render.esc(hint)}</span>')
-        help_text = f' title="{render.esc(feature.help)}"' if feature.help else ""
-        note.value = f"<span{help_text}>{note.value}</span>"
+        tooltip = f' title="{render.esc(feature.help)}"' if feature.help else ""
+        note = widgets.HTML(f'<span class="hv-hint"{tooltip}>{render.esc(hint)}</span>')
         return widgets.VBox(
             [widgets.HBox([self.inputs[feature.name], note]), self.errors[feature.name]]
         )

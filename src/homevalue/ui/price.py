@@ -17,7 +17,7 @@ from homevalue.comps import comparable_sales, reference_sales
 from homevalue.errors import ValidationError
 from homevalue.model import Model, load_model
 from homevalue.predict import Prediction, predict_one, what_if
-from homevalue.schema import fmt, validate_record
+from homevalue.schema import fmt, fmt_for, validate_record
 from homevalue.ui import charts, maps, render
 from homevalue.ui.form import HouseForm
 from homevalue.ui.page import Panel, Throttle, guarded, page_path, request_query, version_marker
@@ -204,7 +204,7 @@ class PricePage:
         if c is None or not len(c):
             return "no curve"
         feature = self.schema.by_name[name]
-        low, high = (fmt(v, grouping=bool(feature.unit)) for v in (c[name].min(), c[name].max()))
+        low, high = fmt_for(feature, c[name].min()), fmt_for(feature, c[name].max())
         unit = f" {feature.unit}" if feature.unit else ""
         return (
             f"{feature.label} from {low} to {high}{unit}: "
