@@ -11,6 +11,9 @@ PYTHON3 ?= python3
 PORT ?= 8866
 # The folder `make serve` and `make lab` open (the tests serve a temporary one).
 NOTEBOOKS ?= notebooks
+# Extra Voilà options for `make serve` on top of voila.json, e.g. the benchmark's
+# VOILA_ARGS=--preheat_kernel=False (the defaults are right for viewers).
+VOILA_ARGS ?=
 CONSTRAINTS := .ci/constraints.txt
 # pip warns once per line about find-links/index locations that do not exist on this
 # machine; the warnings are harmless, so they are dropped (pip's exit status is kept).
@@ -44,7 +47,7 @@ $(VENV)/.installed: pyproject.toml $(CONSTRAINTS) $(TEMPLATE_FILES)
 serve: $(VENV)/.installed
 	mkdir -p $(NOTEBOOKS)
 	@echo "Serving $(NOTEBOOKS)/ on http://localhost:$(PORT)/"
-	$(VENV)/bin/voila --no-browser --port=$(PORT) --Voila.port_retries=0 $(NOTEBOOKS)/
+	$(VENV)/bin/voila --no-browser --port=$(PORT) --Voila.port_retries=0 $(VOILA_ARGS) $(NOTEBOOKS)/
 
 ## Lint, then run the whole test suite (what CI runs)
 test: $(VENV)/.installed

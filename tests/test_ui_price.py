@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import urllib.parse
 
 import pytest
@@ -175,3 +176,42 @@ def test_panels_describe_what_the_viewer_sees(page):
     assert f"${page.last.price:,.0f}" in text and "model 1.0.0" in text
     assert repr(page.comparables).startswith("Comparable sales: 5 comparable sales")
     assert repr(page.sensitivity).startswith("What if: ")
+
+
+def _voila_environment(monkeypatch, port: int) -> None:
+    """What Voilà puts in a preheated kernel's environment before its viewer arrives (set
+    through monkeypatch, so what the request adds is undone after the test)."""
+    for name, value in {"VOILA_PREHEAT": "True", "VOILA_KERNEL_ID": "k-1", "VOILA_APP_PORT":
+                        str(port), "VOILA_SERVER_URL": "/", "QUERY_STRING": "", "SCRIPT_NAME": ""}.items():  # fmt: skip
+        monkeypatch.setenv(name, value)
+
+
+def test_a_preheated_kernel_reads_its_viewers_query_from_voila(monkeypatch):
+    """The request arrives over Voilà's `voila/query/<kernel id>` websocket, as one JSON."""
+    from websockets.sync.server import serve
+
+    paths = []
+
+    def hand_over(websocket):
+        paths.append(websocket.request.path)
+        websocket.send('{"QUERY_STRING": "Gr_Liv_Area=1800&lat=42.03", "SCRIPT_NAME": "/p"}')
+
+    with serve(hand_over, "127.0.0.1", 0) as server:
+        _voila_environment(monkeypatch, server.socket.getsockname()[1])
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        query = ui_page.request_query()
+        server.shutdown()
+    assert paths == ["/voila/query/k-1"]
+    assert query == {"Gr_Liv_Area": "1800", "lat": "42.03"}
+    assert ui_page.page_path() == "/p"
+
+
+def test_without_voilas_answer_the_page_keeps_its_defaults(monkeypatch):
+    """Nothing listens on the port: no query and no exception (a server log line)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    _voila_environment(monkeypatch, port)
+    assert ui_page.request_query() == {}

@@ -104,16 +104,22 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def serve(
-    log_path: Path, notebooks: Path | None = None, env: dict[str, str] | None = None
+    log_path: Path,
+    notebooks: Path | None = None,
+    env: dict[str, str] | None = None,
+    voila_args: str = "",
 ) -> Iterator[VoilaServer]:
     """Run `make serve` on a free port until the block ends; fail with the log if it dies.
 
-    `env` adds environment variables (the kernels inherit them), e.g. another model folder.
+    `env` adds environment variables (the kernels inherit them), e.g. another model folder;
+    `voila_args` adds Voilà options on top of voila.json (`make serve VOILA_ARGS=...`).
     """
     port = free_port()
     command = ["make", "-s", "serve", f"PORT={port}"]
     if notebooks is not None:
         command.append(f"NOTEBOOKS={notebooks}")
+    if voila_args:
+        command.append(f"VOILA_ARGS={voila_args}")
     # Under `make test`, MAKEFLAGS names jobserver pipes this child cannot use.
     env = {
         **{k: v for k, v in os.environ.items() if k not in {"MAKEFLAGS", "MFLAGS", "MAKELEVEL"}},

@@ -64,9 +64,11 @@ class HouseForm:
         hint = "" if feature.is_category else _range_hint(feature)
         tooltip = f' title="{render.esc(feature.help)}"' if feature.help else ""
         note = widgets.HTML(f'<span class="hv-hint"{tooltip}>{render.esc(hint)}</span>')
-        return widgets.VBox(
+        row = widgets.VBox(
             [widgets.HBox([self.inputs[feature.name], note]), self.errors[feature.name]]
         )
+        row.add_class(f"hv-row-{feature.name}")  # a stable handle for browser tests and CSS
+        return row
 
     def on_change(self, callback: Callable[[], None]) -> None:
         self._callbacks.append(callback)

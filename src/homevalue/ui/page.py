@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import io
+import json
 import logging
 import os
 import sys
@@ -121,20 +122,45 @@ class Throttle:
         self.action()
 
 
+# How long a preheated kernel waits for its viewer's request before giving up on the query.
+REQUEST_TIMEOUT_SECONDS = 10
+
+
 def request_query() -> dict[str, str]:
     """The viewer's URL query as {name: last value}.
 
-    Under preheated kernels the notebook runs before anyone asks for the page; Voilà's
-    `wait_for_request` blocks until the viewer's request arrives and puts its query string
-    into the environment. Outside Voilà (JupyterLab, nbval) it returns at once.
+    Under preheated kernels the notebook runs before anyone asks for the page; Voilà sends
+    the viewer's request (its CGI-style variables) to the kernel over a websocket at
+    `voila/query/<kernel id>` once a viewer takes the kernel. This speaks that small
+    protocol (as `voila.utils.wait_for_request` does) without importing `voila`, which
+    drags the whole server into every kernel: +44 MB of memory and +1.1 s of start-up.
+    Outside Voilà (JupyterLab, nbval) and without preheating it returns at once.
     """
-    try:
-        from voila.utils import wait_for_request
-    except ImportError:  # pragma: no cover - voila is a dependency
-        return {}
-    wait_for_request()
+    if os.environ.get("VOILA_PREHEAT", "False") != "False" and "VOILA_KERNEL_ID" in os.environ:
+        os.environ.update(_voila_request_variables())
     pairs = urllib.parse.parse_qsl(os.environ.get("QUERY_STRING", ""), keep_blank_values=True)
     return dict(pairs)
+
+
+def _voila_request_variables() -> dict[str, str]:
+    """Block until Voilà hands this kernel to a viewer; its request's variables, or {}."""
+    from websockets.exceptions import WebSocketException
+    from websockets.sync.client import connect
+
+    env = os.environ
+    base = env.get("VOILA_WS_BASE_URL", env.get("VOILA_SERVER_URL", "/"))
+    url = (
+        f"{env.get('VOILA_WS_PROTOCOL', 'ws')}://{env.get('VOILA_APP_IP', '127.0.0.1')}:"
+        f"{env.get('VOILA_APP_PORT', '8866')}{base}voila/query/{env['VOILA_KERNEL_ID']}"
+    )
+    try:
+        # The kernel may wait in the pool for hours: only connecting has a deadline.
+        with connect(url, open_timeout=REQUEST_TIMEOUT_SECONDS) as websocket:
+            variables = json.loads(websocket.recv())
+    except (OSError, TimeoutError, ValueError, WebSocketException) as error:
+        log.error("no request details from Voilà at %s: %s", url, error)
+        return {}
+    return {str(k): str(v) for k, v in variables.items()}
 
 
 def page_path() -> str:
