@@ -181,8 +181,11 @@ def test_panels_describe_what_the_viewer_sees(page):
 def _voila_environment(monkeypatch, port: int) -> None:
     """What Voilà puts in a preheated kernel's environment before its viewer arrives (set
     through monkeypatch, so what the request adds is undone after the test)."""
-    for name, value in {"VOILA_PREHEAT": "True", "VOILA_KERNEL_ID": "k-1", "VOILA_APP_PORT":
-                        str(port), "VOILA_SERVER_URL": "/", "QUERY_STRING": "", "SCRIPT_NAME": ""}.items():  # fmt: skip
+    variables = {
+        "VOILA_PREHEAT": "True", "VOILA_KERNEL_ID": "k-1", "VOILA_APP_PORT": str(port),
+        "VOILA_SERVER_URL": "/", "QUERY_STRING": "", "SCRIPT_NAME": "",
+    }  # fmt: skip
+    for name, value in variables.items():
         monkeypatch.setenv(name, value)
 
 
