@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import lightgbm
+import numpy as np
 import pytest
 import sklearn
 
@@ -22,6 +23,7 @@ from homevalue import (
     config,
     load_model,
 )
+from homevalue.booster import BoosterError, NativeBooster
 
 
 @pytest.fixture
@@ -50,11 +52,12 @@ def test_a_faithful_copy_loads(model, model_copy):
     assert copy.schema == model.schema
 
 
-def test_missing_artifact(model_copy):
-    (model_copy / config.MODEL_FILE).unlink()
+@pytest.mark.parametrize("name", [config.MODEL_FILE, config.BOOSTER_FILE])
+def test_missing_artifact(model_copy, name):
+    (model_copy / name).unlink()
     with pytest.raises(ModelMissingError, match="make model") as caught:
         load_model(model_copy)
-    assert config.MODEL_FILE in str(caught.value)
+    assert name in str(caught.value)
     assert isinstance(caught.value, FileNotFoundError)
 
 
@@ -78,8 +81,9 @@ def test_other_library_versions(model_copy, library, running):
     assert "make model" in message
 
 
-def test_artifact_changed_by_one_byte(model_copy):
-    artifact = model_copy / config.MODEL_FILE
+@pytest.mark.parametrize("name", [config.MODEL_FILE, config.BOOSTER_FILE])
+def test_artifact_changed_by_one_byte(model_copy, name):
+    artifact = model_copy / name
     data = bytearray(artifact.read_bytes())
     data[len(data) // 2] ^= 0x01
     artifact.write_bytes(bytes(data))
@@ -159,3 +163,34 @@ def test_environment_variable_points_at_another_folder(model, model_copy, monkey
     monkeypatch.setenv("HOMEVALUE_MODEL_DIR", str(model_copy))
     copy = load_model()
     assert copy.path == model_copy.resolve() and copy is not model
+
+
+def test_pricing_never_imports_scikit_learn_lightgbm_or_skops(good_house):
+    """Every dashboard kernel loads the model: those imports cost +95 MB and a second there.
+
+    Pricing goes through LightGBM's C library (homevalue.booster); the pipeline is loaded
+    only when asked for, and then gives the same price.
+    """
+    script = f"""
+import sys, homevalue
+m = homevalue.load_model()
+price = homevalue.predict_one({good_house!r}).price
+print(sorted({{"sklearn", "lightgbm", "skops"}} & set(sys.modules)))
+import numpy as np, pandas as pd
+row = pd.DataFrame([{good_house!r}])[m.schema.names]
+print(price == homevalue.predict.finish(m, m.pipeline.predict(row))[0][0])
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:2] == ["[]", "True"]
+
+
+def test_the_native_booster_refuses_rows_of_another_width(model):
+    with pytest.raises(ValueError, match="15 columns given, the model takes 16"):
+        model.booster.predict(np.zeros((1, 15)))
+    assert model.booster.predict(np.zeros((0, 16))).shape == (0,)
+
+
+def test_a_corrupt_native_model_is_refused_with_lightgbms_reason(model):
+    with pytest.raises(BoosterError, match="LGBM_BoosterLoadModelFromString"):
+        NativeBooster("tree\nversion=v4\nnot a model", model.schema.names, {})

@@ -210,7 +210,7 @@ def answering(model: Model, log_prices: list[float]) -> Model:
         def predict_log(self, matrix: np.ndarray, *, threads: int = 1) -> np.ndarray:
             return np.resize(np.asarray(log_prices, dtype=float), len(matrix))
 
-    return FixedAnswerModel(model.pipeline, model.card, model.schema, model.path)
+    return FixedAnswerModel(model.booster, model.card, model.schema, model.path)
 
 
 def test_finish_clamps_to_the_price_bounds_and_marks_non_finite(model):

@@ -14,6 +14,8 @@ PROJ_ROOT = Path(__file__).resolve().parents[2]
 
 MODEL_DIR = Path(os.environ.get("HOMEVALUE_MODEL_DIR", PROJ_ROOT / "model"))
 MODEL_FILE = "pipeline.skops"
+# The same booster for serving, readable without scikit-learn (homevalue.booster).
+BOOSTER_FILE = "booster.json"
 CARD_JSON = "model_card.json"
 CARD_MARKDOWN = "MODEL_CARD.md"
 REFERENCE_SALES = "reference_sales.csv"

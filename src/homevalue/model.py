@@ -11,13 +11,13 @@ import functools
 import hashlib
 import json
 from dataclasses import dataclass
+from importlib.metadata import version as installed_version
 from pathlib import Path
 
-import lightgbm
 import numpy as np
-import sklearn
 
 from homevalue import config
+from homevalue.booster import NativeBooster
 from homevalue.errors import ModelMissingError, ModelSchemaError, ModelVersionError
 from homevalue.schema import Schema
 
@@ -28,20 +28,25 @@ TRUSTED_TYPES = [
     "lightgbm.sklearn.LGBMRegressor",
 ]
 FIX = "run `make model` to retrain, or install the pinned versions (`make test` reinstalls them)"
+CHECKED_LIBRARIES = ("scikit-learn", "lightgbm")
 
 
 @dataclass(frozen=True)
 class Model:
-    """The fitted pipeline plus what the card says about it, ready to price houses."""
+    """The booster that prices houses plus what the card says about it.
 
-    pipeline: object
+    Pricing never touches scikit-learn (see homevalue.booster); the fitted pipeline is
+    loaded on first use of `pipeline`, by training checks, tests and benchmarks.
+    """
+
+    booster: NativeBooster
     card: dict
     schema: Schema
     path: Path
 
     @functools.cached_property
-    def booster(self) -> lightgbm.Booster:
-        return self.pipeline.named_steps["regress"].booster_
+    def pipeline(self):
+        return _load_pipeline(self.path, self.card, self.schema)
 
     @property
     def version(self) -> str:
@@ -54,15 +59,14 @@ class Model:
     @functools.cached_property
     def category_codes(self) -> dict[str, dict[str, float]]:
         """Category → code exactly as the fitted encoder assigns it."""
-        encoder = self.pipeline.named_steps["encode"].named_transformers_["categories"]
         return {
             name: {value: float(code) for code, value in enumerate(values)}
-            for name, values in zip(encoder.feature_names_in_, encoder.categories_, strict=True)
+            for name, values in self.booster.categories.items()
         }
 
     def predict_log(self, matrix: np.ndarray, *, threads: int = 1) -> np.ndarray:
         """Log price for encoded rows; the booster directly, skipping pandas on the hot path."""
-        return self.booster.predict(matrix, num_threads=threads)
+        return self.booster.predict(matrix, threads=threads)
 
 
 def sha256_file(path: Path) -> str:
@@ -83,49 +87,68 @@ def read_card(folder: Path | None = None) -> dict:
 
 
 def _check_versions(card: dict, folder: Path) -> None:
-    running = {"scikit-learn": sklearn.__version__, "lightgbm": lightgbm.__version__}
-    for library, version in running.items():
-        trained = card["versions"].get(library)
-        if trained != version:
+    for library in CHECKED_LIBRARIES:
+        trained, running = card["versions"].get(library), installed_version(library)
+        if trained != running:
             raise ModelVersionError(
                 f"{folder} was trained with {library} {trained}, this environment has "
-                f"{version}: {FIX}"
+                f"{running}: {FIX}"
             )
 
 
-def _check_schema(pipeline, schema: Schema, folder: Path) -> None:
+def _check_encoding(given, produced, categories: dict, schema: Schema, folder: Path) -> None:
+    """The artifact's input features and category codes are the card's, in the same order."""
     expected = schema.names
-    encode = pipeline.named_steps["encode"]
-    given, produced = list(encode.feature_names_in_), list(encode.get_feature_names_out())
-    if given != expected or produced != expected:
+    if list(given) != expected or list(produced) != expected:
         raise ModelSchemaError(
-            f"{folder}: the artifact's features {given} do not match the card's {expected}: {FIX}"
+            f"{folder}: the artifact's features {list(given)} do not match the card's "
+            f"{expected}: {FIX}"
         )
-    encoder = encode.named_transformers_["categories"]
-    for name, categories in zip(encoder.feature_names_in_, encoder.categories_, strict=True):
-        if list(categories) != list(schema.by_name[name].categories):
+    for name, values in categories.items():
+        if list(values) != list(schema.by_name[name].categories):
             raise ModelSchemaError(
                 f"{folder}: the artifact's categories for {name} differ from the card's: {FIX}"
             )
 
 
-def _load(folder: Path) -> Model:
+def _artifact(card: dict, folder: Path, key: str, default: str) -> Path:
+    """An artifact the card names, present and unchanged since training."""
+    path = folder / card.get(key, default)
+    if not path.exists():
+        raise ModelMissingError(f"no model artifact at {path}: {FIX}")
+    if sha256_file(path) != card.get(f"{key}_sha256"):
+        raise ModelSchemaError(f"{path} was changed after training (hash differs): {FIX}")
+    return path
+
+
+def _load_pipeline(folder: Path, card: dict, schema: Schema):
+    """The fitted scikit-learn pipeline, rebuilt from trusted types only."""
     import skops.io as sio
 
-    card = read_card(folder)
-    artifact = folder / card.get("artifact", config.MODEL_FILE)
-    if not artifact.exists():
-        raise ModelMissingError(f"no model artifact at {artifact}: {FIX}")
-    _check_versions(card, folder)
-    if sha256_file(artifact) != card["artifact_sha256"]:
-        raise ModelSchemaError(f"{artifact} was changed after training (hash differs): {FIX}")
+    artifact = _artifact(card, folder, "artifact", config.MODEL_FILE)
     unknown = sorted(set(sio.get_untrusted_types(file=artifact)) - set(TRUSTED_TYPES))
     if unknown:
         raise ModelSchemaError(f"{artifact} holds types this code does not trust {unknown}: {FIX}")
     pipeline = sio.load(artifact, trusted=TRUSTED_TYPES)
+    encode = pipeline.named_steps["encode"]
+    encoder = encode.named_transformers_["categories"]
+    categories = dict(zip(encoder.feature_names_in_, encoder.categories_, strict=True))
+    _check_encoding(
+        encode.feature_names_in_, encode.get_feature_names_out(), categories, schema, folder
+    )
+    return pipeline
+
+
+def _load(folder: Path) -> Model:
+    """Check the card, the versions and both artifacts' hashes, then read the booster."""
+    card = read_card(folder)
+    _check_versions(card, folder)
+    _artifact(card, folder, "artifact", config.MODEL_FILE)
+    booster = NativeBooster.read(_artifact(card, folder, "booster", config.BOOSTER_FILE))
     schema = Schema.from_list(card["features"])
-    _check_schema(pipeline, schema, folder)
-    return Model(pipeline, card, schema, folder)
+    names = booster.feature_names
+    _check_encoding(names, names, booster.categories, schema, folder)
+    return Model(booster, card, schema, folder)
 
 
 @functools.lru_cache(maxsize=4)

@@ -28,7 +28,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OrdinalEncoder
 
-from homevalue import config
+from homevalue import booster, config
 from homevalue.model import TRUSTED_TYPES, sha256_file
 from homevalue.schema import Feature, Schema
 
@@ -233,7 +233,7 @@ def data_fingerprint(raw: pd.DataFrame) -> str:
     return hashlib.sha256(raw.to_csv(index=False).encode()).hexdigest()
 
 
-def build_card(schema, raw, clean, removed, parts, evaluation, importance, artifact_sha):
+def build_card(schema, raw, clean, removed, parts, evaluation, importance, hashes):
     """The JSON card: the one place serving, the form and the report read model facts from."""
     prices = clean["Sale_Price"]
     return {
@@ -273,7 +273,9 @@ def build_card(schema, raw, clean, removed, parts, evaluation, importance, artif
         },
         "trusted_types": TRUSTED_TYPES,
         "artifact": config.MODEL_FILE,
-        "artifact_sha256": artifact_sha,
+        "artifact_sha256": hashes[config.MODEL_FILE],
+        "booster": config.BOOSTER_FILE,
+        "booster_sha256": hashes[config.BOOSTER_FILE],
     }
 
 
@@ -334,11 +336,12 @@ def train(out_dir: Path) -> dict:
     importance = feature_importance(pipeline, schema)
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    artifact = out_dir / config.MODEL_FILE
-    sio.dump(pipeline, artifact)
-    card = build_card(
-        schema, raw, clean, removed, parts, evaluation, importance, sha256_file(artifact)
-    )
+    sio.dump(pipeline, out_dir / config.MODEL_FILE)
+    booster.export(pipeline, out_dir / config.BOOSTER_FILE)
+    hashes = {
+        name: sha256_file(out_dir / name) for name in [config.MODEL_FILE, config.BOOSTER_FILE]
+    }
+    card = build_card(schema, raw, clean, removed, parts, evaluation, importance, hashes)
     (out_dir / config.CARD_JSON).write_text(json.dumps(card, indent=2) + "\n")
     (out_dir / config.CARD_MARKDOWN).write_text(card_markdown(card))
     reference = clean[["Sale_ID", *schema.names, *REFERENCE_COLUMNS]]
