@@ -47,28 +47,33 @@ def colours(values, bands, palette) -> list[str]:
     return [palette[i] for i in np.digitize(np.asarray(values, dtype=float), bands)]
 
 
-def points(frame: pd.DataFrame, properties: list[str], colour: list[str], radius=4) -> dict:
-    """A FeatureCollection of circles; each feature carries its style and chosen columns."""
+def points(frame: pd.DataFrame, properties: list[str], colour: list[str]) -> dict:
+    """A FeatureCollection of circles; each feature carries its colour and chosen columns.
+
+    The reference sales are most of a page's widget state (the browser waits for all of it
+    before drawing anything), so features carry only what a click or a style needs: the
+    size is the layer's, coordinates are rounded to 5 decimals (about a metre).
+    """
     features = []
     lon, lat = frame["Longitude"].to_numpy(float), frame["Latitude"].to_numpy(float)
     records = frame[properties].to_dict("records")
     for x, y, props, fill in zip(lon, lat, records, colour, strict=True):
         props = {k: (v.item() if hasattr(v, "item") else v) for k, v in props.items()}
-        props["style"] = {"fillColor": fill, "color": fill, "radius": radius}
+        props["style"] = {"fillColor": fill, "color": fill}
         features.append({
             "type": "Feature",
-            "geometry": {"type": "Point", "coordinates": [round(x, 6), round(y, 6)]},
+            "geometry": {"type": "Point", "coordinates": [round(x, 5), round(y, 5)]},
             "properties": props,
         })  # fmt: skip
     return {"type": "FeatureCollection", "features": features}
 
 
-def layer(name: str, data: dict | None = None, *, opacity: float = 0.8) -> GeoJSON:
-    """One GeoJSON layer of circle markers (styles come from each feature)."""
+def layer(name: str, data: dict | None = None, *, opacity: float = 0.8, radius=4) -> GeoJSON:
+    """One GeoJSON layer of circle markers (colours come from each feature)."""
     return GeoJSON(
         name=name,
         data=data or {"type": "FeatureCollection", "features": []},
-        point_style={"radius": 4, "weight": 1, "fillOpacity": opacity, "opacity": opacity},
+        point_style={"radius": radius, "weight": 1, "fillOpacity": opacity, "opacity": opacity},
     )
 
 

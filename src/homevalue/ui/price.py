@@ -27,7 +27,7 @@ QUERY_ALIASES = {"lat": LAT, "latitude": LAT, "lon": LON, "lng": LON, "longitude
 # Voilà's own URL parameters (`?theme=dark`), not fields of the house.
 VOILA_PARAMETERS = {"theme", "template"}
 WHAT_IF_POINTS = 40
-SALE_PROPERTIES = ["Sale_ID", "Sale_Price"]
+SALE_PROPERTIES = ["Sale_ID"]  # a click finds the rest in self.sales
 
 
 def comps_summary(comps) -> str:
@@ -103,7 +103,7 @@ class PricePage:
         self.sales_layer = maps.layer(
             "Sold houses", maps.points(self.sales, SALE_PROPERTIES, colour), opacity=0.7
         )
-        self.comps_layer = maps.layer("Comparable sales", opacity=1.0)
+        self.comps_layer = maps.layer("Comparable sales", opacity=1.0, radius=9)
         values = self.form.values()
         self.marker = Marker(
             location=(values[LAT], values[LON]), draggable=True, title="This house"
@@ -254,7 +254,7 @@ class PricePage:
             self.marker.location = (lat, lon)
         self.comps = comparable_sales(lat, lon, values["Gr_Liv_Area"], folder=self.model.path)
         self.comps_html.value = comps_table(self.comps)
-        data = maps.points(self.comps, SALE_PROPERTIES, ["#e66101"] * len(self.comps), radius=9)
+        data = maps.points(self.comps, SALE_PROPERTIES, ["#e66101"] * len(self.comps))
         self.comps_layer.data = data
 
     def _update_what_if(self) -> None:
