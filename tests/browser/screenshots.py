@@ -4,6 +4,9 @@ Usage: python tests/browser/screenshots.py [OUT_DIR [BASE_URL]]
 Without BASE_URL it starts Voilà as `make serve` does (tests/voila_server.py) and stops it
 afterwards; OUT_DIR defaults to docs/screenshots. Drives Debian's chromium (never a
 downloaded browser) with Playwright.
+
+The browser tests use the same pieces (`launch`, `open_page`, `shoot`) and write their
+screenshots to test-artifacts/screenshots/.
 """
 
 from __future__ import annotations
@@ -12,11 +15,15 @@ import sys
 import tempfile
 from pathlib import Path
 
-from playwright.sync_api import sync_playwright
+from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--no-first-run"]  # fmt: skip
+VIEWPORT = {"width": 1280, "height": 900}
+THEMES = ("light", "dark")
+READY_TIMEOUT = 60_000  # ms: a page whose kernel starts cold on a busy machine
+# page name -> (path under the server, element that shows once the page is built)
 PAGES = {
     "landing": ("", "main, body"),
     "price_a_home": ("voila/render/price_a_home.ipynb", ".hv-price"),
@@ -25,28 +32,52 @@ PAGES = {
 }
 
 
-def take(base_url: str, out: Path) -> list[Path]:
+def launch(playwright: Playwright) -> Browser:
+    """Debian's chromium, headless, with nothing that reaches for the network by itself."""
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+
+
+def page_url(base_url: str, name: str, theme: str = "light", query: str = "") -> str:
+    """The page's URL; `query` (without "?") adds parameters, e.g. fields of the house."""
+    params = "&".join(p for p in (query, "theme=dark" if theme == "dark" else "") if p)
+    return f"{base_url.rstrip('/')}/{PAGES[name][0]}" + (f"?{params}" if params else "")
+
+
+def open_page(page: Page, base_url: str, name: str, theme: str = "light", query: str = "") -> None:
+    """Load a page and wait until it is built: its cells have run and its widgets show."""
+    page.goto(page_url(base_url, name, theme, query), wait_until="load")
+    page.wait_for_selector("#loading", state="detached", timeout=READY_TIMEOUT)
+    page.wait_for_selector(PAGES[name][1], timeout=READY_TIMEOUT)
+
+
+def shoot(page: Page, out: Path, name: str, theme: str, settle_ms: int = 1500) -> Path:
+    """Screenshot the loaded page, whole, into `out/{name}-{theme}.png`.
+
+    `settle_ms` lets charts and the map finish drawing (and their animations end) first.
+    """
     out.mkdir(parents=True, exist_ok=True)
+    page.wait_for_timeout(settle_ms)
+    # The template scrolls inside a container, so grow the window to the content.
+    height = page.evaluate(
+        "Math.max(...[...document.querySelectorAll('*')].map(e => e.scrollHeight))"
+    )
+    page.set_viewport_size({"width": VIEWPORT["width"], "height": min(max(height, 900), 6000)})
+    page.wait_for_timeout(settle_ms // 3)  # the widgets lay out again for the new size
+    target = out / f"{name}-{theme}.png"
+    page.screenshot(path=str(target), full_page=True)
+    return target
+
+
+def take(base_url: str, out: Path) -> list[Path]:
     written = []
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        for theme in ("light", "dark"):
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            for name, (path, ready) in PAGES.items():
-                query = f"?theme={theme}" if theme == "dark" else ""
-                page.goto(f"{base_url.rstrip('/')}/{path}{query}", wait_until="load")
-                page.wait_for_selector(ready, timeout=60_000)
-                page.wait_for_timeout(1500)  # let charts and the map finish drawing
-                # The template scrolls inside a container, so grow the window to the content.
-                height = page.evaluate(
-                    "Math.max(...[...document.querySelectorAll('*')].map(e => e.scrollHeight))"
-                )
-                page.set_viewport_size({"width": 1280, "height": min(max(height, 900), 6000)})
-                page.wait_for_timeout(500)
-                target = out / f"{name}-{theme}.png"
-                page.screenshot(path=str(target), full_page=True)
-                written.append(target)
-            page.close()
+        browser = launch(p)
+        for theme in THEMES:
+            for name in PAGES:
+                page = browser.new_page(viewport=VIEWPORT)
+                open_page(page, base_url, name, theme)
+                written.append(shoot(page, out, name, theme))
+                page.close(run_before_unload=True)  # Voilà then shuts the page's kernel down
         browser.close()
     return written
 

@@ -87,7 +87,10 @@ def score_upload(name: str, content: bytes, *, model: Model, on_rows=None) -> Ou
 def summary_text(outcome: Outcome) -> str:
     scored, rejected_rows = len(outcome.scored), outcome.rejected.get("row", pd.Series()).nunique()
     rows = scored + rejected_rows
-    text = f"{outcome.name}: {rows:,} rows, {scored:,} scored, {rejected_rows:,} rejected"
+    text = (
+        f"{outcome.name}: {render.count(rows, 'row')}, {scored:,} scored, "
+        f"{rejected_rows:,} rejected"
+    )
     if scored:
         text += f"; median price {render.money(outcome.prices.median())}"
     return text
@@ -299,18 +302,20 @@ class BatchPage:
         self._show_table()
         self._show_map()
         stem = Path(outcome.name).stem
+        n_scored = render.count(len(outcome.scored), "row")
+        n_problems = render.count(len(outcome.rejected), "problem")
         self.downloads_html.value = '<p class="hv-downloads">' + " ".join([
             download_link(f"{stem}.scored.csv", outcome.scored_csv,
-                          f"Download the prices ({len(outcome.scored):,} rows)"),
+                          f"Download the prices ({n_scored})"),
             download_link(f"{stem}.rejected.csv", outcome.rejected_csv,
-                          f"Download the rejected rows ({len(outcome.rejected):,} problems)"),
+                          f"Download the rejected rows ({n_problems})"),
         ]) + "</p>"  # fmt: skip
 
     def _rejected_table(self, rejected: pd.DataFrame) -> str:
         if rejected.empty:
             return ""
         shown = rejected.head(TABLE_ROWS)
-        caption = f"Rejected rows: {len(rejected):,} problems" + (
+        caption = f"Rejected rows: {render.count(len(rejected), 'problem')}" + (
             f" (first {TABLE_ROWS} shown)" if len(rejected) > TABLE_ROWS else ""
         )
         return render.table(
@@ -323,7 +328,7 @@ class BatchPage:
         if self.outcome is None:
             return
         rows = sort_rows(self.outcome.scored, self.sort_by.value, self.descending.value)
-        caption = f"{len(rows):,} priced houses" + (
+        caption = f"{render.count(len(rows), 'priced house')}" + (
             f" (first {TABLE_ROWS} shown; the download has all)" if len(rows) > TABLE_ROWS else ""
         )
         self.table_html.value = render.table(rows.head(TABLE_ROWS), caption=caption, rows=True)

@@ -50,7 +50,9 @@ class WhatIfChart:
         )
 
     def show(self, x, price, low, high, current_x, current_price, label: str, grouping=True):
-        with self.figure.hold_sync():
+        # Each mark's x and y must travel in one message: a curve that changes length would
+        # otherwise be drawn for a moment with x and y of different lengths (NaN paths).
+        with self.band.hold_sync(), self.line.hold_sync(), self.current.hold_sync():
             self.x_axis.tick_format = ",d" if grouping else "d"
             self.band.x, self.band.y = np.asarray(x), np.vstack([low, high])
             self.line.x, self.line.y = np.asarray(x), np.asarray(price)

@@ -17,7 +17,7 @@ from homevalue.schema import Feature, Schema, fmt_for
 from homevalue.ui import render
 
 SLIDER_MAX_STEPS = 10  # counts (bathrooms, cars) get a slider; areas and years a box
-LABEL_WIDTH = "150px"
+LABEL_WIDTH = "170px"  # fits the longest label, "Central air conditioning"
 
 
 def _range_hint(feature: Feature) -> str:

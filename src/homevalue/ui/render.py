@@ -17,6 +17,11 @@ def esc(value: object) -> str:
     return html.escape("" if value is None else str(value), quote=True)
 
 
+def count(n: int, noun: str) -> str:
+    """1,204 rows; 1 row (nouns here take an s)."""
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")
+
+
 def money(value: float | None) -> str:
     """$176,000; an em dash for missing."""
     if value is None or (isinstance(value, float) and math.isnan(value)):

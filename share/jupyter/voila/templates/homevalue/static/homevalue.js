@@ -7,7 +7,8 @@
  *  2. footer: "model <version>" once the page renders [data-hv-model-version];
  *  3. upload guard: on a page that renders [data-hv-upload-limit-bytes], a chosen file
  *     that is too big or not a .csv never reaches the widget (nor the websocket);
- *  4. connection lost: a notice when the kernel's websocket closes or the kernel dies.
+ *  4. connection lost: a notice when the kernel's websocket closes or the kernel dies;
+ *  5. leaving: make sure Voilà's "shut my kernel down" beacon will be accepted.
  */
 (function () {
   "use strict";
@@ -433,6 +434,23 @@
         setTimeout(findKernel, 250);
       }
     })();
+  });
+
+  /* ------------------------------------------------------------------ 5. leaving */
+
+  // When the viewer leaves, Voilà's frontend sends a beacon to voila/api/shutdown/<kernel>
+  // carrying the _xsrf cookie; without the cookie the server answers 403 and the kernel
+  // lives on until the idle culler (voila-dashboards/voila#1458). Only the landing page
+  // sets that cookie, and viewers often arrive by a link straight to a page: fetch the
+  // landing page once in the background, as early as the page config is readable.
+  onReady(function () {
+    var config = pageConfig();
+    if (!config.kernelId || /(^|;\s*)_xsrf=/.test(document.cookie) || !window.fetch) {
+      return;
+    }
+    window
+      .fetch(config.baseUrl || "/", { credentials: "same-origin", cache: "no-store" })
+      .catch(function () {}); // offline: the culler still ends the kernel
   });
 
   // Fallback (and the only way if Voilà's frontend changes): follow the kernel's websockets

@@ -1,0 +1,194 @@
+"""Fixtures for the browser tests: one `make serve`, one chromium, a watched page per test.
+
+The server is package-scoped, so it (and every kernel it started) is gone once the browser
+tests end (pytest honours that scope only for a directory with an __init__.py; without one
+it lasts the session: pytest-dev/pytest#13216). Each test gets a fresh browser context and
+page; everything the page reports that is ours to fix (a console error, an uncaught
+exception, a dialog, a failed request to the server, an error in the server's log) fails
+the test that caused it. The basemap's tiles and the icon font come from the internet,
+which is unreachable here: their failed loads are the only thing ignored.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import time
+import urllib.parse
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
+from voila_server import VoilaServer, serve
+
+from browser.screenshots import VIEWPORT, launch
+from homevalue.ui.page import FRIENDLY
+
+# A taller window than the screenshots': the price page's map fits without scrolling.
+TEST_VIEWPORT = {"width": VIEWPORT["width"], "height": 1200}
+LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
+# What the server's log must not gain while a test runs.
+SERVER_LOG_ERROR = re.compile(r"Traceback \(most recent call last\)|\bERROR\b|\bCRITICAL\b")
+KERNEL_SHUTDOWN_WAIT = 15  # s for Voilà to act on the page's shutdown beacon
+# The centre of the first circle of a map (GeoJSON paths in `scope`, not drawn in `skip`
+# colour) that nothing covers, in window coordinates; null if none is in view.
+UNCOVERED_CIRCLE = """([scope, skip]) => {
+  for (const path of document.querySelectorAll(scope + ' path.leaflet-interactive')) {
+    if (path.getAttribute('stroke') === skip) continue;
+    const box = path.getBoundingClientRect();
+    const x = box.left + box.width / 2, y = box.top + box.height / 2;
+    if (x > 0 && y > 0 && x < innerWidth && y < innerHeight
+        && document.elementFromPoint(x, y) === path) return {x, y};
+  }
+  return null;
+}"""
+
+
+def is_local(url: str) -> bool:
+    """True for the Voilà server (and for an unknown location, to be safe)."""
+    host = urllib.parse.urlsplit(url).hostname
+    return host is None or host in LOCAL_HOSTS
+
+
+@dataclass
+class Problems:
+    """What went wrong in the browser while a test ran."""
+
+    console: list[str] = field(default_factory=list)
+    page_errors: list[str] = field(default_factory=list)
+    dialogs: list[str] = field(default_factory=list)
+    failed_requests: list[str] = field(default_factory=list)
+
+    def all(self) -> list[str]:
+        return [
+            *(f"console error: {m}" for m in self.console),
+            *(f"uncaught exception: {m}" for m in self.page_errors),
+            *(f"dialog: {m}" for m in self.dialogs),
+            *(f"failed request: {m}" for m in self.failed_requests),
+        ]
+
+    def take(self) -> list[str]:
+        """All problems so far, for a test to assert on; the fixture then sees only new ones."""
+        found = self.all()
+        for kind in (self.console, self.page_errors, self.dialogs, self.failed_requests):
+            kind.clear()
+        return found
+
+    def watch(self, page: Page) -> None:
+        page.on("console", self._console)
+        page.on("pageerror", lambda error: self.page_errors.append(str(error)))
+        page.on("dialog", self._dialog)
+        page.on("requestfailed", self._request_failed)
+
+    def _console(self, message) -> None:
+        if message.type != "error":
+            return
+        url = (message.location or {}).get("url", "")
+        if message.text.startswith("Failed to load resource") and not is_local(url):
+            return  # a map tile or a CDN font: the internet is unreachable here
+        self.console.append(f"{message.text} ({url})")
+
+    def _dialog(self, dialog) -> None:
+        self.dialogs.append(f"{dialog.type}: {dialog.message}")
+        dialog.dismiss()
+
+    def _request_failed(self, request) -> None:
+        if is_local(request.url):
+            self.failed_requests.append(f"{request.url}: {request.failure}")
+
+
+@pytest.fixture(scope="package")
+def server(tmp_path_factory) -> Iterator[VoilaServer]:
+    """`make serve` on notebooks/, shared by every browser test."""
+    with serve(tmp_path_factory.mktemp("voila") / "server.log") as running:
+        yield running
+
+
+@pytest.fixture(scope="package")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        chromium = launch(playwright)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def problems() -> Problems:
+    return Problems()
+
+
+@pytest.fixture
+def page(browser, server, problems) -> Iterator[Page]:
+    """A fresh page whose problems fail the test; its kernel is shut down afterwards."""
+    # A fresh context has no cookies, like a viewer arriving by a link straight to a page;
+    # the template must still get its kernel shut down when the page closes.
+    context = browser.new_context(viewport=TEST_VIEWPORT)
+    tab = context.new_page()
+    problems.watch(tab)
+    log_start = len(server.log())
+    found: list[str] = []
+    try:
+        yield tab
+        found += problems.all()
+        if not tab.is_closed():
+            with contextlib.suppress(Exception):
+                if FRIENDLY in tab.inner_text("body"):
+                    found.append(f"the page shows {FRIENDLY!r} (a callback failed)")
+    finally:
+        kernel = None
+        with contextlib.suppress(Exception):  # a page that never loaded has no kernel
+            kernel = page_kernel(tab)
+        close(tab)
+        if kernel and not wait_for_kernel_shutdown(server, kernel):
+            found.append(f"closing the page left its kernel {kernel} running (leaked)")
+        context.close()
+    errors = [
+        line for line in server.log()[log_start:].splitlines() if SERVER_LOG_ERROR.search(line)
+    ]
+    assert not found, "the browser reported problems:\n" + "\n".join(found)
+    assert not errors, "the server logged errors:\n" + "\n".join(errors)
+
+
+@pytest.fixture
+def circle_point():
+    """A point the mouse can click or hover to reach one circle of a map (and only it)."""
+
+    def find(tab: Page, scope: str, skip: str = "") -> tuple[float, float]:
+        tab.locator(scope).first.scroll_into_view_if_needed()
+        point = tab.evaluate(UNCOVERED_CIRCLE, [scope, skip])
+        assert point, f"no circle of {scope} is in view"
+        return point["x"], point["y"]
+
+    return find
+
+
+def page_kernel(tab: Page) -> str | None:
+    """The id of the kernel behind the page, if it has one."""
+    config = tab.evaluate(
+        "() => { const e = document.getElementById('jupyter-config-data');"
+        " return e ? e.textContent : null; }"
+    )
+    return json.loads(config).get("kernelId") if config else None
+
+
+def close(tab: Page) -> None:
+    """Close as a viewer does: beforeunload runs, and Voilà's frontend asks for shutdown."""
+    if tab.is_closed():
+        return
+    tab.close(run_before_unload=True)
+    if not tab.is_closed():
+        tab.wait_for_event("close", timeout=10_000)
+
+
+def wait_for_kernel_shutdown(server: VoilaServer, kernel: str) -> bool:
+    """Wait until Voilà shuts the kernel of a closed page down; if it never does, do it
+    ourselves (so kernels do not pile up and slow later tests) and say so."""
+    deadline = time.monotonic() + KERNEL_SHUTDOWN_WAIT
+    while time.monotonic() < deadline:
+        if f"Kernel shutdown: {kernel}" in server.log():
+            return True
+        time.sleep(0.1)
+    server.shutdown_kernel(kernel)
+    return False

@@ -1,0 +1,219 @@
+"""The "Price a home" page in a browser: every control re-prices, exactly as the library does.
+
+Expected prices are never written down: the test reads the values the form shows and prices
+them with `homevalue.predict_one` in the test process, so a page that shows a stale price,
+prices other values than it shows, or stops reacting fails.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+from playwright.sync_api import Page, expect
+from voila_server import kernel_id
+
+import homevalue
+from browser.screenshots import open_page
+from homevalue.comps import comparable_sales, reference_sales
+from homevalue.errors import ValidationError
+from homevalue.schema import validate_record
+from homevalue.ui.form import HouseForm
+from homevalue.ui.price import LAT, LON
+from homevalue.ui.render import category_label, money
+
+UPDATE_TIMEOUT = 15_000  # ms for a change to come back as a new price
+COMPS_COLOUR = "#e66101"  # the comparable sales' circles, drawn over the sold houses
+READ_FORM = """names => Object.fromEntries(names.map(name => {
+  const row = document.querySelector('.hv-row-' + name);
+  const select = row.querySelector('select');
+  if (select) return [name, select.value];
+  const handle = row.querySelector('.noUi-handle');
+  if (handle) return [name, handle.getAttribute('aria-valuenow')];
+  return [name, row.querySelector('input').value];
+}))"""
+
+
+@pytest.fixture
+def price_page(page, server) -> Page:
+    open_page(page, server.url, "price_a_home")
+    expect(page.locator(".hv-form")).to_be_visible()
+    return page
+
+
+@pytest.fixture(scope="module")
+def default_house(model) -> dict:
+    return HouseForm(model.schema).values()
+
+
+def form_values(page: Page, schema) -> dict:
+    """The house as the form shows it, in the model's terms (codes, not labels)."""
+    shown = page.evaluate(READ_FORM, schema.names)
+    values = {}
+    for feature in schema.features:
+        raw = shown[feature.name]
+        if feature.is_category:
+            codes = {category_label(code): code for code in feature.categories}
+            values[feature.name] = codes.get(raw, raw)
+        elif feature.kind == "integer":
+            values[feature.name] = int(float(raw))
+        else:
+            values[feature.name] = float(raw)
+    return values
+
+
+def shown_answer(page: Page) -> tuple[str, str]:
+    return page.inner_text(".hv-price"), page.inner_text(".hv-interval")
+
+
+def expected_answer(values: dict, model) -> tuple[str, str]:
+    p = homevalue.predict_one(values, model=model)
+    return money(p.price), f"80% of similar houses sell between {money(p.low)} and {money(p.high)}"
+
+
+def assert_priced_as_shown(page: Page, model) -> dict:
+    """The price and interval are predict_one's for the values in the form; those values.
+
+    Polls briefly: the form's values and the price arrive as separate widget updates.
+    """
+    deadline = time.monotonic() + UPDATE_TIMEOUT / 1000
+    while True:
+        values = form_values(page, model.schema)
+        expected, shown = expected_answer(values, model), shown_answer(page)
+        if shown == expected or time.monotonic() > deadline:
+            break
+        page.wait_for_timeout(100)
+    assert shown == expected, f"the page's answer is not the model's for {values}"
+    return values
+
+
+def assert_comps_follow(page: Page, model, values: dict) -> None:
+    """The comparable sales table lists the library's comps for the house's place and size."""
+    comps = comparable_sales(values[LAT], values[LON], values["Gr_Liv_Area"], folder=model.path)
+    table = page.locator(".hv-table")  # the only table on the page: comparable sales
+    expect(table.locator("tbody tr td:nth-child(1)")).to_have_text(
+        [f"{d:.2f}" for d in comps["distance_km"]], timeout=UPDATE_TIMEOUT
+    )
+    expect(table.locator("tbody tr td:nth-child(2)")).to_have_text(
+        [money(p) for p in comps["Sale_Price"]], timeout=UPDATE_TIMEOUT
+    )
+
+
+def changed(page: Page, before: str) -> None:
+    expect(page.locator(".hv-price")).not_to_have_text(before, timeout=UPDATE_TIMEOUT)
+
+
+def test_each_control_reprices_the_house(price_page, model, default_house):
+    """The default house is priced on load; a slider, a number and a dropdown each re-price
+    it, and the interval and the comps follow."""
+    page = price_page
+    assert assert_priced_as_shown(page, model) == default_house
+    assert_comps_follow(page, model, default_house)
+
+    before = page.inner_text(".hv-price")
+    handle = page.locator(".hv-row-Full_Bath .noUi-handle")
+    handle.focus()
+    handle.press("ArrowRight")
+    changed(page, before)
+    assert assert_priced_as_shown(page, model)["Full_Bath"] == default_house["Full_Bath"] + 1
+
+    before = page.inner_text(".hv-price")
+    area = page.locator(".hv-row-Gr_Liv_Area input")
+    area.fill("2400")
+    area.press("Enter")
+    changed(page, before)
+    values = assert_priced_as_shown(page, model)
+    assert values["Gr_Liv_Area"] == 2400
+    assert_comps_follow(page, model, values)
+
+    before = page.inner_text(".hv-price")
+    page.locator(".hv-row-Neighborhood select").select_option(
+        label=category_label("Northridge_Heights")
+    )
+    changed(page, before)
+    assert assert_priced_as_shown(page, model)["Neighborhood"] == "Northridge_Heights"
+
+
+def test_clicking_the_map_moves_the_house_and_reprices_it(price_page, model, default_house):
+    page = price_page
+    before = page.inner_text(".hv-price")
+    map_area = page.locator(".hv-map .leaflet-container")
+    box = map_area.bounding_box()
+    map_area.click(position={"x": box["width"] * 0.25, "y": box["height"] * 0.7})
+    changed(page, before)
+    values = assert_priced_as_shown(page, model)
+    assert (values[LAT], values[LON]) != (default_house[LAT], default_house[LON])
+    assert_comps_follow(page, model, values)
+
+
+def test_a_sold_house_on_the_map_can_be_the_starting_point(
+    price_page, problems, model, circle_point
+):
+    """Clicking a sold house offers it; accepting fills the form with it and re-prices."""
+    page = price_page
+    page.mouse.click(*circle_point(page, ".hv-map", skip=COMPS_COLOUR))
+    start = page.get_by_role("button", name="Start from this house")
+    expect(start).to_be_visible(timeout=UPDATE_TIMEOUT)
+    offer = page.get_by_text(re.compile(r"^Sold \d+ for")).inner_text()
+    found = re.search(r"Sold (\d+) for \$([\d,]+): ([\d,]+) sq ft, built (\d+), (.+)\.", offer)
+    assert found, f"unexpected offer text {offer!r}"
+    year_sold, price, area, built, place = found.groups()
+    sales = reference_sales(model.path)
+    sale = sales[
+        (sales["Year_Sold"] == int(year_sold))
+        & (sales["Sale_Price"] == int(price.replace(",", "")))
+        & (sales["Gr_Liv_Area"] == int(area.replace(",", "")))
+        & (sales["Year_Built"] == int(built))
+        & (sales["Neighborhood"].map(category_label) == place)
+    ]
+    assert len(sale) == 1, f"the offer {offer!r} matches {len(sale)} sales"
+    start.click()
+    expect(start).to_be_hidden(timeout=UPDATE_TIMEOUT)
+    expect(page.locator(".hv-row-Gr_Liv_Area input")).to_have_value(area.replace(",", ""))
+    values = assert_priced_as_shown(page, model)
+    record = sale.iloc[0]
+    assert values == {
+        f.name: (record[f.name] if f.is_category else pytest.approx(record[f.name]))
+        for f in model.schema.features
+    }
+    found = problems.take()  # the what-if chart is redrawn for the new house
+    assert not found, "\n".join(found)
+
+
+def test_an_out_of_range_entry_is_marked_and_keeps_the_last_price(price_page, model):
+    page = price_page
+    price = page.inner_text(".hv-price")
+    values = form_values(page, model.schema)
+    with pytest.raises(ValidationError) as refused:
+        validate_record(model.schema, {**values, "Gr_Liv_Area": 50_000})
+    reason = next(p.reason for p in refused.value.problems if p.field == "Gr_Liv_Area")
+
+    area = page.locator(".hv-row-Gr_Liv_Area input")
+    area.fill("50000")
+    area.press("Enter")
+    error = page.locator(".hv-row-Gr_Liv_Area .hv-field-error")
+    label = model.schema.by_name["Gr_Liv_Area"].label
+    expect(error).to_have_text(f"{label} {reason}", timeout=UPDATE_TIMEOUT)
+    expect(page.locator(".hv-notice")).to_contain_text("the last price is shown")
+    assert page.locator(".hv-field-error").count() == 1, "another field was marked too"
+    assert page.inner_text(".hv-price") == price
+
+    area.fill("1800")
+    area.press("Enter")
+    changed(page, price)
+    expect(error).to_have_count(0)
+    expect(page.locator(".hv-notice")).to_have_count(0)
+    assert assert_priced_as_shown(page, model)["Gr_Liv_Area"] == 1800
+
+
+def test_a_link_prefills_the_form_in_a_preheated_kernel(page, server, model, default_house):
+    """Voilà hands the query to a kernel that ran the page before the viewer asked for it."""
+    open_page(page, server.url, "price_a_home", query="Gr_Liv_Area=2500&lat=42.05&lon=-93.63")
+    linked = {**default_house, "Gr_Liv_Area": 2500, LAT: 42.05, LON: -93.63}
+    expect(page.locator(".hv-row-Gr_Liv_Area input")).to_have_value("2500")
+    assert assert_priced_as_shown(page, model) == linked
+    assert expected_answer(linked, model)[0] != expected_answer(default_house, model)[0]
+    expect(page.locator(".hv-notice")).to_have_count(0)  # every value of the link was used
+    kernel = kernel_id(page.content())
+    assert f"Using pre-heated kernel: {kernel} for price_a_home.ipynb" in server.log()
