@@ -23,8 +23,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
-import platform
 import resource
 import shutil
 import statistics
@@ -33,16 +31,20 @@ import sys
 import tempfile
 import time
 from datetime import UTC, datetime
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from report import (
+    JSON_PATH,
+    MD_PATH,
+    load_average,
+    machine_info,
+    machine_sentence,
+    write_json,
+    write_markdown,
+)
 
-PROJ_ROOT = Path(__file__).resolve().parents[2]
-DOCS = PROJ_ROOT / "docs"
-JSON_PATH = DOCS / "benchmarks.json"
-MD_PATH = DOCS / "benchmarks.md"
 SECTION = "core"
 MD_START, MD_END = "<!-- core:start -->", "<!-- core:end -->"
 COMMAND = ".venv/bin/python tests/benchmarks/bench_core.py"
@@ -113,59 +115,6 @@ def latency_ms(call, calls: int, warmup: int) -> dict:
         "mean_ms": float(times.mean()),
         "min_ms": float(times.min()),
     }
-
-
-def library_versions() -> dict[str, str]:
-    found = {}
-    for name in LIBRARIES:
-        try:
-            found[name] = version(name)
-        except PackageNotFoundError:
-            found[name] = "not installed"
-    return found
-
-
-def machine_info() -> dict:
-    cpu_model = ""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu_model = line.split(":", 1)[1].strip()
-                break
-    memory_gib = None
-    with contextlib.suppress(OSError, ValueError):
-        pages, size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
-        memory_gib = round(pages * size / 2**30, 1)
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable = os.cpu_count()
-    commit = ""
-    with contextlib.suppress(OSError, subprocess.SubprocessError):
-        commit = subprocess.run(
-            ["git", "-C", str(PROJ_ROOT), "describe", "--always", "--dirty"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-        ).stdout.strip()
-    return {
-        "cpu_count": os.cpu_count(),
-        "cpus_usable": usable,
-        "cpu_model": cpu_model,
-        "memory_gib": memory_gib,
-        "os": f"{platform.system()} {platform.release()}",
-        "python": platform.python_version(),
-        "libraries": library_versions(),
-        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
-        "git": commit,
-    }
-
-
-def load_average() -> list[float] | None:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        return None
 
 
 # --- 1. online ----------------------------------------------------------------------------
@@ -555,18 +504,13 @@ def stage_table(title: str, part: dict, labels: dict[str, str]) -> list[str]:
 
 def markdown(core: dict) -> str:
     m, on, ba = core["machine"], core["online"], core["batch"]
-    libs = ", ".join(f"{k} {v}" for k, v in m["libraries"].items())
     lines = [
         "## Core benchmarks",
         "",
         f"Generated {core['generated_at']} by `{core['command']}` "
         f"({core['duration_s']:.0f} s; git {m['git'] or 'unknown'}).",
         "",
-        f"Machine: {m['cpu_count']} CPUs ({m['cpus_usable']} usable, "
-        f"{m['cpu_model'] or 'unknown'}), {m['memory_gib']} GiB RAM, {m['os']}; "
-        f"Python {m['python']}; {libs}. "
-        f"Load average (1/5/15 min) at start {core['load_average']['start']}, at end "
-        f"{core['load_average']['end']}: the machine is shared, so figures are indicative.",
+        machine_sentence(m, core["load_average"]),
         "",
         "### Targets",
         "",
@@ -714,46 +658,6 @@ def notes(batch: dict, breakdown: dict) -> list[str]:
     return said
 
 
-# --- writing ------------------------------------------------------------------------------
-
-
-def write_json(core: dict) -> None:
-    document = {}
-    if JSON_PATH.exists():
-        try:
-            document = json.loads(JSON_PATH.read_text())
-        except json.JSONDecodeError as error:
-            document = error
-        if not isinstance(document, dict):  # refuse to overwrite other sections we can't read
-            raise SystemExit(f"{JSON_PATH} is not a JSON object: fix or delete it, then rerun")
-    document[SECTION] = core
-    write_atomic(JSON_PATH, json.dumps(document, indent=2) + "\n")
-
-
-def write_markdown(block: str) -> None:
-    core = f"{MD_START}\n{block}{MD_END}"
-    if MD_PATH.exists():
-        text = MD_PATH.read_text()
-        start, end = text.find(MD_START), text.find(MD_END)
-        if start != -1 and end > start:
-            text = text[:start] + core + text[end + len(MD_END) :]
-        else:
-            text = text.rstrip("\n") + "\n\n" + core + "\n"
-    else:
-        text = (
-            "# Benchmarks\n\nWritten by `make bench`; each section between its markers is "
-            "regenerated by its own script, the rest is kept.\n\n" + core + "\n"
-        )
-    write_atomic(MD_PATH, text)
-
-
-def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)
-
-
 # --- main ---------------------------------------------------------------------------------
 
 
@@ -783,7 +687,7 @@ def run_benchmarks(sizes: list[int], repeats: int, repeats_large: int, calls: in
         "command": " ".join([COMMAND, *sys.argv[1:]]),
         "duration_s": 0.0,
         "load_average": {"start": load_start, "end": load_average()},
-        "machine": machine_info(),
+        "machine": machine_info(LIBRARIES),
         "chunk_rows": config.BATCH_CHUNK_ROWS,
         "online": online,
         "batch": batch,
@@ -820,8 +724,8 @@ def main(argv: list[str] | None = None) -> int:
     core = run_benchmarks(sizes, args.repeats, args.repeats_large, args.calls)
     block = markdown(core)
     if not args.no_write:
-        write_json(core)
-        write_markdown(block)
+        write_json(JSON_PATH, SECTION, core)
+        write_markdown(MD_PATH, MD_START, MD_END, block)
         print(f"wrote {JSON_PATH} and {MD_PATH}", file=sys.stderr)
     print(block)
     missed = [t["target"] for t in core["targets"] if not t["pass"]]

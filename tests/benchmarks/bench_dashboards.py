@@ -1,0 +1,1542 @@
+"""Dashboard benchmarks: the three Voilà pages measured in a real browser, as viewers get them.
+
+Run with `make bench` (after bench_core.py) or `.venv/bin/python
+tests/benchmarks/bench_dashboards.py`. Writes the "dashboards" section of
+docs/benchmarks.json and the part of docs/benchmarks.md between `<!-- dashboards:start -->`
+and `<!-- dashboards:end -->`, keeping anything else in those files.
+
+Voilà is started exactly as `make serve` starts it (tests/voila_server.py) and Debian's
+chromium is driven headless by Playwright (never a downloaded browser). Every time is taken
+inside the page with `performance.now()` (navigation start = 0), so Playwright's own
+round-trips are not counted.
+
+1. Time to interactive (TTI) of the price page: navigation start until the price is shown,
+   the form has its inputs and the loading screen is gone. A preheated server (voila.json's
+   kernel pools) and a cold one (`--preheat_kernel=False`) run side by side and loads
+   alternate between them, each in a fresh browser context (empty cache, a first visit);
+   then repeat visits to the preheated one with a warm cache. Marks along the way (HTML
+   received, kernel websocket, widget state, first widget, map, chart) say where time goes.
+2. Interaction latency: a form value committed -> the new price in the DOM, right after a
+   load (while Voilà starts the pool's replacement kernel) and with the server idle.
+3. Kernel memory per viewer: RSS, USS and PSS of each page's kernel after it loads and after
+   a few interactions.
+4. N concurrent viewers, each pricing its own house and checked against `predict_one`:
+   success rate, TTI, total memory, and the kernel count back at the pool size once they
+   leave (the page's before-unload shutdown). Then viewers that vanish without unloading (a
+   crashed tab), on a server with voila.json's culling but a shortened idle timeout.
+
+Between measurements the bench waits until every process it started (servers, kernels,
+browser) is quiet, so one load's CPU (a cold kernel start, a pool refill) does not slow the
+next. Not a pytest module: too slow and too machine-dependent to gate CI. `--strict` makes
+it exit 1 when a target is missed.
+Usage: bench_dashboards.py [--loads 10] [--viewers 5,10,20] [--vanish 5] [--strict]
+                           [--no-write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import psutil
+from playwright.async_api import Error as PlaywrightError
+from playwright.async_api import async_playwright
+from report import (
+    JSON_PATH,
+    MD_PATH,
+    PROJ_ROOT,
+    load_average,
+    machine_info,
+    machine_sentence,
+    write_json,
+    write_markdown,
+)
+
+sys.path.insert(0, str(PROJ_ROOT / "tests"))
+from browser.screenshots import CHROMIUM, FLAGS, VIEWPORT  # noqa: E402
+from voila_server import VoilaServer, serve  # noqa: E402
+
+SECTION = "dashboards"
+MD_START, MD_END = "<!-- dashboards:start -->", "<!-- dashboards:end -->"
+COMMAND = ".venv/bin/python tests/benchmarks/bench_dashboards.py"
+LIBRARIES = [
+    "homevalue",
+    "voila",
+    "jupyter_server",
+    "ipykernel",
+    "ipywidgets",
+    "ipyleaflet",
+    "bqplot",
+    "playwright",
+    "psutil",
+]
+VOILA_JSON = PROJ_ROOT / "voila.json"
+PAGES = {
+    "price": "price_a_home.ipynb",
+    "batch": "score_a_batch.ipynb",
+    "report": "model_report.ipynb",
+}
+
+# Targets, fixed before measuring.
+TTI_PREHEATED_MEDIAN_S = 1.0
+TTI_COLD_MEDIAN_S = 3.5
+LATENCY_MEDIAN_MS = 100.0
+LATENCY_P95_MS = 250.0
+KERNEL_RSS_MAX_MIB = 200.0
+
+# How the bench drives the pages.
+BURST = 6  # interactions per burst
+COLD_BURST = 3  # on the cold page, right after its load (context only)
+SPACING_S = 0.3  # between committed changes: the page folds changes < 150 ms apart
+CHANGE_TIMEOUT_MS = 10_000  # no new price within this = a failed interaction
+BEACON_WAIT_S = 5.0  # for a closing page to go and Voilà to act on its shutdown beacon
+LOAD_TIMEOUT_MS = 120_000
+VIEWER_TIMEOUT_MS = 180_000  # 20 viewers on 2 cores start 18 kernels
+# "Quiet": every process the bench started together under this CPU share of one core,
+# averaged over QUIET_WINDOW_S, with each server at its expected kernel count.
+QUIET_CPU_PERCENT = 15.0
+QUIET_WINDOW_S = 1.0
+SETTLE_TIMEOUT_S = 45.0
+SAMPLE_PERIOD_S = 0.2
+BUSY_KERNEL_PERCENT = 20.0  # a kernel above this is starting or running its notebook
+# The vanish test's server: voila.json's culling with a timeout short enough to wait for.
+BENCH_CULL_TIMEOUT_S = 20
+BENCH_CULL_INTERVAL_S = 5
+NEIGHBOURHOODS = ["North_Ames", "College_Creek", "Old_Town", "Edwards", "Somerset"]
+MIB = 2**20
+
+
+# --- in the page --------------------------------------------------------------------------
+
+# Marks (ms since navigation start) recorded by a MutationObserver from the first byte on.
+# `tti`: the price has text, the form has an input or select, and #loading is gone.
+INIT_SCRIPT = r"""
+(() => {
+  const m = (window.__marks = {ws_bytes: 0});
+  const now = () => performance.now();
+  const first = (key, cond) => { if (m[key] === undefined && cond()) m[key] = now(); };
+  const check = () => {
+    const loading = document.getElementById('loading');
+    first('loading_seen', () => !!loading);
+    first('loading_gone', () => !loading && (m.loading_seen !== undefined || m.dcl !== undefined));
+    first('widget', () => !!document.querySelector('.jupyter-widgets'));
+    first('form', () => !!document.querySelector('.hv-form input, .hv-form select'));
+    first('price', () => {
+      const p = document.querySelector('.hv-price');
+      return !!(p && p.textContent.trim());
+    });
+    first('leaflet', () => !!document.querySelector('.leaflet-container'));
+    first('bqplot', () => !!document.querySelector('.bqplot'));
+    first('table', () => !!document.querySelector('.hv-table, table'));
+    // The cells' outputs as Voilà sent them (the page's scripts consume them later).
+    const sent = 'script[type="application/vnd.voila.cell-output+json"]';
+    m.outputs = Math.max(m.outputs || 0, document.querySelectorAll(sent).length);
+    const seen = (key) => m[key] !== undefined;
+    first('tti', () => seen('price') && seen('form') && seen('loading_gone'));
+  };
+  const all = {childList: true, subtree: true, characterData: true};
+  new MutationObserver(check).observe(document, all);
+  document.addEventListener('DOMContentLoaded', () => { m.dcl = now(); check(); });
+  // The kernel's websocket: when it opens, its first message, the widget state (big message).
+  const Native = window.WebSocket;
+  window.WebSocket = class extends Native {
+    constructor(...args) {
+      super(...args);
+      if (!String(args[0]).includes('/api/kernels/')) return;
+      first('ws_created', () => true);
+      this.addEventListener('open', () => first('ws_open', () => true));
+      this.addEventListener('message', (e) => {
+        const d = e.data, size = d.length || d.byteLength || d.size || 0;
+        m.ws_bytes += size;
+        first('ws_first_message', () => true);
+        first('ws_widget_state', () => size > 100000);
+      });
+    }
+  };
+})();
+"""
+
+# Navigation Timing, and when the page's scripts and styles had all arrived (and how many
+# bytes came over the network for them: ~0 with a warm cache).
+NAVIGATION_JS = """() => {
+  const n = performance.getEntriesByType('navigation')[0] || {};
+  const assets = performance.getEntriesByType('resource')
+    .filter((e) => ['script', 'link', 'css'].includes(e.initiatorType));
+  return {response_start: n.responseStart, response_end: n.responseEnd,
+          dom_content_loaded: n.domContentLoadedEventEnd, load_event: n.loadEventEnd,
+          page_bytes: n.transferSize, asset_count: assets.length,
+          assets_loaded: Math.max(0, ...assets.map((e) => e.responseEnd)),
+          asset_bytes: assets.reduce((sum, e) => sum + e.transferSize, 0)};
+}"""
+
+# Ready: the `ready` mark (and the loading screen gone). Broken: every cell has run (the
+# loading screen is gone) but fewer outputs came than a healthy page has, so never ready;
+# given up once the kernel's websocket is open, when the page's shutdown-on-leave is set up.
+READY_JS = """([ready, outputs]) => {
+  const m = window.__marks;
+  if (!m || m.loading_gone === undefined) return false;
+  return m[ready] !== undefined || ((m.outputs || 0) < outputs && m.ws_open !== undefined);
+}"""
+
+# The marks so far, the navigation timing, the page's kernel id and what the page shows.
+SNAPSHOT_JS = (
+    """() => {
+  const c = document.getElementById('jupyter-config-data');
+  const count = (selector) => document.querySelectorAll(selector).length;
+  return {...(window.__marks || {}), navigation: ("""
+    + NAVIGATION_JS
+    + """)(),
+          kernel_id: c ? JSON.parse(c.textContent).kernelId : null,
+          shown: {output_areas: count('.jp-OutputArea-output'), widgets: count('.jupyter-widgets'),
+                  price: count('.hv-price'), loading: count('#loading')}};
+}"""
+)
+
+# One interaction, timed in the page: t0 right before the change is committed, t1 when a
+# MutationObserver sees the price text differ. No Playwright round-trip in between.
+CHANGE_JS = """([selector, value, timeoutMs]) => new Promise((resolve) => {
+  const el = document.querySelector(selector);
+  const price = () => (document.querySelector('.hv-price') || {}).textContent || '';
+  const before = price();
+  if (!el) { resolve({ms: null, error: 'no element ' + selector, before}); return; }
+  let t0 = 0;
+  const done = (result) => { obs.disconnect(); clearTimeout(timer); resolve(result); };
+  const obs = new MutationObserver(() => {
+    const now = price();
+    if (now.trim() && now !== before) done({ms: performance.now() - t0, before, after: now});
+  });
+  const timer = setTimeout(() => done({ms: null, error: 'no new price', before}), timeoutMs);
+  obs.observe(document.body, {childList: true, subtree: true, characterData: true});
+  t0 = performance.now();
+  el.value = value;
+  el.dispatchEvent(new Event('change', {bubbles: true}));
+})"""
+
+# The form as the viewer sees it: {field: the select's value, the input's or the readout's}.
+FORM_JS = """() => {
+  const out = {};
+  for (const row of document.querySelectorAll('.hv-form [class*="hv-row-"]')) {
+    const cls = [...row.classList].find((c) => c.startsWith('hv-row-'));
+    const readout = row.querySelector('.widget-readout');
+    const el = row.querySelector('select, input');
+    out[cls.slice(7)] = readout ? readout.textContent.trim() : el ? el.value : null;
+  }
+  return out;
+}"""
+
+AREA = ".hv-row-Gr_Liv_Area input"
+NEIGHBOURHOOD = ".hv-row-Neighborhood select"
+
+
+# --- statistics ---------------------------------------------------------------------------
+
+
+def stats(values: list[float | None]) -> dict:
+    """n, median, p95, min, max of the values given; `missing` counts the None ones."""
+    present = [v for v in values if v is not None]
+    out = {"n": len(present), "missing": len(values) - len(present)}
+    if present:
+        out.update(
+            median=float(statistics.median(present)),
+            p95=float(np.percentile(present, 95)),
+            min=float(min(present)),
+            max=float(max(present)),
+        )
+    return out
+
+
+# --- watching the processes ---------------------------------------------------------------
+
+
+@dataclass
+class Sample:
+    t: float  # time.time()
+    cpu: float  # every process the bench started, % of one core
+    kernels: dict[str, list[tuple[int, float, float]]]  # server -> [(pid, created, cpu %)]
+    rss: dict[str, float]  # server -> sum of its processes' RSS, MiB
+    server_cpu: dict[str, float]  # server -> its processes' CPU, % of one core
+
+
+@dataclass
+class Sampler:
+    """A thread sampling CPU and memory of everything the bench started, 5 times a second.
+
+    One sampler for the whole run, because psutil's cpu_percent is "since the last call on
+    this Process object": two readers of the same processes would split the intervals.
+    """
+
+    servers: dict[str, VoilaServer] = field(default_factory=dict)
+    samples: deque = field(default_factory=lambda: deque(maxlen=20_000))
+    _cache: dict = field(default_factory=dict)
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def start(self) -> None:
+        threading.Thread(target=self._run, daemon=True, name="sampler").start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        while not self._stop.wait(SAMPLE_PERIOD_S):
+            with contextlib.suppress(psutil.Error):
+                self.samples.append(self._sample())
+
+    def _process(self, process: psutil.Process) -> psutil.Process:
+        """The cached Process object (it holds the previous CPU reading)."""
+        with contextlib.suppress(psutil.Error):
+            key = (process.pid, process.create_time())
+            if key not in self._cache:
+                self._cache[key] = process
+                process.cpu_percent(None)
+            return self._cache[key]
+        return process
+
+    def _cpu(self, process: psutil.Process) -> float:
+        with contextlib.suppress(psutil.Error):
+            return self._process(process).cpu_percent(None)
+        return 0.0
+
+    def _sample(self) -> Sample:
+        cpu = {p.pid: self._cpu(p) for p in psutil.Process().children(recursive=True)}
+        self._cache = {key: p for key, p in self._cache.items() if key[0] in cpu}
+        kernels, rss, busy = {}, {}, {}
+        for name, server in list(self.servers.items()):
+            kernels[name], rss[name], busy[name] = [], 0.0, 0.0
+            for process in server.processes():
+                with contextlib.suppress(psutil.Error):
+                    own = cpu.get(process.pid, 0.0)
+                    busy[name] += own
+                    rss[name] += process.memory_info().rss / MIB
+                    if is_kernel(process):
+                        kernels[name].append((process.pid, process.create_time(), own))
+        return Sample(time.time(), sum(cpu.values()), kernels, rss, busy)
+
+    def between(self, start: float, end: float) -> list[Sample]:
+        return [s for s in list(self.samples) if start <= s.t <= end]
+
+    def recent(self, seconds: float) -> list[Sample]:
+        return self.between(time.time() - seconds, float("inf"))
+
+    def kernel_count(self, server: str) -> int | None:
+        latest = self.samples[-1] if self.samples else None
+        return len(latest.kernels.get(server, [])) if latest else None
+
+
+def is_kernel(process: psutil.Process) -> bool:
+    with contextlib.suppress(psutil.Error):
+        return any("ipykernel_launcher" in part for part in process.cmdline())
+    return False
+
+
+async def settle(sampler: Sampler, expected: dict[str, int]) -> dict:
+    """Wait until everything is quiet and each server has its expected number of kernels.
+
+    The settle gap between loads: a cold load or a pool refill keeps both cores busy for
+    seconds, which would otherwise slow the next measurement.
+    """
+    start = time.time()
+    while time.time() - start < SETTLE_TIMEOUT_S:
+        await asyncio.sleep(SAMPLE_PERIOD_S)
+        window = sampler.recent(QUIET_WINDOW_S)
+        if time.time() - start < QUIET_WINDOW_S or not window:
+            continue
+        counts_ok = all(sampler.kernel_count(name) == n for name, n in expected.items())
+        if counts_ok and statistics.fmean(s.cpu for s in window) < QUIET_CPU_PERCENT:
+            return {"waited_s": time.time() - start, "settled": True}
+    return {"waited_s": time.time() - start, "settled": False}
+
+
+async def wait_kernels(sampler: Sampler, server: str, count: int, timeout: float) -> dict:
+    """Seconds until `server` runs `count` kernels (or the timeout), and the count then."""
+    start = time.time()
+    while time.time() - start < timeout and sampler.kernel_count(server) != count:
+        await asyncio.sleep(SAMPLE_PERIOD_S)
+    return {"seconds": time.time() - start, "kernels": sampler.kernel_count(server)}
+
+
+def refill_busy(sampler: Sampler, server: str, since: float, at: float) -> bool:
+    """Whether a kernel started after `since` was busy (starting up, running its notebook)
+    in the samples around `at`: the pool's replacement kernel, competing for the CPU."""
+    for sample in sampler.between(at - SAMPLE_PERIOD_S, at + 2 * SAMPLE_PERIOD_S):
+        for _pid, created, cpu in sample.kernels.get(server, []):
+            if created >= since - 1 and cpu >= BUSY_KERNEL_PERCENT:
+                return True
+    return False
+
+
+def memory_mib(processes: list[psutil.Process]) -> dict:
+    """RSS, USS and PSS summed over the processes, in MiB (PSS splits shared pages fairly)."""
+    total = {"rss": 0.0, "uss": 0.0, "pss": 0.0, "processes": 0}
+    for process in processes:
+        with contextlib.suppress(psutil.Error):
+            info = process.memory_full_info()
+            total["rss"] += info.rss / MIB
+            total["uss"] += info.uss / MIB
+            total["pss"] += getattr(info, "pss", 0) / MIB
+            total["processes"] += 1
+    return total
+
+
+# --- the server's settings ----------------------------------------------------------------
+
+
+def voila_settings() -> dict:
+    """Pool sizes per page and the culling settings, as voila.json gives them to viewers."""
+    config = json.loads(VOILA_JSON.read_text())
+    pools = config["VoilaKernelManager"]["kernel_pools_config"]
+    default = pools.get("default", {}).get("pool_size", 0)
+    notebooks = sorted(p.name for p in (PROJ_ROOT / "notebooks").glob("*.ipynb"))
+    sizes = {nb: pools.get(nb, {}).get("pool_size", default) for nb in notebooks}
+    return {
+        "pool_sizes": sizes,
+        "pool_total": sum(sizes.values()),
+        "cull": config.get("MappingKernelManager", {}),
+    }
+
+
+def bench_cull_args() -> str:
+    return (
+        f"--MappingKernelManager.cull_idle_timeout={BENCH_CULL_TIMEOUT_S} "
+        f"--MappingKernelManager.cull_interval={BENCH_CULL_INTERVAL_S}"
+    )
+
+
+# --- pages --------------------------------------------------------------------------------
+
+
+@dataclass
+class Visit:
+    """One viewer's page: where it was opened, its marks (ms) and navigation timing."""
+
+    server: VoilaServer
+    context: object
+    page: object = None
+    marks: dict = field(default_factory=dict)
+
+    @property
+    def kernel_id(self) -> str | None:
+        return self.marks.get("kernel_id")
+
+
+def page_url(server: VoilaServer, page: str = "price") -> str:
+    return f"{server.url}voila/render/{PAGES[page]}"
+
+
+async def new_context(browser, server: VoilaServer | None = None):
+    """A fresh context (empty cache and cookies); with `server`, holding the _xsrf cookie
+    the landing page sets, as for a viewer who came through the landing page."""
+    context = await browser.new_context(viewport=VIEWPORT)
+    await context.add_init_script(INIT_SCRIPT)
+    if server is not None:
+        token = (await asyncio.to_thread(server.get, "")).cookies.get("_xsrf", "")
+        await context.add_cookies([{"name": "_xsrf", "value": token, "url": server.url}])
+    return context
+
+
+async def load(seen: Visit, page: str = "price", ready: str = "tti",
+               timeout: int = LOAD_TIMEOUT_MS, outputs: int = 0) -> Visit:  # fmt: skip
+    """Navigate the visit's tab; its marks are read even when the wait fails (how far the
+    page got, and its kernel id so the kernel can be cleaned up). A page that got fewer
+    than `outputs` cell outputs fails at once: it will never be ready."""
+    try:
+        await seen.page.goto(page_url(seen.server, page), wait_until="commit", timeout=timeout)
+        await seen.page.wait_for_function(
+            READY_JS, arg=[ready, outputs], timeout=timeout, polling=50
+        )
+    finally:
+        with contextlib.suppress(Exception):
+            seen.marks = await seen.page.evaluate(SNAPSHOT_JS)
+    if ready not in seen.marks:
+        shown = seen.marks.get("shown", {})
+        raise BrokenPage(f"{seen.marks.get('outputs')} of {outputs} cell outputs: {shown}")
+    return seen
+
+
+class BrokenPage(Exception):
+    """Voilà finished the page (loading screen gone) without all its cells' outputs."""
+
+
+async def close(seen: Visit, unload: bool = True, context: bool = True) -> None:
+    """Close the tab and, unless kept, its context. Normally (`unload`) before-unload runs
+    and the context stays until the page is gone and Voilà has heard the shutdown beacon
+    (closing the context at once could drop it); otherwise the tab just vanishes."""
+    if unload and seen.page is not None:
+        with contextlib.suppress(Exception):
+            closed = asyncio.Event()
+            seen.page.once("close", lambda _page: closed.set())
+            await seen.page.close(run_before_unload=True)  # returns before the page is gone
+            await asyncio.wait_for(closed.wait(), BEACON_WAIT_S)
+        await beacon(seen, BEACON_WAIT_S)
+    if context:
+        with contextlib.suppress(Exception):
+            await seen.context.close()
+
+
+def beacon_outcome(server: VoilaServer, kernel_id: str) -> str | None:
+    """What Voilà's log says became of a page's shutdown beacon, if anything yet."""
+    for line in server.log().splitlines():
+        if kernel_id in line and "Kernel shutdown" in line:
+            return "shut down"
+        if kernel_id in line and "api/shutdown" in line and " 403 " in f" {line} ":
+            return "refused (403)"
+    return None
+
+
+async def beacon(seen: Visit, timeout: float) -> str:
+    """The outcome of the page's shutdown beacon, waiting up to `timeout` for one."""
+    if not seen.kernel_id:
+        return "no kernel id"
+    start = time.monotonic()
+    while True:
+        outcome = await asyncio.to_thread(beacon_outcome, seen.server, seen.kernel_id)
+        if outcome or time.monotonic() - start > timeout:
+            return outcome or "no effect"
+        await asyncio.sleep(0.1)
+
+
+async def clean_up(seen: Visit) -> None:
+    """Shut down a kernel its page left running, so the next measurement starts from the
+    pool alone (after its count has been taken)."""
+    if seen.kernel_id and seen.server.kernel_processes(seen.kernel_id):
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(seen.server.shutdown_kernel, seen.kernel_id)
+
+
+async def change(page, selector: str, value: str) -> dict:
+    """Commit one change and time it in the page; `wall` is when it was sent (time.time)."""
+    wall = time.time()
+    result = await page.evaluate(CHANGE_JS, [selector, value, CHANGE_TIMEOUT_MS])
+    result["wall"] = wall
+    return result
+
+
+async def burst(page, count: int) -> list[dict]:
+    """`count` changes that each move the price, alternating the living area and the
+    neighbourhood between two values, at least SPACING_S apart (past the page's throttle)."""
+    form = await page.evaluate(FORM_JS)
+    area = int(float(form["Gr_Liv_Area"]))
+    home = form["Neighborhood"]
+    other = "College Creek" if home != "College Creek" else "Old Town"
+    steps = [(AREA, str(area + 400)), (NEIGHBOURHOOD, other), (AREA, str(area)),
+             (NEIGHBOURHOOD, home)]  # fmt: skip
+    results = []
+    for i in range(count):
+        start = time.monotonic()
+        selector, value = steps[i % len(steps)]
+        results.append(await change(page, selector, value))
+        await asyncio.sleep(max(0.0, SPACING_S - (time.monotonic() - start)))
+    return results
+
+
+# --- 1 and 2: time to interactive and interaction latency ---------------------------------
+
+
+@dataclass
+class Run:
+    """Everything the phases share: browser, servers, sampler and the pool sizes."""
+
+    browser: object
+    sampler: Sampler
+    servers: dict[str, VoilaServer]
+    settings: dict
+    loads: int
+    beacons: list[str] = field(default_factory=list)  # every normal leave's outcome
+    outputs: int = 0  # cell outputs of a healthy price page, once a load has shown them
+
+    def expected(self, **viewers: int) -> dict[str, int]:
+        """Kernel counts when each named server has that many viewers open."""
+        pool = self.settings["pool_total"]
+        pools = {"preheated": pool, "cold": 0, "vanish": pool}
+        return {name: pools[name] + viewers.get(name, 0) for name in self.servers}
+
+
+@contextlib.asynccontextmanager
+async def tab(run: Run, server: str, context=None):
+    """A new tab, in a fresh context unless one is given. A failed load or interaction is
+    noted in the visit's marks (`error`) rather than ending the run; on exit the viewer
+    leaves normally and the beacon's outcome is counted."""
+    own = context is None
+    seen = Visit(run.servers[server], context or await new_context(run.browser))
+    seen.page = await seen.context.new_page()
+    try:
+        yield seen
+    except (PlaywrightError, BrokenPage) as error:
+        seen.marks["error"] = describe(error)
+        log(f"{server}: {seen.marks['error']}")
+    finally:
+        await close(seen, context=own)
+        run.beacons.append(await beacon(seen, 0))
+        await clean_up(seen)
+
+
+def describe(error: Exception) -> str:
+    return f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
+
+
+async def preheated_load(run: Run) -> tuple[dict, list[dict], list[dict]]:
+    """A fresh-cache load, a burst right away (the pool refilling), a burst when quiet."""
+    started, busy, idle = time.time(), [], []
+    async with tab(run, "preheated") as seen:
+        await load(seen)
+        busy = await burst(seen.page, BURST)
+        for item in busy:
+            item["during_refill"] = refill_busy(run.sampler, "preheated", started, item["wall"])
+        seen.marks["refill_settle"] = await settle(run.sampler, run.expected(preheated=1))
+        seen.marks["refill_done_after_s"] = time.time() - started - QUIET_WINDOW_S
+        idle = await burst(seen.page, BURST)
+    return seen.marks, busy, idle
+
+
+async def cold_load(run: Run) -> tuple[dict, list[dict]]:
+    after = []
+    async with tab(run, "cold") as seen:
+        await load(seen)
+        after = await burst(seen.page, COLD_BURST)
+    return seen.marks, after
+
+
+async def warm_up(run: Run) -> None:
+    """One load of each server, not counted: a server's first request renders its templates
+    for the first time and the browser starts its helper processes."""
+    for server in run.servers:
+        async with tab(run, server) as seen:
+            await load(seen)
+        await settle(run.sampler, run.expected())
+
+
+async def warm_load(run: Run, context) -> dict:
+    """A repeat visit: a new tab in the context that has loaded the page before."""
+    async with tab(run, "preheated", context) as seen:
+        await load(seen)
+    return seen.marks
+
+
+async def measure_loads(run: Run) -> dict:
+    """Loads in turn: preheated fresh, cold fresh, preheated repeat visit (warm cache, one
+    context primed by an uncounted visit), with a settle gap after each one."""
+    out = {"preheated_fresh": [], "cold_fresh": [], "preheated_warm": []}
+    latency = {"after_load": [], "idle": [], "cold_page": []}
+    await warm_up(run)
+    warm = await new_context(run.browser)
+    await warm_load(run, warm)
+    for i in range(run.loads):
+        marks, busy, idle = await preheated_load(run)
+        marks["settle"] = await settle(run.sampler, run.expected())
+        out["preheated_fresh"].append(marks)
+        latency["after_load"] += busy
+        latency["idle"] += idle
+        marks, after = await cold_load(run)
+        marks["settle"] = await settle(run.sampler, run.expected())
+        out["cold_fresh"].append(marks)
+        latency["cold_page"] += after
+        marks = await warm_load(run, warm)
+        marks["settle"] = await settle(run.sampler, run.expected())
+        out["preheated_warm"].append(marks)
+        progress(f"load {i + 1}/{run.loads}", out, latency)
+    await warm.close()
+    run.outputs = max(m.get("outputs", 0) for m in out["preheated_fresh"] if "tti" in m)
+    return {"loads": out, "latency": latency}
+
+
+def progress(label: str, loads: dict, latency: dict) -> None:
+    tti = " ".join(f"{k} {v[-1].get('tti', float('nan')):.0f}" for k, v in loads.items())
+    ms = [r["ms"] for r in latency["after_load"][-BURST:] + latency["idle"][-BURST:]]
+    shown = " ".join(f"{m:.0f}" if m is not None else "timeout" for m in ms)
+    log(f"{label}: TTI ms {tti}; changes {shown} ms")
+
+
+# --- 3: kernel memory per viewer ----------------------------------------------------------
+
+
+async def interact_price(page, scratch: Path) -> None:
+    await burst(page, BURST)
+
+
+async def interact_batch(page, scratch: Path) -> None:
+    """Upload a file (every reference sale), then sort the results two ways."""
+    async with page.expect_file_chooser() as chooser:
+        await page.click(".widget-upload")
+    await (await chooser.value).set_files(str(upload_file(scratch)))
+    await page.wait_for_function(
+        "() => /upload\\.csv:/.test(document.body.innerText)", timeout=LOAD_TIMEOUT_MS
+    )
+    await page.select_option(".widget-dropdown select", index=1)
+    await page.get_by_role("button", name="Lowest first").click()
+    await asyncio.sleep(1.0)
+
+
+async def interact_report(page, scratch: Path) -> None:
+    """Hover a few neighbourhoods on the map (each hover is a round-trip to the kernel)."""
+    shapes = page.locator(".leaflet-overlay-pane path.leaflet-interactive")
+    for i in range(min(6, await shapes.count())):
+        with contextlib.suppress(Exception):
+            await shapes.nth(i).hover(force=True, timeout=2000)
+        await asyncio.sleep(SPACING_S)
+
+
+INTERACT = {"price": interact_price, "batch": interact_batch, "report": interact_report}
+READY = {"price": "tti", "batch": "table", "report": "bqplot"}
+
+
+def upload_file(scratch: Path) -> Path:
+    from homevalue import config
+    from homevalue.comps import reference_sales
+
+    path = scratch / "upload.csv"
+    if not path.exists():
+        reference_sales(config.model_dir()).drop(columns=["Sale_Price"]).to_csv(path, index=False)
+    return path
+
+
+async def measure_memory(run: Run, scratch: Path) -> dict:
+    """Each page's kernel after load and after interactions, once everything is quiet."""
+    server, out = run.servers["preheated"], {}
+    for name in PAGES:
+        async with tab(run, "preheated") as seen:
+            await load(seen, name, READY[name])
+            processes = server.kernel_processes(seen.kernel_id)
+            await settle(run.sampler, run.expected(preheated=1))
+            out[name] = {"after_load": memory_mib(processes)}
+            await INTERACT[name](seen.page, scratch)
+            await settle(run.sampler, run.expected(preheated=1))
+            out[name]["after_interactions"] = memory_mib(processes)
+        await settle(run.sampler, run.expected())
+        log(f"memory {name}: " + ", ".join(f"RSS {m['rss']:.0f} MiB {state}"
+                                           for state, m in out.get(name, {}).items()))  # fmt: skip
+    return out
+
+
+# --- 4: concurrent viewers ----------------------------------------------------------------
+
+
+class Pricer:
+    """The bench's own answer for the house a form shows: predict_one, formatted as shown."""
+
+    def __init__(self):
+        from homevalue import load_model
+        from homevalue.ui.render import category_label
+
+        self.model = load_model()
+        self.labels = {
+            f.name: {category_label(c): c for c in f.categories}
+            for f in self.model.schema.features
+            if f.is_category
+        }
+
+    def record(self, form: dict) -> dict:
+        record = {}
+        for feature in self.model.schema.features:
+            raw = form[feature.name]
+            if feature.is_category:
+                record[feature.name] = self.labels[feature.name].get(raw, raw)
+            elif feature.kind == "integer":
+                record[feature.name] = int(float(raw.replace(",", "")))
+            else:
+                record[feature.name] = float(raw.replace(",", ""))
+        return record
+
+    def price(self, form: dict) -> str:
+        from homevalue import predict_one
+        from homevalue.ui.render import money
+
+        return money(predict_one(self.record(form), model=self.model).price)
+
+
+async def price_house(seen: Visit, pricer: Pricer, area: int, home: str) -> dict:
+    """Set the viewer's own house, then wait for the price `predict_one` gives for the form."""
+    from homevalue.ui.render import category_label
+
+    await seen.page.select_option(NEIGHBOURHOOD, value=category_label(home))
+    await change(seen.page, AREA, str(area))
+    form = await seen.page.evaluate(FORM_JS)
+    expected = pricer.price(form)
+    await seen.page.wait_for_function(
+        "([want]) => (document.querySelector('.hv-price') || {}).textContent === want",
+        arg=[expected], timeout=60_000, polling=100,
+    )  # fmt: skip
+    shown = await seen.page.inner_text(".hv-price")
+    mine = int(form["Gr_Liv_Area"]) == area and form["Neighborhood"] == category_label(home)
+    return {"expected": expected, "shown": shown, "ok": mine and shown == expected}
+
+
+async def viewer(run: Run, server: str, pricer: Pricer, i: int, via_landing: bool) -> dict:
+    """One viewer: open the price page, price its own house, check the answer shown."""
+    area, home = 1000 + 50 * i, NEIGHBOURHOODS[i % len(NEIGHBOURHOODS)]
+    target = run.servers[server]
+    context = await new_context(run.browser, target if via_landing else None)
+    out = {"i": i, "area": area, "neighbourhood": home, "via_landing": via_landing, "ok": False}
+    out["visit"] = seen = Visit(target, context, await context.new_page())
+    try:
+        await load(seen, timeout=VIEWER_TIMEOUT_MS, outputs=run.outputs)
+        out["tti_ms"] = seen.marks["tti"]
+        out.update(await price_house(seen, pricer, area, home))
+    except Exception as error:  # a timeout, a crashed page: counted, not fatal
+        out["error"] = describe(error)
+        out["reached"] = reached(seen.marks)
+        with contextlib.suppress(Exception):
+            out["shown"] = await seen.page.inner_text(".hv-price", timeout=1000)
+    return out
+
+
+def reached(marks: dict) -> dict:
+    """How far a failed page got: its last mark, and the outputs and widgets it shows."""
+    timed = {k: v for k, v in marks.items() if isinstance(v, int | float) and k != "ws_bytes"}
+    last = max(timed, key=timed.get, default=None)
+    return {"last_mark": last, "at_ms": timed.get(last), **marks.get("shown", {})}
+
+
+def server_memory(server: VoilaServer) -> dict:
+    processes = server.processes()
+    kernels = [p for p in processes if is_kernel(p)]
+    total = memory_mib(processes)
+    per_kernel = [memory_mib([k])["rss"] for k in kernels]
+    return {**total, "kernels": len(kernels), "kernel_rss": stats(per_kernel)}
+
+
+async def crowd(run: Run, server: str, n: int, pricer: Pricer) -> tuple[list[dict], dict]:
+    """N viewers at once (every other one came through the landing page, so has the _xsrf
+    cookie); the peak RSS while they load and the memory once all are done."""
+    start, dropped = time.time(), iopub_timeouts(run.servers[server])
+    viewers = await asyncio.gather(
+        *(viewer(run, server, pricer, i, via_landing=i % 2 == 1) for i in range(n))
+    )
+    memory = server_memory(run.servers[server])
+    memory["iopub_timeouts"] = iopub_timeouts(run.servers[server]) - dropped
+    samples = run.sampler.between(start, time.time())
+    memory["peak_rss"] = max([s.rss.get(server, 0.0) for s in samples] + [memory["rss"]])
+    memory["cpu_s"] = cpu_seconds(samples, server)
+    memory["load_s"] = time.time() - start
+    return viewers, memory
+
+
+def cpu_seconds(samples: list[Sample], server: str) -> dict[str, float]:
+    """CPU time of the server (Voilà and kernels) and of the rest the bench started (the
+    browser), from the samples: on this machine the viewers' browser shares the cores."""
+    period = SAMPLE_PERIOD_S / 100  # % of one core over a period -> core-seconds
+    own = sum(s.server_cpu.get(server, 0.0) for s in samples) * period
+    return {"server": own, "browser": sum(s.cpu for s in samples) * period - own}
+
+
+def iopub_timeouts(server: VoilaServer) -> int:
+    """Voilà's "Timeout waiting for IOPub output" warnings so far: each is a cell whose
+    output the executor stopped waiting for (nbclient's iopub_timeout), missing from a page."""
+    return server.log().count("Timeout waiting for IOPub output")
+
+
+def crowd_summary(viewers: list[dict], memory: dict) -> dict:
+    ok = sum(v["ok"] for v in viewers)
+    keep = ("i", "area", "neighbourhood", "via_landing", "ok", "tti_ms", "expected", "shown",
+            "error", "reached", "beacon")  # fmt: skip
+    return {
+        "viewers": len(viewers),
+        "ok": ok,
+        "success_rate": ok / len(viewers),
+        "tti_ms": stats([v.get("tti_ms") for v in viewers]),
+        "memory": memory,
+        "errors": [v["error"] for v in viewers if "error" in v][:5],
+        "each": [{k: v[k] for k in keep if k in v} for v in viewers],
+    }
+
+
+def leftover(viewers: list[dict]) -> dict[str, int]:
+    """Viewers whose kernel still runs, by how they arrived."""
+    left = {"direct link": 0, "via landing page": 0}
+    for v in viewers:
+        seen = v["visit"]
+        if seen.kernel_id and seen.server.kernel_processes(seen.kernel_id):
+            left["via landing page" if v["via_landing"] else "direct link"] += 1
+    return left
+
+
+async def measure_viewers(run: Run, counts: list[int], pricer: Pricer) -> dict:
+    """For each N: N viewers price their houses, then all leave normally (before-unload)."""
+    pool, out = run.settings["pool_total"], {}
+    for n in counts:
+        viewers, memory = await crowd(run, "preheated", n, pricer)
+        summary = crowd_summary(viewers, memory)
+        left = time.time()
+        await asyncio.gather(*(close(v["visit"]) for v in viewers))
+        back = await wait_kernels(run.sampler, "preheated", pool, timeout=15)
+        back.update(seconds=time.time() - left, leaked=max(0, (back["kernels"] or 0) - pool),
+                    leaked_by_arrival=leftover(viewers))  # fmt: skip
+        for v in viewers:
+            summary["each"][v["i"]]["beacon"] = outcome = await beacon(v["visit"], 0)
+            run.beacons.append(outcome)
+            await clean_up(v["visit"])
+        summary["after_leaving"] = back
+        out[str(n)] = summary
+        log_crowd(summary)
+        await settle(run.sampler, run.expected())
+    return out
+
+
+def log_crowd(s: dict) -> None:
+    t, m, back = s["tti_ms"], s["memory"], s["after_leaving"]
+    log(f"{s['viewers']} viewers: {s['ok']} correct, TTI median {t.get('median', 0):.0f} max "
+        f"{t.get('max', 0):.0f} ms, RSS {m['rss']:.0f} (peak {m['peak_rss']:.0f}) MiB, kernels "
+        f"{m['kernels']} -> {back['kernels']} {back['leaked_by_arrival']}")  # fmt: skip
+
+
+async def measure_vanish(run: Run, n: int, pricer: Pricer) -> dict:
+    """N viewers price, then vanish without unload (their contexts closed, like a crashed
+    tab): the kernels stay until the culler takes them, on the vanish server's settings."""
+    pool = run.settings["pool_total"]
+    await settle(run.sampler, run.expected())
+    viewers, memory = await crowd(run, "vanish", n, pricer)
+    summary = crowd_summary(viewers, memory)
+    gone = time.time()
+    await asyncio.gather(*(close(v["visit"], unload=False) for v in viewers))
+    await asyncio.sleep(2)
+    summary["kernels_2s_after_vanishing"] = run.sampler.kernel_count("vanish")
+    timeout = BENCH_CULL_TIMEOUT_S + 3 * BENCH_CULL_INTERVAL_S + 30
+    back = await wait_kernels(run.sampler, "vanish", pool, timeout=timeout)
+    back.update(seconds=time.time() - gone, leaked=max(0, (back["kernels"] or 0) - pool))
+    summary["after_vanishing"] = back
+    log(f"vanish {n}: {summary['ok']}/{n} correct; kernels 2 s after "
+        f"{summary['kernels_2s_after_vanishing']}, {back['kernels']} after "
+        f"{back['seconds']:.0f} s")  # fmt: skip
+    return summary
+
+
+# --- the run ------------------------------------------------------------------------------
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+async def start_server(stack, sampler: Sampler, name: str, folder: Path, voila_args: str = ""):
+    """Start `make serve` (in a thread: it blocks until Voilà answers) and watch it."""
+    server = await asyncio.to_thread(
+        stack.enter_context, serve(folder / f"voila-{name}.log", voila_args=voila_args)
+    )
+    sampler.servers[name] = server
+    log(f"{name} server on {server.url} {voila_args}")
+    return server
+
+
+def stop_server(stack: contextlib.ExitStack, sampler: Sampler, name: str) -> None:
+    sampler.servers.pop(name, None)
+    stack.close()
+
+
+async def run_phases(args, folder: Path, sampler: Sampler, browser) -> dict:
+    settings = voila_settings()
+    pricer = Pricer()
+    found: dict = {"settings": settings}
+    with contextlib.ExitStack() as hot, contextlib.ExitStack() as cold:
+        servers = {
+            "preheated": await start_server(hot, sampler, "preheated", folder),
+            "cold": await start_server(cold, sampler, "cold", folder, "--preheat_kernel=False"),
+        }
+        run = Run(browser, sampler, servers, settings, args.loads)
+        found["initial_settle"] = await settle(sampler, run.expected())
+        found.update(await measure_loads(run))
+        stop_server(cold, sampler, "cold")
+        del servers["cold"]
+        found["memory"] = await measure_memory(run, folder)
+        found["viewers"] = await measure_viewers(run, args.viewers, pricer)
+        found["beacons"] = dict(Counter(run.beacons))
+    sampler.servers.clear()
+    if args.vanish:
+        with contextlib.ExitStack() as stack:
+            vanish = await start_server(stack, sampler, "vanish", folder, bench_cull_args())
+            run = Run(browser, sampler, {"vanish": vanish}, settings, args.loads,
+                      outputs=run.outputs)  # fmt: skip
+            found["vanish"] = await measure_vanish(run, args.vanish, pricer)
+        sampler.servers.clear()
+    return found
+
+
+async def run_benchmarks(args) -> dict:
+    started = time.time()
+    load_start = load_average()
+    sampler = Sampler()
+    sampler.start()
+    try:
+        with tempfile.TemporaryDirectory(prefix="homevalue-bench-") as scratch:
+            async with async_playwright() as p:
+                browser = await p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+                found = await run_phases(args, Path(scratch), sampler, browser)
+                found["browser"] = f"chromium {browser.version}"
+                await browser.close()
+    finally:
+        sampler.stop()
+    found.update(
+        generated_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        command=" ".join([COMMAND, *sys.argv[1:]]),
+        load_average={"start": load_start, "end": load_average()},
+        machine=machine_info(LIBRARIES),
+    )
+    return summarise(found, args, time.time() - started)
+
+
+# --- summary ------------------------------------------------------------------------------
+
+VARIANTS = {
+    "preheated_fresh": "preheated, fresh cache",
+    "preheated_warm": "preheated, warm cache (repeat visit)",
+    "cold_fresh": "cold (no pool), fresh cache",
+}
+TIMELINE = {
+    "response_start": "first byte of the page",
+    "response_end": "page HTML complete",
+    "dom_content_loaded": "DOMContentLoaded",
+    "assets_loaded": "scripts and styles loaded",
+    "ws_created": "kernel websocket created",
+    "ws_open": "kernel websocket open",
+    "ws_first_message": "first kernel message",
+    "ws_widget_state": "widget state received (first message > 100 kB)",
+    "widget": "first widget rendered",
+    "loading_gone": "loading screen removed",
+    "price": "price shown",
+    "tti": "interactive (price, form, no loading screen)",
+    "leaflet": "map shown",
+    "bqplot": "chart shown",
+}
+LATENCY_GROUPS = {
+    "after_load": "right after a preheated load (pool refilling)",
+    "during_refill": "… of which overlapped the replacement kernel's start-up",
+    "idle": "preheated page, server quiet",
+    "cold_page": "right after a cold load (context)",
+}
+
+
+def mark(marks: dict, key: str) -> float | None:
+    value = marks.get(key, marks.get("navigation", {}).get(key))
+    return value if isinstance(value, int | float) and value > 0 else None
+
+
+def timeline(loads: list[dict]) -> dict[str, float]:
+    """Median time of each mark over the loads, in ms since navigation start."""
+    found = {}
+    for key in TIMELINE:
+        values = [v for v in (mark(m, key) for m in loads) if v is not None]
+        if values:
+            found[key] = statistics.median(values)
+    return found
+
+
+def latency_summary(latency: dict) -> dict:
+    groups = dict(latency)
+    groups["during_refill"] = [r for r in latency["after_load"] if r.get("during_refill")]
+    return {
+        name: {
+            **stats([r["ms"] for r in rows]),
+            "errors": sorted({r["error"] for r in rows if "error" in r}),
+        }
+        for name, rows in groups.items()
+    }
+
+
+def summarise(found: dict, args, duration: float) -> dict:
+    loads = found.pop("loads")
+    latency = found.pop("latency")
+    out = {
+        "generated_at": found.pop("generated_at"),
+        "command": found.pop("command"),
+        "duration_s": duration,
+        "load_average": found.pop("load_average"),
+        "machine": found.pop("machine"),
+        "browser": found.pop("browser"),
+        "conditions": conditions(args, found.pop("settings")),
+        "tti_ms": {name: stats([m.get("tti") for m in loads[name]]) for name in VARIANTS},
+        "timeline_ms": {name: timeline(loads[name]) for name in VARIANTS},
+        "refill_done_after_load_s": stats(
+            [m.get("refill_done_after_s") for m in loads["preheated_fresh"]]
+        ),
+        "latency_ms": latency_summary(latency),
+        **found,
+        "loads": loads,
+        "latency_samples": latency,
+    }
+    out["targets"] = targets(out)
+    out["notes"] = notes(out)
+    return out
+
+
+def conditions(args, settings: dict) -> dict:
+    return {
+        "loads": args.loads,
+        "viewers": args.viewers,
+        "vanish_viewers": args.vanish,
+        "interactions_per_burst": BURST,
+        "interaction_spacing_ms": SPACING_S * 1000,
+        "pool_sizes": settings["pool_sizes"],
+        "pool_total": settings["pool_total"],
+        "cull_voila_json": settings["cull"],
+        "cull_vanish_server": {
+            **settings["cull"],
+            "cull_idle_timeout": BENCH_CULL_TIMEOUT_S,
+            "cull_interval": BENCH_CULL_INTERVAL_S,
+        },
+        "settle": (
+            f"after every load, until all processes the bench started use < "
+            f"{QUIET_CPU_PERCENT:g}% of one core over {QUIET_WINDOW_S:g} s and each server "
+            f"runs its pool size (at most {SETTLE_TIMEOUT_S:g} s)"
+        ),
+    }
+
+
+# --- targets and notes --------------------------------------------------------------------
+
+
+def _ms(value: float | None) -> str:
+    return "—" if value is None else f"{value:.0f} ms"
+
+
+def _s(value: float | None) -> str:
+    return "—" if value is None else f"{value / 1000:.2f} s"
+
+
+def target_row(figure: str, median: str, p95: str, target: str, passed: bool | None) -> dict:
+    return {"figure": figure, "median": median, "p95": p95, "target": target, "pass": passed}
+
+
+def tti_targets(out: dict) -> list[dict]:
+    rows = []
+    for name, limit in [
+        ("preheated_fresh", TTI_PREHEATED_MEDIAN_S),
+        ("cold_fresh", TTI_COLD_MEDIAN_S),
+        ("preheated_warm", None),
+    ]:
+        s = out["tti_ms"][name]
+        met = s["missing"] == 0 and s.get("median", float("inf")) <= (limit or 0) * 1000
+        passed = None if limit is None else met
+        target = "—" if limit is None else f"median ≤ {limit:g} s"
+        rows.append(
+            target_row(
+                f"TTI, {VARIANTS[name]}", _s(s.get("median")), _s(s.get("p95")), target, passed
+            )
+        )
+    return rows
+
+
+def latency_targets(out: dict) -> list[dict]:
+    rows = []
+    for name, label in LATENCY_GROUPS.items():
+        s = out["latency_ms"][name]
+        judged = name != "cold_page"
+        passed = (
+            s["n"] > 0
+            and s["missing"] == 0
+            and s["median"] <= LATENCY_MEDIAN_MS
+            and s["p95"] <= LATENCY_P95_MS
+        )
+        target = f"median ≤ {LATENCY_MEDIAN_MS:g} ms, p95 ≤ {LATENCY_P95_MS:g} ms"
+        rows.append(
+            target_row(
+                f"change → new price, {label} (n={s['n']})",
+                _ms(s.get("median")),
+                _ms(s.get("p95")),
+                target if judged else "—",
+                passed if judged else None,
+            )
+        )
+    return rows
+
+
+def memory_targets(out: dict) -> list[dict]:
+    rows = []
+    for page, states in out["memory"].items():
+        for state, m in states.items():
+            rows.append(
+                target_row(
+                    f"{page} kernel RSS {state.replace('_', ' ')} (USS {m['uss']:.0f}, PSS "
+                    f"{m['pss']:.0f} MiB)",
+                    f"{m['rss']:.0f} MiB",
+                    "—",
+                    f"≤ {KERNEL_RSS_MAX_MIB:g} MiB",
+                    m["rss"] <= KERNEL_RSS_MAX_MIB,
+                )
+            )
+    return rows
+
+
+def viewer_targets(out: dict) -> list[dict]:
+    pool = out["conditions"]["pool_total"]
+    rows = []
+    for n, s in out["viewers"].items():
+        tti = s["tti_ms"]
+        rows.append(
+            target_row(
+                f"{n} viewers at once: own price correct (TTI median/p95)",
+                f"{s['ok']}/{s['viewers']} ({_s(tti.get('median'))})",
+                _s(tti.get("p95")),
+                "all",
+                s["ok"] == s["viewers"],
+            )
+        )
+        back = s["after_leaving"]
+        rows.append(
+            target_row(
+                f"{n} viewers left (before-unload): kernels after {back['seconds']:.0f} s "
+                f"(still running: {by_arrival(back['leaked_by_arrival'], int(n))})",
+                str(back["kernels"]),
+                "—",
+                f"= pool size {pool}",
+                back["leaked"] == 0,
+            )
+        )
+    if "vanish" in out:
+        v = out["vanish"]["after_vanishing"]
+        rows.append(
+            target_row(
+                f"{out['vanish']['viewers']} viewers vanished: kernels after "
+                f"{v['seconds']:.0f} s (culled)",
+                str(v["kernels"]),
+                "—",
+                f"= pool size {pool}",
+                v["leaked"] == 0,
+            )
+        )
+    return rows
+
+
+def by_arrival(left: dict[str, int], n: int) -> str:
+    """Kernels left by arrival, e.g. "direct link 3/3, via landing page 0/2" (every odd
+    viewer came through the landing page)."""
+    landing = n // 2
+    return (
+        f"direct link {left['direct link']}/{n - landing}, "
+        f"via landing page {left['via landing page']}/{landing}"
+    )
+
+
+def targets(out: dict) -> list[dict]:
+    return tti_targets(out) + latency_targets(out) + memory_targets(out) + viewer_targets(out)
+
+
+def steps(line: dict[str, float]) -> list[tuple[float, str, str]]:
+    """(ms, from, to) between consecutive marks up to TTI, largest first."""
+    tti = line["tti"]
+    found, previous, label = [], 0.0, "navigation start"
+    for t, key in sorted((t, key) for key, t in line.items() if t <= tti):
+        found.append((t - previous, label, TIMELINE[key]))
+        previous, label = t, TIMELINE[key]
+    return sorted(found, reverse=True)
+
+
+def where_time_goes(out: dict) -> list[str]:
+    """The fresh-cache loads' biggest steps, slowest against its target first, in words."""
+    limits = {"preheated_fresh": TTI_PREHEATED_MEDIAN_S, "cold_fresh": TTI_COLD_MEDIAN_S}
+    ratio = {n: out["tti_ms"][n].get("median", 0) / (1000 * limit) for n, limit in limits.items()}
+    said = []
+    for name in sorted(ratio, key=ratio.get, reverse=True):
+        line = out["timeline_ms"][name]
+        if "tti" not in line:
+            continue
+        biggest = ", ".join(f"{a} → {b} {d:.0f} ms ({d / line['tti']:.0%})"
+                            for d, a, b in steps(line)[:3])  # fmt: skip
+        said.append(f"- {VARIANTS[name].capitalize()}: median TTI {line['tti']:.0f} ms "
+                    f"({ratio[name]:.0%} of its target). Largest steps: {biggest}.")  # fmt: skip
+    assets = {n: stats([m["navigation"].get("asset_bytes") for m in out["loads"][n]])
+              for n in ("preheated_fresh", "preheated_warm")}  # fmt: skip
+    if assets["preheated_fresh"].get("median") is not None:
+        fresh, warm = (assets[n].get("median", 0) / MIB for n in assets)
+        said.append(f"- Scripts and styles over the network per load: {fresh:.1f} MiB with an "
+                    f"empty cache, {warm:.1f} MiB on a repeat visit (median TTI "
+                    f"{out['tti_ms']['preheated_warm'].get('median', 0):.0f} ms).")  # fmt: skip
+    return said
+
+
+def notes(out: dict) -> list[str]:
+    said = []
+    refill = out["refill_done_after_load_s"]
+    after = out["latency_ms"]["during_refill"]
+    if refill.get("median") is not None:
+        said.append(
+            f"- After a preheated load the replacement kernel was done (server quiet again) "
+            f"{refill['median']:.1f} s after the load began (median); {after['n']} of "
+            f"{out['latency_ms']['after_load']['n']} changes right after load overlapped it."
+        )
+    said += beacon_notes(out)
+    said += failure_notes(out)
+    if "vanish" in out:
+        v = out["vanish"]
+        said.append(
+            f"- Vanished viewers: {v['kernels_2s_after_vanishing']} kernels 2 s after the "
+            f"{v['viewers']} tabs died (no shutdown without before-unload); "
+            f"{v['after_vanishing']['kernels']} after {v['after_vanishing']['seconds']:.0f} s "
+            f"(cull_idle_timeout {BENCH_CULL_TIMEOUT_S} s, cull_interval "
+            f"{BENCH_CULL_INTERVAL_S} s on the bench's server; voila.json has "
+            f"{out['conditions']['cull_voila_json'].get('cull_idle_timeout')} s)."
+        )
+    return said
+
+
+def failure_notes(out: dict) -> list[str]:
+    said = []
+    crowds = {f"{n} viewers": s for n, s in out["viewers"].items()}
+    if "vanish" in out:
+        crowds[f"{out['vanish']['viewers']} vanishing viewers"] = out["vanish"]
+    for label, s in crowds.items():
+        if s["ok"] < s["viewers"]:
+            said.append(f"- {label}: {s['viewers'] - s['ok']} without their correct price, e.g. "
+                        f"{(s['errors'] or ['a wrong price'])[0]}.")  # fmt: skip
+        dropped = s["memory"].get("iopub_timeouts", 0)
+        if dropped:
+            said.append(
+                f'- {label}: Voilà logged {dropped} "Timeout waiting for IOPub output": its '
+                "executor (nbclient's `iopub_timeout`, 4 s by default) stopped waiting for a "
+                "cell's output while the cores were busy starting kernels, and those pages "
+                "never show the form or the price. Raising `VoilaExecutor.iopub_timeout` in "
+                "voila.json (e.g. to 60) lets them finish."
+            )
+    return said
+
+
+def beacon_notes(out: dict) -> list[str]:
+    beacons = out.get("beacons", {})
+    said = [
+        "- Shutdown beacons of normal leaves (page closed with before-unload), by outcome in "
+        "Voilà's log: " + ", ".join(f"{k} {v}" for k, v in sorted(beacons.items())) + "."
+    ]
+    if beacons.get("refused (403)"):
+        said.append(
+            "- Refused beacons: Voilà's before-unload beacon posts the value of the `_xsrf` "
+            "cookie, but only the landing page sets that cookie, not a page opened directly "
+            "(a shared link, a bookmark). Such a viewer's shutdown is refused (403, `_xsrf "
+            "argument missing from POST`) and its kernel runs until the culler takes it "
+            f"(cull_idle_timeout {out['conditions']['cull_voila_json'].get('cull_idle_timeout')}"
+            " s in voila.json). Upstream: voila-dashboards/voila#1458. The bench shuts such "
+            "kernels down itself after noting them, so each measurement starts from the pool."
+        )
+    return said
+
+
+# --- markdown -----------------------------------------------------------------------------
+
+
+def result(passed: bool | None) -> str:
+    return "context" if passed is None else ("met" if passed else "**missed**")
+
+
+def md_targets(out: dict) -> list[str]:
+    lines = ["| figure | median | p95 | target | result |", "|---|---:|---:|---|---|"]
+    for t in out["targets"]:
+        lines.append(
+            f"| {t['figure']} | {t['median']} | {t['p95']} | {t['target']} | {result(t['pass'])} |"
+        )
+    return lines
+
+
+def md_tti(out: dict) -> list[str]:
+    lines = ["| load | n | median | p95 | min | max |", "|---|---:|---:|---:|---:|---:|"]
+    for name, label in VARIANTS.items():
+        s = out["tti_ms"][name]
+        lines.append(
+            f"| {label} | {s['n']} | {_s(s.get('median'))} | {_s(s.get('p95'))} | "
+            f"{_s(s.get('min'))} | {_s(s.get('max'))} |"
+        )
+    return lines
+
+
+def md_timeline(out: dict) -> list[str]:
+    names = list(VARIANTS)
+    lines = [
+        "| mark (median ms since navigation start) | "
+        + " | ".join(VARIANTS[n] for n in names)
+        + " |",
+        "|---|" + "---:|" * len(names),
+    ]
+    first = out["timeline_ms"][names[0]]
+    for key in sorted(TIMELINE, key=lambda k: first.get(k, float("inf"))):
+        label = TIMELINE[key]
+        cells = [out["timeline_ms"][n].get(key) for n in names]
+        if any(c is not None for c in cells):
+            shown = " | ".join("—" if c is None else f"{c:.0f}" for c in cells)
+            lines.append(f"| {label} | {shown} |")
+    return lines
+
+
+def md_latency(out: dict) -> list[str]:
+    lines = [
+        "| after the change | n | median | p95 | max | no new price |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, label in LATENCY_GROUPS.items():
+        s = out["latency_ms"][name]
+        lines.append(
+            f"| {label} | {s['n']} | {_ms(s.get('median'))} | {_ms(s.get('p95'))} | "
+            f"{_ms(s.get('max'))} | {s['missing']} |"
+        )
+    return lines
+
+
+def md_memory(out: dict) -> list[str]:
+    lines = ["| page | kernel | RSS MiB | USS MiB | PSS MiB |", "|---|---|---:|---:|---:|"]
+    for page, states in out["memory"].items():
+        for state, m in states.items():
+            lines.append(
+                f"| {page} | {state.replace('_', ' ')} | {m['rss']:.0f} | "
+                f"{m['uss']:.0f} | {m['pss']:.0f} |"
+            )
+    return lines
+
+
+def md_viewers(out: dict) -> list[str]:
+    lines = [
+        "| N | correct | TTI median | TTI p95 | TTI max | kernels | total RSS MiB "
+        "| peak RSS MiB | total PSS MiB | CPU s server / browser | IOPub timeouts "
+        "| kernels after leaving |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    rounds = [(n, s, s["after_leaving"], "") for n, s in out["viewers"].items()]
+    if "vanish" in out:
+        v = out["vanish"]
+        rounds.append((f"{v['viewers']} (vanish)", v, v["after_vanishing"], ", culled"))
+    for n, s, back, how in rounds:
+        t, m = s["tti_ms"], s["memory"]
+        lines.append(
+            f"| {n} | {s['ok']}/{s['viewers']} | {_s(t.get('median'))} | {_s(t.get('p95'))} | "
+            f"{_s(t.get('max'))} | {m['kernels']} | {m['rss']:.0f} | {m['peak_rss']:.0f} | "
+            f"{m['pss']:.0f} | {m['cpu_s']['server']:.0f} / {m['cpu_s']['browser']:.0f} | "
+            f"{m['iopub_timeouts']} | {back['kernels']} after {back['seconds']:.1f} s{how} |"
+        )
+    return lines
+
+
+def md_conditions(out: dict) -> list[str]:
+    c = out["conditions"]
+    pools = ", ".join(f"{nb} {size}" for nb, size in c["pool_sizes"].items())
+    cull = c["cull_vanish_server"]
+    return [
+        f"- {out['browser']} headless (Debian's, via Playwright); a fresh browser context "
+        'per load unless "warm cache" (one context, the priming visit dropped).',
+        f"- {c['loads']} loads per variant, in turn: preheated (fresh cache), cold (fresh "
+        "cache), preheated repeat visit (warm cache), from two servers running side by side "
+        "(`make serve`, the cold one with `VOILA_ARGS=--preheat_kernel=False`), after one "
+        "uncounted load of each; the cold server is stopped before the memory and viewer "
+        "phases.",
+        f"- Settle gap: {c['settle']}.",
+        f"- Interactions: bursts of {c['interactions_per_burst']} changes "
+        f"{c['interaction_spacing_ms']:.0f} ms apart (living area and neighbourhood, each "
+        "between two values), timed in the page from the committed change to the new price "
+        "text in the DOM.",
+        f"- Kernel pools (voila.json): {pools}.",
+        f"- Viewers: N = {', '.join(map(str, c['viewers']))} at once in one browser (one "
+        "context each), on the preheated server with voila.json's settings; viewer i sets "
+        "living area 1000 + 50·i and one of "
+        f"{len(NEIGHBOURHOODS)} neighbourhoods, and its price is checked against "
+        "`predict_one` on the values its form shows; every other viewer arrives with the "
+        "landing page's `_xsrf` cookie, the rest by a direct link. Then all leave normally "
+        "(page closed with before-unload). Total memory = Voilà + make + kernels.",
+        f"- Vanishing viewers ({c['vanish_viewers']}): their browser contexts are closed "
+        'without before-unload, on a server started with `VOILA_ARGS="--MappingKernelManager.'
+        f"cull_idle_timeout={cull['cull_idle_timeout']} --MappingKernelManager.cull_interval="
+        f'{cull["cull_interval"]}"` (voila.json: cull_idle_timeout '
+        f"{c['cull_voila_json'].get('cull_idle_timeout')}, cull_interval "
+        f"{c['cull_voila_json'].get('cull_interval')}, cull_connected "
+        f"{str(c['cull_voila_json'].get('cull_connected')).lower()}), after the price is "
+        "shown; kernels are counted until back at the pool size. A round of its own: with so "
+        "short a timeout (and cull_connected) the culler would also take the kernels of "
+        "viewers still waiting for their page in the larger rounds.",
+    ]
+
+
+def markdown(out: dict) -> str:
+    m = out["machine"]
+    lines = [
+        "## Dashboard benchmarks",
+        "",
+        f"Generated {out['generated_at']} by `{out['command']}` "
+        f"({out['duration_s']:.0f} s; git {m['git'] or 'unknown'}).",
+        "",
+        machine_sentence(m, out["load_average"]),
+        "",
+        "### Targets",
+        "",
+        *md_targets(out),
+        "",
+        "### Time to interactive (price page)",
+        "",
+        "From navigation start until the price is shown, the form has its inputs and the "
+        "loading screen is gone (a MutationObserver in the page).",
+        "",
+        *md_tti(out),
+        "",
+        "### Where the time goes",
+        "",
+        *md_timeline(out),
+        "",
+        *where_time_goes(out),
+        "",
+        "### Interaction latency (price page)",
+        "",
+        *md_latency(out),
+        "",
+        "### Kernel memory per viewer",
+        "",
+        "Each page's kernel once the server is quiet, after load and after a few interactions "
+        "(price: changes to the form; batch: an upload of every reference sale and two sorts; "
+        "report: hovering neighbourhoods). USS is the kernel's own memory, PSS shares the "
+        "library pages among the kernels mapping them.",
+        "",
+        *md_memory(out),
+        "",
+        "### Concurrent viewers (price page)",
+        "",
+        "All N open the page at the same moment; TTI is over the viewers that got a page "
+        "(a page whose loading screen went with fewer cell outputs than a healthy one "
+        "fails at once: it will never show a price). Memory is taken once all are done, "
+        "the peak while they load. The browser runs on the same cores as the server (CPU "
+        "column), which a real viewer's does not.",
+        "",
+        *md_viewers(out),
+        "",
+        "### Conditions",
+        "",
+        *md_conditions(out),
+        "",
+        "### Notes",
+        "",
+        *out["notes"],
+    ]
+    return "\n".join(lines) + "\n"
+
+
+# --- main ---------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--loads", type=int, default=10, help="page loads per variant")
+    parser.add_argument("--viewers", default="5,10,20", help="concurrent viewer counts")
+    parser.add_argument("--vanish", type=int, default=5, help="viewers that vanish (0: skip)")
+    parser.add_argument("--strict", action="store_true", help="exit 1 if a target is missed")
+    parser.add_argument("--no-write", action="store_true", help="print, do not write docs/")
+    args = parser.parse_args(argv)
+    args.viewers = sorted({int(n) for n in args.viewers.split(",") if n.strip()})
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    out = asyncio.run(run_benchmarks(args))
+    block = markdown(out)
+    if not args.no_write:
+        write_json(JSON_PATH, SECTION, out)
+        write_markdown(MD_PATH, MD_START, MD_END, block)
+        log(f"wrote {JSON_PATH} and {MD_PATH}")
+    print(block)
+    missed = [t["figure"] for t in out["targets"] if t["pass"] is False]
+    if missed:
+        log(f"targets missed: {'; '.join(missed)}")
+    return 1 if missed and args.strict else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
