@@ -24,7 +24,7 @@ TEMPLATE_FILES := $(shell find share/jupyter/voila/templates/homevalue -type f 2
 # Jupyter refuses to run as root unless told to (containers, CI machines).
 LAB_ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 
-.PHONY: help install serve test lint format model bench lock lab notebooks screenshots clean distclean
+.PHONY: help install serve api test lint format model bench lock lab notebooks screenshots clean distclean
 
 ## Show this help
 help:
@@ -49,6 +49,11 @@ serve: $(VENV)/.installed
 	@echo "Serving $(NOTEBOOKS)/ on http://localhost:$(PORT)/"
 	$(VENV)/bin/voila --no-browser --port=$(PORT) --Voila.port_retries=0 $(VOILA_ARGS) $(NOTEBOOKS)/
 
+## Serve the prediction API on http://127.0.0.1:8000/ (docs at /docs; API_PORT=... API_WORKERS=... API_HOST=...)
+api: $(VENV)/.installed
+	$(PY) -m homevalue.api $(strip $(if $(API_HOST),--host=$(API_HOST)) \
+	    $(if $(API_PORT),--port=$(API_PORT)) $(if $(API_WORKERS),--workers=$(API_WORKERS)))
+
 ## Lint, then run the whole test suite (what CI runs)
 test: $(VENV)/.installed
 	$(MAKE) lint
@@ -71,6 +76,8 @@ model: $(VENV)/.installed
 ## Run the benchmarks (writes docs/benchmarks.json and docs/benchmarks.md)
 bench: $(VENV)/.installed
 	$(PY) tests/benchmarks/bench_core.py
+	$(PY) tests/benchmarks/bench_dashboards.py
+	$(PY) tests/benchmarks/bench_api.py
 
 ## Rewrite .ci/constraints.txt from the packages installed in .venv
 lock:

@@ -48,3 +48,17 @@ def model_dir() -> Path:
 def batch_inbox() -> Path:
     """The inbox folder, overridable with HOMEVALUE_BATCH_INBOX."""
     return Path(os.environ.get("HOMEVALUE_BATCH_INBOX", BATCH_INBOX))
+
+
+# The HTTP API (`make api`, homevalue.api). Loopback by default: exposing it to other machines
+# is a deliberate `--host 0.0.0.0` (or HOMEVALUE_API_HOST), normally behind a proxy.
+API_HOST = os.environ.get("HOMEVALUE_API_HOST", "127.0.0.1")
+API_PORT = int(os.environ.get("HOMEVALUE_API_PORT", "8000"))
+# uvicorn processes; each loads its own model copy (measured in tests/benchmarks/bench_api.py).
+API_WORKERS = int(os.environ.get("HOMEVALUE_API_WORKERS", "1"))
+# Houses per POST /v1/predict: priced one by one in the event loop (about 0.1 ms each), so the
+# limit bounds how long one request can hold the server. More belongs in the batch job.
+API_MAX_HOUSES = 100
+# A request body larger than this is refused with 413 before it is read whole; 100 houses
+# take about 38 KB of JSON (52 KB indented), so any honest request fits.
+API_MAX_BODY_BYTES = 256 * 1024

@@ -1,0 +1,354 @@
+"""Contract tests of the HTTP API (homevalue.api) with FastAPI's in-process test client.
+
+What a client relies on: a house priced exactly as `predict_one` prices it, every class of
+bad request refused with homevalue's own reasons in one error shape, the limits, the
+readiness of the model, no traceback ever in a response, and one access-log line per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import shutil
+
+import pandas as pd
+import pytest
+from fastapi import Request
+from fastapi.testclient import TestClient
+
+import homevalue
+from homevalue import api, config
+from homevalue.errors import ValidationError
+
+PREDICT = "/v1/predict"
+
+
+@pytest.fixture(scope="module")
+def client():
+    """The app on the committed model, started (lifespan) once for the module."""
+    with TestClient(api.create_app()) as started:
+        yield started
+
+
+@pytest.fixture
+def access_lines():
+    """The access-log lines written during the test, parsed."""
+    lines: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: lines.append(record.getMessage())
+    api.access_log.addHandler(handler)
+    yield lambda: [json.loads(line) for line in lines]
+    api.access_log.removeHandler(handler)
+
+
+def refused(response, status: int = 422) -> list[dict]:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error", "detail", "problems"}
+    assert body["error"] == "invalid_input"
+    return body["problems"]
+
+
+def homevalue_problems(house) -> list[dict]:
+    """What `predict_one` says about a bad house, in the API's problem shape (values that are
+    not JSON scalars, like a list, are sent back as their repr)."""
+    with pytest.raises(ValidationError) as caught:
+        homevalue.predict_one(house)
+    return [
+        {"index": None, "field": p.field, "value": api.echoed(p.value), "reason": p.reason}
+        for p in caught.value.problems
+    ]
+
+
+def sale_records(reference: pd.DataFrame, schema, rows: int) -> list[dict]:
+    """Reference sales as a client would send them (JSON values, no price)."""
+    frame = reference[schema.names].head(rows).astype(object)
+    return json.loads(frame.to_json(orient="records"))
+
+
+# --- good requests ------------------------------------------------------------------------
+
+
+def test_one_house_is_priced_exactly_as_predict_one(client, good_house):
+    response = client.post(PREDICT, json=good_house)
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    assert response.json() == homevalue.predict_one(good_house).to_dict()
+
+
+def test_api_and_predict_one_agree_on_a_hundred_sales(client, reference, schema):
+    houses = sale_records(reference, schema, config.API_MAX_HOUSES)
+    response = client.post(PREDICT, json=houses)
+    assert response.status_code == 200
+    assert response.json() == [homevalue.predict_one(house).to_dict() for house in houses]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"Gr_Liv_Area": 5200, "Lot_Area": 200_000},  # above the training range: flagged
+        {"Overall_Cond": None, "Fireplaces": None, "Year_Remod_Add": None},  # defaults
+        {"Gr_Liv_Area": "1,800", "Year_Built": "1975"},  # numbers as text, as in a CSV
+        {"Gr_Liv_Area": 1800.0, "Neighborhood": " Old_Town "},  # 1800.0 is whole; spaces
+    ],
+    ids=["outside-training-range", "defaults", "numeric-text", "float-and-spaces"],
+)
+def test_flags_defaults_and_lenient_values_match_predict_one(client, good_house, change):
+    house = {**good_house, **change}
+    expected = homevalue.predict_one(house).to_dict()
+    assert client.post(PREDICT, json=house).json() == expected
+    assert client.post(PREDICT, json=[house]).json() == [expected]
+
+
+def test_only_the_required_fields_are_needed(client, schema, good_house):
+    house = {name: good_house[name] for name in schema.required}
+    body = client.post(PREDICT, json=house).json()
+    assert body == homevalue.predict_one(house).to_dict()
+    assert {f["field"] for f in body["flags"] if f["code"] == "default_used"} == (
+        set(schema.names) - set(schema.required)
+    )
+
+
+def test_a_list_keeps_its_order_and_an_empty_list_is_empty(client, good_house):
+    small, large = {**good_house, "Gr_Liv_Area": 900}, {**good_house, "Gr_Liv_Area": 2900}
+    prices = [p["price"] for p in client.post(PREDICT, json=[small, large, small]).json()]
+    assert prices[0] == prices[2] < prices[1]
+    assert client.post(PREDICT, json=[]).json() == []
+
+
+# --- each class of bad request ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"Gr_Liv_Area": -1200},  # outside the hard range
+        {"Gr_Liv_Area": 10_001},
+        {"Latitude": 45.0},
+        {"Neighborhood": "Downtown"},  # not one of the categories
+        {"Central_Air": "yes"},
+        {"Year_Built": None},  # required
+        {"Gr_Liv_Area": "big"},  # not a number
+        {"Garage_Cars": True},
+        {"Garage_Cars": 1.5},  # not whole
+        {"Lot_Area": [9000]},
+        {"Year_Built": 2000, "Year_Remod_Add": 1990},  # remodelled before built
+        {"Gr_Liv_Area": -1, "Neighborhood": "Nowhere", "Year_Built": None},  # all at once
+    ],
+)
+def test_bad_values_get_422_with_homevalue_own_reasons(client, good_house, change):
+    house = {**good_house, **change}
+    assert refused(client.post(PREDICT, json=house)) == homevalue_problems(house)
+
+
+def test_out_of_range_and_unknown_category_say_what_is_allowed(client, good_house):
+    house = {**good_house, "Gr_Liv_Area": 20_000, "Neighborhood": "Downtown"}
+    response = client.post(PREDICT, json=house)
+    problems = {p["field"]: p for p in refused(response)}
+    assert problems["Gr_Liv_Area"]["value"] == 20_000
+    assert problems["Gr_Liv_Area"]["reason"] == "must be between 200 and 10,000 sq ft"
+    assert problems["Neighborhood"]["reason"].startswith("must be one of: Bloomington_Heights,")
+    assert "Gr_Liv_Area = 20000: must be between 200 and 10,000 sq ft" in response.json()["detail"]
+
+
+def test_problems_in_a_list_name_the_house_and_nothing_is_priced(client, good_house):
+    houses = [good_house, {**good_house, "Gr_Liv_Area": -5}, "a house", good_house]
+    problems = refused(client.post(PREDICT, json=houses))
+    assert [(p["index"], p["field"]) for p in problems] == [(1, "Gr_Liv_Area"), (2, "record")]
+    assert problems[1]["reason"] == "must be a mapping of field to value"
+
+
+def test_a_field_the_model_does_not_take_is_refused(client, good_house):
+    problems = refused(client.post(PREDICT, json={**good_house, "Gr_Liv_Aera": 1800}))
+    assert problems == [
+        {
+            "index": None,
+            "field": "Gr_Liv_Aera",
+            "value": 1800,
+            "reason": "is not a field of this model",
+        }
+    ]
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"", "is not valid JSON"),
+        (b"{'Gr_Liv_Area': 1}", "is not valid JSON"),
+        (b'{"Gr_Liv_Area": NaN}', "is not valid JSON (NaN is not JSON)"),
+        (b"\xff\xfe{", "is not valid JSON"),
+        (b"[" * 100_000, "is not valid JSON"),  # nesting deeper than the parser goes
+        (b'"a house"', "must be a house (a JSON object of field: value) or a list of houses"),
+        (b"42", "must be a house"),
+    ],
+    ids=["empty", "python-dict", "nan", "not-utf8", "deep", "string", "number"],
+)
+def test_a_body_that_is_not_houses_gets_422(client, body, reason):
+    headers = {"content-type": "application/json"}
+    problems = refused(client.post(PREDICT, content=body, headers=headers))
+    assert [p["field"] for p in problems] == ["body"]
+    assert problems[0]["reason"].startswith(reason)
+
+
+def test_values_that_json_cannot_carry_back_are_quoted(client, good_house):
+    body = json.dumps({**good_house, "Gr_Liv_Area": "x" * 500}).replace('"x', '1e400, "y": "x')
+    problems = refused(client.post(PREDICT, content=body))
+    shown = {p["field"]: p["value"] for p in problems}
+    assert shown["Gr_Liv_Area"] == "inf"  # 1e400 parses as infinity
+    assert len(shown["y"]) == 60 and shown["y"].endswith("…")
+
+
+def test_the_list_limit(client, good_house):
+    limit = config.API_MAX_HOUSES
+    assert len(client.post(PREDICT, json=[good_house] * limit).json()) == limit
+    problems = refused(client.post(PREDICT, json=[good_house] * (limit + 1)))
+    assert problems == [
+        {
+            "index": None,
+            "field": "body",
+            "value": f"a list of {limit + 1} houses",
+            "reason": f"must hold at most {limit} houses (send more to the batch job)",
+        }
+    ]
+
+
+def test_a_body_over_the_size_limit_gets_413_declared_or_streamed(client, good_house):
+    padded = json.dumps(good_house, indent=config.API_MAX_BODY_BYTES // 16).encode()
+    assert len(padded) > config.API_MAX_BODY_BYTES
+    declared = client.post(PREDICT, content=padded)
+    streamed = client.post(PREDICT, content=iter([padded[:1000], padded[1000:]]))
+    for response in (declared, streamed):
+        assert response.status_code == 413
+        assert response.json()["error"] == "body_too_large"
+    assert "transfer-encoding" in streamed.request.headers  # no Content-Length to trust
+
+
+def test_a_declared_oversize_body_is_refused_without_reading_it():
+    async def receive():
+        raise AssertionError("the body was read")
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": PREDICT,
+        "headers": [(b"content-length", str(config.API_MAX_BODY_BYTES + 1).encode())],
+    }
+    request = Request(scope, receive)
+    with pytest.raises(api.ApiError) as refused_early:
+        asyncio.run(api.read_body(request, config.API_MAX_BODY_BYTES))
+    assert refused_early.value.status == 413
+
+
+def test_the_largest_list_fits_the_body_limit_even_indented(good_house):
+    houses = [{**good_house, "Neighborhood": "South_and_West_of_Iowa_State_University"}]
+    body = json.dumps(houses * config.API_MAX_HOUSES, indent=4).encode()
+    assert len(body) < config.API_MAX_BODY_BYTES
+
+
+def test_unknown_route_404_and_wrong_method_405_in_the_error_shape(client):
+    missing = client.get("/v1/predict/house")
+    assert missing.status_code == 404
+    assert missing.json()["error"] == "not_found"
+    wrong = client.get(PREDICT)
+    assert wrong.status_code == 405
+    assert wrong.json()["error"] == "method_not_allowed"
+    assert wrong.headers["allow"] == "POST"
+
+
+def test_no_traceback_leaves_the_server(monkeypatch, good_house, access_lines):
+    def broken(record, *, model=None):
+        raise RuntimeError("secret internal state /srv/model")
+
+    monkeypatch.setattr(api, "predict_one", broken)
+    with TestClient(api.create_app(), raise_server_exceptions=False) as client:
+        response = client.post(PREDICT, json=good_house)
+    assert response.status_code == 500
+    assert response.json() == {
+        "error": "internal_error",
+        "detail": "the server failed on this request; the details are in its log",
+    }
+    assert "Traceback" not in response.text and "secret" not in response.text
+    assert [line["status"] for line in access_lines()] == [500]
+
+
+# --- health, readiness and the model card -------------------------------------------------
+
+
+def test_healthz_and_readyz(client):
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json() == {"status": "ready", "model_version": homevalue.load_model().version}
+
+
+def test_not_ready_without_a_model_then_ready_once_it_appears(tmp_path, good_house, model):
+    folder = tmp_path / "model"
+    with TestClient(api.create_app(folder)) as client:
+        assert client.get("/healthz").status_code == 200  # alive, so not restarted in a loop
+        for response in (client.get("/readyz"), client.post(PREDICT, json=good_house)):
+            assert response.status_code == 503
+            assert response.json()["error"] == "not_ready"
+        shutil.copytree(model.path, folder)  # e.g. `make model` finished
+        assert client.get("/readyz").status_code == 200
+        assert client.post(PREDICT, json=good_house).status_code == 200
+
+
+def test_the_model_card(client, model):
+    card = client.get("/v1/model").json()
+    assert card["features"] == model.card["features"]
+    assert card["metrics"] == model.card["metrics"]
+    assert card["versions"] == model.card["versions"]
+    assert card["model_version"] == model.version
+    assert card["limits"] == {
+        "max_houses_per_request": config.API_MAX_HOUSES,
+        "max_body_bytes": config.API_MAX_BODY_BYTES,
+    }
+    assert "artifact_sha256" not in card
+
+
+def test_openapi_documents_each_field_from_the_card(client, schema):
+    document = client.get("/openapi.json").json()
+    house = document["components"]["schemas"]["House"]
+    assert sorted(house["required"]) == sorted(schema.required)
+    assert house["additionalProperties"] is False
+    for feature in schema.features:
+        field = house["properties"][feature.name]
+        assert field["title"] == feature.label
+        if feature.is_category:
+            assert field["type"] == "string" and field["enum"] == list(feature.categories)
+        else:
+            assert field["type"] == feature.kind
+            assert (field["minimum"], field["maximum"]) == (feature.min, feature.max)
+            assert field.get("x-unit", "") == feature.unit
+            assert feature.unit in field["description"]
+    request_body = document["paths"][PREDICT]["post"]["requestBody"]
+    assert f"at most {config.API_MAX_HOUSES} " in request_body["description"]
+    shapes = request_body["content"]["application/json"]["schema"]["anyOf"]
+    assert shapes[1]["maxItems"] == config.API_MAX_HOUSES
+    example = house["examples"][0]
+    assert client.post(PREDICT, json=example).status_code == 200
+
+
+# --- the access log -----------------------------------------------------------------------
+
+
+def test_one_access_line_per_request_and_nothing_from_the_body(client, good_house, access_lines):
+    house = {**good_house, "Neighborhood": "Sawyer_West", "Lot_Area": 12345}
+    client.post(PREDICT, json=house)
+    client.post(PREDICT, json={**house, "Gr_Liv_Area": -1})
+    client.get("/readyz?who=someone@example.com")
+    client.get("/no/such/route")
+    lines = access_lines()
+    assert [(line["method"], line["route"], line["status"]) for line in lines] == [
+        ("POST", PREDICT, 200),
+        ("POST", PREDICT, 422),
+        ("GET", "/readyz", 200),
+        ("GET", None, 404),
+    ]
+    for line in lines:
+        assert set(line) == {"ts", "method", "route", "status", "latency_ms", "model_version"}
+        assert line["latency_ms"] >= 0 and line["model_version"] == "1.0.0"
+    text = json.dumps(lines)
+    for private in ("Sawyer_West", "12345", "someone", "/no/such"):
+        assert private not in text
