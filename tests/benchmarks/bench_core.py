@@ -38,6 +38,7 @@ import pandas as pd
 from report import (
     JSON_PATH,
     MD_PATH,
+    RECORD,
     load_average,
     machine_info,
     machine_sentence,
@@ -49,27 +50,6 @@ SECTION = "core"
 MD_START, MD_END = "<!-- core:start -->", "<!-- core:end -->"
 COMMAND = ".venv/bin/python tests/benchmarks/bench_core.py"
 LIBRARIES = ["homevalue", "pandas", "numpy", "scikit-learn", "lightgbm", "pyarrow", "skops"]
-
-# A typical house as a form sends it: every one of the 16 fields, plain Python values
-# (reference sale 1, North Ames; inside the training range, so no flags are raised).
-RECORD = {
-    "Neighborhood": "North_Ames",
-    "Overall_Cond": "Average",
-    "Bldg_Type": "OneFam",
-    "Central_Air": "Y",
-    "Gr_Liv_Area": 1656,
-    "Total_Bsmt_SF": 1080,
-    "Lot_Area": 31770,
-    "Year_Built": 1960,
-    "Year_Remod_Add": 1960,
-    "Garage_Cars": 2,
-    "Full_Bath": 1,
-    "Half_Bath": 0,
-    "Bedroom_AbvGr": 3,
-    "Fireplaces": 2,
-    "Longitude": -93.619754,
-    "Latitude": 42.054035,
-}
 
 # Targets, fixed before measuring.
 ONE_P50_MAX_MS = 1.0
