@@ -10,8 +10,9 @@ import re
 from pathlib import Path
 
 import pytest
-from browser.screenshots import PAGES, THEMES, open_page, shoot
 from voila_server import NOTEBOOKS, PROJ_ROOT, code_statements
+
+from browser.screenshots import PAGES, THEMES, open_page, shoot
 
 SCREENSHOTS = PROJ_ROOT / "test-artifacts" / "screenshots"
 TRACEBACK = re.compile(r"Traceback \(most recent call last\)|\b[A-Z]\w*(?:Error|Exception): ")

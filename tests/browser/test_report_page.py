@@ -11,9 +11,9 @@ import re
 
 import ipywidgets as widgets
 import pytest
-from browser.screenshots import open_page
 from playwright.sync_api import Page, expect
 
+from browser.screenshots import open_page
 from homevalue.model import read_card
 from homevalue.ui.report import (
     HOVER_PROMPT,
