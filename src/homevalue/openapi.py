@@ -64,22 +64,13 @@ def _document(schema: dict, extra: dict, default: Any) -> None:
         schema.pop("default", None)
 
 
-def example_house(schema: Schema) -> dict:
-    """Every field at its default: a valid house for the docs' "Try it out"."""
-    house = {}
-    for feature in schema.features:
-        value = house[feature.default_from] if feature.default_from else feature.default
-        house[feature.name] = int(value) if feature.kind == "integer" else value
-    return house
-
-
 def house_model(schema: Schema) -> type[BaseModel]:
     """A pydantic model of one house, built from the card's schema; documentation only."""
     fields = {feature.name: feature_field(feature) for feature in schema.features}
     settings = ConfigDict(
         extra="forbid",
         title="House",
-        json_schema_extra={"examples": [example_house(schema)]},
+        json_schema_extra={"examples": [schema.default_record()]},
     )
     return create_model("House", __config__=settings, **fields)
 

@@ -83,6 +83,15 @@ class Schema:
     def required(self) -> list[str]:
         return [f.name for f in self.features if f.required]
 
+    def default_record(self) -> dict:
+        """Every field at its default, a `default_from` field copying its source's: the house
+        the pricing form starts from and the API documents as its example."""
+        record: dict = {}
+        for f in self.features:
+            value = record[f.default_from] if f.default_from else f.default
+            record[f.name] = int(value) if f.kind == "integer" and value is not None else value
+        return record
+
     def to_list(self) -> list[dict]:
         return [f.to_dict() for f in self.features]
 

@@ -26,21 +26,22 @@ def _range_hint(feature: Feature) -> str:
     return f"sold houses: {low} – {high}{unit}"
 
 
-def field_widget(feature: Feature) -> widgets.ValueWidget:
-    """The input widget for one feature, starting at the feature's default."""
+def field_widget(feature: Feature, value=None) -> widgets.ValueWidget:
+    """The input widget for one feature, starting at `value` (default: the feature's)."""
+    value = feature.default if value is None else value
     style = {"description_width": LABEL_WIDTH}
     common = {"description": feature.label, "style": style, "continuous_update": False}
     if feature.is_category:
         options = [(render.category_label(c), c) for c in feature.categories]
         common.pop("continuous_update")
-        return widgets.Dropdown(options=options, value=feature.default, **common)
+        return widgets.Dropdown(options=options, value=value, **common)
     if feature.kind == "integer" and feature.max - feature.min <= SLIDER_MAX_STEPS:
         return widgets.IntSlider(
-            value=int(feature.default), min=int(feature.min), max=int(feature.max), **common
+            value=int(value), min=int(feature.min), max=int(feature.max), **common
         )
     if feature.kind == "integer":
-        return widgets.IntText(value=int(feature.default or 0), **common)
-    return widgets.FloatText(value=feature.default, step=0.0005, **common)
+        return widgets.IntText(value=int(value or 0), **common)
+    return widgets.FloatText(value=value, step=0.0005, **common)
 
 
 class HouseForm:
@@ -48,11 +49,9 @@ class HouseForm:
 
     def __init__(self, schema: Schema):
         self.schema = schema
-        self.inputs = {f.name: field_widget(f) for f in schema.features}
+        start = schema.default_record()  # e.g. remodelled = built unless said otherwise
+        self.inputs = {f.name: field_widget(f, start[f.name]) for f in schema.features}
         self.errors = {f.name: widgets.HTML() for f in schema.features}
-        for feature in schema.features:
-            if feature.default_from:  # e.g. remodelled = built unless said otherwise
-                self.inputs[feature.name].value = self.inputs[feature.default_from].value
         self._callbacks: list[Callable[[], None]] = []
         self._holding = False
         for widget in self.inputs.values():
