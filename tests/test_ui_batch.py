@@ -73,6 +73,19 @@ def test_an_upload_is_scored_and_every_row_accounted_for(page, reference):
     assert page.upload.value == ()  # the bytes are not kept in the kernel
 
 
+def test_the_histogram_counts_the_prices_with_round_ticks(page):
+    prices = page.outcome.scored["predicted_price"]
+    bars, (x_axis, y_axis) = page.histogram.marks[0], page.histogram.axes
+    assert bars.y.sum() == len(prices)
+    # whole houses on the count axis, up to a tick at or above the tallest bar
+    assert all(t == int(t) for t in y_axis.tick_values)
+    assert bars.y.max() <= y_axis.tick_values[-1] == y_axis.scale.max
+    # round prices, inside the bars' span
+    step = x_axis.tick_values[1] - x_axis.tick_values[0]
+    assert step in (25_000, 50_000, 100_000) and all(t % step == 0 for t in x_axis.tick_values)
+    assert bars.x.min() <= x_axis.tick_values[0] and x_axis.tick_values[-1] <= bars.x.max()
+
+
 def test_uploaded_text_is_escaped_everywhere_it_is_shown(page, reference):
     houses = reference.head(3).drop(columns=["Sale_Price"]).astype(object)
     houses["note"] = XSS

@@ -8,7 +8,7 @@ import urllib.parse
 import pytest
 
 import homevalue
-from homevalue.ui import PricePage
+from homevalue.ui import PricePage, charts
 from homevalue.ui import page as ui_page
 from homevalue.ui.form import HouseForm, field_widget
 from homevalue.ui.price import LAT, LON, share_query
@@ -151,6 +151,34 @@ def test_the_what_if_curve_follows_the_form_and_marks_the_house(page, model):
     assert list(page.chart.current.y) == [page.last.price]
     page.form.inputs["Fireplaces"].value = 3
     assert page.curve is not curve
+
+
+def test_the_what_if_axes_have_round_ticks_around_the_curve(page):
+    page.what_if_choice.value = "Year_Built"
+    x_ticks, y_ticks = page.chart.x_axis.tick_values, page.chart.y_axis.tick_values
+    years, low, high = page.curve["Year_Built"], page.curve["low"], page.curve["high"]
+    assert all(t % 25 == 0 for t in x_ticks) and len(x_ticks) >= 4
+    assert years.min() <= x_ticks[0] and x_ticks[-1] <= years.max()
+    step = y_ticks[1] - y_ticks[0]
+    assert all(t % step == 0 for t in y_ticks) and step in (10_000, 20_000, 25_000, 50_000)
+    # The price scale stops on its outer ticks, so the whole band shows between them.
+    assert (page.chart.y.min, page.chart.y.max) == (y_ticks[0], y_ticks[-1])
+    assert y_ticks[0] <= low.min() and high.max() <= y_ticks[-1]
+
+
+@pytest.mark.parametrize(
+    ("low", "high", "count", "outer", "ticks"),
+    [
+        (1871, 2011, 6, False, [1875, 1900, 1925, 1950, 1975, 2000]),
+        (112_640, 238_318, 5, True, [100_000, 150_000, 200_000, 250_000]),
+        (100_000, 200_000, 5, True, [100_000, 120_000, 140_000, 160_000, 180_000, 200_000]),
+        (0, 4, 6, False, [0, 1, 2, 3, 4]),
+        (0.52, 0.87, 5, True, [0.5, 0.6, 0.7, 0.8, 0.9]),
+        (5, 5, 6, False, [5]),
+    ],
+)
+def test_linear_ticks_are_round_and_span_the_range(low, high, count, outer, ticks):
+    assert charts.linear_ticks(low, high, count, outer=outer) == pytest.approx(ticks)
 
 
 def test_what_if_built_later_raises_the_remodel_year_with_it(model, good_house):

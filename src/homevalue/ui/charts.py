@@ -42,18 +42,23 @@ class WhatIfChart:
         )  # fmt: skip
         self.line = bq.Lines(scales=scales, colors=["#21918c"], stroke_width=3)
         self.current = bq.Scatter(scales=scales, colors=["#b2182b"], default_size=120)
-        self.x_axis = bq.Axis(scale=self.x, label="", tick_format=",d", num_ticks=6)
+        self.x_axis = bq.Axis(scale=self.x, label="", tick_format=",d")
+        self.y_axis = _money_axis(self.y, "Price")
         self.figure = _figure(
-            [self.band, self.line, self.current],
-            [self.x_axis, _money_axis(self.y, "Price")],
-            title="",
+            [self.band, self.line, self.current], [self.x_axis, self.y_axis], title=""
         )
 
     def show(self, x, price, low, high, current_x, current_price, label: str, grouping=True):
         # Each mark's x and y must travel in one message: a curve that changes length would
         # otherwise be drawn for a moment with x and y of different lengths (NaN paths).
+        x_ticks = linear_ticks(float(np.min(x)), float(np.max(x)), X_TICKS)
+        y_ticks = linear_ticks(float(np.min(low)), float(np.max(high)), Y_TICKS, outer=True)
         with self.band.hold_sync(), self.line.hold_sync(), self.current.hold_sync():
             self.x_axis.tick_format = ",d" if grouping else "d"
+            self.x_axis.tick_values, self.y_axis.tick_values = x_ticks, y_ticks
+            # The curve spans the whole width; the price scale ends on round prices.
+            self.x.min, self.x.max = float(np.min(x)), float(np.max(x))
+            self.y.min, self.y.max = y_ticks[0], y_ticks[-1]
             self.band.x, self.band.y = np.asarray(x), np.vstack([low, high])
             self.line.x, self.line.y = np.asarray(x), np.asarray(price)
             self.current.x, self.current.y = [current_x], [current_price]
@@ -62,26 +67,56 @@ class WhatIfChart:
 
 def histogram(values, *, bins: int = 30, title: str = "", label: str = "") -> bq.Figure:
     x, y = bq.LinearScale(), bq.LinearScale(min=0)
-    counts, edges = np.histogram(np.asarray(values, dtype=float), bins=bins)
-    bars = bq.Bars(
-        x=(edges[:-1] + edges[1:]) / 2, y=counts, scales={"x": x, "y": y},
-        colors=["#3b528b"], padding=0.05,
-    )  # fmt: skip
+    bars = bq.Bars(scales={"x": x, "y": y}, colors=["#3b528b"], padding=0.05)
     axes = [
         _money_axis(x, label, "bottom"),
         bq.Axis(scale=y, side="left", label="Houses", label_offset="50px"),
     ]
-    return _figure([bars], axes, title)
+    figure = _figure([bars], axes, title)
+    set_histogram(figure, values, bins)
+    return figure
 
 
 def set_histogram(figure: bq.Figure, values, bins: int = 30) -> None:
-    counts, edges = np.histogram(np.asarray(values, dtype=float), bins=bins)
-    bars = figure.marks[0]
-    with bars.hold_sync():
-        bars.x, bars.y = (edges[:-1] + edges[1:]) / 2, counts
+    """Bin `values` into the figure's bars; both axes get round ticks (whole houses)."""
+    values = np.asarray(values, dtype=float)
+    counts, edges = np.histogram(values, bins=bins)
+    bars, (x_axis, y_axis) = figure.marks[0], figure.axes
+    centres = (edges[:-1] + edges[1:]) / 2
+    # The x scale fits the bars by itself, so its ticks stay within the bars' centres;
+    # with no values there is no price to mark (np.histogram bins 0 to 1).
+    x_ticks = linear_ticks(float(centres[0]), float(centres[-1]), X_TICKS) if len(values) else []
+    y_ticks = linear_ticks(0, float(max(counts.max(), 1)), Y_TICKS, outer=True, integer=True)
+    with bars.hold_sync(), y_axis.scale.hold_sync():
+        bars.x, bars.y = centres, counts
+        x_axis.tick_values, y_axis.tick_values = x_ticks, y_ticks
+        y_axis.scale.max = y_ticks[-1]
 
 
 LOG_TICK_STEPS = (1, 2, 3, 5)
+LINEAR_TICK_STEPS = (1, 2, 2.5, 5, 10)
+X_TICKS, Y_TICKS = 6, 5  # about how many ticks the what-if chart's axes get
+
+
+def linear_ticks(
+    low: float, high: float, count: int, *, outer: bool = False, integer: bool = False
+) -> list[float]:
+    """About `count` round values for a linear axis: 100k, 125k, 150k; 1875, 1900, 1925.
+
+    bqplot's `num_ticks` divides the data's own range evenly ($112,640, $144,059...) and
+    counts get ticks like 1.5 houses. With `outer`, the ticks reach just past both ends,
+    so the scale can stop on them; with `integer`, every step is a whole number.
+    """
+    if not high > low:
+        return [low]
+    raw = (high - low) / count
+    magnitude = 10.0 ** math.floor(math.log10(raw))
+    steps = (s * magnitude for s in LINEAR_TICK_STEPS)
+    step = next(s for s in steps if s >= raw and (not integer or (s >= 1 and s % 1 == 0)))
+    first, last = math.ceil(low / step - 1e-9), math.floor(high / step + 1e-9)
+    if outer:
+        first, last = math.floor(low / step + 1e-9), math.ceil(high / step - 1e-9)
+    return [round(k * step, 10) for k in range(first, last + 1)]
 
 
 def log_ticks(low: float, high: float, steps: tuple[int, ...] = LOG_TICK_STEPS) -> list[float]:
