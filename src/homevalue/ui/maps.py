@@ -86,4 +86,4 @@ def ames_map(*, height: str = "420px", zoom: int = 12) -> Map:
 
 
 def legend(title: str, entries: dict[str, str]) -> LegendControl:
-    return LegendControl(entries, title=title, position="bottomright")
+    return LegendControl(entries, title=title, position="topright")
