@@ -181,6 +181,20 @@ def test_linear_ticks_are_round_and_span_the_range(low, high, count, outer, tick
     assert charts.linear_ticks(low, high, count, outer=outer) == pytest.approx(ticks)
 
 
+@pytest.mark.parametrize(
+    ("high", "ticks"),
+    [
+        (1, [0, 1]),
+        (2, [0, 1, 2]),
+        (7, [0, 2, 4, 6, 8]),
+        (12, [0, 5, 10, 15]),
+        (30, [0, 10, 20, 30]),
+    ],
+)
+def test_integer_ticks_count_whole_houses(high, ticks):
+    assert charts.linear_ticks(0, high, 5, outer=True, integer=True) == ticks
+
+
 def test_what_if_built_later_raises_the_remodel_year_with_it(model, good_house):
     curve = homevalue.predict.what_if(good_house, "Year_Built", [1950, 2005], model=model)
     assert list(curve["Year_Built"]) == [1950, 2005]  # 2005 > remodel 1990, kept

@@ -6,6 +6,7 @@ the form moves a line instead of rebuilding a figure.
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import bqplot as bq
@@ -53,7 +54,10 @@ class WhatIfChart:
         # otherwise be drawn for a moment with x and y of different lengths (NaN paths).
         x_ticks = linear_ticks(float(np.min(x)), float(np.max(x)), X_TICKS)
         y_ticks = linear_ticks(float(np.min(low)), float(np.max(high)), Y_TICKS, outer=True)
-        with self.band.hold_sync(), self.line.hold_sync(), self.current.hold_sync():
+        held = (self.band, self.line, self.current, self.x_axis, self.y_axis, self.x, self.y)
+        with contextlib.ExitStack() as stack:
+            for widget in held:
+                stack.enter_context(widget.hold_sync())
             self.x_axis.tick_format = ",d" if grouping else "d"
             self.x_axis.tick_values, self.y_axis.tick_values = x_ticks, y_ticks
             # The curve spans the whole width; the price scale ends on round prices.
@@ -95,7 +99,7 @@ def set_histogram(figure: bq.Figure, values, bins: int = 30) -> None:
 
 LOG_TICK_STEPS = (1, 2, 3, 5)
 LINEAR_TICK_STEPS = (1, 2, 2.5, 5, 10)
-X_TICKS, Y_TICKS = 6, 5  # about how many ticks the what-if chart's axes get
+X_TICKS, Y_TICKS = 6, 5  # about how many ticks a chart's x and y axes get
 
 
 def linear_ticks(
@@ -109,10 +113,10 @@ def linear_ticks(
     """
     if not high > low:
         return [low]
-    raw = (high - low) / count
+    raw = max((high - low) / count, 1.0) if integer else (high - low) / count
     magnitude = 10.0 ** math.floor(math.log10(raw))
     steps = (s * magnitude for s in LINEAR_TICK_STEPS)
-    step = next(s for s in steps if s >= raw and (not integer or (s >= 1 and s % 1 == 0)))
+    step = next(s for s in steps if s >= raw and not (integer and s % 1))
     first, last = math.ceil(low / step - 1e-9), math.floor(high / step + 1e-9)
     if outer:
         first, last = math.floor(low / step + 1e-9), math.ceil(high / step - 1e-9)
