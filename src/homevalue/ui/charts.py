@@ -13,6 +13,7 @@ import bqplot as bq
 import numpy as np
 
 MARGIN = {"top": 20, "bottom": 50, "left": 75, "right": 20}
+X_TICKS, Y_TICKS = 6, 5  # about how many ticks a chart's x and y axes get
 
 
 def _figure(marks, axes, title: str, height: str = "300px") -> bq.Figure:
@@ -52,7 +53,8 @@ class WhatIfChart:
     def show(self, x, price, low, high, current_x, current_price, label: str, grouping=True):
         # Each mark's x and y must travel in one message: a curve that changes length would
         # otherwise be drawn for a moment with x and y of different lengths (NaN paths).
-        x_ticks = linear_ticks(float(np.min(x)), float(np.max(x)), X_TICKS)
+        x_low, x_high = float(np.min(x)), float(np.max(x))
+        x_ticks = linear_ticks(x_low, x_high, X_TICKS)
         y_ticks = linear_ticks(float(np.min(low)), float(np.max(high)), Y_TICKS, outer=True)
         held = (self.band, self.line, self.current, self.x_axis, self.y_axis, self.x, self.y)
         with contextlib.ExitStack() as stack:
@@ -61,7 +63,7 @@ class WhatIfChart:
             self.x_axis.tick_format = ",d" if grouping else "d"
             self.x_axis.tick_values, self.y_axis.tick_values = x_ticks, y_ticks
             # The curve spans the whole width; the price scale ends on round prices.
-            self.x.min, self.x.max = float(np.min(x)), float(np.max(x))
+            self.x.min, self.x.max = x_low, x_high
             self.y.min, self.y.max = y_ticks[0], y_ticks[-1]
             self.band.x, self.band.y = np.asarray(x), np.vstack([low, high])
             self.line.x, self.line.y = np.asarray(x), np.asarray(price)
@@ -99,7 +101,6 @@ def set_histogram(figure: bq.Figure, values, bins: int = 30) -> None:
 
 LOG_TICK_STEPS = (1, 2, 3, 5)
 LINEAR_TICK_STEPS = (1, 2, 2.5, 5, 10)
-X_TICKS, Y_TICKS = 6, 5  # about how many ticks a chart's x and y axes get
 
 
 def linear_ticks(
