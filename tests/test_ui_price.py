@@ -11,6 +11,7 @@ import homevalue
 from homevalue.ui import PricePage, charts
 from homevalue.ui import page as ui_page
 from homevalue.ui.form import HouseForm, field_widget
+from homevalue.ui.page import FRIENDLY
 from homevalue.ui.price import LAT, LON, share_query
 
 
@@ -129,6 +130,33 @@ def test_the_url_prefills_the_form_and_reports_what_it_could_not_use(page):
     assert "Year_Built=abc must be a number" in page.status.value
     assert "colour is not a field" in page.status.value
     assert "theme" not in page.status.value  # Voilà's own parameter
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ({"Year_Built": "2,009"}, 2009),  # thousands comma, as a CSV or the API accepts it
+        ({"Year_Built": "2009", "Year_Remod_Add": "1,950"}, 2009),  # both, one earlier
+    ],
+)
+def test_a_link_value_valid_alone_is_used_even_when_another_field_disagrees(page, query, expected):
+    """A value that passes its own field's check is used; a clash between fields is marked
+    on the form like any entry (it used to reach the form as text and break the page)."""
+    page.apply_request(query)
+    assert page.form.values()["Year_Built"] == expected
+    assert "not used" not in page.status.value
+    assert "Fix the marked field" in page.status.value
+    assert "must not be earlier than Year_Built" in page.form.errors["Year_Remod_Add"].value
+
+
+def test_a_link_that_breaks_the_form_leaves_a_notice_not_a_broken_page(page, monkeypatch, caplog):
+    def broken(_values):
+        raise RuntimeError("a bug in the form")
+
+    monkeypatch.setattr(page.form, "set_values", broken)
+    page.apply_request({"Gr_Liv_Area": "1800"})  # must not raise: the page's last cell
+    assert FRIENDLY in page.status.value
+    assert "a bug in the form" in caplog.text
 
 
 def test_the_shareable_link_prices_the_same_house(page, model):

@@ -197,6 +197,13 @@ def _check_category(feature: Feature, value: object) -> tuple[str | None, str | 
     return text, None
 
 
+def check_value(feature: Feature, value: object) -> tuple[float | str | None, str | None]:
+    """(clean value, None) or (None, reason): one field alone, as `validate_record` checks it
+    before comparing fields (a link or a form sets fields one at a time)."""
+    checker = _check_category if feature.is_category else _check_number
+    return checker(feature, value)
+
+
 def validate_record(schema: Schema, record: Mapping) -> tuple[dict, list[Flag]]:
     """Check one house; return clean values (defaults filled) and flags, or raise.
 
@@ -221,8 +228,7 @@ def validate_record(schema: Schema, record: Mapping) -> tuple[dict, list[Flag]]:
             )
             flags.append(Flag("default_used", feature.name, flag_message(feature, "default_used")))
             continue
-        checker = _check_category if feature.is_category else _check_number
-        checked, reason = checker(feature, value)
+        checked, reason = check_value(feature, value)
         if reason:
             problems.append(Problem(feature.name, value, reason))
             continue

@@ -17,7 +17,7 @@ from homevalue.comps import comparable_sales, reference_sales
 from homevalue.errors import ValidationError
 from homevalue.model import Model, load_model
 from homevalue.predict import Prediction, predict_one, what_if
-from homevalue.schema import fmt, fmt_for, validate_record
+from homevalue.schema import check_value, fmt, fmt_for
 from homevalue.ui import charts, maps, render
 from homevalue.ui.form import HouseForm
 from homevalue.ui.page import Panel, Throttle, guarded, page_path, request_query, version_marker
@@ -304,8 +304,14 @@ class PricePage:
             self.offer.layout.display = "none"
 
     def apply_request(self, query: dict | None = None) -> None:
-        """Prefill from the page's URL (`?Gr_Liv_Area=1800&lat=42.03&lon=-93.62`)."""
-        query = request_query() if query is None else query
+        """Prefill from the page's URL (`?Gr_Liv_Area=1800&lat=42.03&lon=-93.62`).
+
+        The page's last cell calls this: whatever a link holds, it ends in a notice, never
+        in a page that "could not be built".
+        """
+        self.guard(self._apply_query)(request_query() if query is None else query)
+
+    def _apply_query(self, query: dict) -> None:
         values, problems = self.query_values(query)
         if values:
             self.form.set_values(values)
@@ -315,7 +321,11 @@ class PricePage:
             )
 
     def query_values(self, query: dict) -> tuple[dict, list[str]]:
-        """The query's fields that are valid for this model, and a reason for each that is not."""
+        """The query's fields that are valid for this model, and a reason for each that is not.
+
+        Each value is checked alone; fields that disagree with each other (remodelled before
+        built) are then marked on the form like any entry.
+        """
         values, problems = {}, []
         for key, raw in query.items():
             if key in VOILA_PARAMETERS:
@@ -324,14 +334,9 @@ class PricePage:
             if name not in self.schema.by_name:
                 problems.append(f"{key} is not a field of this model")
                 continue
-            candidate = {**self.form.values(), name: raw}
-            try:
-                clean, _ = validate_record(self.schema, candidate)
-            except ValidationError as error:
-                reasons = [p.reason for p in error.problems if p.field == name]
-                if reasons:
-                    problems.append(f"{key}={raw!s:.40} {reasons[0]}")
-                    continue
-                clean = {name: raw}
-            values[name] = clean.get(name, raw)
+            value, reason = check_value(self.schema.by_name[name], raw)
+            if reason:
+                problems.append(f"{key}={raw!s:.40} {reason}")
+            else:
+                values[name] = value
         return values, problems
