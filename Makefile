@@ -43,11 +43,11 @@ $(VENV)/.installed: pyproject.toml $(CONSTRAINTS) $(TEMPLATE_FILES)
 	$(PY) -m pip install -c $(CONSTRAINTS) -e '.[test]' 2>&1 | { grep -v "$(PIP_NOISE)" || true; }
 	touch $@
 
-## Serve notebooks/ with Voilà on http://localhost:8866/ (PORT=... to change; settings in voila.json)
+## Serve notebooks/ with Voilà on http://localhost:8866/ (PORT=... to change; settings in voila.json; limits in README "Deployment")
 serve: $(VENV)/.installed
 	mkdir -p $(NOTEBOOKS)
 	@echo "Serving $(NOTEBOOKS)/ on http://localhost:$(PORT)/"
-	$(VENV)/bin/voila --no-browser --port=$(PORT) --Voila.port_retries=0 $(VOILA_ARGS) $(NOTEBOOKS)/
+	$(PY) -m homevalue.dashboards --no-browser --port=$(PORT) --Voila.port_retries=0 $(VOILA_ARGS) $(NOTEBOOKS)/
 
 ## Serve the prediction API on http://127.0.0.1:8000/ (docs at /docs; API_PORT=... API_WORKERS=... API_HOST=...)
 api: $(VENV)/.installed

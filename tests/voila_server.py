@@ -36,6 +36,9 @@ NOTEBOOKS = PROJ_ROOT / "notebooks"
 START_TIMEOUT = 180
 STOP_TIMEOUT = 20
 PAGE_TIMEOUT = 120  # a page is streamed while its cells run
+# The tests (and the benchmark's crowds) open pages from one address far faster than a person
+# does; the per-client budget has its own tests (tests/test_dashboard_security.py).
+TEST_LIMITS = {"HOMEVALUE_KERNELS_PER_CLIENT_PER_MINUTE": "1000"}
 
 
 @dataclass
@@ -61,6 +64,25 @@ class VoilaServer:
             return [leader, *leader.children(recursive=True)]
         except psutil.NoSuchProcess:
             return []
+
+    def server_process(self) -> psutil.Process:
+        """The Voilà server itself, not make, its shell or a kernel."""
+        for process in self.processes():
+            with contextlib.suppress(psutil.Error):
+                command = process.cmdline()
+                if f"--port={self.port}" in command and "make" not in command[0]:
+                    return process
+        raise LookupError("the Voilà server process is not running")
+
+    def kernel_ids(self) -> list[str]:
+        """The kernels the server runs now, the preheated pool included."""
+        found = []
+        for process in self.processes():
+            with contextlib.suppress(psutil.Error):
+                match = re.search(r"kernel-([0-9a-f-]{36})\.json", " ".join(process.cmdline()))
+                if match:
+                    found.append(match[1])
+        return found
 
     def kernel_processes(self, kernel_id: str) -> list[psutil.Process]:
         """The processes whose command line names the kernel's connection file."""
@@ -123,6 +145,7 @@ def serve(
     # Under `make test`, MAKEFLAGS names jobserver pipes this child cannot use.
     env = {
         **{k: v for k, v in os.environ.items() if k not in {"MAKEFLAGS", "MFLAGS", "MAKELEVEL"}},
+        **TEST_LIMITS,
         **(env or {}),
     }
     with log_path.open("wb") as log:

@@ -8,6 +8,7 @@ and tests that want a private copy.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 PROJ_ROOT = Path(__file__).resolve().parents[2]
@@ -62,3 +63,62 @@ API_MAX_HOUSES = 100
 # A request body larger than this is refused with 413 before it is read whole; 100 houses
 # take about 38 KB of JSON (52 KB indented), so any honest request fits.
 API_MAX_BODY_BYTES = 256 * 1024
+
+
+# The dashboards' limits (homevalue.dashboards), each overridable by its environment variable.
+# A page's kernel measured 154-172 MB RSS (tests/benchmarks/bench_dashboards.py): budget 200.
+KERNEL_TYPICAL_MB = 200
+# Scoring a 49 MB upload took the batch page's kernel to 774 MB at its peak: twice that.
+KERNEL_MEMORY_LIMIT_MB = 1536
+# The share of the machine's memory the dashboards' kernels may take, at the typical size.
+KERNEL_MEMORY_SHARE = 0.75
+# Below this much free host memory no kernel is started; below half of it the largest
+# viewer kernel is shut down.
+HOST_MEMORY_FLOOR_MB = 1024
+# New pages (kernels) per client address per minute: a person reloading never meets it.
+KERNELS_PER_CLIENT_PER_MINUTE = 10
+# A page served but never connected to by a browser (a script's GET) keeps its kernel this
+# long; 20 viewers arriving at once on 2 cores connected within 70 s (bench).
+UNCLAIMED_KERNEL_SECONDS = 120.0
+
+
+@dataclass(frozen=True)
+class DashboardLimits:
+    max_kernels: int
+    kernels_per_client_per_minute: int
+    kernel_memory_limit_mb: int
+    host_memory_floor_mb: int
+    unclaimed_seconds: float
+    # Addresses of reverse proxies whose X-Forwarded-For names the real client.
+    trusted_proxies: tuple[str, ...]
+
+
+# Set it to require a token for the dashboards (Jupyter's token login: open the site once
+# with ?token=..., a cookie does the rest). Unset: open, as on a developer's machine.
+DASHBOARD_TOKEN_ENV = "HOMEVALUE_DASHBOARD_TOKEN"
+
+
+def machine_memory_mb() -> int:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
+
+
+def default_max_kernels() -> int:
+    """As many typical kernels as fit in the dashboards' share of this machine's memory."""
+    return max(4, int(machine_memory_mb() * KERNEL_MEMORY_SHARE / KERNEL_TYPICAL_MB))
+
+
+def dashboard_limits() -> DashboardLimits:
+    env = os.environ.get
+    proxies = env("HOMEVALUE_TRUSTED_PROXIES", "")
+    return DashboardLimits(
+        max_kernels=int(env("HOMEVALUE_MAX_KERNELS") or default_max_kernels()),
+        kernels_per_client_per_minute=int(
+            env("HOMEVALUE_KERNELS_PER_CLIENT_PER_MINUTE", KERNELS_PER_CLIENT_PER_MINUTE)
+        ),
+        kernel_memory_limit_mb=int(env("HOMEVALUE_KERNEL_MEMORY_MB", KERNEL_MEMORY_LIMIT_MB)),
+        host_memory_floor_mb=int(env("HOMEVALUE_HOST_MEMORY_FLOOR_MB", HOST_MEMORY_FLOOR_MB)),
+        unclaimed_seconds=float(
+            env("HOMEVALUE_UNCLAIMED_KERNEL_SECONDS", UNCLAIMED_KERNEL_SECONDS)
+        ),
+        trusted_proxies=tuple(p.strip() for p in proxies.split(",") if p.strip()),
+    )

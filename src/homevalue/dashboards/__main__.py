@@ -1,0 +1,3 @@
+from homevalue.dashboards.app import main
+
+main()

@@ -1,0 +1,100 @@
+"""`python -m homevalue.dashboards`: Voilà as `make serve` runs it, with a viewer's limits.
+
+This is Voilà's own application; the one change is the page handler, which asks the kernel
+manager (homevalue.dashboards.kernels) for room before a page starts or takes a kernel, so
+a busy server answers 503 "busy, try again in a minute" at once instead of running out of
+memory, and which lets the query's `?theme=`/`?template=` choose the preheated pool's
+pages whenever Voilà would ignore them anyway (upstream compares them even when
+overriding is disabled, so any such query started a cold kernel).
+Everything else is configured in voila.json and read by Voilà as usual.
+"""
+
+from __future__ import annotations
+
+import os
+
+from tornado import web
+from traitlets import default
+from voila.app import Voila
+from voila.tornado.handler import TornadoVoilaHandler
+
+from homevalue import config
+from homevalue.dashboards.kernels import KernelLimitReached
+
+
+def client_address(remote_ip: str, forwarded_for: str, trusted_proxies: tuple[str, ...]) -> str:
+    """The viewer's address: the peer's, or the last hop a trusted reverse proxy added.
+
+    Only the entry our own proxy appended can be believed; anything before it is whatever
+    the client chose to send.
+    """
+    if remote_ip in trusted_proxies and forwarded_for.strip():
+        return forwarded_for.split(",")[-1].strip()
+    return remote_ip
+
+
+class ViewerPageHandler(TornadoVoilaHandler):
+    """Voilà's page handler, admitting a viewer only while there is room for their kernel."""
+
+    retry_after = 60
+
+    @web.authenticated
+    async def get(self, path=None):
+        page = path or self.notebook_path or ""
+        if page.lower().endswith(".ipynb"):
+            limits = self.kernel_manager.limits
+            address = client_address(
+                self.request.remote_ip or "",
+                self.request.headers.get("X-Forwarded-For", ""),
+                limits.trusted_proxies,
+            )
+            try:
+                self.kernel_manager.admit(address)
+            except KernelLimitReached as busy:
+                self._busy(busy)
+                return
+        try:
+            await super().get(path)
+        except KernelLimitReached as busy:  # the cap was reached while this page waited
+            if self._headers_written:
+                raise
+            self._busy(busy)
+
+    def _busy(self, busy: KernelLimitReached) -> None:
+        self.log.warning("503 busy for %s: %s", self.request.path, busy.reason)
+        self.retry_after = busy.retry_after
+        self.send_error(503)
+
+    def write_error(self, status_code: int, **kwargs) -> None:
+        if status_code == 503:
+            self.set_header("Retry-After", str(self.retry_after))
+        super().write_error(status_code, **kwargs)
+
+    def should_use_rendered_notebook(
+        self, notebook_data, pool_size, template_name, theme, request_args
+    ) -> bool:
+        settings = self.voila_configuration
+        if settings.allow_template_override != "YES":
+            template_name = None
+        if settings.allow_theme_override != "YES":
+            theme = None
+        return super().should_use_rendered_notebook(
+            notebook_data, pool_size, template_name, theme, request_args
+        )
+
+
+class DashboardServer(Voila):
+    """Voilà serving our pages through ViewerPageHandler; opt-in token from the environment."""
+
+    @default("token")
+    def _token_from_environment(self) -> str | None:
+        return os.environ.get(config.DASHBOARD_TOKEN_ENV) or None
+
+    def init_handlers(self) -> list:
+        return [
+            (rule[0], ViewerPageHandler, *rule[2:]) if rule[1] is TornadoVoilaHandler else rule
+            for rule in super().init_handlers()
+        ]
+
+
+main = DashboardServer.launch_instance

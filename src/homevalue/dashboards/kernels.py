@@ -1,0 +1,251 @@
+"""How many kernels the dashboards may run, for whom, and how large each may grow.
+
+Every page a viewer opens costs a kernel (about 170 MB, measured), and upstream Voilà starts
+one for every GET of a page, with no limit: 30 GETs without a browser left 60 kernels and
+11.8 GB, and one kernel took 380 MB more from widgets sent over its websocket. Here:
+
+- admission: a viewer gets a kernel only while the server holds fewer than `max_kernels`,
+  the host has `host_memory_floor_mb` free, and their address has a kernel left in its
+  budget (`kernels_per_client_per_minute`); otherwise the page answers 503 "busy" at once;
+- a kernel that no browser ever connects to (a GET from a script) is shut down
+  `unclaimed_seconds` after its page was ready, instead of after the ten-minute idle cull;
+- a kernel over `kernel_memory_limit_mb` is shut down (its viewer sees "connection lost"),
+  and when the host runs short of memory the largest viewer kernel goes first, so the
+  server never meets the kernel's out-of-memory killer.
+
+Voilà's pool of preheated kernels is built on top of this class
+(`VoilaConfiguration.multi_kernel_manager_class` in voila.json), so its refills count and
+wait for room like everything else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import psutil
+from jupyter_server._tz import utcnow
+from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
+from tornado.ioloop import IOLoop
+
+from homevalue import config
+
+MB = 2**20
+WATCH_SECONDS = 1.0  # how often kernel memory and unclaimed kernels are checked
+REFILL_WAIT_SECONDS = 1.0  # how often a pool refill at the cap looks for room
+CLIENTS_REMEMBERED = 10_000  # addresses whose budget is tracked (least recent dropped)
+
+
+class KernelLimitReached(Exception):
+    """No kernel for this viewer now; `retry_after` says when to try again (seconds)."""
+
+    def __init__(self, reason: str, retry_after: int):
+        super().__init__(reason)
+        self.reason, self.retry_after = reason, retry_after
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    updated: float
+
+
+class ClientBudget:
+    """A token bucket per client address: `per_minute` kernels, refilled evenly over a minute.
+
+    A viewer who reloads a page a few times never notices; a script that requests the page
+    in a loop gets a kernel a few seconds apart at most.
+    """
+
+    def __init__(self, per_minute: int, clock=time.monotonic):
+        self.per_minute = per_minute
+        self.clock = clock
+        self.buckets: OrderedDict[str, _Bucket] = OrderedDict()
+
+    def take(self, client: str) -> float:
+        """Spend one kernel of `client`'s budget: 0 if it had one, else seconds until it will."""
+        now = self.clock()
+        bucket = self.buckets.pop(client, None) or _Bucket(float(self.per_minute), now)
+        rate = self.per_minute / 60
+        bucket.tokens = min(self.per_minute, bucket.tokens + (now - bucket.updated) * rate)
+        bucket.updated = now
+        self.buckets[client] = bucket
+        while len(self.buckets) > CLIENTS_REMEMBERED:
+            self.buckets.popitem(last=False)
+        if bucket.tokens >= 1:
+            bucket.tokens -= 1
+            return 0.0
+        return (1 - bucket.tokens) / rate if rate else float("inf")
+
+
+def process_rss(pid: int | None) -> int:
+    """Resident memory of a kernel and its children in bytes (0 if it is gone)."""
+    if pid is None:
+        return 0
+    try:
+        process = psutil.Process(pid)
+        family = [process, *process.children(recursive=True)]
+    except psutil.Error:
+        return 0
+    total = 0
+    for member in family:
+        with contextlib.suppress(psutil.Error):
+            total += member.memory_info().rss
+    return total
+
+
+class LimitedKernelManager(AsyncMappingKernelManager):
+    """jupyter_server's kernel manager with a cap, a per-client budget and a memory ceiling."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.limits = config.dashboard_limits()
+        self.budget = ClientBudget(self.limits.kernels_per_client_per_minute)
+        self._starting = 0
+        self._connected_once: set[str] = set()
+        self._unclaimed_since: dict[str, float] = {}
+        self.log.info(
+            "kernel limits: at most %d kernels, %d new per client per minute, %d MB each, "
+            "%d MB of host memory kept free; unclaimed kernels go after %g s",
+            self.limits.max_kernels,
+            self.limits.kernels_per_client_per_minute,
+            self.limits.kernel_memory_limit_mb,
+            self.limits.host_memory_floor_mb,
+            self.limits.unclaimed_seconds,
+        )
+        IOLoop.current().add_callback(self._watch_forever)
+
+    # --- admission ---------------------------------------------------------------------
+
+    def kernel_count(self) -> int:
+        """Kernels running or starting, the preheated pool included."""
+        return len(self._kernels) + self._starting
+
+    def admit(self, client: str) -> None:
+        """Let `client` have a page (a kernel), or raise KernelLimitReached saying why.
+
+        Taking a preheated kernel starts its replacement, so a viewer always needs room for
+        one more kernel than there are now.
+        """
+        available = psutil.virtual_memory().available
+        if available < self.limits.host_memory_floor_mb * MB:
+            raise KernelLimitReached(
+                f"host memory low ({available // MB} MB free, "
+                f"floor {self.limits.host_memory_floor_mb} MB)",
+                retry_after=60,
+            )
+        if self.kernel_count() + 1 > self.limits.max_kernels:
+            raise KernelLimitReached(
+                f"{self.kernel_count()} kernels running (limit {self.limits.max_kernels})",
+                retry_after=60,
+            )
+        wait = self.budget.take(client)
+        if wait:
+            raise KernelLimitReached(
+                f"client {client} opened {self.limits.kernels_per_client_per_minute} pages "
+                "in the last minute",
+                retry_after=max(1, int(wait + 0.999)),
+            )
+
+    async def start_kernel(self, **kwargs) -> str:
+        """Start a kernel within the cap: a viewer's is refused, a pool refill waits for room."""
+        refill = kwargs.get("env", {}).get("VOILA_PREHEAT") == "True"
+        while self.kernel_count() >= self.limits.max_kernels:
+            if not refill:
+                raise KernelLimitReached(
+                    f"{self.kernel_count()} kernels running (limit {self.limits.max_kernels})",
+                    retry_after=60,
+                )
+            await asyncio.sleep(REFILL_WAIT_SECONDS)
+        self._starting += 1
+        try:
+            return await super().start_kernel(**kwargs)
+        finally:
+            self._starting -= 1
+
+    def notify_connect(self, kernel_id: str) -> None:
+        self._connected_once.add(kernel_id)
+        super().notify_connect(kernel_id)
+
+    def remove_kernel(self, kernel_id: str):
+        self._connected_once.discard(kernel_id)
+        self._unclaimed_since.pop(kernel_id, None)
+        return super().remove_kernel(kernel_id)
+
+    # --- the watchdog ------------------------------------------------------------------
+
+    async def _watch_forever(self) -> None:
+        while True:
+            await asyncio.sleep(WATCH_SECONDS)
+            try:
+                await self.watch()
+            except Exception:  # the watchdog must outlive any one bad check
+                self.log.exception("kernel watchdog check failed")
+
+    def _pooled(self) -> set[str]:
+        """Kernels waiting in Voilà's preheated pool (not yet anyone's page)."""
+        pooled = set()
+        for pool in getattr(self, "_pools", {}).values():
+            for task in pool:
+                if task.done() and not task.cancelled() and task.exception() is None:
+                    pooled.add(task.result()["kernel_id"])
+        return pooled
+
+    def _pid(self, kernel_id: str) -> int | None:
+        kernel = self._kernels.get(kernel_id)
+        provisioner = getattr(kernel, "provisioner", None)
+        return getattr(provisioner, "pid", None)
+
+    async def watch(self) -> None:
+        """One round: memory ceiling, unclaimed kernels, host memory pressure."""
+        now = time.monotonic()
+        pooled = self._pooled()
+        sizes: dict[str, int] = {}
+        for kernel_id in list(self._kernels):
+            rss = process_rss(self._pid(kernel_id))
+            if rss > self.limits.kernel_memory_limit_mb * MB:
+                await self._stop(
+                    kernel_id,
+                    f"it holds {rss // MB} MB (limit {self.limits.kernel_memory_limit_mb} MB)",
+                )
+                continue
+            if kernel_id in pooled:
+                self._unclaimed_since.pop(kernel_id, None)
+                continue
+            sizes[kernel_id] = rss
+            if kernel_id not in self._connected_once:
+                waited = min(
+                    now - self._unclaimed_since.setdefault(kernel_id, now),
+                    self._seconds_idle(kernel_id),
+                )
+                if waited > self.limits.unclaimed_seconds:
+                    await self._stop(
+                        kernel_id,
+                        f"its page was ready {waited:.0f} s ago and no browser connected",
+                    )
+        await self._relieve_host(sizes)
+
+    def _seconds_idle(self, kernel_id: str) -> float:
+        """Seconds since the kernel last sent anything: a page still being built is busy."""
+        last = getattr(self._kernels.get(kernel_id), "last_activity", None)
+        return (utcnow() - last).total_seconds() if last else float("inf")
+
+    async def _relieve_host(self, sizes: dict[str, int]) -> None:
+        """Below half the memory floor, shut the largest viewer kernel down before the OS
+        kills something (the floor already stops new kernels)."""
+        available = psutil.virtual_memory().available
+        if sizes and available < self.limits.host_memory_floor_mb * MB // 2:
+            largest = max(sizes, key=sizes.get)
+            await self._stop(
+                largest,
+                f"the host has {available // MB} MB free and it is the "
+                f"largest kernel ({sizes[largest] // MB} MB)",
+            )
+
+    async def _stop(self, kernel_id: str, why: str) -> None:
+        self.log.warning("shutting kernel %s down: %s", kernel_id, why)
+        with contextlib.suppress(KeyError, RuntimeError):  # already gone
+            await self.shutdown_kernel(kernel_id, now=True)

@@ -1,0 +1,125 @@
+"""The dashboards' server parts that need no server: frame checks, client budgets, addresses.
+
+The same parts are attacked through a real Voilà server in tests/test_dashboard_security.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from jupyter_server.services.kernels.connection.base import (
+    deserialize_msg_from_ws_v1,
+    serialize_msg_to_ws_v1,
+)
+
+from homevalue import config
+from homevalue.dashboards.app import client_address
+from homevalue.dashboards.channels import MAX_PARTS, FrameError, split_v1_frame
+from homevalue.dashboards.kernels import ClientBudget
+
+parts = st.lists(st.binary(max_size=64), min_size=4, max_size=MAX_PARTS)
+channels = st.sampled_from(["shell", "control", "stdin", "iopub"])
+
+
+@given(channel=channels, message=parts)
+def test_every_frame_jupyter_writes_is_read_back_exactly(channel, message):
+    frame = serialize_msg_to_ws_v1(message, channel)
+    assert split_v1_frame(frame) == (channel, message)
+    assert split_v1_frame(frame) == deserialize_msg_from_ws_v1(frame)
+
+
+@given(st.binary(max_size=512))
+def test_any_bytes_are_read_or_refused_at_once(frame):
+    began = time.perf_counter()
+    with contextlib.suppress(FrameError):
+        split_v1_frame(frame)
+    assert time.perf_counter() - began < 0.05
+
+
+@given(count=st.integers(min_value=0, max_value=2**64 - 1), tail=st.binary(max_size=64))
+def test_a_forged_offset_count_is_refused_without_reading_it(count, tail):
+    """Upstream builds a list of `count` offsets: 2**60 froze the whole server."""
+    frame = count.to_bytes(8, "little") + tail
+    if not 3 <= count <= MAX_PARTS + 2:
+        with pytest.raises(FrameError, match="offsets"):
+            split_v1_frame(frame)
+
+
+@pytest.mark.parametrize(
+    ("frame", "reason"),
+    [
+        ("text", "text frame"),
+        (b"\x01\x02", "too short"),
+        ((5).to_bytes(8, "little"), "shorter than its 5 offsets"),
+        ((3).to_bytes(8, "little") + (10**6).to_bytes(8, "little") * 3, "outside the frame"),
+    ],
+)
+def test_malformed_frames_say_what_is_wrong(frame, reason):
+    with pytest.raises(FrameError, match=reason):
+        split_v1_frame(frame)
+
+
+def test_a_real_widget_message_passes():
+    content = {"comm_id": "c", "data": {"method": "update", "state": {"value": 1800}}}
+    message = [json.dumps(part).encode() for part in ({"msg_type": "comm_msg"}, {}, {}, content)]
+    channel, read = split_v1_frame(serialize_msg_to_ws_v1(message, "shell"))
+    assert channel == "shell" and json.loads(read[3]) == content
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_client_budget_allows_a_burst_then_one_page_per_interval():
+    clock = Clock()
+    budget = ClientBudget(per_minute=4, clock=clock)
+    assert [budget.take("a") for _ in range(4)] == [0, 0, 0, 0]
+    assert budget.take("a") == pytest.approx(15)  # 4 a minute: the next one in 15 s
+    assert budget.take("b") == 0  # others have their own
+    clock.now += 15
+    assert budget.take("a") == 0
+    assert budget.take("a") > 0
+
+
+def test_a_client_budget_remembers_a_bounded_number_of_clients(monkeypatch):
+    monkeypatch.setattr("homevalue.dashboards.kernels.CLIENTS_REMEMBERED", 3)
+    budget = ClientBudget(per_minute=1, clock=Clock())
+    for client in "abcde":
+        budget.take(client)
+    assert list(budget.buckets) == ["c", "d", "e"]
+
+
+@pytest.mark.parametrize(
+    ("peer", "forwarded", "trusted", "client"),
+    [
+        ("198.51.100.7", "", (), "198.51.100.7"),
+        ("198.51.100.7", "10.0.0.1", (), "198.51.100.7"),  # an untrusted peer's claim
+        ("127.0.0.1", "10.0.0.1", ("127.0.0.1",), "10.0.0.1"),
+        ("127.0.0.1", "6.6.6.6, 10.0.0.1", ("127.0.0.1",), "10.0.0.1"),  # only our hop
+        ("127.0.0.1", "", ("127.0.0.1",), "127.0.0.1"),
+    ],
+)
+def test_the_client_address_trusts_only_our_own_proxy(peer, forwarded, trusted, client):
+    assert client_address(peer, forwarded, trusted) == client
+
+
+def test_limits_default_from_the_machine_and_read_the_environment(monkeypatch):
+    for name in ("HOMEVALUE_MAX_KERNELS", "HOMEVALUE_KERNELS_PER_CLIENT_PER_MINUTE"):
+        monkeypatch.delenv(name, raising=False)
+    limits = config.dashboard_limits()
+    expected = int(config.machine_memory_mb() * 0.75 / config.KERNEL_TYPICAL_MB)
+    assert limits.max_kernels == max(4, expected)
+    assert limits.kernels_per_client_per_minute == config.KERNELS_PER_CLIENT_PER_MINUTE
+    monkeypatch.setenv("HOMEVALUE_MAX_KERNELS", "7")
+    monkeypatch.setenv("HOMEVALUE_TRUSTED_PROXIES", "127.0.0.1, ::1")
+    limits = config.dashboard_limits()
+    assert (limits.max_kernels, limits.trusted_proxies) == (7, ("127.0.0.1", "::1"))
