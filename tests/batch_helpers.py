@@ -6,6 +6,7 @@ character for character.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -48,3 +49,22 @@ def read_text_csv(path: Path) -> pd.DataFrame:
 def everything_in(folder: Path) -> list[str]:
     """Every name in `folder`, hidden temporaries included."""
     return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+def write_wide_csv(path: Path, rows: int, extra_columns: int) -> Path:
+    """`rows` valid houses followed by `extra_columns` columns of "1" (the wide-file attack).
+
+    Built as text, not through pandas: 200 x 50,000 cells take milliseconds this way.
+    """
+    frame = houses(rows)
+    extra = ",".join(["1"] * extra_columns)
+    header = ",".join([*frame.columns, *(f"x{i}" for i in range(extra_columns))])
+    body = (",".join(row) + "," + extra for row in frame.itertuples(index=False))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join([header, *body]) + "\n")
+    return path
+
+
+def homevalue_command(*args: str) -> list[str]:
+    """The installed `homevalue` script of this environment, as cron would run it."""
+    return [str(Path(sys.executable).with_name("homevalue")), *args]

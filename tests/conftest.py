@@ -51,5 +51,10 @@ def reference(model: homevalue.Model) -> pd.DataFrame:
 
 @pytest.fixture(autouse=True)
 def no_settle_window(monkeypatch):
-    """Test files are written a moment before the inbox runs; the window has its own test."""
+    """Test files are written a moment before the inbox runs; the window has its own test.
+
+    So do the two looks at a file (a second apart by default): they have their own tests,
+    one of them in a real process with the default pause.
+    """
     monkeypatch.setenv("HOMEVALUE_BATCH_SETTLE_SECONDS", "0")
+    monkeypatch.setenv("HOMEVALUE_BATCH_LOOK_SECONDS", "0")

@@ -3,10 +3,29 @@ whole or absent, input columns passed through as written, no formulas in the dow
 
 from __future__ import annotations
 
+import builtins
+import errno
+import io
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
-from batch_helpers import ID, everything_in, houses, read_text_csv, write_csv
+from batch_helpers import (
+    ID,
+    everything_in,
+    homevalue_command,
+    houses,
+    read_text_csv,
+    write_csv,
+    write_wide_csv,
+)
 
 import homevalue
 from homevalue import batch, cli
@@ -395,3 +414,270 @@ def test_progress_bar_shows_when_asked(tmp_path, model, capsys):
     score_file(source, tmp_path / "out", model=model, progress=True)
 
     assert "rows" in capsys.readouterr().err
+
+
+# --- limits: files too wide or too long to be honest ---------------------------------------
+
+
+def test_a_wide_csv_is_refused_at_once_by_the_real_command(tmp_path):
+    """The attack: 200 rows x 50,000 extra columns (20 MB) took 541 s and 2 GB to score."""
+    source = write_wide_csv(tmp_path / "wide.csv", rows=200, extra_columns=50_000)
+    out = tmp_path / "out"
+
+    started = time.monotonic()
+    finished = subprocess.run(
+        homevalue_command("batch", "score", str(source), "--out", str(out)),
+        capture_output=True, text=True, cwd=tmp_path, timeout=30,
+    )  # fmt: skip
+    elapsed = time.monotonic() - started
+
+    assert finished.returncode == 1, finished.stderr
+    assert finished.stdout == ""
+    assert finished.stderr == (
+        "homevalue: wide.csv has 50,020 columns; the limit is 500 "
+        "(HOMEVALUE_BATCH_MAX_COLUMNS), and column 501 is 'x480'. Keep the model's inputs and "
+        "the columns you need carried through (ids, addresses), or raise the limit\n"
+    )
+    assert everything_in(out) == []
+    print(f"refused in {elapsed:.2f} s (process start and imports included)")
+
+
+def test_columns_past_the_limit_are_refused_and_the_limit_is_configurable(
+    tmp_path, model, monkeypatch
+):
+    at_limit = write_wide_csv(tmp_path / "at.csv", rows=5, extra_columns=480)  # 500 in all
+    over = write_wide_csv(tmp_path / "over.csv", rows=5, extra_columns=481)
+
+    assert score(at_limit, tmp_path / "out", model).rows_scored == 5
+    with pytest.raises(homevalue.BatchFileError, match=r"^over\.csv has 501 columns; the limit"):
+        score(over, tmp_path / "out2", model)
+    assert everything_in(tmp_path / "out2") == []
+
+    monkeypatch.setenv("HOMEVALUE_BATCH_MAX_COLUMNS", "22")
+    assert score(write_wide_csv(tmp_path / "two.csv", 5, 2), tmp_path / "out3", model).rows_read
+    with pytest.raises(
+        homevalue.BatchFileError,
+        match=r"^three\.csv has 23 columns; the limit is 22 \(HOMEVALUE_BATCH_MAX_COLUMNS\), "
+        r"and column 23 is 'x2'\.",
+    ):
+        score(write_wide_csv(tmp_path / "three.csv", 5, 3), tmp_path / "out4", model)
+
+
+def test_a_line_past_the_limit_is_refused_with_its_number(tmp_path, model):
+    given = houses(40)
+    given["note"] = "short"
+    given.loc[29, "note"] = "y" * (2 * 2**20)  # data row 30, line 31 of the file: 2 MiB
+    source = write_csv(given, tmp_path / "long.csv")
+
+    with pytest.raises(
+        homevalue.BatchFileError,
+        match=r"^long\.csv: line 31 is longer than 1,048,576 bytes, the limit "
+        r"\(HOMEVALUE_BATCH_MAX_LINE_BYTES\)",
+    ):
+        score(source, tmp_path / "out", model, chunk_rows=7)  # after chunks were written
+    assert everything_in(tmp_path / "out") == []
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"a" * (3 * 2**20), b"Neighborhood," + b"b" * (2**20) + b"\n1\n"],
+    ids=["no line end at all", "one giant name"],
+)
+def test_a_header_line_past_the_limit_is_refused(tmp_path, model, content):
+    source = tmp_path / "header.csv"
+    source.write_bytes(content)
+
+    with pytest.raises(homevalue.BatchFileError, match=r"^header\.csv: line 1 is longer than"):
+        score(source, tmp_path / "out", model)
+    assert everything_in(tmp_path / "out") == []
+
+
+@pytest.mark.parametrize("line_end", ["\r", "\r\n"], ids=["old Mac", "Windows"])
+def test_every_kind_of_line_end_counts_as_one_for_the_line_limit(tmp_path, model, line_end):
+    given = pd.concat([houses(2_000)] * 5, ignore_index=True)  # ~1.2 MB: over the limit as one line
+    source = tmp_path / "lines.csv"
+    given.to_csv(source, index=False, lineterminator=line_end)
+
+    assert score(source, tmp_path / "out", model).rows_scored == 10_000
+
+    given.loc[6_999, ID] = "y" * (2**20 + 1)  # line 7,001
+    given.to_csv(source, index=False, lineterminator=line_end)
+    with pytest.raises(homevalue.BatchFileError, match=r"^lines\.csv: line 7001 is longer than"):
+        score(source, tmp_path / "out2", model, chunk_rows=3_000)
+
+
+class Trickle(io.RawIOBase):
+    """Hands out a few bytes per read, so line ends fall across reads (even a "\r\n")."""
+
+    def __init__(self, data: bytes, step: int):
+        self.data, self.step = io.BytesIO(data), step
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        return self.data.readinto(memoryview(buffer)[: self.step])
+
+
+@pytest.mark.parametrize("step", [1, 2, 3, 5, 64])
+def test_the_line_guard_numbers_lines_as_a_reader_would_whatever_the_reads(step):
+    text = b"ab\r\ncd\ref\nghij\r\nklm\r\r\n" + b"x" * 9 + b"\nok\n"  # line 7 is 9 bytes
+    guard = batch._LineGuard(Trickle(text, step), batch.FileLimits(line_bytes=8), "t.csv")
+
+    with pytest.raises(homevalue.BatchFileError, match=r"^t\.csv: line 7 is longer than 8 bytes"):
+        while guard.read(step):
+            pass
+
+    relaxed = batch._LineGuard(Trickle(text, step), batch.FileLimits(line_bytes=9), "t.csv")
+    assert b"".join(iter(lambda: relaxed.read(step), b"")) == text
+    assert relaxed.line == 9  # 8 line ends read: the next line would be the 9th
+
+
+def test_a_cell_past_the_limit_is_refused_with_its_row_and_column(tmp_path, model):
+    given = houses(20)
+    given["note"] = "fine"
+    # 40,000 characters over 500 short lines: no line is long, the cell is.
+    given.loc[11, "note"] = ("z" * 79 + "\n") * 500
+    given.loc[3, "note"] = "w" * 32_767  # exactly at the limit: fine
+    source = write_csv(given, tmp_path / "cell.csv")
+
+    with pytest.raises(
+        homevalue.BatchFileError,
+        match=r"^cell\.csv: row 12, column 'note' holds 40,000 characters; the limit is 32,767 "
+        r"\(HOMEVALUE_BATCH_MAX_CELL_CHARS\)",
+    ):
+        score(source, tmp_path / "out", model, chunk_rows=5)
+    assert everything_in(tmp_path / "out") == []
+
+    given.loc[11, "note"] = "fine again"
+    scored = score(write_csv(given, tmp_path / "ok.csv"), tmp_path / "out", model, chunk_rows=5)
+    assert scored.rows_scored == 20
+
+
+def test_parquet_is_held_to_the_same_width_and_cell_limits(tmp_path, model):
+    given = houses(12)
+    wide = pd.concat([given, pd.DataFrame({f"x{i}": ["1"] * 12 for i in range(481)})], axis=1)
+    wide.to_parquet(tmp_path / "wide.parquet", index=False)
+    with pytest.raises(homevalue.BatchFileError, match=r"^wide\.parquet has 501 columns; the"):
+        score(tmp_path / "wide.parquet", tmp_path / "out", model)
+
+    given["note"] = "fine"
+    given.loc[9, "note"] = "q" * 40_000
+    given.to_parquet(tmp_path / "cell.parquet", index=False)
+    with pytest.raises(
+        homevalue.BatchFileError, match=r"^cell\.parquet: row 10, column 'note' holds 40,000"
+    ):
+        score(tmp_path / "cell.parquet", tmp_path / "out", model, chunk_rows=4)
+    assert everything_in(tmp_path / "out") == []
+
+
+# --- an output folder that cannot be written ----------------------------------------------
+
+
+def test_an_output_folder_that_is_a_file_is_one_line_from_the_real_command(tmp_path):
+    source = write_csv(houses(5), tmp_path / "houses.csv")
+    (tmp_path / "results").write_text("not a folder")
+
+    finished = subprocess.run(
+        homevalue_command("batch", "score", str(source), "--out", str(tmp_path / "results")),
+        capture_output=True, text=True, cwd=tmp_path, timeout=60,
+    )  # fmt: skip
+
+    assert finished.returncode == 1
+    assert finished.stderr == (
+        f"homevalue: cannot write the outputs of houses.csv in {tmp_path / 'results'}: "
+        "it is a file, not a folder. Nothing was written; free or fix that folder and run "
+        "again\n"
+    )
+    assert everything_in(tmp_path) == ["houses.csv", "results"]
+
+
+def unprivileged(command: list[str]) -> list[str]:
+    """`command` run as nobody: root (as in these tests' containers) ignores permissions."""
+    if os.geteuid() != 0:
+        return command
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("running as root and setpriv is not installed")
+    return [setpriv, "--reuid=nobody", "--regid=nogroup", "--clear-groups", *command]
+
+
+@pytest.fixture
+def shared_tmp():
+    """A folder outside pytest's private (0700) tmp tree, that nobody can traverse."""
+    folder = Path(tempfile.mkdtemp(prefix="homevalue-test-"))
+    folder.chmod(0o755)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_a_read_only_output_folder_is_one_line_from_the_real_command(shared_tmp):
+    source = write_csv(houses(5), shared_tmp / "houses.csv")
+    read_only = shared_tmp / "results"
+    read_only.mkdir(mode=0o555)
+
+    finished = subprocess.run(
+        unprivileged(homevalue_command("batch", "score", str(source), "--out", str(read_only))),
+        capture_output=True, text=True, cwd=shared_tmp, timeout=60,
+    )  # fmt: skip
+
+    assert finished.returncode == 1, finished.stderr
+    assert finished.stderr == (
+        f"homevalue: cannot write the outputs of houses.csv in {read_only}: permission denied. "
+        "Nothing was written; free or fix that folder and run again\n"
+    )
+    assert everything_in(read_only) == []
+
+
+class FullDisk:
+    """Files opened for writing under `folder` take `room` bytes, then fail like a full disk.
+
+    Patched at the boundary every CSV write goes through (the built-in open), so the code
+    under test meets the same OSError(ENOSPC) a real full disk raises from write().
+    """
+
+    def __init__(self, folder: Path, room: int):
+        self.folder, self.room, self.real_open = folder.resolve(), room, builtins.open
+
+    def open(self, file, mode="r", *args, **kwargs):
+        handle = self.real_open(file, mode, *args, **kwargs)
+        inside = isinstance(file, (str, os.PathLike)) and self.folder in Path(file).parents
+        return self.Limited(handle, self) if inside and ("w" in mode or "a" in mode) else handle
+
+    class Limited:
+        def __init__(self, handle, disk):
+            self._handle, self._disk = handle, disk
+
+        def write(self, text):
+            if len(text) > self._disk.room:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), self._handle.name)
+            self._disk.room -= len(text)
+            return self._handle.write(text)
+
+        def __getattr__(self, name):
+            return getattr(self._handle, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self._handle.close()
+
+
+def test_a_full_disk_mid_file_leaves_no_output_and_says_which_folder(tmp_path, model, monkeypatch):
+    out = tmp_path / "out"
+    source = write_csv(houses(200), tmp_path / "houses.csv")
+    earlier = score(write_csv(houses(3), tmp_path / "houses.csv"), out, model)
+    before = earlier.scored_path.read_bytes()
+    write_csv(houses(200), source)
+    monkeypatch.setattr(builtins, "open", FullDisk(out, room=20_000).open)
+
+    with pytest.raises(
+        homevalue.HomevalueError,
+        match=rf"^cannot write the outputs of houses\.csv in {re.escape(str(out))}: no space "
+        r"left on device\. Nothing was written",
+    ):
+        score(source, out, model, chunk_rows=30)
+
+    assert everything_in(out) == ["houses.rejected.csv", "houses.scored.csv"]  # no temporaries
+    assert earlier.scored_path.read_bytes() == before

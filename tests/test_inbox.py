@@ -4,6 +4,7 @@ recovery after a crash, a history of runs, and silence on stderr when nobody wat
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -12,7 +13,15 @@ import time
 
 import pandas as pd
 import pytest
-from batch_helpers import everything_in, houses, read_text_csv, reference_text, write_csv
+from batch_helpers import (
+    everything_in,
+    homevalue_command,
+    houses,
+    read_text_csv,
+    reference_text,
+    write_csv,
+    write_wide_csv,
+)
 
 import homevalue
 from homevalue import cli
@@ -351,3 +360,254 @@ def test_an_unreadable_history_is_refused_with_its_path(tmp_path):
     history.write_bytes(b"this is not a database" * 100)
     with pytest.raises(BatchFileError, match="cannot read the batch history .*history.sqlite"):
         run_history(history)
+
+
+# --- hostile and unlucky files: limits, a damaged history, an unwritable outbox -------------
+
+
+def test_a_wide_file_goes_to_failed_with_the_limit_and_the_rest_still_runs(dirs, model):
+    write_wide_csv(dirs.inbox / "a_wide.csv", rows=20, extra_columns=1_000)
+    write_csv(houses(4), dirs.inbox / "b_good.csv")
+
+    summaries = run(dirs, model)
+
+    assert [(s["file"], s["status"]) for s in summaries] == [
+        ("a_wide.csv", "failed"), ("b_good.csv", "ok"),
+    ]  # fmt: skip
+    reason = (dirs.failed / "a_wide.csv.error.txt").read_text()
+    assert reason.startswith("a_wide.csv has 1,020 columns; the limit is 500")
+    assert "HOMEVALUE_BATCH_MAX_COLUMNS" in reason
+    assert everything_in(dirs.failed) == ["a_wide.csv", "a_wide.csv.error.txt"]
+    assert everything_in(dirs.outbox) == ["b_good.run2.rejected.csv", "b_good.run2.scored.csv"]
+
+
+def _random_bytes(history):
+    history.write_bytes(os.urandom(40_000))
+    for suffix in ("-wal", "-shm"):  # what a crashed WAL database leaves beside it
+        history.with_name(history.name + suffix).write_bytes(os.urandom(1_000))
+
+
+def _truncated(history):
+    history.write_bytes(history.read_bytes()[: history.stat().st_size // 2])
+
+
+@pytest.mark.parametrize("damage", [_random_bytes, _truncated], ids=["random bytes", "truncated"])
+def test_a_damaged_history_is_set_aside_and_scoring_goes_on(dirs, model, capsys, damage):
+    write_csv(houses(5), dirs.inbox / "daily.csv")
+    for i in range(40):  # enough runs for the history to span several pages
+        (dirs.inbox / f"old{i:02d}.csv").write_bytes(b"")
+    run(dirs, model)
+    damage(dirs.history)
+    damaged = dirs.history.read_bytes()
+    write_csv(houses(6), dirs.inbox / "daily.csv")
+
+    code = cli.main(["batch", "inbox", "--inbox", str(dirs.inbox)])
+
+    printed = capsys.readouterr()
+    assert code == 0
+    [aside] = [p for p in dirs.root.glob("history.sqlite.corrupt-*") if p.name.endswith("Z")]
+    assert aside.read_bytes() == damaged
+    reason = (
+        "file is not a database" if damage is _random_bytes else "database disk image is malformed"
+    )
+    assert printed.err == (
+        f"homevalue: the batch history {dirs.history} could not be read ({reason}); it was "
+        f"moved to {aside} and a new history was started\n"
+    )
+    # run ids go on above those in the outbox, so no earlier output is overwritten
+    new_output = dirs.outbox / "daily.run3.scored.csv"
+    assert printed.out == f"daily.csv: 6 scored, 0 rejected -> {new_output}\n"
+    assert everything_in(dirs.outbox) == [
+        "daily.run1.rejected.csv", "daily.run1.scored.csv",
+        "daily.run3.rejected.csv", "daily.run3.scored.csv",
+    ]  # fmt: skip
+    if damage is _random_bytes:
+        beside = sorted(p.name.removeprefix(aside.name) for p in dirs.root.glob(aside.name + "*"))
+        assert beside == ["", "-shm", "-wal"]
+    history = run_history(dirs.history)
+    assert history[["id", "file", "status"]].values.tolist() == [
+        [3, "daily.csv", "ok"], [2, "history.sqlite", "reset"],
+    ]  # fmt: skip
+    assert history["error"].iloc[1] == (
+        f"the previous history could not be read ({reason}); it was moved to {aside.name}"
+    )
+    assert len(read_text_csv(new_output)) == 6
+
+
+def test_history_commands_say_a_damaged_history_is_unreadable(dirs, capsys):
+    dirs.history.write_bytes(b"this is not a database" * 100)
+
+    assert cli.main(["batch", "history", "--inbox", str(dirs.inbox)]) == 1
+
+    printed = capsys.readouterr()
+    assert printed.out == ""
+    assert printed.err == (
+        f"homevalue: cannot read the batch history {dirs.history}: file is not a database. "
+        "The next `homevalue batch inbox` sets it aside and starts a new history\n"
+    )
+
+
+def test_an_unwritable_outbox_leaves_every_file_in_the_inbox_with_a_reason(
+    dirs, model, monkeypatch, capsys
+):
+    from test_batch import FullDisk  # the same full-disk double as the single-file tests
+
+    write_csv(houses(300), dirs.inbox / "a.csv")
+    write_csv(houses(200), dirs.inbox / "b.csv")
+    dirs.create()
+    monkeypatch.setattr("builtins.open", FullDisk(dirs.outbox, room=10_000).open)
+
+    code = cli.main(["batch", "inbox", "--inbox", str(dirs.inbox)])
+
+    printed = capsys.readouterr()
+    assert code == 1
+    assert printed.out.splitlines() == [
+        f"{name}: error: cannot write the outputs of {name} in {dirs.outbox}: no space left on "
+        "device. Nothing was written; free or fix that folder and run again; the file stays in "
+        "the inbox for the next run"
+        for name in ("a.csv", "b.csv")
+    ]
+    assert "Traceback" not in printed.err
+    assert everything_in(dirs.inbox) == ["a.csv", "b.csv"]
+    assert everything_in(dirs.outbox) == everything_in(dirs.failed) == []
+    assert everything_in(dirs.archive) == []
+    assert run_history(dirs.history)["status"].tolist() == ["error", "error"]
+
+    monkeypatch.undo()  # room again: the next run scores both
+    monkeypatch.setenv("HOMEVALUE_BATCH_SETTLE_SECONDS", "0")
+    assert [s["status"] for s in run(dirs, model)] == ["ok", "ok"]
+    assert everything_in(dirs.archive) == ["a.csv", "b.csv"]
+
+
+def _file_size_limit(limit: int):
+    def apply():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return apply
+
+
+def test_a_write_failing_mid_file_in_a_real_run_keeps_that_file_and_scores_the_next(dirs):
+    """A real process under a 1 MiB file-size limit: write() fails like a full disk."""
+    big = pd.concat([houses(2_000)] * 5, ignore_index=True)  # ~2 MB of output
+    write_csv(big, dirs.inbox / "a_big.csv")
+    write_csv(houses(10), dirs.inbox / "b_small.csv")
+
+    finished = subprocess.run(
+        homevalue_command("batch", "inbox", "--inbox", str(dirs.inbox)),
+        capture_output=True, text=True, timeout=120, preexec_fn=_file_size_limit(2**20),
+    )  # fmt: skip
+
+    assert finished.returncode == 1, finished.stderr
+    assert finished.stderr == ""
+    assert finished.stdout.splitlines() == [
+        f"a_big.csv: error: cannot write the outputs of a_big.csv in {dirs.outbox}: file too "
+        "large for the file system or this process's file-size limit (ulimit -f). Nothing was "
+        "written; free or fix that folder and run again; the file stays in the inbox for the "
+        "next run",
+        f"b_small.csv: 10 scored, 0 rejected -> {dirs.outbox / 'b_small.run2.scored.csv'}",
+    ]
+    assert everything_in(dirs.inbox) == ["a_big.csv"]
+    assert everything_in(dirs.outbox) == ["b_small.run2.rejected.csv", "b_small.run2.scored.csv"]
+    assert everything_in(dirs.archive) == ["b_small.csv"]
+
+
+# --- a file still being written -------------------------------------------------------------
+
+
+def test_a_file_growing_between_two_looks_is_left_for_the_next_run(dirs, model, monkeypatch):
+    from homevalue import inbox
+
+    source = write_csv(houses(5), dirs.inbox / "growing.csv")
+    looks = []
+
+    def writer_busy_meanwhile(seconds):
+        looks.append(seconds)
+        with open(source, "a") as handle:
+            handle.write(houses(6).iloc[5:].to_csv(index=False, header=False))
+
+    monkeypatch.setattr(inbox.time, "sleep", writer_busy_meanwhile)
+    monkeypatch.setenv("HOMEVALUE_BATCH_LOOK_SECONDS", "1.5")
+
+    [summary] = run(dirs, model)
+
+    assert looks == [1.5]
+    assert summary["status"] == "waiting"
+    assert summary["error"].startswith("still being written (its size or time changed within")
+    assert everything_in(dirs.inbox) == ["growing.csv"]
+    assert everything_in(dirs.outbox) == []
+    assert run_history(dirs.history).empty
+
+
+def test_a_file_changed_while_it_was_scored_is_not_archived_half_scored(dirs, model, monkeypatch):
+    from homevalue import batch
+
+    source = write_csv(houses(30), dirs.inbox / "late.csv")
+    real_score_frame = batch.score_frame
+
+    def writer_resumes(*args, **kwargs):
+        with open(source, "a") as handle:
+            handle.write(houses(31).iloc[30:].to_csv(index=False, header=False))
+        return real_score_frame(*args, **kwargs)
+
+    monkeypatch.setattr(batch, "score_frame", writer_resumes)
+
+    [summary] = run_inbox(dirs.inbox, model=model, progress=False)
+
+    assert summary["status"] == "waiting"
+    assert summary["error"].startswith("late.csv changed while it was being scored")
+    assert everything_in(dirs.inbox) == ["late.csv"]
+    assert everything_in(dirs.outbox) == []
+    assert everything_in(dirs.archive) == []
+    assert run_history(dirs.history)["status"].tolist() == ["changed"]
+
+
+WRITER = """
+import sys, time
+header, rows, pause = sys.argv[1], sys.argv[2:], 0.05
+with open({path!r}, "w") as handle:
+    handle.write(header + "\\n")
+    handle.flush()
+    print("started", flush=True)
+    for row in rows:
+        time.sleep(pause)
+        handle.write(row + "\\n")
+        handle.flush()
+"""
+
+
+@pytest.mark.slow
+def test_a_file_written_slowly_during_a_real_run_with_settle_0_is_not_scored_half(dirs):
+    """The reproduction: `--settle 0` scored 95 of 200 rows of a file still being written."""
+    given = houses(200)
+    rows = [",".join(row) for row in given.itertuples(index=False)]
+    source = dirs.inbox / "slow.csv"
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER.format(path=str(source)), ",".join(given.columns), *rows],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("HOMEVALUE_BATCH_")}
+    try:
+        assert writer.stdout.readline() == "started\n"
+        job = subprocess.run(
+            homevalue_command("batch", "inbox", "--inbox", str(dirs.inbox), "--settle", "0"),
+            capture_output=True, text=True, timeout=60, env=environment,
+        )  # fmt: skip
+        assert writer.poll() is None, "the writer finished before the run: nothing was tested"
+    finally:
+        writer.wait(timeout=60)
+        writer.stdout.close()
+
+    assert job.returncode == 0, job.stderr
+    assert job.stdout.startswith("slow.csv: waiting: ")
+    assert everything_in(dirs.inbox) == ["slow.csv"]
+    assert everything_in(dirs.outbox) == everything_in(dirs.archive) == []
+
+    again = subprocess.run(
+        homevalue_command("batch", "inbox", "--inbox", str(dirs.inbox), "--settle", "0"),
+        capture_output=True, text=True, timeout=60, env=environment,
+    )  # fmt: skip
+
+    assert again.stdout == (
+        f"slow.csv: 200 scored, 0 rejected -> {dirs.outbox / 'slow.run1.scored.csv'}\n"
+    )
+    assert everything_in(dirs.archive) == ["slow.csv"]

@@ -13,7 +13,7 @@ from homevalue import config
 from homevalue.batch import score_file
 from homevalue.errors import BatchFileError
 from homevalue.inbox import run_inbox
-from homevalue.ui import BatchPage
+from homevalue.ui import BatchPage, render
 from homevalue.ui.batch import check_upload, sample_listings, sort_rows
 
 XSS = "<img src=x onerror=alert(1)>"
@@ -165,5 +165,60 @@ def test_an_unreadable_history_is_reported_not_fatal(model, tmp_path):
     inbox.parent.mkdir(parents=True)
     (inbox.parent / "history.sqlite").write_bytes(b"this is not a database" * 100)
     page = BatchPage(model, inbox=inbox)
-    assert "history cannot be read" in page.history_html.value
+    assert page.history_html.value == render.notice(
+        "The batch job's history file could not be read (it is damaged or not a history "
+        "file). The next run of the batch job sets it aside and starts a new history."
+    )
+    assert str(inbox.parent) not in page.history_html.value  # no server paths for viewers
     assert len(page.outcome.scored) > 0  # the rest of the page works
+    page.latest_button.click()
+    assert "history file could not be read" in page.status.value
+    assert str(inbox.parent) not in page.status.value
+
+
+def test_a_wide_upload_is_refused_with_the_limit_and_the_last_result_stays(page, tmp_path):
+    from batch_helpers import write_wide_csv
+
+    wide = write_wide_csv(tmp_path / "wide.csv", rows=200, extra_columns=1_000).read_bytes()
+    before = page.outcome
+
+    upload(page, "wide.csv", wide)
+
+    assert "wide.csv has 1,020 columns; the limit is 500" in page.status.value
+    assert "Traceback" not in page.status.value
+    assert page.outcome is before
+    assert page.progress.layout.visibility == "hidden"
+
+
+def test_a_long_cell_in_an_upload_is_refused_with_its_row_and_column(page, reference):
+    houses = reference.head(30).drop(columns=["Sale_Price"]).astype(object)
+    houses["note"] = ""
+    houses.loc[24, "note"] = "=" + "x" * 40_000
+    before = page.outcome
+
+    upload(page, "long.csv", csv_bytes(houses))
+
+    assert "long.csv: row 25, column &#x27;note&#x27; holds 40,001 characters" in page.status.value
+    assert page.outcome is before
+
+
+def test_a_full_server_disk_is_a_plain_notice_without_server_paths(page, monkeypatch, tmp_path):
+    import tempfile
+
+    from test_batch import FullDisk
+
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    monkeypatch.setattr("builtins.open", FullDisk(scratch, room=0).open)
+    name, content = sample_listings()
+    before = page.outcome
+
+    upload(page, "mine.csv", content)
+
+    assert page.status.value == render.notice(
+        "The server cannot store this file to score it just now (its temporary space is full "
+        "or cannot be written). Try again later, or tell the site's operator."
+    )
+    assert page.outcome is before
+    assert list(scratch.iterdir()) == []  # the private folder is gone, nothing left behind

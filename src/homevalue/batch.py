@@ -10,16 +10,21 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
+import io
 import os
 import sys
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
+import numpy as np
 import pandas as pd
 
 from homevalue import config
-from homevalue.errors import BatchFileError
+from homevalue.errors import BatchFileChangedError, BatchFileError, BatchOutputError, shown
 from homevalue.model import Model, load_model
 from homevalue.predict import PRICE_COLUMNS, score_frame
 
@@ -48,24 +53,130 @@ class BatchResult:
 # --- reading ------------------------------------------------------------------------------
 
 
-def _csv_header(path: Path) -> list[str]:
+@dataclass(frozen=True)
+class FileLimits:
+    """How wide and how long a batch file may be; config.py has the defaults and their reasons.
+
+    Checked as the file is read, before any output is started, by the CLI, the inbox and
+    the dashboard's upload alike (they all go through `score_file`).
+    """
+
+    columns: int = config.BATCH_MAX_COLUMNS
+    cell_chars: int = config.BATCH_MAX_CELL_CHARS
+    line_bytes: int = config.BATCH_MAX_LINE_BYTES
+
+    @classmethod
+    def from_environment(cls) -> FileLimits:
+        """The limits as configured now (environment variables override the defaults)."""
+        return cls(
+            config.batch_max_columns(), config.batch_max_cell_chars(), config.batch_max_line_bytes()
+        )
+
+
+def _line_too_long(name: str, line: int, limits: FileLimits) -> BatchFileError:
+    return BatchFileError(
+        f"{name}: line {line} is longer than {limits.line_bytes:,} bytes, the limit "
+        "(HOMEVALUE_BATCH_MAX_LINE_BYTES). Is it a CSV with one house per line? If so, shorten "
+        "or drop its longest columns, or raise the limit"
+    )
+
+
+def _text_lines(handle: BinaryIO, limits: FileLimits, name: str) -> Iterator[str]:
+    """The file's lines as text, each refused before it is held whole if over the line limit.
+
+    Lines end in "\n", "\r\n" or (old Mac files) "\r", as pandas reads them.
+    """
+    encoding = "utf-8-sig"  # Excel's "CSV UTF-8" starts with a byte-order mark
+    number, pending = 0, b""
+    while block := handle.read(64 * 1024):
+        lines = (pending + block).splitlines(keepends=True)
+        pending = lines.pop()  # perhaps unfinished, or a "\r" whose "\n" comes next
+        for line in lines:
+            number += 1
+            if len(line.rstrip(b"\r\n")) > limits.line_bytes:
+                raise _line_too_long(name, number, limits)
+            yield line.decode(encoding)
+            encoding = "utf-8"
+        if len(pending.rstrip(b"\r\n")) > limits.line_bytes:
+            raise _line_too_long(name, number + 1, limits)
+    if pending:
+        yield pending.decode(encoding)
+
+
+class _LineGuard(io.RawIOBase):
+    """A binary file that refuses a line over the limit as the CSV parser reads it.
+
+    pandas' parser has no such limit: fed a file without line ends it holds it whole. Each
+    block it reads is checked here in one numpy pass, so the file is still read only once.
+    """
+
+    def __init__(self, raw: io.RawIOBase, limits: FileLimits, name: str):
+        super().__init__()
+        self.raw, self.limits, self.name = raw, limits, name
+        self.line = 1  # the number of the line being read
+        self.length = 0  # its bytes read so far
+        self.after_carriage = False  # the last read ended in "\r"
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self.raw.close()
+        super().close()
+
+    def readinto(self, buffer) -> int:
+        count = self.raw.readinto(buffer)
+        self._check(np.frombuffer(buffer, np.uint8, count))
+        return count
+
+    def _check(self, block: np.ndarray) -> None:
+        newline, carriage = block == ord("\n"), block == ord("\r")
+        # A line ends at "\n", or at a "\r" not followed by one (old Mac files).
+        ends = newline | carriage
+        ends[:-1] &= ~(carriage[:-1] & newline[1:])
+        if self.after_carriage and block.size and newline[0]:
+            ends[0] = False  # the "\n" of a "\r\n" split between two reads: not a new line
+            self.length -= 1
+        self.after_carriage = bool(block.size and carriage[-1])
+        (positions,) = np.nonzero(ends)
+        if positions.size:
+            lengths = np.diff(positions, prepend=-1) - 1
+            lengths[0] += self.length
+            over = np.flatnonzero(lengths > self.limits.line_bytes)
+            if over.size:
+                raise _line_too_long(self.name, self.line + int(over[0]), self.limits)
+            self.line += int(positions.size)
+            self.length = block.size - int(positions[-1]) - 1
+        else:
+            self.length += block.size
+        if self.length > self.limits.line_bytes:
+            raise _line_too_long(self.name, self.line, self.limits)
+
+
+def _guarded_csv(path: Path, limits: FileLimits) -> io.BufferedReader:
+    """`path` opened for pandas, which decodes it as it would a file opened by name."""
+    return io.BufferedReader(_LineGuard(open(path, "rb", buffering=0), limits, path.name))
+
+
+def _csv_header(path: Path, limits: FileLimits) -> list[str]:
     """The header as written (pandas would rename a repeated name to `name.1`).
 
-    Files are read as "utf-8-sig": Excel's "CSV UTF-8" starts with a byte-order mark that
-    would otherwise stick to the first column's name.
+    Read line by line under the line limit, and its width checked before pandas parses it:
+    a 50,000-column header must cost milliseconds, not minutes.
     """
     try:
-        with open(path, encoding="utf-8-sig", newline="") as handle:
-            first = next(csv.reader(handle), None)
+        with open(path, "rb") as handle:
+            first = next(csv.reader(_text_lines(handle, limits, path.name)), None)
         if first is None:
             raise pd.errors.EmptyDataError
+        check_width(first, limits, path.name)
         pd.read_csv(path, nrows=0, encoding="utf-8-sig")  # same parser errors as the real read
         return first
     except pd.errors.EmptyDataError as error:
         raise BatchFileError(f"{path.name} is empty: expected a CSV with a header row") from error
     except UnicodeDecodeError as error:
         raise _not_utf8(path, error) from error
-    except (pd.errors.ParserError, ValueError) as error:
+    except (csv.Error, pd.errors.ParserError, ValueError) as error:
         raise BatchFileError(f"{path.name} is not a readable CSV: {error}") from error
 
 
@@ -76,20 +187,22 @@ def _not_utf8(path: Path, error: UnicodeDecodeError) -> BatchFileError:
     )
 
 
-def _read_csv(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
+def _read_csv(path: Path, chunk_rows: int, limits: FileLimits) -> Iterator[pd.DataFrame]:
     # Every cell stays text exactly as given, so ids like "00123" survive the round trip and
     # numbers come out as written: a parsed number column turns "2" into "2.0" once a chunk
     # holds a blank, and the output would then depend on the chunk size. Validation parses.
-    reader = pd.read_csv(
-        path,
-        dtype=str,
-        chunksize=chunk_rows,
-        encoding="utf-8-sig",
-        keep_default_na=False,
-        na_values=[""],
-    )
     try:
-        with reader:
+        with (
+            _guarded_csv(path, limits) as handle,
+            pd.read_csv(
+                handle,
+                dtype=str,
+                chunksize=chunk_rows,
+                encoding="utf-8-sig",
+                keep_default_na=False,
+                na_values=[""],
+            ) as reader,
+        ):
             yield from reader
     except UnicodeDecodeError as error:
         raise _not_utf8(path, error) from error
@@ -117,11 +230,13 @@ def _is_parquet(path: Path) -> bool:
     return path.suffix.lower() in PARQUET_SUFFIXES
 
 
-def read_chunks(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
+def read_chunks(
+    path: Path, chunk_rows: int, limits: FileLimits | None = None
+) -> Iterator[pd.DataFrame]:
     """The file as DataFrames of at most `chunk_rows` rows; structural problems raise early."""
     suffix = path.suffix.lower()
     if suffix in CSV_SUFFIXES:
-        return _read_csv(path, chunk_rows)
+        return _read_csv(path, chunk_rows, limits or FileLimits.from_environment())
     if _is_parquet(path):
         return _read_parquet(path, chunk_rows)
     raise BatchFileError(
@@ -149,9 +264,56 @@ def check_columns(columns: list[str], model: Model, name: str) -> None:
             f"{name} already has column(s) {', '.join(clash)}: is it an output file? "
             "Rename or drop those columns"
         )
-    duplicated = sorted({str(c) for c in columns if columns.count(c) > 1})
+    duplicated = sorted(str(c) for c, n in Counter(columns).items() if n > 1)
     if duplicated:
         raise BatchFileError(f"{name} has duplicate column names: {', '.join(duplicated)}")
+
+
+def check_width(columns: list[str], limits: FileLimits, name: str) -> None:
+    """Refuse a file wider than the limit before its rows are read.
+
+    Every later step (parsing, neutralising formulas, writing) costs columns x rows: 50,000
+    columns took minutes for 200 rows. The header is also held to the cell limit.
+    """
+    if len(columns) > limits.columns:
+        raise BatchFileError(
+            f"{name} has {len(columns):,} columns; the limit is {limits.columns:,} "
+            f"(HOMEVALUE_BATCH_MAX_COLUMNS), and column {limits.columns + 1:,} is "
+            f"{shown(columns[limits.columns])}. Keep the model's inputs and the columns you "
+            "need carried through (ids, addresses), or raise the limit"
+        )
+    for number, column in enumerate(columns, start=1):
+        if len(str(column)) > limits.cell_chars:
+            raise BatchFileError(
+                f"{name}: the name of column {number:,} holds {len(str(column)):,} characters; "
+                f"the limit is {limits.cell_chars:,} (HOMEVALUE_BATCH_MAX_CELL_CHARS)"
+            )
+
+
+def check_cells(frame: pd.DataFrame, limits: FileLimits, name: str, first_row: int) -> None:
+    """Refuse a cell over the limit, naming its row and column.
+
+    One vectorised length per text column (pandas' Arrow strings): ~20 ms per 100,000-row
+    chunk of an ordinary file. A long cell may span many short lines, so the line limit
+    alone would not catch it.
+    """
+    for column in frame.columns:
+        values = frame[column]
+        if not (values.dtype == object or isinstance(values.dtype, pd.StringDtype)):
+            continue
+        try:
+            lengths = values.str.len()
+        except AttributeError:  # an object column that is not text (Parquet lists, say)
+            continue
+        over = lengths.gt(limits.cell_chars)
+        if not over.any():
+            continue
+        position = int(np.argmax(over.to_numpy(dtype=bool)))
+        raise BatchFileError(
+            f"{name}: row {first_row + position}, column {shown(column)} holds "
+            f"{int(lengths.iloc[position]):,} characters; the limit is {limits.cell_chars:,} "
+            "(HOMEVALUE_BATCH_MAX_CELL_CHARS). Shorten or drop that column, or raise the limit"
+        )
 
 
 # --- writing ------------------------------------------------------------------------------
@@ -182,15 +344,17 @@ class AtomicFile:
     def __init__(self, target: Path):
         self.target = target
         self.temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        self.committed = False
 
     def commit(self) -> None:
         with open(self.temporary, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(self.temporary, self.target)
+        self.committed = True
         fsync_dir(self.target.parent)
 
     def discard(self) -> None:
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):  # absent, or the folder turned read-only
             self.temporary.unlink()
 
 
@@ -273,15 +437,29 @@ def score_file(
     progress: bool | None = None,
     threads: int = 2,
     on_rows: Callable[[int], None] | None = None,
+    limits: FileLimits | None = None,
+    seen: tuple[int, int] | None = None,
 ) -> BatchResult:
-    """Score `source` into `out_dir`; raise BatchFileError, leaving no output, if it cannot.
+    """Score `source` into `out_dir`, or raise leaving no output.
 
+    Raises BatchFileError if the file cannot be scored (not a table, wrong columns, over a
+    `limits`), BatchOutputError if `out_dir` cannot be written (the file is not at fault),
+    BatchFileChangedError if the file's size or time differ from `seen` (by default, as
+    they were when scoring began) once it has been read: it is still being written.
     Memory is bounded by `chunk_rows`, not by the file's size. `on_rows` is told the number
     of rows done after each chunk (the dashboard's progress bar).
     """
-    model = model or load_model()
     source, out_dir = Path(source), Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    limits = limits or FileLimits.from_environment()
+    seen = seen or fingerprint(source)
+    chunks = read_chunks(source, chunk_rows, limits)
+    # The header as written (pandas renames a repeated name), no wider than the limit: a
+    # file refused here costs milliseconds, and nothing is created.
+    columns = _columns_of(source, limits)
+    model = model or load_model()
+    check_columns(columns, model, source.name)
+    with _writing(source, out_dir):
+        out_dir.mkdir(parents=True, exist_ok=True)
     scored_path, rejected_path = output_paths(source, out_dir, tag)
     scored_file, rejected_file = AtomicFile(scored_path), AtomicFile(rejected_path)
     scored_sink = (_ParquetSink if _is_parquet(source) else _CsvSink)(scored_file.temporary)
@@ -289,14 +467,13 @@ def score_file(
     counts = {"scored": 0, "rejected_rows": 0}
     first_row = 1
     try:
-        chunks = read_chunks(source, chunk_rows)
-        columns = _columns_of(source)  # the header as written: pandas renames a repeated name
-        check_columns(columns, model, source.name)
         with _progress(progress) as bar:
             for chunk in chunks:
+                check_cells(chunk, limits, source.name, first_row)
                 result = score_frame(chunk, model=model, first_row=first_row, threads=threads)
-                scored_sink.write(result.scored)
-                rejected_sink.write(result.rejected)
+                with _writing(source, out_dir):
+                    scored_sink.write(result.scored)
+                    rejected_sink.write(result.rejected)
                 counts["scored"] += len(result.scored)
                 counts["rejected_rows"] += len(chunk) - len(result.scored)
                 first_row += len(chunk)
@@ -306,17 +483,22 @@ def score_file(
                 # Drop this chunk before the reader parses the next: otherwise two chunks'
                 # frames are alive at once and the peak is ~2 chunks (+45 MiB per 100k rows).
                 del chunk, result
-        if first_row == 1:  # header only, or an empty Parquet file
-            empty = pd.DataFrame(columns=["row", *columns, *PRICE_COLUMNS])
-            scored_sink.write(empty)
-            rejected_sink.write(pd.DataFrame(columns=REJECTED_COLUMNS))
-        scored_sink.close()
-        rejected_sink.close()
-        rejected_file.commit()
-        scored_file.commit()
+        _check_unchanged(source, seen)
+        with _writing(source, out_dir):
+            if first_row == 1:  # header only, or an empty Parquet file
+                empty = pd.DataFrame(columns=["row", *columns, *PRICE_COLUMNS])
+                scored_sink.write(empty)
+                rejected_sink.write(pd.DataFrame(columns=REJECTED_COLUMNS))
+            scored_sink.close()
+            rejected_sink.close()
+            rejected_file.commit()
+            scored_file.commit()
     except BaseException:
         scored_file.discard()
         rejected_file.discard()
+        if rejected_file.committed and not scored_file.committed:  # both or neither
+            with contextlib.suppress(OSError):
+                rejected_file.target.unlink()
         raise
     return BatchResult(
         source, scored_path, rejected_path, counts["scored"], counts["rejected_rows"],
@@ -324,13 +506,72 @@ def score_file(
     )  # fmt: skip
 
 
-def _columns_of(source: Path) -> list[str]:
-    if _is_parquet(source):
-        import pyarrow as pa
-        import pyarrow.parquet as pq
+def fingerprint(path: Path) -> tuple[int, int]:
+    """Size and modification time: what a writer still appending to the file changes."""
+    status = os.stat(path)
+    return status.st_size, status.st_mtime_ns
 
-        try:
-            return list(pq.ParquetFile(source).schema_arrow.names)
-        except (pa.ArrowException, OSError) as error:
-            raise _not_parquet(source, error) from error
-    return _csv_header(source)
+
+def _check_unchanged(source: Path, seen: tuple[int, int]) -> None:
+    now = fingerprint(source)
+    if now != seen:
+        raise BatchFileChangedError(
+            f"{source.name} changed while it was being scored ({seen[0]:,} bytes before, "
+            f"{now[0]:,} after): it is still being written. Nothing was written; score it "
+            "once it is complete"
+        )
+
+
+_UNWRITABLE = {
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.EROFS: "the file system is read-only",
+    errno.ENOSPC: "no space left on device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EFBIG: (
+        "file too large for the file system or this process's file-size limit (ulimit -f)"
+    ),
+}
+
+
+@contextlib.contextmanager
+def _writing(source: Path, out_dir: Path) -> Iterator[None]:
+    """Turn a failed write into one line about the folder, not a traceback."""
+    try:
+        yield
+    except OSError as error:
+        raise BatchOutputError(
+            f"cannot write the outputs of {source.name} in {out_dir}: "
+            f"{unwritable_reason(error, out_dir)}. Nothing was written; free or fix that folder "
+            "and run again"
+        ) from error
+
+
+def unwritable_reason(error: OSError, out_dir: Path) -> str:
+    """Why `out_dir` cannot be written, in the words an operator would search for."""
+    with contextlib.suppress(OSError):
+        if out_dir.exists() and not out_dir.is_dir():
+            return "it is a file, not a folder"
+    if error.errno in (errno.EEXIST, errno.ENOTDIR):
+        return "part of that path is a file, not a folder"
+    return _UNWRITABLE.get(error.errno) or str(error.strerror or error).lower()
+
+
+def _columns_of(source: Path, limits: FileLimits) -> list[str]:
+    if not _is_parquet(source):
+        return _csv_header(source, limits)
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        parquet = pq.ParquetFile(source)
+        columns, leaves = list(parquet.schema_arrow.names), parquet.metadata.num_columns
+    except (pa.ArrowException, OSError) as error:
+        raise _not_parquet(source, error) from error
+    check_width(columns, limits, source.name)
+    if leaves > limits.columns:
+        raise BatchFileError(
+            f"{source.name} has {leaves:,} columns once its nested columns are counted; the "
+            f"limit is {limits.columns:,} (HOMEVALUE_BATCH_MAX_COLUMNS). Flatten or drop them"
+        )
+    return columns

@@ -4,14 +4,19 @@
     homevalue batch inbox [--inbox DIR]        score every new file in the inbox (cron)
     homevalue batch history [--inbox DIR]      show recent inbox runs
 
-Exit codes: 0 done, 1 a file or the model could not be used, 75 another inbox run is going
-(cron simply tries again next time).
+Exit codes: 0 done, 1 a file or the model could not be used or an output folder could not be
+written (the message says which), 75 another inbox run is going (cron simply tries again
+next time). Problems are one line on stderr, never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
+import sqlite3
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from homevalue import config
@@ -44,7 +49,9 @@ def _parser() -> argparse.ArgumentParser:
             job.add_argument(
                 "--settle", type=float, default=None, metavar="SECONDS",
                 help="leave files modified more recently than this for the next run "
-                f"(default {config.BATCH_SETTLE_SECONDS:g}, env HOMEVALUE_BATCH_SETTLE_SECONDS)",
+                f"(default {config.BATCH_SETTLE_SECONDS:g}, env HOMEVALUE_BATCH_SETTLE_SECONDS); "
+                "whatever it is, a file must also look the same twice, "
+                f"{config.BATCH_LOOK_SECONDS:g} s apart (env HOMEVALUE_BATCH_LOOK_SECONDS)",
             )  # fmt: skip
     return parser
 
@@ -66,7 +73,7 @@ def _inbox(args) -> int:
     summaries = run_inbox(args.inbox, settle_seconds=args.settle)
     for summary in summaries:
         print(describe(summary))
-    return 1 if any(s["status"] == "failed" for s in summaries) else 0
+    return 1 if any(s["status"] in ("failed", "error") for s in summaries) else 0
 
 
 def _history(args) -> int:
@@ -81,16 +88,34 @@ def _history(args) -> int:
     return 0
 
 
+@contextlib.contextmanager
+def _warnings_on_stderr() -> Iterator[None]:
+    """The package's warnings (a history set aside...) as `homevalue: ...` lines for cron."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("homevalue: %(message)s"))
+    handler.setLevel(logging.WARNING)
+    logger = logging.getLogger("homevalue")
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     action = {"score": _score, "inbox": _inbox, "history": _history}[args.job]
     try:
-        return action(args)
+        with _warnings_on_stderr():
+            return action(args)
     except HomevalueError as error:
         from homevalue.inbox import InboxBusy
 
         print(f"homevalue: {error}", file=sys.stderr)
         return EXIT_BUSY if isinstance(error, InboxBusy) else 1
+    except (OSError, sqlite3.Error) as error:  # a file or folder the job needs, not a bug
+        print(f"homevalue: {error}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

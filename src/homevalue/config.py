@@ -34,11 +34,49 @@ UPLOAD_CHUNK_ROWS = 10_000
 # A file modified this recently may still be arriving (scp, a slow share): leave it for the
 # next run rather than score half of it.
 BATCH_SETTLE_SECONDS = 60.0
+# Whatever the settle window, a file is scored only if its size and modification time are
+# the same at two looks this far apart (a writer appending a row a second is caught), and
+# again once it has been scored (a writer that paused longer is caught then).
+BATCH_LOOK_SECONDS = 1.0
+
+# The shape of a batch file (CLI, inbox and dashboard upload alike), checked before any work:
+# past a limit the file is refused whole with a message naming the limit. 200 rows x 50,000
+# columns (20 MB) took 541 s and 2 GB to score, since the cost grows with columns x chunks.
+# The model has 16 inputs; an honest file carries a few ids, addresses and notes with them
+# (the full Ames data set has about 80 columns; a listings export a few hundred at most).
+BATCH_MAX_COLUMNS = 500
+# The most a spreadsheet cell can hold (Excel, LibreOffice Calc), so no file saved from one
+# is refused; a longer cell is not a house's data.
+BATCH_MAX_CELL_CHARS = 32_767
+# One physical line of a CSV. An honest line is ~100 bytes to a few KB; 1 MiB bounds what one
+# line can make the reader hold before the other limits are checked (a file without line
+# ends would otherwise be read whole).
+BATCH_MAX_LINE_BYTES = 1024 * 1024
 
 
 def batch_settle_seconds() -> float:
     """The settle window, overridable with HOMEVALUE_BATCH_SETTLE_SECONDS (0 = none)."""
     return float(os.environ.get("HOMEVALUE_BATCH_SETTLE_SECONDS", BATCH_SETTLE_SECONDS))
+
+
+def batch_look_seconds() -> float:
+    """The pause between the two looks, overridable with HOMEVALUE_BATCH_LOOK_SECONDS."""
+    return float(os.environ.get("HOMEVALUE_BATCH_LOOK_SECONDS", BATCH_LOOK_SECONDS))
+
+
+def batch_max_columns() -> int:
+    """Columns per batch file, overridable with HOMEVALUE_BATCH_MAX_COLUMNS."""
+    return int(os.environ.get("HOMEVALUE_BATCH_MAX_COLUMNS", BATCH_MAX_COLUMNS))
+
+
+def batch_max_cell_chars() -> int:
+    """Characters per cell, overridable with HOMEVALUE_BATCH_MAX_CELL_CHARS."""
+    return int(os.environ.get("HOMEVALUE_BATCH_MAX_CELL_CHARS", BATCH_MAX_CELL_CHARS))
+
+
+def batch_max_line_bytes() -> int:
+    """Bytes per CSV line, overridable with HOMEVALUE_BATCH_MAX_LINE_BYTES."""
+    return int(os.environ.get("HOMEVALUE_BATCH_MAX_LINE_BYTES", BATCH_MAX_LINE_BYTES))
 
 
 def model_dir() -> Path:

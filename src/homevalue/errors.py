@@ -58,3 +58,15 @@ class ModelSchemaError(ModelError):
 
 class BatchFileError(HomevalueError):
     """A batch file that cannot be scored at all (not a table, wrong columns, wrong encoding)."""
+
+
+class BatchOutputError(HomevalueError):
+    """The outputs cannot be written (folder read-only, full, not a folder).
+
+    The input is not at fault: the inbox leaves it where it is, to be scored once the
+    operator has fixed the folder.
+    """
+
+
+class BatchFileChangedError(HomevalueError):
+    """The input changed while it was being scored: it is still being written."""

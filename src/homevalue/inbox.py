@@ -15,13 +15,22 @@ Order of work per file: record "running", write outputs atomically, record "ok",
 the input to archive. A crash at any point leaves the input in the inbox and no partial
 output under a real name; the next run marks the crashed record "interrupted" and scores
 the file again. A file whose content was already scored is archived as "skipped".
+
+A file is scored only once it has settled: older than the settle window, the same size and
+time at two looks a second apart, and still the same once scored (else it is "waiting").
+Whose fault a failure is decides where the input goes: a file that cannot be scored goes to
+failed/; an outbox that cannot be written (read-only, full) is the operator's to fix, so the
+input stays in the inbox for the next run ("error"). A history that cannot be read is moved
+aside (history.sqlite.corrupt-<time>) and a new one started, so scoring never stops on it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
+import re
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -32,9 +41,16 @@ from pathlib import Path
 import pandas as pd
 
 from homevalue import config
-from homevalue.batch import fsync_dir, score_file
-from homevalue.errors import BatchFileError, HomevalueError
+from homevalue.batch import fingerprint, fsync_dir, score_file, unwritable_reason
+from homevalue.errors import (
+    BatchFileChangedError,
+    BatchFileError,
+    BatchOutputError,
+    HomevalueError,
+)
 from homevalue.model import Model, load_model, sha256_file
+
+log = logging.getLogger("homevalue.inbox")
 
 IGNORED_SUFFIXES = (".part", ".tmp", ".partial", ".crdownload")
 SCHEMA = """
@@ -92,8 +108,11 @@ class BatchDirs:
         return self.root / ".inbox.lock"
 
     def create(self) -> None:
-        for folder in (self.inbox, self.outbox, self.archive, self.failed):
-            folder.mkdir(parents=True, exist_ok=True)
+        """Make the folders; one that cannot be made is reported for each file that needs it."""
+        self.inbox.mkdir(parents=True, exist_ok=True)
+        for folder in (self.outbox, self.archive, self.failed):
+            with contextlib.suppress(OSError):
+                folder.mkdir(parents=True, exist_ok=True)
 
 
 def now() -> str:
@@ -126,12 +145,86 @@ def exclusive_lock(path: Path) -> Iterator[None]:
 
 
 def connect(history: Path) -> sqlite3.Connection:
+    """Open (or create) the history; sqlite3.DatabaseError if it is damaged."""
     history.parent.mkdir(parents=True, exist_ok=True)
     db = sqlite3.connect(history, isolation_level=None, timeout=30)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=FULL")
-    db.executescript(SCHEMA)
+    try:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        db.executescript(SCHEMA)
+        # A truncated file can open and still hold broken pages: find them now, not mid-run.
+        problems = [row[0] for row in db.execute("PRAGMA quick_check")]
+        if problems != ["ok"]:
+            raise sqlite3.DatabaseError(f"database disk image is malformed: {problems[0]}")
+    except BaseException:
+        db.close()
+        raise
     return db
+
+
+def is_damaged(error: sqlite3.Error) -> bool:
+    """Whether sqlite says the file is not a database or is corrupt (not merely busy)."""
+    code = getattr(error, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
+    return "malformed" in str(error) or "not a database" in str(error)
+
+
+def open_history(history: Path, outbox: Path) -> sqlite3.Connection:
+    """The history, or a new one if it cannot be read: a damaged file must not stop scoring.
+
+    The damaged file (and its -wal/-shm) is kept beside it for inspection, the move is
+    logged and recorded as the new history's first row, and run ids go on above those in
+    the outbox's file names, so no earlier output is overwritten.
+    """
+    if not _sqlite_or_absent(history):  # set aside before sqlite touches its -wal and -shm
+        reason = "file is not a database"
+    else:
+        try:
+            return connect(history)
+        except sqlite3.DatabaseError as error:
+            if not is_damaged(error):
+                raise
+            reason = error
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    aside = history.with_name(f"{history.name}.corrupt-{stamp}")
+    digest = sha256_file(history)
+    for suffix in ("", "-wal", "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.replace(
+                history.with_name(history.name + suffix), aside.with_name(aside.name + suffix)
+            )
+    log.warning(
+        "the batch history %s could not be read (%s); it was moved to %s and a new history "
+        "was started", history, reason, aside,
+    )  # fmt: skip
+    db = connect(history)
+    db.execute(
+        "INSERT INTO runs (id, started_at, finished_at, file, sha256, status, error, pid) "
+        "VALUES (?, ?, ?, ?, ?, 'reset', ?, ?)",
+        (_last_run_id(outbox) + 1, now(), now(), history.name, digest,
+         f"the previous history could not be read ({reason}); it was moved to {aside.name}",
+         os.getpid()),
+    )  # fmt: skip
+    return db
+
+
+def _sqlite_or_absent(history: Path) -> bool:
+    """Whether the file is absent, empty, or starts as every SQLite database does."""
+    try:
+        with open(history, "rb") as handle:
+            return handle.read(16) in (b"", b"SQLite format 3\0")
+    except FileNotFoundError:
+        return True
+
+
+def _last_run_id(outbox: Path) -> int:
+    """The highest run id in the outbox's names (`<name>.run<id>.scored.csv`), or 0."""
+    found = re.compile(r"\.run(\d+)\.(?:scored|rejected)\.[^.]+$")
+    with contextlib.suppress(OSError):
+        ids = [int(m[1]) for p in outbox.iterdir() if (m := found.search(p.name))]
+        return max(ids, default=0)
+    return 0
 
 
 def run_history(history: Path, limit: int = 50) -> pd.DataFrame:
@@ -148,7 +241,14 @@ def run_history(history: Path, limit: int = 50) -> pd.DataFrame:
             )  # fmt: skip
     except (sqlite3.Error, pd.errors.DatabaseError) as error:  # pandas wraps sqlite's errors
         reason = error.__cause__ or error  # sqlite's own words, not pandas' wrapping
-        raise BatchFileError(f"cannot read the batch history {history}: {reason}") from error
+        advice = (
+            ". The next `homevalue batch inbox` sets it aside and starts a new history"
+            if isinstance(reason, sqlite3.Error) and is_damaged(reason)
+            else ""
+        )
+        raise BatchFileError(
+            f"cannot read the batch history {history}: {reason}{advice}"
+        ) from error
 
 
 def pending_files(inbox: Path) -> list[Path]:
@@ -164,15 +264,28 @@ def pending_files(inbox: Path) -> list[Path]:
 
 def move_aside(path: Path, folder: Path) -> Path:
     """Move `path` into `folder` without overwriting an earlier file of the same name."""
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / path.name
-    if target.exists():
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
-        target = folder / f"{path.stem}.{stamp}{path.suffix}"
-    os.replace(path, target)
-    fsync_dir(folder)
-    fsync_dir(path.parent)
+    with _filing(path, folder):
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / path.name
+        if target.exists():
+            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+            target = folder / f"{path.stem}.{stamp}{path.suffix}"
+        os.replace(path, target)
+        fsync_dir(folder)
+        fsync_dir(path.parent)
     return target
+
+
+@contextlib.contextmanager
+def _filing(path: Path, folder: Path) -> Iterator[None]:
+    """A folder of the job that cannot be written is the operator's problem, not the file's."""
+    try:
+        yield
+    except OSError as error:
+        raise BatchOutputError(
+            f"cannot move {path.name} into {folder}: {unwritable_reason(error, folder)}. "
+            "Free or fix that folder and run again"
+        ) from error
 
 
 def _recover(db: sqlite3.Connection, dirs: BatchDirs) -> None:
@@ -183,11 +296,28 @@ def _recover(db: sqlite3.Connection, dirs: BatchDirs) -> None:
         "WHERE status='running'",
         (now(),),
     )
-    for leftover in dirs.outbox.glob(".*.tmp"):
-        leftover.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):  # an outbox that cannot be read is reported per file
+        for leftover in dirs.outbox.glob(".*.tmp"):
+            leftover.unlink(missing_ok=True)
 
 
-def _score_one(db, dirs: BatchDirs, path: Path, model: Model, progress) -> dict:
+STAYS = "; the file stays in the inbox for the next run"
+
+
+def _score_one(db, dirs: BatchDirs, path: Path, seen, model: Model, progress) -> dict:
+    """Score one settled file and file it away; an unwritable folder leaves it in the inbox."""
+    try:
+        return _score_and_file(db, dirs, path, seen, model, progress)
+    except BatchOutputError as error:
+        db.execute(
+            "UPDATE runs SET status='error', finished_at=?, error=? "
+            "WHERE status='running' AND file=? AND pid=?",
+            (now(), f"{error}{STAYS}", path.name, os.getpid()),
+        )
+        return {"file": path.name, "status": "error", "error": f"{error}{STAYS}"}
+
+
+def _score_and_file(db, dirs: BatchDirs, path: Path, seen, model: Model, progress) -> dict:
     digest = sha256_file(path)
     earlier = db.execute(
         "SELECT id, file FROM runs WHERE sha256=? AND status='ok' ORDER BY id LIMIT 1", (digest,)
@@ -209,20 +339,22 @@ def _score_one(db, dirs: BatchDirs, path: Path, model: Model, progress) -> dict:
         (now(), path.name, digest, model.version, os.getpid()),
     ).lastrowid
     try:
-        result = score_file(path, dirs.outbox, model=model, tag=f"run{run_id}", progress=progress)
+        result = score_file(
+            path, dirs.outbox, model=model, tag=f"run{run_id}", progress=progress, seen=seen
+        )
     except BatchFileError as error:
         moved = move_aside(path, dirs.failed)
-        (dirs.failed / f"{moved.name}.error.txt").write_text(f"{error}\n")
-        db.execute(
-            "UPDATE runs SET status='failed', finished_at=?, error=? WHERE id=?",
-            (now(), str(error), run_id),
-        )
+        with _filing(moved, dirs.failed):
+            (dirs.failed / f"{moved.name}.error.txt").write_text(f"{error}\n")
+        _finish(db, run_id, "failed", str(error))
         return {"file": path.name, "status": "failed", "error": str(error)}
+    except BatchFileChangedError as error:  # a writer was still busy: try again next run
+        _finish(db, run_id, "changed", str(error))
+        return {"file": path.name, "status": "waiting", "error": str(error)}
+    except BatchOutputError:
+        raise
     except Exception as error:
-        db.execute(
-            "UPDATE runs SET status='error', finished_at=?, error=? WHERE id=?",
-            (now(), f"{type(error).__name__}: {error}; the file stayed in the inbox", run_id),
-        )
+        _finish(db, run_id, "error", f"{type(error).__name__}: {error}{STAYS}")
         raise
     db.execute(
         "UPDATE runs SET status='ok', finished_at=?, rows_scored=?, rows_rejected=?, output=?, "
@@ -230,11 +362,18 @@ def _score_one(db, dirs: BatchDirs, path: Path, model: Model, progress) -> dict:
         (now(), result.rows_scored, result.rows_rejected, str(result.scored_path),
          str(result.rejected_path), run_id),
     )  # fmt: skip
-    move_aside(path, dirs.archive)
+    move_aside(path, dirs.archive)  # if this fails, the next run finds it done and archives it
     return {
         "file": path.name, "status": "ok", "rows_scored": result.rows_scored,
         "rows_rejected": result.rows_rejected, "output": str(result.scored_path),
     }  # fmt: skip
+
+
+def _finish(db, run_id: int, status: str, error: str) -> None:
+    db.execute(
+        "UPDATE runs SET status=?, finished_at=?, error=? WHERE id=?",
+        (status, now(), error, run_id),
+    )
 
 
 def settling(files: list[Path], seconds: float) -> tuple[list[Path], list[dict]]:
@@ -252,6 +391,38 @@ def settling(files: list[Path], seconds: float) -> tuple[list[Path], list[dict]]
     return ready, waiting
 
 
+def steady(files: list[Path], seconds: float) -> tuple[list[tuple[Path, tuple]], list[dict]]:
+    """Split files into those unchanged across two looks `seconds` apart and those growing.
+
+    Whatever the settle window (even 0), a file a writer is still appending to changes size
+    or time between the looks. Each steady file comes with what was seen, so that scoring
+    can check it is still the same file once read.
+    """
+    if not files:
+        return [], []
+    first = {}
+    for path in files:
+        with contextlib.suppress(FileNotFoundError):  # taken away meanwhile: nothing to do
+            first[path] = fingerprint(path)
+    time.sleep(seconds)
+    steady_files, growing = [], []
+    for path in first:
+        with contextlib.suppress(FileNotFoundError):
+            seen = fingerprint(path)
+            if seen == first[path]:
+                steady_files.append((path, seen))
+                continue
+            reason = f"still being written (its size or time changed within {seconds:g} s)"
+            growing.append(
+                {
+                    "file": path.name,
+                    "status": "waiting",
+                    "error": f"{reason}; left for the next run",
+                }
+            )
+    return steady_files, growing
+
+
 def run_inbox(
     inbox: Path | str | None = None,
     *,
@@ -262,20 +433,26 @@ def run_inbox(
     """Score every pending file once; return one summary per file handled.
 
     Raises InboxBusy if another run holds the lock. Files that cannot be scored (wrong
-    type, wrong columns, not UTF-8...) go to `failed/` with a reason, so nothing waits in the
-    inbox forever unexplained.
+    type, wrong columns, not UTF-8, over a limit...) go to `failed/` with a reason, so
+    nothing waits in the inbox forever unexplained; a file whose outputs cannot be written
+    ("error") stays in the inbox, and the other files are still tried.
     """
     dirs = BatchDirs(Path(inbox or config.batch_inbox()))
     dirs.create()
-    with exclusive_lock(dirs.lock), contextlib.closing(connect(dirs.history)) as db:
+    with (
+        exclusive_lock(dirs.lock),
+        contextlib.closing(open_history(dirs.history, dirs.outbox)) as db,
+    ):
         _recover(db, dirs)
         settle = config.batch_settle_seconds() if settle_seconds is None else settle_seconds
         files, summaries = settling(pending_files(dirs.inbox), settle)
+        files, growing = steady(files, config.batch_look_seconds())
+        summaries += growing
         if not files:
             return summaries
         model = model or load_model()
-        for path in files:
-            summaries.append(_score_one(db, dirs, path, model, progress))
+        for path, seen in files:
+            summaries.append(_score_one(db, dirs, path, seen, model, progress))
         return summaries
 
 

@@ -19,13 +19,22 @@ import pandas as pd
 
 from homevalue import config
 from homevalue.batch import score_file
-from homevalue.errors import BatchFileError
+from homevalue.errors import BatchFileError, BatchOutputError
 from homevalue.inbox import BatchDirs, run_history
 from homevalue.model import Model, load_model
 from homevalue.ui import charts, maps, render
 from homevalue.ui.page import Panel, guarded, log, version_marker
 
 SAMPLE_NAME = "new_listings.csv"
+# What a viewer is told when the history cannot be read (the log has the path and reason).
+HISTORY_UNREADABLE = (
+    "The batch job's history file could not be read (it is damaged or not a history file). "
+    "The next run of the batch job sets it aside and starts a new history."
+)
+SERVER_FULL = (
+    "The server cannot store this file to score it just now (its temporary space is full or "
+    "cannot be written). Try again later, or tell the site's operator."
+)
 TABLE_ROWS = 100  # rows shown in the results table; the download has them all
 MAP_POINTS = 5_000  # more would make the map layer slow to send; a spread sample is shown
 PRICE = "predicted_price"
@@ -71,17 +80,26 @@ def read_outputs(name: str, scored_path: Path, rejected_path: Path) -> Outcome:
 
 
 def score_upload(name: str, content: bytes, *, model: Model, on_rows=None) -> Outcome:
-    """Score an uploaded CSV in a private temporary folder and return what it produced."""
+    """Score an uploaded CSV in a private temporary folder and return what it produced.
+
+    The file is held to the batch job's limits (columns, cell and line length) by
+    `score_file` itself. A server that cannot write its temporary folder is logged with
+    the path; the viewer is told in plain words.
+    """
     check_upload(name, len(content))
     safe = Path(name).name or "upload.csv"
-    with tempfile.TemporaryDirectory(prefix="homevalue-upload-") as folder:
-        source = Path(folder) / safe
-        source.write_bytes(content)
-        result = score_file(
-            source, Path(folder) / "out", model=model, progress=False,
-            chunk_rows=config.UPLOAD_CHUNK_ROWS, on_rows=on_rows,
-        )  # fmt: skip
-        return read_outputs(safe, result.scored_path, result.rejected_path)
+    try:
+        with tempfile.TemporaryDirectory(prefix="homevalue-upload-") as folder:
+            source = Path(folder) / safe
+            source.write_bytes(content)
+            result = score_file(
+                source, Path(folder) / "out", model=model, progress=False,
+                chunk_rows=config.UPLOAD_CHUNK_ROWS, on_rows=on_rows,
+            )  # fmt: skip
+            return read_outputs(safe, result.scored_path, result.rejected_path)
+    except (OSError, BatchOutputError) as error:
+        log.error("cannot score an upload in the temporary folder: %s", error)
+        raise BatchOutputError(SERVER_FULL) from error
 
 
 def summary_text(outcome: Outcome) -> str:
@@ -345,10 +363,9 @@ class BatchPage:
 
     def show_history(self) -> None:
         try:
-            runs = run_history(self.dirs.history, limit=20)
-        except BatchFileError as error:  # locked for long, or not a history file
-            log.error("%s", error)
-            self.history_html.value = render.notice("The batch job's history cannot be read.")
+            runs = self._runs(limit=20)
+        except BatchFileError as error:
+            self.history_html.value = render.notice(str(error))
             return
         if runs.empty:
             self.history_html.value = "<p class='hv-hint'>The batch job has not run yet.</p>"
@@ -366,9 +383,17 @@ class BatchPage:
             },
         )
 
+    def _runs(self, limit: int) -> pd.DataFrame:
+        """The job's latest runs; if unreadable, the reason is logged and the viewer told."""
+        try:
+            return run_history(self.dirs.history, limit=limit)
+        except BatchFileError as error:  # locked for long, damaged, or not a history file
+            log.error("%s", error)
+            raise BatchFileError(HISTORY_UNREADABLE) from error
+
     def open_latest(self) -> None:
         """Show the newest successful run's outputs, as if the file had been uploaded here."""
-        runs = run_history(self.dirs.history, limit=200)
+        runs = self._runs(limit=200)
         done = runs[(runs["status"] == "ok") & runs["output"].notna()]
         for run in done.itertuples():
             scored, rejected = Path(run.output), Path(run.rejected_output)
