@@ -29,7 +29,14 @@ CONTROL_PROTOCOL = "1.0.0"  # ipywidgets 8's __control_protocol_version__
 class KernelChannel:
     """One websocket to a kernel; `protocol` is V1 or None (legacy)."""
 
-    def __init__(self, base_url: str, kernel_id: str, protocol: str | None = V1, timeout=10):
+    def __init__(
+        self,
+        base_url: str,
+        kernel_id: str,
+        protocol: str | None = V1,
+        timeout: float = 10,
+        cookie: str | None = None,
+    ):
         self.session = uuid.uuid4().hex
         self.protocol = protocol
         url = base_url.replace("http", "ws", 1).rstrip("/")
@@ -37,6 +44,7 @@ class KernelChannel:
             f"{url}/api/kernels/{kernel_id}/channels?session_id={self.session}",
             subprotocols=[protocol] if protocol else None,
             timeout=timeout,
+            cookie=cookie,
         )
 
     def close(self) -> None:

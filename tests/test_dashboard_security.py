@@ -349,3 +349,41 @@ def test_a_kernel_over_its_memory_limit_is_shut_down(limited):
     process.wait(timeout=10)  # TimeoutExpired if the kernel lives on
     assert f"shutting kernel {kernel} down: it holds" in limited.log()
     assert "(limit 450 MB)" in limited.log()
+
+
+# --- item 7: opt-in access control ----------------------------------------------------------
+
+TOKEN = "tok-" + uuid.uuid4().hex
+
+
+@pytest.fixture(scope="module")
+def guarded(tmp_path_factory) -> Iterator[VoilaServer]:
+    env = {"HOMEVALUE_DASHBOARD_TOKEN": TOKEN}
+    with serve(tmp_path_factory.mktemp("token") / "server.log", env=env) as server:
+        yield server
+
+
+def test_with_a_token_a_page_needs_it_and_then_works_from_its_cookie(guarded):
+    kernels = len(guarded.kernel_ids())
+    anonymous = requests.get(guarded.url + PRICE_PAGE, timeout=30, allow_redirects=False)
+    assert anonymous.status_code == 302 and "/login" in anonymous.headers["Location"]
+    wrong = requests.get(guarded.url + PRICE_PAGE + "?token=nope", timeout=30)
+    assert "jupyter-config-data" not in wrong.text  # the login form, no page
+    assert len(guarded.kernel_ids()) == kernels  # nobody got a kernel
+    with requests.Session() as viewer:
+        page = viewer.get(f"{guarded.url}{PRICE_PAGE}?token={TOKEN}&Gr_Liv_Area=1900", timeout=120)
+        assert page.status_code == 200
+        kernel = opened(guarded, page)
+        cookie = "; ".join(f"{k}={v}" for k, v in viewer.cookies.items())
+        again = viewer.get(guarded.url + PRICE_PAGE, timeout=120)  # the cookie is enough
+        assert again.status_code == 200
+        opened(guarded, again)
+    with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+        KernelChannel(guarded.url, kernel)  # a websocket without the cookie
+    assert refused.value.status_code == 403
+    with KernelChannel(guarded.url, kernel, cookie=cookie) as channel:
+        states = channel.widget_states()
+    living = next(s for s in states.values() if s.get("description") == "Living area")
+    assert living["value"] == 1900  # the link's query reached the preheated kernel
+    assert not any("token" in str(s.get("value")) for s in states.values())
+    assert TOKEN not in guarded.log()  # the access log masks it

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+from types import SimpleNamespace
 
 import pytest
 from hypothesis import given
@@ -18,7 +19,7 @@ from jupyter_server.services.kernels.connection.base import (
 )
 
 from homevalue import config
-from homevalue.dashboards.app import client_address
+from homevalue.dashboards.app import client_address, log_request
 from homevalue.dashboards.channels import MAX_PARTS, FrameError, split_v1_frame
 from homevalue.dashboards.kernels import ClientBudget
 
@@ -123,3 +124,26 @@ def test_limits_default_from_the_machine_and_read_the_environment(monkeypatch):
     monkeypatch.setenv("HOMEVALUE_TRUSTED_PROXIES", "127.0.0.1, ::1")
     limits = config.dashboard_limits()
     assert (limits.max_kernels, limits.trusted_proxies) == (7, ("127.0.0.1", "::1"))
+
+
+@pytest.mark.parametrize(
+    ("status", "level"), [(200, "INFO"), (404, "WARNING"), (503, "WARNING"), (500, "ERROR")]
+)
+def test_the_access_log_masks_a_login_token(caplog, status, level):
+    class Handler:
+        request = SimpleNamespace(
+            method="GET",
+            uri="/voila/render/p.ipynb?a=1&token=s3cret&_xsrf=x&b=2",
+            remote_ip="127.0.0.1",
+            request_time=lambda: 0.01,
+        )
+
+        def get_status(self):
+            return status
+
+    with caplog.at_level("INFO", logger="tornado.access"):
+        log_request(Handler())
+    [record] = caplog.records
+    assert record.levelname == level
+    assert "s3cret" not in record.getMessage()
+    assert "?a=1&token=[secret]&_xsrf=[secret]&b=2" in record.getMessage()

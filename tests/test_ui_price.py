@@ -123,13 +123,15 @@ def test_clicking_a_sale_offers_to_start_from_it(page, reference):
 
 def test_the_url_prefills_the_form_and_reports_what_it_could_not_use(page):
     page.apply_request({"Gr_Liv_Area": "1800", "lat": "42.03", "lon": "-93.62",
-                        "Year_Built": "abc", "colour": "red", "theme": "dark"})  # fmt: skip
+                        "Year_Built": "abc", "colour": "red", "theme": "dark",
+                        "token": "s3cret"})  # fmt: skip
     values = page.form.values()
     assert (values["Gr_Liv_Area"], values[LAT], values[LON]) == (1800, 42.03, -93.62)
     assert values["Year_Built"] == 1976  # the bad value was not used
     assert "Year_Built=abc must be a number" in page.status.value
     assert "colour is not a field" in page.status.value
-    assert "theme" not in page.status.value  # Voilà's own parameter
+    assert "theme" not in page.status.value  # Voilà's own parameters
+    assert "token" not in page.status.value
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,9 @@ Everything else is configured in voila.json and read by Voilà as usual.
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 
 from tornado import web
 from traitlets import default
@@ -20,6 +22,26 @@ from voila.tornado.handler import TornadoVoilaHandler
 
 from homevalue import config
 from homevalue.dashboards.kernels import KernelLimitReached
+
+SECRET_PARAMETER = re.compile(r"(?i)([?&](?:token|_xsrf)=)[^&#]*")
+access_log = logging.getLogger("tornado.access")
+
+
+def log_request(handler: web.RequestHandler) -> None:
+    """Tornado's access line, with a login token in the URL masked (`?token=...` is how a
+    viewer signs in, and the log must not hand it to whoever reads it). A busy page (503)
+    is a warning: the handler has logged why."""
+    status = handler.get_status()
+    if status >= 500 and status != 503:
+        level = logging.ERROR
+    else:
+        level = logging.WARNING if status >= 400 else logging.INFO
+    request = handler.request
+    uri = SECRET_PARAMETER.sub(r"\1[secret]", request.uri or "")
+    took = 1000.0 * request.request_time()
+    access_log.log(
+        level, "%d %s %s (%s) %.2fms", status, request.method, uri, request.remote_ip, took
+    )
 
 
 def client_address(remote_ip: str, forwarded_for: str, trusted_proxies: tuple[str, ...]) -> str:
@@ -84,11 +106,15 @@ class ViewerPageHandler(TornadoVoilaHandler):
 
 
 class DashboardServer(Voila):
-    """Voilà serving our pages through ViewerPageHandler; opt-in token from the environment."""
+    """Voilà serving our pages through ViewerPageHandler; opt-in token from the environment
+    (`HOMEVALUE_DASHBOARD_TOKEN`, or `--token`), never written to the access log."""
 
     @default("token")
     def _token_from_environment(self) -> str | None:
         return os.environ.get(config.DASHBOARD_TOKEN_ENV) or None
+
+    def init_settings(self) -> dict:
+        return {**super().init_settings(), "log_function": log_request}
 
     def init_handlers(self) -> list:
         return [

@@ -24,8 +24,8 @@ from homevalue.ui.page import Panel, Throttle, guarded, page_path, request_query
 
 LAT, LON = "Latitude", "Longitude"
 QUERY_ALIASES = {"lat": LAT, "latitude": LAT, "lon": LON, "lng": LON, "longitude": LON}
-# Voilà's own URL parameters (`?theme=dark`), not fields of the house.
-VOILA_PARAMETERS = {"theme", "template"}
+# Voilà's own URL parameters (`?theme=dark`, a login `?token=`), not fields of the house.
+VOILA_PARAMETERS = {"theme", "template", "token"}
 WHAT_IF_POINTS = 40
 SALE_PROPERTIES = ["Sale_ID"]  # a click finds the rest in self.sales
 
