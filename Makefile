@@ -78,6 +78,7 @@ bench: $(VENV)/.installed
 	$(PY) tests/benchmarks/bench_core.py
 	$(PY) tests/benchmarks/bench_dashboards.py
 	$(PY) tests/benchmarks/bench_api.py
+	$(PY) tests/benchmarks/bench_security.py
 
 ## Rewrite .ci/constraints.txt from the packages installed in .venv
 lock:

@@ -109,6 +109,22 @@ class KernelChannel:
                 return message
         raise TimeoutError("the kernel did not send the awaited message")
 
+    def replies_until(self, msg_id: str, msg_type: str, seconds: float) -> list[dict]:
+        """Messages received until the `msg_type` answer to `msg_id` arrives (or time is up)."""
+        received = []
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            self.ws.settimeout(max(0.1, deadline - time.monotonic()))
+            try:
+                message = self.recv()
+            except websocket.WebSocketTimeoutException:
+                break
+            received.append(message)
+            parent = message.get("parent_header") or {}
+            if parent.get("msg_id") == msg_id and message["header"]["msg_type"] == msg_type:
+                break
+        return received
+
     def widget_states(self) -> dict[str, dict]:
         """Every widget model's state, asked for as the page's widget manager asks."""
         comm = uuid.uuid4().hex

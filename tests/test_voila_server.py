@@ -6,18 +6,17 @@ one serves a notebook that raises. Every page a test opens has its kernel shut d
 
 from __future__ import annotations
 
-import json
 import re
 import signal
 import time
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 
 import nbformat
 import psutil
 import pytest
 import websocket  # websocket-client, installed with jupyter_server
+from kernel_channel import KernelChannel
 from voila_server import (
     NOTEBOOKS,
     PROJ_ROOT,
@@ -204,70 +203,20 @@ def test_template_assets_are_served(voila):
 # ---------------------------------------------------------------- the kernel websocket
 
 
-def _message(msg_type: str, content: dict, session: str) -> dict:
-    return {
-        "header": {
-            "msg_id": uuid.uuid4().hex,
-            "msg_type": msg_type,
-            "username": "test",
-            "session": session,
-            "date": datetime.now(UTC).isoformat(),
-            "version": "5.3",
-        },
-        "parent_header": {},
-        "metadata": {},
-        "content": content,
-        "buffers": [],
-        "channel": "shell",
-    }
-
-
-def _connect(voila: VoilaServer, kernel: str) -> tuple[websocket.WebSocket, str]:
-    session = uuid.uuid4().hex
-    url = f"ws://localhost:{voila.port}/api/kernels/{kernel}/channels?session_id={session}"
-    return websocket.create_connection(url, timeout=20), session
-
-
-def _replies_until(ws: websocket.WebSocket, msg_id: str, msg_type: str, seconds: float) -> list:
-    """Messages received until the `msg_type` answer to `msg_id` arrives (or time is up)."""
-    received = []
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        ws.settimeout(max(0.1, deadline - time.monotonic()))
-        try:
-            frame = ws.recv()
-        except websocket.WebSocketTimeoutException:
-            break
-        if isinstance(frame, bytes):
-            continue
-        message = json.loads(frame)
-        received.append(message)
-        parent = message.get("parent_header") or {}
-        if parent.get("msg_id") == msg_id and message["header"]["msg_type"] == msg_type:
-            break
-    return received
-
-
 def test_a_client_cannot_execute_code_over_the_kernel_websocket(voila, open_page, tmp_path):
     status, body = open_page("price_a_home.ipynb")
     assert status == 200
     marker = tmp_path / "executed"
-    ws, session = _connect(voila, kernel_id(body))
-    try:
+    with KernelChannel(voila.url, kernel_id(body), timeout=20) as channel:
         code = f"open({str(marker)!r}, 'w').write('the browser ran code')"
-        execute = _message(
+        execute = channel.send(
             "execute_request",
             {"code": code, "silent": False, "store_history": False, "user_expressions": {}},
-            session,
         )
-        ws.send(json.dumps(execute))
-        info = _message("kernel_info_request", {}, session)
-        ws.send(json.dumps(info))
-        received = _replies_until(ws, info["header"]["msg_id"], "kernel_info_reply", 30)
+        info = channel.send("kernel_info_request", {})
+        received = channel.replies_until(info["header"]["msg_id"], "kernel_info_reply", 30)
         time.sleep(3)  # room for a late execution
-        received += _replies_until(ws, "", "", 1)
-    finally:
-        ws.close()
+        received += channel.replies_until("", "", 1)
     answered = [m for m in received if m["parent_header"].get("msg_id") == info["header"]["msg_id"]]
     assert any(m["header"]["msg_type"] == "kernel_info_reply" for m in answered), (
         "the websocket did not answer a kernel_info_request"
@@ -283,18 +232,14 @@ def test_a_50_mb_upload_fits_through_the_kernel_websocket(voila, open_page):
     """tornado closes a websocket on a message over 10 MiB unless voila.json raises it."""
     status, body = open_page("score_a_batch.ipynb")
     assert status == 200
-    ws, session = _connect(voila, kernel_id(body))
     try:
-        blob = "x" * (50 * 2**20 + 1)  # the page's upload limit, and then some
-        comm = _message("comm_msg", {"comm_id": uuid.uuid4().hex, "data": {"blob": blob}}, session)
-        ws.send(json.dumps(comm))
-        info = _message("kernel_info_request", {}, session)
-        ws.send(json.dumps(info))
-        received = _replies_until(ws, info["header"]["msg_id"], "kernel_info_reply", 60)
+        with KernelChannel(voila.url, kernel_id(body), timeout=20) as channel:
+            blob = "x" * (50 * 2**20 + 1)  # the page's upload limit, and then some
+            channel.send("comm_msg", {"comm_id": uuid.uuid4().hex, "data": {"blob": blob}})
+            info = channel.send("kernel_info_request", {})
+            received = channel.replies_until(info["header"]["msg_id"], "kernel_info_reply", 60)
     except (websocket.WebSocketException, OSError) as error:
         pytest.fail(f"the server closed the kernel websocket on a 50 MB message: {error!r}")
-    finally:
-        ws.close()
     assert any(m["header"]["msg_type"] == "kernel_info_reply" for m in received)
 
 

@@ -39,6 +39,12 @@ PAGE_TIMEOUT = 120  # a page is streamed while its cells run
 # The tests (and the benchmark's crowds) open pages from one address far faster than a person
 # does; the per-client budget has its own tests (tests/test_dashboard_security.py).
 TEST_LIMITS = {"HOMEVALUE_KERNELS_PER_CLIENT_PER_MINUTE": "1000"}
+UPSTREAM_CLASSES = [
+    "--Voila.kernel_websocket_connection_class="
+    "jupyter_server.services.kernels.connection.channels.ZMQChannelsWebsocketConnection",
+    "--VoilaConfiguration.multi_kernel_manager_class="
+    "jupyter_server.services.kernels.kernelmanager.AsyncMappingKernelManager",
+]
 
 
 @dataclass
@@ -130,18 +136,26 @@ def serve(
     notebooks: Path | None = None,
     env: dict[str, str] | None = None,
     voila_args: str = "",
+    upstream: bool = False,
 ) -> Iterator[VoilaServer]:
     """Run `make serve` on a free port until the block ends; fail with the log if it dies.
 
     `env` adds environment variables (the kernels inherit them), e.g. another model folder;
     `voila_args` adds Voilà options on top of voila.json (`make serve VOILA_ARGS=...`).
+    `upstream` runs Voilà's own `voila` command instead, with jupyter_server's kernel and
+    websocket classes in place of ours (the benchmarks' baseline), on the same voila.json.
     """
     port = free_port()
     command = ["make", "-s", "serve", f"PORT={port}"]
-    if notebooks is not None:
-        command.append(f"NOTEBOOKS={notebooks}")
-    if voila_args:
-        command.append(f"VOILA_ARGS={voila_args}")
+    if upstream:
+        command = [str(PROJ_ROOT / ".venv/bin/voila"), "--no-browser", f"--port={port}",
+                   "--Voila.port_retries=0", *UPSTREAM_CLASSES, *voila_args.split(),
+                   str(notebooks or NOTEBOOKS)]  # fmt: skip
+    else:
+        if notebooks is not None:
+            command.append(f"NOTEBOOKS={notebooks}")
+        if voila_args:
+            command.append(f"VOILA_ARGS={voila_args}")
     # Under `make test`, MAKEFLAGS names jobserver pipes this child cannot use.
     env = {
         **{k: v for k, v in os.environ.items() if k not in {"MAKEFLAGS", "MFLAGS", "MAKELEVEL"}},
