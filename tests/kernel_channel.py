@@ -36,6 +36,7 @@ class KernelChannel:
         protocol: str | None = V1,
         timeout: float = 10,
         cookie: str | None = None,
+        sslopt: dict | None = None,
     ):
         self.session = uuid.uuid4().hex
         self.protocol = protocol
@@ -45,6 +46,7 @@ class KernelChannel:
             subprotocols=[protocol] if protocol else None,
             timeout=timeout,
             cookie=cookie,
+            sslopt=sslopt,
         )
 
     def close(self) -> None:
