@@ -28,11 +28,13 @@ INJECTED = (
 )
 DARK, LIGHT = "JupyterLab Dark", "JupyterLab Light"
 HEARTBEAT_LOG = "Ok, voila is still executing..."  # what window.voila_heartbeat() logs
-# True once Voilà's frontend is connected to the page's kernel (leaving before that makes
-# jupyter_server log a traceback: it reads the closed socket's connection).
-KERNEL_CONNECTED = """() => {
+# True once Voilà's frontend is connected to the page's kernel and the kernel is idle: a
+# page closed while its kernel is busy has it interrupted by the shutdown, and the kernel
+# logs that KeyboardInterrupt as an ERROR.
+KERNEL_SETTLED = """() => {
   const manager = window.jupyterapp && window.jupyterapp.widgetManager;
-  return !!manager && !!manager.kernel && manager.kernel.connectionStatus === 'connected';
+  const kernel = manager && manager.kernel;
+  return !!kernel && kernel.connectionStatus === 'connected' && kernel.status === 'idle';
 }"""
 
 
@@ -124,6 +126,7 @@ def test_the_policy_blocks_script_added_to_a_live_page(page, problems, server):
     area.fill("2500")
     area.press("Enter")
     expect(page.locator(".hv-price")).not_to_have_text(price, timeout=15_000)
+    page.wait_for_function(KERNEL_SETTLED, timeout=READY_TIMEOUT)  # the rest follows the price
 
 
 def test_the_reload_buttons_work_without_inline_handlers(page, server):
@@ -134,6 +137,7 @@ def test_the_reload_buttons_work_without_inline_handlers(page, server):
         page.get_by_role("button", name="Reload").click()
     assert page.url.endswith("?theme=dark")
     page.wait_for_selector(".hv-price", timeout=READY_TIMEOUT)
+    page.wait_for_function(KERNEL_SETTLED, timeout=READY_TIMEOUT)
 
 
 # ---------------------------------------------------------------- the viewer's theme
@@ -144,6 +148,7 @@ def test_a_chosen_theme_follows_the_links_between_pages(page, server):
     assert theme_of(page) == DARK and is_dark(page)
     page.get_by_role("link", name="Price a home").last.click()  # the card, not the header
     page.wait_for_selector(".hv-price", timeout=READY_TIMEOUT)
+    page.wait_for_function(KERNEL_SETTLED, timeout=READY_TIMEOUT)  # before leaving it
     assert urllib.parse.urlsplit(page.url).query == "theme=dark"
     assert theme_of(page) == DARK and is_dark(page)
     page.locator(".hv-brand").click()
@@ -209,7 +214,7 @@ def open_slow_page(page: Page, server: VoilaServer, query: str = "") -> list[str
     page.goto(f"{server.url}voila/render/{SLOW_NOTEBOOK}{query}", wait_until="load")
     page.wait_for_selector("#loading", state="detached", timeout=READY_TIMEOUT)
     expect(page.get_by_text("built", exact=True)).to_be_visible()
-    page.wait_for_function(KERNEL_CONNECTED, timeout=READY_TIMEOUT)
+    page.wait_for_function(KERNEL_SETTLED, timeout=READY_TIMEOUT)
     return logged
 
 
