@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import html.parser
 import inspect
 import json
 import re
@@ -222,6 +223,38 @@ def test_every_page_is_served_with_the_policy(voila, path, status):
     try:
         assert response.status_code == status
         assert response.headers.get("Content-Security-Policy") == POLICY
+    finally:
+        if response.status_code == 200 and "jupyter-config-data" in response.text:
+            voila.shutdown_kernel(kernel_id(response.text))
+
+
+class InlineScripts(html.parser.HTMLParser):
+    """The <script> elements of a page that would run inline code (no src, not data)."""
+
+    DATA_TYPES = {"application/json", "application/vnd.voila.cell-output+json"}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        attributes = dict(attrs)
+        code = tag == "script" and "src" not in attributes
+        if code and attributes.get("type") not in self.DATA_TYPES:
+            self.found.append(self.get_starttag_text())
+        if any(name.startswith("on") for name in attributes):  # onerror=, onclick=, ...
+            self.found.append(self.get_starttag_text())
+
+
+@pytest.mark.parametrize("path, status", POLICED.values(), ids=POLICED)
+def test_no_page_holds_inline_script(voila, path, status):
+    """What the policy would block must not be there: every script is a file (or data)."""
+    response = voila.get(path)
+    try:
+        assert response.status_code == status
+        parser = InlineScripts()
+        parser.feed(response.text)
+        assert parser.found == [], f"inline script or handler: {parser.found}"
     finally:
         if response.status_code == 200 and "jupyter-config-data" in response.text:
             voila.shutdown_kernel(kernel_id(response.text))

@@ -179,12 +179,15 @@ def test_an_unknown_theme_is_ignored(page, server):
 
 SLOW_NOTEBOOK = "slow_page.ipynb"
 SLOW_SECONDS = 3  # longer than the heartbeat interval below
+# A notebook whose file name is markup: the landing page lists it, its page is titled by it.
+HOSTILE_NOTEBOOK = 'x"><img src=x onerror=alert(document.domain)>.ipynb'
 
 
 @pytest.fixture(scope="module")
 def dark_server(tmp_path_factory) -> Iterator[VoilaServer]:
     """`make serve VOILA_ARGS=--theme=dark` on a page whose cell outlasts Voilà's heartbeat
-    interval (1 s here), so the heartbeat's inline script arrives while it is built."""
+    interval (1 s here), so the heartbeat's inline script arrives while it is built, and a
+    page whose file name is markup."""
     folder = tmp_path_factory.mktemp("dark")
     notebooks = folder / "notebooks"
     notebooks.mkdir()
@@ -196,6 +199,10 @@ def dark_server(tmp_path_factory) -> Iterator[VoilaServer]:
         nbformat.v4.new_code_cell('print("built")'),
     ]
     nbformat.write(notebook, notebooks / SLOW_NOTEBOOK)
+    hostile = nbformat.v4.new_notebook()
+    hostile.metadata["kernelspec"] = notebook.metadata["kernelspec"]
+    hostile.cells = [nbformat.v4.new_markdown_cell("A page with a hostile file name.")]
+    nbformat.write(hostile, notebooks / HOSTILE_NOTEBOOK)
     args = "--theme=dark --VoilaConfiguration.http_keep_alive_timeout=1"
     with serve(folder / "server.log", notebooks=notebooks, voila_args=args) as server:
         yield server
@@ -241,3 +248,18 @@ def test_a_viewer_can_choose_light_on_a_dark_server(dark_page, dark_server):
     assert theme_of(dark_page) == LIGHT and not is_dark(dark_page)
     assert "theme-light" in dark_page.locator("body").get_attribute("class")
     assert "theme-dark" not in dark_page.locator("body").get_attribute("class")
+
+
+def test_a_file_name_is_shown_as_text(dark_page, problems, dark_server):
+    """The landing page and the page itself print the notebook's name: as text only."""
+    page = dark_page
+    page.goto(dark_server.url)
+    link = page.get_by_role("link", name=HOSTILE_NOTEBOOK)
+    expect(link).to_have_count(1)
+    link.click()
+    page.wait_for_selector("#loading", state="detached", timeout=READY_TIMEOUT)
+    expect(page.get_by_text("A page with a hostile file name.")).to_be_visible()
+    assert page.title() == HOSTILE_NOTEBOOK.removesuffix(".ipynb")
+    page.wait_for_function(KERNEL_SETTLED, timeout=READY_TIMEOUT)
+    assert page.locator("[onerror]").count() == 0
+    assert problems.dialogs == [] and problems.csp_violations == []
