@@ -28,6 +28,13 @@ INJECTED = (
 )
 DARK, LIGHT = "JupyterLab Dark", "JupyterLab Light"
 HEARTBEAT_LOG = "Ok, voila is still executing..."  # what window.voila_heartbeat() logs
+# Keeps every text the loading indicator's step line shows (the page removes it when built).
+RECORD_LOADING_STEPS = """window.hvSteps = [];
+new MutationObserver(() => {
+  const step = document.getElementById('hv-loading-step');
+  const text = step && step.textContent;
+  if (text && window.hvSteps[window.hvSteps.length - 1] !== text) window.hvSteps.push(text);
+}).observe(document, {subtree: true, childList: true, characterData: true});"""
 # True once Voilà's frontend is connected to the page's kernel and the kernel is idle: a
 # page closed while its kernel is busy has it interrupted by the shutdown, and the kernel
 # logs that KeyboardInterrupt as an ERROR.
@@ -229,11 +236,15 @@ def test_a_dark_server_serves_dark_pages_and_its_heartbeat_runs(
     dark_page, problems: Problems, dark_server
 ):
     """`--theme=dark`: the server's default is dark; Voilà's heartbeat (the one inline
-    script left, allowed by its hash) runs under the policy."""
+    script left, allowed by its hash) runs under the policy, and the loading indicator
+    counts the cells without the lab template's inline script per cell."""
+    dark_page.add_init_script(RECORD_LOADING_STEPS)
     logged = open_slow_page(dark_page, dark_server)
     assert theme_of(dark_page) == DARK and is_dark(dark_page)
     assert HEARTBEAT_LOG in logged, "no heartbeat ran while the slow cell was executed"
     assert problems.csp_violations == []
+    steps = dark_page.evaluate("window.hvSteps")
+    assert steps and steps[-1] == "Preparing the page: step 3 of 3", steps
 
 
 def test_a_dark_server_serves_a_dark_landing_page(dark_page, dark_server):

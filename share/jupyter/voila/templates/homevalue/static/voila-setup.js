@@ -5,7 +5,8 @@
  *
  *  - log.macro.html.j2: console messages are also posted to the window above, for the
  *    log panel of JupyterLab's Voilà preview (postMessage without a target origin only
- *    reaches the same origin);
+ *    reaches the same origin). Only in a frame: a page on its own keeps the browser's
+ *    console as it is;
  *  - voila_setup.macro.html.j2, voila_setup_helper_functions(): the functions the page and
  *    Voilà's frontend call (the heartbeat, the loading text, showing the cells). The loading
  *    text is set as text, not HTML.
@@ -30,14 +31,16 @@
     }
   }
 
-  ["debug", "info", "warn", "error"].forEach(function (level) {
-    var original = console[level];
-    console[level] = function () {
-      var args = Array.prototype.slice.call(arguments);
-      post({ level: level, msg: ["[Voilà]:"].concat(args) });
-      original.apply(console, args);
-    };
-  });
+  if (window.top !== window) {
+    ["debug", "info", "warn", "error"].forEach(function (level) {
+      var original = console[level];
+      console[level] = function () {
+        var args = Array.prototype.slice.call(arguments);
+        post({ level: level, msg: ["[Voilà]:"].concat(args) });
+        original.apply(console, args);
+      };
+    });
+  }
 
   /* ------------------------------------------------------------------ helper functions */
 
