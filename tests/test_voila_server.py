@@ -6,9 +6,15 @@ one serves a notebook that raises. Every page a test opens has its kernel shut d
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import html.parser
+import inspect
+import json
 import re
 import signal
 import time
+import urllib.parse
 import uuid
 from pathlib import Path
 
@@ -16,7 +22,9 @@ import nbformat
 import psutil
 import pytest
 import websocket  # websocket-client, installed with jupyter_server
+from ipyleaflet import TileLayer
 from kernel_channel import KernelChannel
+from voila import handler as voila_handler
 from voila_server import (
     NOTEBOOKS,
     PROJ_ROOT,
@@ -26,6 +34,8 @@ from voila_server import (
     serve,
     visible_text,
 )
+
+from homevalue.ui.maps import ames_map
 
 PAGES = {
     "price_a_home.ipynb": "Price a home",
@@ -148,6 +158,125 @@ def test_unknown_page_gets_the_friendly_404(voila):
     assert _python_error(response.text) is None
 
 
+# ---------------------------------------------------------------- XSS and the policy
+
+# The reported reproduction (issue 10): it closed the attribute it was printed into.
+XSS_THEME = 'x"><img src=x onerror=alert(document.domain)>'
+VOILA_JSON = json.loads((PROJ_ROOT / "voila.json").read_text(encoding="utf-8"))
+# The policy voila.json sets ("" when it sets none: the tests below then fail, not the file).
+POLICY = (VOILA_JSON.get("Voila", {}).get("tornado_settings", {}).get("headers", {})).get(
+    "Content-Security-Policy", ""
+)
+
+
+def directives(policy: str) -> dict[str, list[str]]:
+    """directive -> its sources, from a Content-Security-Policy header."""
+    parts = (directive.split() for directive in policy.split(";"))
+    return {part[0]: part[1:] for part in parts if part}
+
+
+def test_the_policy_runs_only_this_servers_scripts():
+    """No inline script or handler may run; nothing is loaded or framed from elsewhere but
+    the basemap's tiles."""
+    policy = directives(POLICY)
+    scripts = policy["script-src"]
+    assert "'self'" in scripts
+    assert not {"'unsafe-inline'", "'unsafe-hashes'", "'strict-dynamic'", "*"} & set(scripts)
+    assert not [s for s in scripts if s.startswith(("'nonce-", "http", "data:", "blob:"))]
+    assert "script-src-attr" not in policy and "script-src-elem" not in policy
+    assert policy["default-src"] == ["'self'"] and policy["connect-src"] == ["'self'"]
+    assert policy["object-src"] == ["'none'"] and policy["base-uri"] == ["'self'"]
+    assert policy["frame-ancestors"] == ["'self'"] and policy["form-action"] == ["'self'"]
+
+
+def test_the_policy_allows_voilas_heartbeat_by_its_hash():
+    """The one inline script left: what Voilà's page handler sends while a slow cell runs
+    (voila/handler.py). A Voilà that changes it needs a new hash here."""
+    source = inspect.getsource(voila_handler)
+    scripts = re.findall(r"<script>(.*?)</script>", source)
+    assert scripts == ["window.voila_heartbeat()"], f"Voilà's inline scripts changed: {scripts}"
+    digest = base64.b64encode(hashlib.sha256(scripts[0].encode()).digest()).decode()
+    assert f"'sha256-{digest}'" in directives(POLICY)["script-src"]
+
+
+def test_the_policy_allows_the_basemap_tiles():
+    """The maps' tiles come from the basemap's server: img-src must name it."""
+    tiles = [layer.url for layer in ames_map().layers if isinstance(layer, TileLayer)]
+    assert tiles, "the map has no tile layer"
+    for url in tiles:
+        parts = urllib.parse.urlsplit(url)
+        assert f"{parts.scheme}://{parts.netloc}" in directives(POLICY)["img-src"], url
+
+
+POLICED = {
+    "landing": ("", 200),
+    "folder listing": ("voila/tree", 200),
+    "unknown page": ("voila/render/no_such_page.ipynb", 404),
+    "a folder that is not there": ("voila/tree/no_such_folder", 404),
+    **{page: (f"voila/render/{page}", 200) for page in PAGES},
+}
+
+
+@pytest.mark.parametrize("path, status", POLICED.values(), ids=POLICED)
+def test_every_page_is_served_with_the_policy(voila, path, status):
+    response = voila.get(path)
+    try:
+        assert response.status_code == status
+        assert response.headers.get("Content-Security-Policy") == POLICY
+    finally:
+        if response.status_code == 200 and "jupyter-config-data" in response.text:
+            voila.shutdown_kernel(kernel_id(response.text))
+
+
+class InlineScripts(html.parser.HTMLParser):
+    """The <script> elements of a page that would run inline code (no src, not data)."""
+
+    DATA_TYPES = {"application/json", "application/vnd.voila.cell-output+json"}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        attributes = dict(attrs)
+        code = tag == "script" and "src" not in attributes
+        if code and attributes.get("type") not in self.DATA_TYPES:
+            self.found.append(self.get_starttag_text())
+        if any(name.startswith("on") for name in attributes):  # onerror=, onclick=, ...
+            self.found.append(self.get_starttag_text())
+
+
+@pytest.mark.parametrize("path, status", POLICED.values(), ids=POLICED)
+def test_no_page_holds_inline_script(voila, path, status):
+    """What the policy would block must not be there: every script is a file (or data)."""
+    response = voila.get(path)
+    try:
+        assert response.status_code == status
+        parser = InlineScripts()
+        parser.feed(response.text)
+        assert parser.found == [], f"inline script or handler: {parser.found}"
+    finally:
+        if response.status_code == 200 and "jupyter-config-data" in response.text:
+            voila.shutdown_kernel(kernel_id(response.text))
+
+
+@pytest.mark.parametrize("page", ["", *PAGES])
+def test_the_theme_parameter_is_never_printed(voila, page):
+    """The server renders its own theme whatever ?theme= says (the browser applies a
+    viewer's light or dark); the reported payload is nowhere in the page."""
+    path = f"voila/render/{page}" if page else ""
+    response = voila.get(path, params={"theme": XSS_THEME})
+    try:
+        assert response.status_code == 200
+        body = response.text
+        assert "onerror" not in body and "x&#34;&gt;" not in body and "x&quot;&gt;" not in body
+        assert re.search(r'<body class="[^"]*theme-light[^"]*"', body)
+        assert 'data-jp-theme-name="JupyterLab Light"' in body
+    finally:
+        if page:
+            voila.shutdown_kernel(kernel_id(response.text))
+
+
 # ---------------------------------------------------------------- what is never served
 
 NOTEBOOK_URLS = [
@@ -267,12 +396,14 @@ def test_the_page_survives_its_kernel_dying(voila, open_page):
     assert voila.process.poll() is None, "the server died with the kernel"
 
 
-BROKEN_NOTEBOOK = "model_report.ipynb"  # has a pooled kernel in voila.json: both paths run
+BROKEN_NOTEBOOK = "model_report.ipynb"  # has a pooled kernel in voila.json
 
 
-@pytest.fixture(scope="module")
-def broken_voila(tmp_path_factory) -> VoilaServer:
-    """`make serve` on a folder whose notebook raises while the page is built."""
+@pytest.fixture(scope="module", params=["preheated-kernel", "new-kernel"])
+def broken_voila(tmp_path_factory, request) -> VoilaServer:
+    """`make serve` on a folder whose notebook raises while the page is built, its page
+    taken from the preheated pool, or (pool off) from a kernel started for the request."""
+    options = "--VoilaConfiguration.preheat_kernel=False" if request.param == "new-kernel" else ""
     folder = tmp_path_factory.mktemp("broken")
     notebooks = folder / "notebooks"
     notebooks.mkdir()
@@ -284,13 +415,12 @@ def broken_voila(tmp_path_factory) -> VoilaServer:
         nbformat.v4.new_code_cell('print("never printed")'),
     ]
     nbformat.write(notebook, notebooks / BROKEN_NOTEBOOK)
-    with serve(folder / "server.log", notebooks=notebooks) as server:
+    with serve(folder / "server.log", notebooks=notebooks, voila_args=options) as server:
         yield server
 
 
-@pytest.mark.parametrize("query", ["", "?theme=dark"], ids=["preheated-kernel", "new-kernel"])
-def test_a_cell_that_raises_shows_a_friendly_message(broken_voila, query):
-    response = broken_voila.get(f"voila/render/{BROKEN_NOTEBOOK}{query}")
+def test_a_cell_that_raises_shows_a_friendly_message(broken_voila):
+    response = broken_voila.get(f"voila/render/{BROKEN_NOTEBOOK}")
     try:
         assert response.status_code in (200, 500)
         body = response.text

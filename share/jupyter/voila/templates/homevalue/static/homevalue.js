@@ -32,6 +32,29 @@
     }
   };
 
+  // Voilà's lab template reports each cell with an inline <script>voila_process(i, n)</script>,
+  // which the page's Content-Security-Policy does not run; index.html.j2 leaves it out and
+  // the cells' wrappers (<div cell-index="i">) are counted here as the page streams in.
+  var cellWatcher = new MutationObserver(function (mutations) {
+    var loading = document.getElementById("loading");
+    var count = loading && loading.getAttribute("data-hv-cell-count");
+    if (!count) {
+      return;
+    }
+    mutations.forEach(function (mutation) {
+      mutation.addedNodes.forEach(function (node) {
+        var index = node.nodeType === 1 && node.getAttribute("cell-index");
+        if (index) {
+          hv.loadingProgress(Number(index), Number(count));
+        }
+      });
+    });
+  });
+  cellWatcher.observe(document.documentElement, { childList: true, subtree: true });
+  onReady(function () {
+    cellWatcher.disconnect(); // every cell has arrived
+  });
+
   // If the page is still loading after a while, say what to do rather than spin forever.
   onReady(function () {
     setTimeout(function () {
