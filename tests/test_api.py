@@ -199,6 +199,27 @@ def test_values_that_json_cannot_carry_back_are_quoted(client, good_house):
     assert len(shown["y"]) == 60 and shown["y"].endswith("…")
 
 
+def test_a_lone_surrogate_is_refused_with_422_and_sent_back_as_sent(client, good_house):
+    """`"\\ud800"` is a valid JSON escape but not Unicode text: it cannot be encoded as UTF-8,
+    so echoing it in the 422 must not fail (it was a 500), wherever it sits."""
+    house = {**good_house, "Neighborhood": "\ud800", "\udfff": 1}
+    body = json.dumps(house)  # ASCII: the surrogates travel as \\ud800 escapes
+    problems = refused(client.post(PREDICT, content=body))
+    assert [(p["field"], p["value"]) for p in problems] == [
+        ("Neighborhood", "\ud800"),
+        ("\udfff", 1),
+    ]
+    assert problems[0]["reason"].startswith("must be one of: ")
+
+
+def test_raw_surrogate_bytes_are_not_utf8_and_not_json(client, good_house):
+    """The same code point written as bytes (CESU-8, ED A0 80) is not UTF-8 at all."""
+    body = json.dumps({**good_house, "Neighborhood": "@"}).encode().replace(b"@", b"\xed\xa0\x80")
+    problems = refused(client.post(PREDICT, content=body))
+    assert [p["field"] for p in problems] == ["body"]
+    assert problems[0]["reason"].startswith("is not valid JSON (not UTF-8")
+
+
 def test_the_list_limit(client, good_house):
     limit = config.API_MAX_HOUSES
     assert len(client.post(PREDICT, json=[good_house] * limit).json()) == limit

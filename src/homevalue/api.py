@@ -63,8 +63,21 @@ class ApiError(Exception):
         self.status, self.code, self.detail, self.problems = status, code, detail, problems
 
 
+class JsonAnswer(JSONResponse):
+    """JSON written as ASCII, so any text can be sent back, even text that is not Unicode.
+
+    A JSON body may spell a lone surrogate (`"\\ud800"`): Python parses it into a str that
+    UTF-8 cannot encode, and a refusal echoing that value made Starlette's renderer fail (a
+    500). Escaping every non-ASCII character returns exactly what the client sent, and
+    prices, flags and messages are ASCII anyway.
+    """
+
+    def render(self, content: object) -> bytes:
+        return json.dumps(content, allow_nan=False, separators=(",", ":")).encode("ascii")
+
+
 def error_response(status: int, code: str, detail: str, **extra) -> JSONResponse:
-    return JSONResponse({"error": code, "detail": detail, **extra}, status_code=status)
+    return JsonAnswer({"error": code, "detail": detail, **extra}, status_code=status)
 
 
 def echoed(value: object) -> object:
@@ -125,9 +138,18 @@ def _refuse_constant(name: str) -> None:
 
 
 def parse_houses(body: bytes, max_houses: int) -> tuple[list, bool]:
-    """(houses, whether one house was sent alone) from a JSON body, or a 422 saying why not."""
+    """(houses, whether one house was sent alone) from a JSON body, or a 422 saying why not.
+
+    The bytes are decoded strictly first: `json.loads` would let surrogates written as bytes
+    through (it decodes with "surrogatepass"), and those are not UTF-8.
+    """
     try:
-        data = json.loads(body, parse_constant=_refuse_constant)
+        text = body.decode(json.detect_encoding(body))
+    except UnicodeDecodeError as error:
+        reason = f"is not valid JSON (not UTF-8: {error.reason} at byte {error.start})"
+        raise invalid([(None, Problem("body", None, reason))]) from None
+    try:
+        data = json.loads(text, parse_constant=_refuse_constant)
     except (ValueError, RecursionError) as error:  # JSONDecodeError, bad UTF-8, NaN, nesting
         reason = f"is not valid JSON ({str(error)[:80]})"
         raise invalid([(None, Problem("body", None, reason))]) from None
@@ -327,7 +349,7 @@ def create_app(model_dir: Path | str | None = None) -> FastAPI:
         body = await read_body(request, config.API_MAX_BODY_BYTES)
         houses, single = parse_houses(body, config.API_MAX_HOUSES)
         priced = price_houses(model, houses, single)
-        return JSONResponse(priced[0] if single else priced)
+        return JsonAnswer(priced[0] if single else priced)
 
     @app.get(
         "/v1/model",
@@ -337,11 +359,11 @@ def create_app(model_dir: Path | str | None = None) -> FastAPI:
     )
     async def model_card() -> JSONResponse:
         slot.require()
-        return JSONResponse(slot.card_json)
+        return JsonAnswer(slot.card_json)
 
     @app.get("/healthz", summary="Liveness: the process answers", response_model=openapi.Health)
     async def healthz() -> JSONResponse:
-        return JSONResponse({"status": "ok"})
+        return JsonAnswer({"status": "ok"})
 
     @app.get(
         "/readyz",
@@ -351,7 +373,7 @@ def create_app(model_dir: Path | str | None = None) -> FastAPI:
     )
     async def readyz() -> JSONResponse:
         model = slot.require()
-        return JSONResponse({"status": "ready", "model_version": model.version})
+        return JsonAnswer({"status": "ready", "model_version": model.version})
 
     def openapi_document() -> dict:
         """Generated once the model is loaded, so the body shows the card's fields."""
