@@ -130,6 +130,7 @@ def test_a_list_keeps_its_order_and_an_empty_list_is_empty(client, good_house):
         {"Central_Air": "yes"},
         {"Year_Built": None},  # required
         {"Gr_Liv_Area": "big"},  # not a number
+        {"Gr_Liv_Area": "١٥٠٠", "Year_Built": "１９７５"},  # other scripts' digits
         {"Garage_Cars": True},
         {"Garage_Cars": 1.5},  # not whole
         {"Lot_Area": [9000]},
