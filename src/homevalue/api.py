@@ -56,11 +56,20 @@ PREDICT_PATH = "/v1/predict"
 
 
 class ApiError(Exception):
-    """A refusal with its HTTP status, a short code and a sentence saying what to do."""
+    """A refusal with its HTTP status, a short code and a sentence saying what to do; a 422
+    also lists problems (at most API_MAX_PROBLEMS) and says how many there were in all."""
 
-    def __init__(self, status: int, code: str, detail: str, problems: list[dict] | None = None):
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        detail: str,
+        problems: list[dict] | None = None,
+        problems_total: int = 0,
+    ):
         super().__init__(detail)
-        self.status, self.code, self.detail, self.problems = status, code, detail, problems
+        self.status, self.code, self.detail = status, code, detail
+        self.problems, self.problems_total = problems, problems_total
 
 
 class JsonAnswer(JSONResponse):
@@ -97,14 +106,25 @@ def echoed(value: object) -> object:
     return shown(value)
 
 
-def invalid(problems: list[tuple[int | None, Problem]]) -> ApiError:
-    """422 listing every problem as (index in the list or None, homevalue's Problem)."""
+def invalid(problems: list[tuple[int | None, Problem]], total: int | None = None) -> ApiError:
+    """422 listing problems as (index in the list or None, homevalue's Problem): the first
+    API_MAX_PROBLEMS of them, in `problems` and as sentences in `detail`, and how many in all.
+
+    A key is the client's text like a value, so it is cut like one wherever it is echoed.
+    """
+    total = len(problems) if total is None else total
+    shown_here = [
+        (index, Problem(echoed(p.field), p.value, p.reason))
+        for index, p in problems[: config.API_MAX_PROBLEMS]
+    ]
     listed = [
         {"index": index, "field": p.field, "value": echoed(p.value), "reason": p.reason}
-        for index, p in problems
+        for index, p in shown_here
     ]
-    detail = "; ".join(("" if i is None else f"house {i}: ") + str(p) for i, p in problems)
-    return ApiError(422, "invalid_input", detail, listed)
+    detail = "; ".join(("" if i is None else f"house {i}: ") + str(p) for i, p in shown_here)
+    if total > len(listed):
+        detail += f"; and {total - len(listed):,} more problems (problems_total)"
+    return ApiError(422, "invalid_input", detail, listed, total)
 
 
 # --- the request: read, parse, price -------------------------------------------------------
@@ -137,12 +157,30 @@ def _refuse_constant(name: str) -> None:
     raise ValueError(f"{name} is not JSON")
 
 
+def check_separators(body: bytes) -> None:
+    """Refuse, before parsing, a body with more ',' and ':' than API_MAX_SEPARATORS.
+
+    Parsing is the costly part of a refusal (256 KB of keys or numbers take 6-20 ms of the
+    event loop); counting two bytes takes microseconds. Every value but the first needs a
+    ',' and every key a ':', so no valid request comes near the limit, and one over it
+    could not be priced anyway.
+    """
+    separators = body.count(b",") + body.count(b":")
+    if separators > config.API_MAX_SEPARATORS:
+        reason = (
+            f"must hold at most {config.API_MAX_SEPARATORS:,} (about two per value: "
+            f"{config.API_MAX_HOUSES} houses of at most {config.API_MAX_KEYS_PER_HOUSE} keys)"
+        )
+        raise invalid([(None, Problem("body", f"{separators:,} ',' and ':'", reason))])
+
+
 def parse_houses(body: bytes, max_houses: int) -> tuple[list, bool]:
     """(houses, whether one house was sent alone) from a JSON body, or a 422 saying why not.
 
     The bytes are decoded strictly first: `json.loads` would let surrogates written as bytes
     through (it decodes with "surrogatepass"), and those are not UTF-8.
     """
+    check_separators(body)
     try:
         text = body.decode(json.detect_encoding(body))
     except UnicodeDecodeError as error:
@@ -166,28 +204,46 @@ def parse_houses(body: bytes, max_houses: int) -> tuple[list, bool]:
     raise invalid([(None, Problem("body", value, reason))])
 
 
-def unknown_fields(schema: Schema, house: object) -> list[Problem]:
-    """Keys the model does not take: refused, so a misspelt optional field is not silently
-    replaced by its default (the pricing page's links say the same)."""
+def too_many_keys(schema: Schema, house: object) -> Problem | None:
+    """A house with more than API_MAX_KEYS_PER_HOUSE keys, refused whole. `len` is all it
+    costs, so a body of 20,000 keys is neither validated nor listed key by key."""
+    limit = config.API_MAX_KEYS_PER_HOUSE
+    if not isinstance(house, Mapping) or len(house) <= limit:
+        return None
+    reason = f"must have at most {limit} keys (this model takes {len(schema.names)} fields)"
+    return Problem("record", f"an object of {len(house):,} keys", reason)
+
+
+def unknown_fields(schema: Schema, house: object, room: int) -> tuple[list[Problem], int]:
+    """Keys the model does not take (the first `room`, and how many): refused, so a misspelt
+    optional field is not silently replaced by its default (the pricing page's links say
+    the same)."""
     if not isinstance(house, Mapping):
-        return []
+        return [], 0
     reason = "is not a field of this model"
-    return [Problem(key, house[key], reason) for key in house if key not in schema.by_name]
+    unknown = [key for key in house if key not in schema.by_name]
+    return [Problem(key, house[key], reason) for key in unknown[:room]], len(unknown)
 
 
 def price_houses(model: Model, houses: list, single: bool) -> list[dict]:
-    """`predict_one` for each house; every problem in every house is reported at once."""
-    priced, problems = [], []
+    """`predict_one` for each house; every problem in every house is counted at once, and
+    the first API_MAX_PROBLEMS are listed (houses and keys per house are bounded before)."""
+    priced, listed, total = [], [], 0
     for position, house in enumerate(houses):
         index = None if single else position
-        found = unknown_fields(model.schema, house)
-        try:
-            priced.append(predict_one(house, model=model).to_dict())
-        except ValidationError as error:
-            found = error.problems + found
-        problems += [(index, p) for p in found]
-    if problems:
-        raise invalid(problems)
+        room = config.API_MAX_PROBLEMS - len(listed)
+        if crowded := too_many_keys(model.schema, house):
+            found, count = [crowded], 1
+        else:
+            found, count = unknown_fields(model.schema, house, room)
+            try:
+                priced.append(predict_one(house, model=model).to_dict())
+            except ValidationError as error:
+                found, count = error.problems + found, len(error.problems) + count
+        listed += [(index, p) for p in found[:room]]
+        total += count
+    if total:
+        raise invalid(listed, total)
     return priced
 
 
@@ -235,6 +291,8 @@ def public_card(card: dict) -> dict:
         "limits": {
             "max_houses_per_request": config.API_MAX_HOUSES,
             "max_body_bytes": config.API_MAX_BODY_BYTES,
+            "max_keys_per_house": config.API_MAX_KEYS_PER_HOUSE,
+            "max_problems_listed": config.API_MAX_PROBLEMS,
         },
     }
 
@@ -289,7 +347,9 @@ def configure_logging() -> None:
 
 
 async def on_api_error(request: Request, error: ApiError) -> JSONResponse:
-    extra = {} if error.problems is None else {"problems": error.problems}
+    extra = {}
+    if error.problems is not None:
+        extra = {"problems": error.problems, "problems_total": error.problems_total}
     return error_response(error.status, error.code, error.detail, **extra)
 
 

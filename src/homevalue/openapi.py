@@ -112,9 +112,15 @@ class Error(BaseModel):
 
 
 class InvalidInput(Error):
-    """422: every problem in every house at once, so a client can fix them in one go."""
+    """422: the problems in every house at once, so a client can fix them in one go."""
 
-    problems: list[Problem]
+    problems: list[Problem] = Field(
+        description=f"the first {config.API_MAX_PROBLEMS} problems found, in order"
+    )
+    problems_total: int = Field(
+        description="how many problems were found in all (more than are listed when over "
+        f"{config.API_MAX_PROBLEMS}; `detail` says how many more)"
+    )
 
 
 class Health(BaseModel):
@@ -170,16 +176,18 @@ validation and post-processing as the homevalue dashboards.
 `POST {path}` takes a house (an object of field: value) or a list of at most
 {config.API_MAX_HOUSES}; it answers with the price, its 80% interval, flags (inputs outside
 what the model was trained on, defaults assumed, a capped price) and the model version, or
-422 with every problem found (house index, field, value, reason). `GET /v1/model` is the model
-card: every field's type, unit, range, categories and default, the metrics and versions."""
+422 with the problems found (house index, field, value, reason; the first
+{config.API_MAX_PROBLEMS} listed, all counted in `problems_total`). A house may have at most
+{config.API_MAX_KEYS_PER_HOUSE} keys. `GET /v1/model` is the model card: every field's type,
+unit, range, categories and default, the metrics, versions and limits."""
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     413: {"model": Error, "description": "the body is over the size limit"},
     422: {
         "model": InvalidInput,
-        "description": "a house or the body was refused: every problem, with its field, "
-        "value and reason",
+        "description": "a house or the body was refused: each problem (the first "
+        f"{config.API_MAX_PROBLEMS}) with its field, value and reason, and how many in all",
     },
     503: {"model": Error, "description": "the model is not loaded (see /readyz)"},
 }
