@@ -8,6 +8,7 @@ readiness of the model, no traceback ever in a response, and one access-log line
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import shutil
@@ -21,6 +22,7 @@ from fastapi.testclient import TestClient
 import homevalue
 from homevalue import api, config
 from homevalue.errors import ValidationError
+from homevalue.model import write_card_pin
 
 PREDICT = "/v1/predict"
 
@@ -425,6 +427,35 @@ def test_not_ready_without_a_model_then_ready_once_it_appears(tmp_path, good_hou
         shutil.copytree(model.path, folder)  # e.g. `make model` finished
         assert client.get("/readyz").status_code == 200
         assert client.post(PREDICT, json=good_house).status_code == 200
+
+
+def test_a_garbage_booster_leaves_the_api_alive_not_ready_and_says_why(tmp_path, model):
+    """A booster.json of garbage whose hash the (re-pinned) card records: a raw
+    UnicodeDecodeError in the log before; now one line naming the file and the fix."""
+    folder = tmp_path / "model"
+    shutil.copytree(model.path, folder)
+    garbage = b"\x89garbage\xff"
+    (folder / config.BOOSTER_FILE).write_bytes(garbage)
+    card = json.loads((folder / config.CARD_JSON).read_text())
+    card["booster_sha256"] = hashlib.sha256(garbage).hexdigest()
+    (folder / config.CARD_JSON).write_text(json.dumps(card))
+    write_card_pin(folder)
+    errors: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.ERROR)
+    handler.emit = errors.append
+    api.log.addHandler(handler)
+    try:
+        with TestClient(api.create_app(folder)) as client:
+            assert client.get("/healthz").status_code == 200
+            for response in (client.get("/readyz"), client.get("/readyz")):
+                assert response.status_code == 503
+                assert response.json()["error"] == "not_ready"
+    finally:
+        api.log.removeHandler(handler)
+    assert len(errors) == 1  # logged once, not at every retry
+    message = errors[0].getMessage()
+    assert str(folder / config.BOOSTER_FILE) in message and "make model" in message
+    assert errors[0].exc_info is None  # the sentence says it all: no traceback
 
 
 def test_the_model_card(client, model):

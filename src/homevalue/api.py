@@ -36,7 +36,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from homevalue import config, openapi
-from homevalue.errors import Problem, ValidationError, shown
+from homevalue.errors import ModelError, Problem, ValidationError, shown
 from homevalue.model import Model, load_model
 from homevalue.predict import predict_one
 from homevalue.schema import Schema
@@ -266,7 +266,10 @@ class ModelSlot:
                 model = load_model(self.folder)
             except Exception as error:  # any reason at all: the server must keep answering
                 if str(error) != self._last_error:
-                    log.error("the model could not be loaded: %s", error, exc_info=error)
+                    # A ModelError's sentence names the file and the fix; anything else
+                    # is a bug, whose traceback the operator needs.
+                    trace = None if isinstance(error, ModelError) else error
+                    log.error("the model could not be loaded: %s", error, exc_info=trace)
                     self._last_error = str(error)
                 return None
             self.card_json = public_card(model.card)

@@ -17,6 +17,11 @@ MODEL_FILE = "pipeline.skops"
 # The same booster for serving, readable without scikit-learn (homevalue.booster).
 BOOSTER_FILE = "booster.json"
 CARD_JSON = "model_card.json"
+# The card's SHA-256, written by training beside it (`sha256sum` format): the card holds the
+# artifacts' hashes, so this one line vouches for the whole folder.
+CARD_PIN = "model_card.json.sha256"
+# A card is about 10 KB; one far larger is not a card, and is refused before it is read.
+CARD_MAX_BYTES = 1024 * 1024
 CARD_MARKDOWN = "MODEL_CARD.md"
 REFERENCE_SALES = "reference_sales.csv"
 HOLDOUT_PREDICTIONS = "holdout.csv"

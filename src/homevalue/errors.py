@@ -56,5 +56,14 @@ class ModelSchemaError(ModelError):
     """The artifact and its card disagree, or the file was changed after training."""
 
 
+class ModelFileError(ModelError):
+    """A model file cannot be used as it is: not UTF-8 or not JSON, cut short, of the wrong
+    shape, refused by LightGBM, not a regular file, or outside the model folder."""
+
+
+class ModelRuntimeError(ModelError):
+    """This environment cannot run the model: LightGBM's library is missing or broken."""
+
+
 class BatchFileError(HomevalueError):
     """A batch file that cannot be scored at all (not a table, wrong columns, wrong encoding)."""
