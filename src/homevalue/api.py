@@ -14,6 +14,10 @@ Answers are written as JSON directly (no pydantic on the request path).
 
 Run it with `make api` (uvicorn, settings in homevalue.config). One JSON line per request
 goes to stderr (logger `homevalue.api.access`); nothing from the body is logged.
+
+Access is open unless API keys are configured (homevalue.apikeys); then every route but the
+probes needs `Authorization: Bearer <key>` or `X-API-Key: <key>`: 401 without one, 403 with
+a wrong one, checked before routing, so a new route cannot be left open by mistake.
 """
 
 from __future__ import annotations
@@ -35,8 +39,9 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from homevalue import config, openapi
-from homevalue.errors import ModelError, Problem, ValidationError, shown
+from homevalue import apikeys, config, openapi
+from homevalue.apikeys import KeyRing
+from homevalue.errors import ApiKeyError, ModelError, Problem, ValidationError, shown
 from homevalue.model import Model, load_model
 from homevalue.predict import predict_one
 from homevalue.schema import Schema
@@ -302,6 +307,46 @@ def public_card(card: dict) -> dict:
 
 # --- the app -------------------------------------------------------------------------------
 
+NO_KEY = "this API needs a key: send it as `Authorization: Bearer <key>` or `X-API-Key: <key>`"
+WRONG_KEY = "this API key is not accepted here: check it with whoever runs this API"
+
+
+class RequireKey:
+    """Every request but the probes' carries one of the keys, or is refused in the API's
+    error shape: 401 without a key (with `WWW-Authenticate: Bearer`), 403 with a wrong one.
+
+    An ASGI middleware rather than a route dependency: it runs before routing, so unknown
+    routes, the docs and any route added later are covered, and a refusal costs no body
+    read. Nothing from the headers is logged or sent back.
+    """
+
+    def __init__(self, app, keys: KeyRing | None):
+        self.app, self.keys = app, keys
+
+    async def __call__(self, scope, receive, send) -> None:
+        if self.keys is None or scope["type"] != "http" or _route_path(scope) in OPEN_PATHS:
+            await self.app(scope, receive, send)
+            return
+        presented = apikeys.presented_key(scope["headers"])
+        if presented is not None and self.keys.matches(presented):
+            await self.app(scope, receive, send)
+            return
+        if presented is None:
+            response = error_response(401, "unauthorized", NO_KEY)
+            response.headers["WWW-Authenticate"] = 'Bearer realm="homevalue"'
+        else:
+            response = error_response(403, "forbidden", WRONG_KEY)
+        await response(scope, receive, send)
+
+
+OPEN_PATHS = frozenset(config.API_OPEN_PATHS)
+
+
+def _route_path(scope) -> str:
+    """The path as the app's routes see it (without a proxy's root path, if any)."""
+    path, root = scope["path"], scope.get("root_path", "")
+    return path[len(root) :] if root and path.startswith(root) else path
+
 
 class AccessLog:
     """One JSON line per request: when, the method, the route's template (never the raw path
@@ -378,13 +423,33 @@ async def on_unexpected(request: Request, error: Exception) -> JSONResponse:
     )
 
 
+def log_access_mode(keys: KeyRing | None) -> None:
+    """Say at start-up whether the API is open: how many keys, never which."""
+    if keys is None:
+        log.warning(
+            "the API is open: no API keys are configured (%s, %s); set them before exposing "
+            "it beyond this machine",
+            config.API_KEYS_VARIABLE,
+            config.API_KEYS_FILE_VARIABLE,
+        )
+    else:
+        log.info(
+            "API keys are required (%d configured); open without one: %s",
+            len(keys.digests),
+            ", ".join(config.API_OPEN_PATHS),
+        )
+
+
 def create_app(model_dir: Path | str | None = None) -> FastAPI:
-    """The API for the model in `model_dir` (default: the configured model folder)."""
+    """The API for the model in `model_dir` (default: the configured model folder), with
+    the API keys configured now (raises ApiKeyError if a setting holds no usable key)."""
     configure_logging()
+    keys = apikeys.load_keys()
     slot = ModelSlot(Path(model_dir) if model_dir else None)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        log_access_mode(keys)
         slot.get()  # load before the first request; a failure is logged and retried later
         yield
 
@@ -395,8 +460,9 @@ def create_app(model_dir: Path | str | None = None) -> FastAPI:
         lifespan=lifespan,
         redoc_url=None,
     )
-    app.state.slot = slot
-    app.add_middleware(AccessLog, slot=slot)
+    app.state.slot, app.state.keys = slot, keys
+    app.add_middleware(RequireKey, keys=keys)
+    app.add_middleware(AccessLog, slot=slot)  # outermost: refusals are logged too
     app.add_exception_handler(ApiError, on_api_error)
     app.add_exception_handler(HTTPException, on_http_error)
     app.add_exception_handler(Exception, on_unexpected)
@@ -447,6 +513,8 @@ def create_app(model_dir: Path | str | None = None) -> FastAPI:
         )
         model = slot.get()
         document = openapi.document_request(document, PREDICT_PATH, model.schema if model else None)
+        if keys is not None:
+            document = openapi.document_keys(document, config.API_OPEN_PATHS)
         if model is not None:
             app.openapi_schema = document
         return document
@@ -466,11 +534,16 @@ def main(argv: list[str] | None = None) -> None:
         "--workers", type=int, default=config.API_WORKERS, help="processes (default %(default)s)"
     )
     args = parser.parse_args(argv)
+    try:  # checked here too, so a bad setting is one line, not each worker's traceback
+        keys = apikeys.load_keys()
+    except ApiKeyError as error:
+        parser.exit(2, f"{parser.prog}: {error}\n")
     import uvicorn  # only the server needs it; tests use the app in-process
 
+    access = "open: no API keys" if keys is None else f"{len(keys.digests)} API key(s)"
     print(
         f"Serving the homevalue API on http://{args.host}:{args.port}/ "
-        f"(docs at /docs, {args.workers} worker(s); Ctrl-C to stop)",
+        f"(docs at /docs, {args.workers} worker(s), {access}; Ctrl-C to stop)",
         file=sys.stderr,
         flush=True,
     )
@@ -489,7 +562,7 @@ def main(argv: list[str] | None = None) -> None:
     )
 
 
-app = create_app()
-
 if __name__ == "__main__":
-    main()
+    main()  # uvicorn then imports this module by name, which creates `app` below
+else:
+    app = create_app()

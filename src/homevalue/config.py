@@ -76,6 +76,24 @@ API_MAX_KEYS_PER_HOUSE = 64
 # and a body over it is refused in microseconds instead of parsed (6-20 ms for 256 KB of
 # keys or numbers).
 API_MAX_SEPARATORS = 2 * API_MAX_HOUSES * API_MAX_KEYS_PER_HOUSE
+# Opt-in API keys (homevalue.apikeys): comma-separated in this variable, and/or one per line
+# in the file this one names ('#' starts a comment). Neither set: the API is open, as fits
+# loopback, and says so at start-up. Keys are at least this long, in the characters a Bearer
+# token may hold (letters, digits, - . _ ~ + / and trailing =).
+API_KEYS_VARIABLE = "HOMEVALUE_API_KEYS"
+API_KEYS_FILE_VARIABLE = "HOMEVALUE_API_KEYS_FILE"
+API_KEY_MIN_LENGTH = 16
+# Answered without a key even when keys are set: liveness and readiness probes (a load
+# balancer or Kubernetes should not need a secret; they tell only "ok" and the version).
+API_OPEN_PATHS = ("/healthz", "/readyz")
+
+
+def api_key_settings() -> tuple[str | None, str | None]:
+    """(HOMEVALUE_API_KEYS, HOMEVALUE_API_KEYS_FILE) as set, None when unset; re-read from
+    the environment at each start so tests and operators can change them."""
+    return os.environ.get(API_KEYS_VARIABLE), os.environ.get(API_KEYS_FILE_VARIABLE)
+
+
 # Problems listed in one 422 (all are counted, in `problems_total`): a refusal stays a few
 # tens of KB whatever is sent.
 API_MAX_PROBLEMS = 50

@@ -67,3 +67,8 @@ class ModelRuntimeError(ModelError):
 
 class BatchFileError(HomevalueError):
     """A batch file that cannot be scored at all (not a table, wrong columns, wrong encoding)."""
+
+
+class ApiKeyError(HomevalueError):
+    """The configured API keys cannot be used: the API refuses to start rather than run open
+    by mistake. The message names the setting and the key's position, never a key."""

@@ -168,6 +168,36 @@ def document_request(openapi: dict, path: str, schema: Schema | None) -> dict:
     return openapi
 
 
+KEY_RESPONSES = {
+    "401": {
+        "description": "no API key was sent (with `WWW-Authenticate: Bearer`)",
+        "content": {"application/json": {"schema": {"$ref": REF_TEMPLATE.format(model="Error")}}},
+    },
+    "403": {
+        "description": "the API key sent is not accepted",
+        "content": {"application/json": {"schema": {"$ref": REF_TEMPLATE.format(model="Error")}}},
+    },
+}
+
+
+def document_keys(openapi: dict, open_paths: tuple[str, ...]) -> dict:
+    """Declare the two ways to send a key, required everywhere but `open_paths`."""
+    schemes = openapi.setdefault("components", {}).setdefault("securitySchemes", {})
+    schemes["bearer"] = {"type": "http", "scheme": "bearer"}
+    schemes["apiKey"] = {"type": "apiKey", "in": "header", "name": "X-API-Key"}
+    openapi["components"].setdefault("schemas", {}).setdefault(
+        "Error", Error.model_json_schema(ref_template=REF_TEMPLATE)
+    )
+    openapi["security"] = [{"bearer": []}, {"apiKey": []}]
+    for path, operations in openapi["paths"].items():
+        for operation in operations.values():
+            if path in open_paths:
+                operation["security"] = []
+            else:
+                operation.setdefault("responses", {}).update(KEY_RESPONSES)
+    return openapi
+
+
 def description(path: str) -> str:
     """The document's introduction."""
     return f"""House prices for Ames, Iowa, one request per house, from the same model,
