@@ -374,8 +374,9 @@ def test_a_model_text_cut_short_is_refused_not_a_crash(model_copy, share):
         b"[]",
         json.dumps({"versions": {}}).encode(),  # no features
         b"{" + b" " * (2 << 20) + b"}",  # far larger than any card
+        b"[" * 100_000,  # nested deeper than the parser goes
     ],
-    ids=["not-utf8", "not-json", "not-an-object", "incomplete", "huge"],
+    ids=["not-utf8", "not-json", "not-an-object", "incomplete", "huge", "deep"],
 )
 def test_an_unreadable_card_is_a_model_file_error(model_copy, data):
     (model_copy / config.CARD_JSON).write_bytes(data)
@@ -425,3 +426,9 @@ def test_the_pages_show_unavailable_for_a_garbage_booster(model_copy, monkeypatc
     page = build(PricePage, "Price a home")
     assert isinstance(page, Unavailable)
     assert "unavailable" in repr(page.form)
+
+
+@pytest.mark.parametrize("name", ["", "bad\x00name", 42, None], ids=["empty", "nul", "int", "null"])
+def test_an_artifact_name_that_is_not_a_file_name_is_refused(model_copy, name):
+    edit_card(model_copy, lambda card: card.update(booster=name))
+    refused_as(ModelFileError, model_copy, config.CARD_JSON)

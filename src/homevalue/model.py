@@ -112,7 +112,7 @@ def model_file(folder: Path, name: object, what: str) -> Path:
     """The file `name` of the model folder, resolved: a regular file inside the folder once
     links are followed, or a ModelError saying why not (`what` names it in the message)."""
     root = Path(folder).resolve()
-    if not isinstance(name, str) or not name:
+    if not isinstance(name, str) or not name or "\x00" in name:
         raise ModelFileError(f"{root / config.CARD_JSON} names its {what} {shown(name)}: {FIX}")
     given = root / name
     try:
@@ -182,8 +182,8 @@ def read_card(folder: Path | None = None) -> dict:
     except UnicodeDecodeError as error:
         reason = f"not UTF-8 text ({error.reason} at byte {error.start})"
         raise ModelFileError(f"{path} is {reason}: {FIX}") from None
-    except ValueError as error:  # json.JSONDecodeError, or nesting too deep
-        raise ModelFileError(f"{path} is not JSON ({error}): {FIX}") from None
+    except (ValueError, RecursionError) as error:  # json.JSONDecodeError, nesting too deep
+        raise ModelFileError(f"{path} is not JSON ({str(error)[:80]}): {FIX}") from None
     if not isinstance(card, dict):
         raise ModelFileError(f"{path} is not a model card (a JSON object): {FIX}")
     return card
