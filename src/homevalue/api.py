@@ -193,7 +193,7 @@ def parse_houses(body: bytes, max_houses: int) -> tuple[list, bool]:
         raise invalid([(None, Problem("body", None, reason))]) from None
     try:
         data = json.loads(text, parse_constant=_refuse_constant)
-    except (ValueError, RecursionError) as error:  # JSONDecodeError, bad UTF-8, NaN, nesting
+    except (ValueError, RecursionError) as error:  # JSONDecodeError, NaN, nesting
         reason = f"is not valid JSON ({str(error)[:80]})"
         raise invalid([(None, Problem("body", None, reason))]) from None
     if isinstance(data, dict):
@@ -309,6 +309,7 @@ def public_card(card: dict) -> dict:
 
 NO_KEY = "this API needs a key: send it as `Authorization: Bearer <key>` or `X-API-Key: <key>`"
 WRONG_KEY = "this API key is not accepted here: check it with whoever runs this API"
+OPEN_PATHS = frozenset(config.API_OPEN_PATHS)
 
 
 class RequireKey:
@@ -337,9 +338,6 @@ class RequireKey:
         else:
             response = error_response(403, "forbidden", WRONG_KEY)
         await response(scope, receive, send)
-
-
-OPEN_PATHS = frozenset(config.API_OPEN_PATHS)
 
 
 def _route_path(scope) -> str:
