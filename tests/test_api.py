@@ -8,9 +8,11 @@ readiness of the model, no traceback ever in a response, and one access-log line
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import shutil
+import time
 
 import pandas as pd
 import pytest
@@ -20,6 +22,7 @@ from fastapi.testclient import TestClient
 import homevalue
 from homevalue import api, config
 from homevalue.errors import ValidationError
+from homevalue.model import write_card_pin
 
 PREDICT = "/v1/predict"
 
@@ -43,11 +46,20 @@ def access_lines():
 
 
 def refused(response, status: int = 422) -> list[dict]:
+    """The problems of a 422, checking its shape (all of them listed: under the cap)."""
     assert response.status_code == status, response.text
     body = response.json()
-    assert set(body) == {"error", "detail", "problems"}
+    assert set(body) == {"error", "detail", "problems", "problems_total"}
     assert body["error"] == "invalid_input"
+    assert body["problems_total"] == len(body["problems"])
     return body["problems"]
+
+
+def key_flood(house: dict, size: int) -> bytes:
+    """A house padded with unknown keys up to `size` bytes of JSON (what the attack sent)."""
+    keys = ",".join(f'"{n:x}":0' for n in range(size // 7))
+    body = json.dumps(house, separators=(",", ":"))[:-1] + "," + keys
+    return body[: body.rindex(",", 0, size - 1)].encode() + b"}"
 
 
 def homevalue_problems(house) -> list[dict]:
@@ -130,6 +142,7 @@ def test_a_list_keeps_its_order_and_an_empty_list_is_empty(client, good_house):
         {"Central_Air": "yes"},
         {"Year_Built": None},  # required
         {"Gr_Liv_Area": "big"},  # not a number
+        {"Gr_Liv_Area": "١٥٠٠", "Year_Built": "１９７５"},  # other scripts' digits
         {"Garage_Cars": True},
         {"Garage_Cars": 1.5},  # not whole
         {"Lot_Area": [9000]},
@@ -197,6 +210,128 @@ def test_values_that_json_cannot_carry_back_are_quoted(client, good_house):
     shown = {p["field"]: p["value"] for p in problems}
     assert shown["Gr_Liv_Area"] == "inf"  # 1e400 parses as infinity
     assert len(shown["y"]) == 60 and shown["y"].endswith("…")
+
+
+def test_a_lone_surrogate_is_refused_with_422_and_sent_back_as_sent(client, good_house):
+    """`"\\ud800"` is a valid JSON escape but not Unicode text: it cannot be encoded as UTF-8,
+    so echoing it in the 422 must not fail (it was a 500), wherever it sits."""
+    house = {**good_house, "Neighborhood": "\ud800", "\udfff": 1}
+    body = json.dumps(house)  # ASCII: the surrogates travel as \\ud800 escapes
+    problems = refused(client.post(PREDICT, content=body))
+    assert [(p["field"], p["value"]) for p in problems] == [
+        ("Neighborhood", "\ud800"),
+        ("\udfff", 1),
+    ]
+    assert problems[0]["reason"].startswith("must be one of: ")
+
+
+def test_raw_surrogate_bytes_are_not_utf8_and_not_json(client, good_house):
+    """The same code point written as bytes (CESU-8, ED A0 80) is not UTF-8 at all."""
+    body = json.dumps({**good_house, "Neighborhood": "@"}).encode().replace(b"@", b"\xed\xa0\x80")
+    problems = refused(client.post(PREDICT, content=body))
+    assert [p["field"] for p in problems] == ["body"]
+    assert problems[0]["reason"].startswith("is not valid JSON (not UTF-8")
+
+
+def test_a_key_flood_gets_one_small_problem_fast(client, good_house, monkeypatch):
+    """21,000 unknown keys in 262 KB (under the body limit) got a 2.5 MB 422 listing each key
+    and held the event loop 0.15-0.2 s. Now the body is refused for its size in values
+    before it is even parsed (parsing it alone takes 6-15 ms)."""
+    body = key_flood(good_house, config.API_MAX_BODY_BYTES - 100)
+    assert len(json.loads(body)) > 20_000 and len(body) <= config.API_MAX_BODY_BYTES
+    validated = []
+    monkeypatch.setattr(api, "predict_one", lambda house, **kw: validated.append(house))
+    timings = []
+    for _ in range(3):
+        start = time.perf_counter()
+        response = client.post(PREDICT, content=body)
+        timings.append(time.perf_counter() - start)
+    assert len(response.content) < 10_000
+    separators = body.count(b",") + body.count(b":")
+    assert refused(response) == [
+        {
+            "index": None,
+            "field": "body",
+            "value": f"{separators:,} ',' and ':'",
+            "reason": f"must hold at most {config.API_MAX_SEPARATORS:,} (about two per value: "
+            f"{config.API_MAX_HOUSES} houses of at most {config.API_MAX_KEYS_PER_HOUSE} keys)",
+        }
+    ]
+    assert validated == []
+    assert min(timings) < 0.03  # unfixed: 0.15 s
+
+
+def test_the_value_budget_is_checked_before_the_body_is_parsed():
+    """A body over the budget is refused on a count of bytes, whatever follows."""
+    body = b"[" + b"0," * (config.API_MAX_SEPARATORS + 1)  # and never closed
+    with pytest.raises(api.ApiError) as caught:
+        api.parse_houses(body, config.API_MAX_HOUSES)
+    assert [p["field"] for p in caught.value.problems] == ["body"]
+    assert caught.value.problems[0]["reason"].startswith("must hold at most")
+
+
+def test_the_largest_honest_request_is_far_under_the_value_budget(good_house):
+    house = {**good_house, "Neighborhood": "South_and_West_of_Iowa_State_University"}
+    house.update({name: f"{value:,}" for name, value in house.items() if isinstance(value, int)})
+    body = json.dumps([house] * config.API_MAX_HOUSES, indent=4).encode()
+    assert (body.count(b",") + body.count(b":")) * 3 < config.API_MAX_SEPARATORS
+
+
+def test_a_house_with_too_many_keys_is_refused_whole_before_validation(
+    client, good_house, monkeypatch
+):
+    """Under the body's budget, a house of 1,000 keys: one problem, not a thousand."""
+    keys = {f"extra_{n}": n for n in range(1_000)}
+    validated, real = [], api.predict_one
+
+    def counted(house, **options):
+        validated.append(house)
+        return real(house, **options)
+
+    monkeypatch.setattr(api, "predict_one", counted)
+    for body, index in (({**good_house, **keys}, None), ([good_house, {**good_house, **keys}], 1)):
+        problems = refused(client.post(PREDICT, json=body))
+        assert problems == [
+            {
+                "index": index,
+                "field": "record",
+                "value": f"an object of {len(good_house) + len(keys):,} keys",
+                "reason": f"must have at most {config.API_MAX_KEYS_PER_HOUSE} keys (this model "
+                f"takes {len(homevalue.load_model().schema.names)} fields)",
+            }
+        ]
+    assert validated == [good_house]  # the good house of the list, the big ones never
+
+
+def test_the_problems_listed_are_capped_and_counted(client, good_house):
+    """Every house of a full list wrong in many ways: the first problems, and how many."""
+    unknown = {f"extra_{n}": n for n in range(config.API_MAX_KEYS_PER_HOUSE - 20)}
+    bad = {**good_house, "Gr_Liv_Area": -1, "Neighborhood": "Atlantis", **unknown}
+    houses = [bad] * config.API_MAX_HOUSES
+    response = client.post(PREDICT, json=houses)
+    assert response.status_code == 422
+    body = response.json()
+    per_house = 2 + len(unknown)
+    limit = config.API_MAX_PROBLEMS
+    assert body["problems_total"] == per_house * len(houses)
+    assert len(body["problems"]) == limit
+    assert [(p["index"], p["field"]) for p in body["problems"][:3]] == [
+        (0, "Neighborhood"),
+        (0, "Gr_Liv_Area"),
+        (0, "extra_0"),
+    ]
+    more = per_house * len(houses) - limit
+    assert body["detail"].endswith(f"; and {more:,} more problems (problems_total)")
+    assert len(response.content) < 60_000  # unfixed: 700 KB listing 4,600 problems
+
+
+def test_long_keys_and_values_are_cut_where_they_are_echoed(client, good_house):
+    key, value = "k" * 100_000, "v" * 100_000
+    response = client.post(PREDICT, json={**good_house, key: 1, "Neighborhood": value})
+    problems = refused(response)
+    assert [(len(p["field"]), p["field"][-1]) for p in problems] == [(12, "d"), (60, "…")]
+    assert len(problems[0]["value"]) == 60
+    assert len(response.content) < 2_000  # unfixed: 200 KB, each long text sent back twice
 
 
 def test_the_list_limit(client, good_house):
@@ -294,6 +429,35 @@ def test_not_ready_without_a_model_then_ready_once_it_appears(tmp_path, good_hou
         assert client.post(PREDICT, json=good_house).status_code == 200
 
 
+def test_a_garbage_booster_leaves_the_api_alive_not_ready_and_says_why(tmp_path, model):
+    """A booster.json of garbage whose hash the (re-pinned) card records: a raw
+    UnicodeDecodeError in the log before; now one line naming the file and the fix."""
+    folder = tmp_path / "model"
+    shutil.copytree(model.path, folder)
+    garbage = b"\x89garbage\xff"
+    (folder / config.BOOSTER_FILE).write_bytes(garbage)
+    card = json.loads((folder / config.CARD_JSON).read_text())
+    card["booster_sha256"] = hashlib.sha256(garbage).hexdigest()
+    (folder / config.CARD_JSON).write_text(json.dumps(card))
+    write_card_pin(folder)
+    errors: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.ERROR)
+    handler.emit = errors.append
+    api.log.addHandler(handler)
+    try:
+        with TestClient(api.create_app(folder)) as client:
+            assert client.get("/healthz").status_code == 200
+            for response in (client.get("/readyz"), client.get("/readyz")):
+                assert response.status_code == 503
+                assert response.json()["error"] == "not_ready"
+    finally:
+        api.log.removeHandler(handler)
+    assert len(errors) == 1  # logged once, not at every retry
+    message = errors[0].getMessage()
+    assert str(folder / config.BOOSTER_FILE) in message and "make model" in message
+    assert errors[0].exc_info is None  # the sentence says it all: no traceback
+
+
 def test_the_model_card(client, model):
     card = client.get("/v1/model").json()
     assert card["features"] == model.card["features"]
@@ -303,6 +467,8 @@ def test_the_model_card(client, model):
     assert card["limits"] == {
         "max_houses_per_request": config.API_MAX_HOUSES,
         "max_body_bytes": config.API_MAX_BODY_BYTES,
+        "max_keys_per_house": config.API_MAX_KEYS_PER_HOUSE,
+        "max_problems_listed": config.API_MAX_PROBLEMS,
     }
     assert "artifact_sha256" not in card
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -17,13 +18,20 @@ import sklearn
 import homevalue
 import homevalue.model
 from homevalue import (
+    ModelError,
+    ModelFileError,
     ModelMissingError,
+    ModelRuntimeError,
     ModelSchemaError,
     ModelVersionError,
     config,
     load_model,
+    read_card,
 )
 from homevalue.booster import BoosterError, NativeBooster
+from homevalue.model import write_card_pin
+
+GOOD_BOOSTER = json.loads((config.PROJ_ROOT / "model" / config.BOOSTER_FILE).read_text())
 
 
 @pytest.fixture
@@ -34,11 +42,36 @@ def model_copy(model, tmp_path: Path) -> Path:
     return folder
 
 
-def edit_card(folder: Path, change) -> None:
+def edit_card(folder: Path, change, *, repin: bool = True) -> None:
+    """Change the card; re-pin it as training would (unless `repin` is False), so the test
+    reaches the check it is about rather than the pin's."""
     path = folder / config.CARD_JSON
     card = json.loads(path.read_text())
     change(card)
     path.write_text(json.dumps(card, indent=2))
+    if repin:
+        write_card_pin(folder)
+
+
+def write_artifact(folder: Path, name: str, data: bytes, key: str = "booster") -> None:
+    """`data` as an artifact whose hash the (re-pinned) card records, as if training wrote
+    it: what a broken training run or a consistent tampering leaves, so that loading gets
+    past the hash checks to the content itself."""
+    (folder / name).write_bytes(data)
+    digest = hashlib.sha256(data).hexdigest()
+    edit_card(folder, lambda card: card.update({key: name, f"{key}_sha256": digest}))
+
+
+def refused_as(error_type, folder: Path, *names: str):
+    """load_model's refusal: the error's type, every file named, and the fix."""
+    with pytest.raises(error_type) as caught:
+        load_model(folder)
+    message = str(caught.value)
+    for name in names:
+        assert name in message, message
+    assert "make model" in message or "pip install" in message, message
+    assert isinstance(caught.value, ModelError)
+    return message
 
 
 def feature(card: dict, name: str) -> dict:
@@ -192,5 +225,210 @@ def test_the_native_booster_refuses_rows_of_another_width(model):
 
 
 def test_a_corrupt_native_model_is_refused_with_lightgbms_reason(model):
+    """Whole (every tree where the header says) but without num_class: LightGBM's refusal."""
+    text = GOOD_BOOSTER["lightgbm_model"].replace("num_class=1\n", "", 1)
     with pytest.raises(BoosterError, match="LGBM_BoosterLoadModelFromString"):
-        NativeBooster("tree\nversion=v4\nnot a model", model.schema.names, {})
+        NativeBooster(text, model.schema.names, {})
+
+
+# --- the card is pinned ---------------------------------------------------------------------
+
+
+def test_the_committed_card_is_pinned(model):
+    pin = (model.path / config.CARD_PIN).read_text()
+    digest = hashlib.sha256((model.path / config.CARD_JSON).read_bytes()).hexdigest()
+    assert pin == f"{digest}  {config.CARD_JSON}\n"  # `sha256sum -c` reads it too
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda card: feature(card, "Gr_Liv_Area").update(max=1e9),  # a wider range
+        lambda card: card.update(booster="../elsewhere/booster.json"),  # a redirected path
+        lambda card: card["metrics"].update(rmsle=0.01),  # a better story
+    ],
+    ids=["range", "path", "metrics"],
+)
+def test_a_card_changed_after_training_is_refused(model_copy, change):
+    edit_card(model_copy, change, repin=False)
+    message = refused_as(ModelSchemaError, model_copy, config.CARD_JSON, config.CARD_PIN)
+    assert "changed after training" in message
+    with pytest.raises(ModelSchemaError):
+        read_card(model_copy)  # what the model report reads
+
+
+def test_a_missing_pin_is_refused(model_copy):
+    (model_copy / config.CARD_PIN).unlink()
+    refused_as(ModelMissingError, model_copy, config.CARD_PIN)
+
+
+@pytest.mark.parametrize("text", ["", "not a hash\n", "0" * 64 + "  other.json\n", "é" * 5000])
+def test_a_garbled_pin_is_refused(model_copy, text):
+    (model_copy / config.CARD_PIN).write_text(text)
+    refused_as(ModelSchemaError, model_copy, config.CARD_PIN)
+
+
+# --- every file the card names stays inside the folder --------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["../elsewhere/booster.json", "{outside}/elsewhere/booster.json", "../../../../../etc/passwd"],
+    ids=["relative", "absolute", "etc-passwd"],
+)
+def test_an_artifact_outside_the_folder_is_refused_even_with_its_hash(model_copy, name):
+    elsewhere = model_copy.parent / "elsewhere"
+    elsewhere.mkdir()
+    shutil.copy(model_copy / config.BOOSTER_FILE, elsewhere / config.BOOSTER_FILE)
+    name = name.format(outside=model_copy.parent)
+    edit_card(model_copy, lambda card: card.update(booster=name))
+    message = refused_as(ModelFileError, model_copy, name)
+    assert "outside the model folder" in message
+
+
+@pytest.mark.parametrize("name", [config.BOOSTER_FILE, config.CARD_JSON, config.CARD_PIN])
+def test_a_symlink_out_of_the_folder_is_refused(model_copy, name):
+    """The same bytes, hash and all, but living elsewhere: not part of this model."""
+    outside = model_copy.parent / f"outside-{name}"
+    shutil.move(model_copy / name, outside)
+    (model_copy / name).symlink_to(outside)
+    message = refused_as(ModelFileError, model_copy, name)
+    assert "outside the model folder" in message
+
+
+def test_an_artifact_that_is_a_folder_is_refused(model_copy):
+    (model_copy / config.BOOSTER_FILE).unlink()
+    (model_copy / config.BOOSTER_FILE).mkdir()
+    message = refused_as(ModelFileError, model_copy, config.BOOSTER_FILE)
+    assert "not a regular file" in message
+
+
+def test_an_artifact_that_is_a_pipe_is_refused_without_hanging(model_copy):
+    """Hashing a FIFO would wait for a writer forever (checked in a child, with a deadline)."""
+    (model_copy / config.BOOSTER_FILE).unlink()
+    os.mkfifo(model_copy / config.BOOSTER_FILE)
+    script = f"import homevalue; homevalue.load_model({str(model_copy)!r})"
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert "ModelFileError" in done.stderr and "not a regular file" in done.stderr
+
+
+# --- every way a file can be unreadable is a ModelError naming the file and the fix ---------
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"\xff\xfe\x00garbage\x9c",  # not UTF-8: was a raw UnicodeDecodeError
+        b"{not json",
+        json.dumps(GOOD_BOOSTER).encode()[:50_000],  # cut short
+        b"[]",
+        json.dumps({**GOOD_BOOSTER, "lightgbm_model": None}).encode(),
+        json.dumps({k: v for k, v in GOOD_BOOSTER.items() if k != "categories"}).encode(),
+        json.dumps({**GOOD_BOOSTER, "categories": []}).encode(),
+        json.dumps({**GOOD_BOOSTER, "lightgbm_model": "tree\nversion=v4\nno model"}).encode(),
+        json.dumps(
+            {**GOOD_BOOSTER, "lightgbm_model": GOOD_BOOSTER["lightgbm_model"].replace("num_", "")}
+        ).encode(),
+    ],
+    ids=[
+        "not-utf8",
+        "not-json",
+        "truncated-json",
+        "not-an-object",
+        "no-model-text",
+        "no-categories",
+        "categories-not-a-map",
+        "not-lightgbm-text",
+        "lightgbm-refuses",
+    ],
+)
+def test_an_unreadable_booster_is_a_model_file_error(model_copy, data):
+    write_artifact(model_copy, config.BOOSTER_FILE, data)
+    refused_as(ModelFileError, model_copy, config.BOOSTER_FILE)
+
+
+@pytest.mark.parametrize("share", [0.0005, 0.1, 0.9])
+def test_a_model_text_cut_short_is_refused_not_a_crash(model_copy, share):
+    """LightGBM trusts the header's tree sizes: text cut short made it read past the end of
+    the buffer and abort (SIGABRT) or segfault the whole process. Checked in a child."""
+    text = GOOD_BOOSTER["lightgbm_model"]
+    cut = {**GOOD_BOOSTER, "lightgbm_model": text[: int(len(text) * share)]}
+    write_artifact(model_copy, config.BOOSTER_FILE, json.dumps(cut).encode())
+    script = f"import homevalue; homevalue.load_model({str(model_copy)!r})"
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 1, f"the process died with {done.returncode}"
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("homevalue.errors.ModelFileError") and config.BOOSTER_FILE in last
+    assert "cut short" in last and "make model" in last
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"\xff\xfe{}",
+        b"{not json",
+        b"[]",
+        json.dumps({"versions": {}}).encode(),  # no features
+        b"{" + b" " * (2 << 20) + b"}",  # far larger than any card
+        b"[" * 100_000,  # nested deeper than the parser goes
+    ],
+    ids=["not-utf8", "not-json", "not-an-object", "incomplete", "huge", "deep"],
+)
+def test_an_unreadable_card_is_a_model_file_error(model_copy, data):
+    (model_copy / config.CARD_JSON).write_bytes(data)
+    write_card_pin(model_copy)
+    refused_as(ModelFileError, model_copy, config.CARD_JSON)
+
+
+def test_a_card_whose_schema_cannot_be_read_is_a_model_file_error(model_copy):
+    edit_card(model_copy, lambda card: feature(card, "Lot_Area").update(colour="blue"))
+    refused_as(ModelFileError, model_copy, config.CARD_JSON)
+
+
+def test_an_unreadable_pipeline_is_a_model_file_error_when_asked_for(model_copy):
+    write_artifact(model_copy, config.MODEL_FILE, b"PK\x03\x04 not a zip", key="artifact")
+    model = load_model(model_copy)  # pricing does not need it
+    with pytest.raises(ModelFileError, match="make model") as caught:
+        model.pipeline  # noqa: B018
+    assert config.MODEL_FILE in str(caught.value)
+
+
+@pytest.mark.parametrize("content", [None, b"not a shared object"], ids=["missing", "garbage"])
+def test_lightgbms_library_missing_or_broken_is_a_model_runtime_error(
+    model_copy, tmp_path, monkeypatch, content
+):
+    library = tmp_path / "lib_lightgbm.so"
+    if content is not None:
+        library.write_bytes(content)
+    monkeypatch.setattr(homevalue.booster, "_library_path", lambda: library)
+    homevalue.booster._library.cache_clear()
+    try:
+        with pytest.raises(ModelRuntimeError) as caught:
+            load_model(model_copy)
+    finally:
+        monkeypatch.undo()
+        homevalue.booster._library.cache_clear()  # the real one again, for later tests
+    message = str(caught.value)
+    assert str(library) in message and "pip install" in message and "lightgbm" in message
+
+
+def test_the_pages_show_unavailable_for_a_garbage_booster(model_copy, monkeypatch):
+    """The dashboards' `build` shows its friendly panel for any ModelError."""
+    from homevalue.ui.page import Unavailable, build
+    from homevalue.ui.price import PricePage
+
+    write_artifact(model_copy, config.BOOSTER_FILE, b"\x89garbage\xff")
+    monkeypatch.setenv("HOMEVALUE_MODEL_DIR", str(model_copy))
+    page = build(PricePage, "Price a home")
+    assert isinstance(page, Unavailable)
+    assert "unavailable" in repr(page.form)
+
+
+@pytest.mark.parametrize("name", ["", "bad\x00name", 42, None], ids=["empty", "nul", "int", "null"])
+def test_an_artifact_name_that_is_not_a_file_name_is_refused(model_copy, name):
+    edit_card(model_copy, lambda card: card.update(booster=name))
+    refused_as(ModelFileError, model_copy, config.CARD_JSON)

@@ -14,6 +14,16 @@ from homevalue.errors import shown
 from homevalue.schema import Feature, Schema, validate_frame, validate_record
 
 REQUIRED = ["Neighborhood", "Gr_Liv_Area", "Year_Built", "Longitude", "Latitude"]
+DIGITS_ONLY = "must be written with the digits 0-9"
+# Decimal digits of other scripts, which Python's float() and re's \d accept as numbers.
+DIGIT_SETS = [
+    "٠١٢٣٤٥٦٧٨٩",
+    "۰۱۲۳۴۵۶۷۸۹",
+    "०१२३४५६७८९",
+    "０１２３４５６７８９",
+    "𝟎𝟏𝟐𝟑𝟒𝟓𝟔𝟕𝟖𝟗",
+    "߀߁߂߃߄߅߆߇߈߉",
+]
 
 
 def problems_of(schema, record) -> list:
@@ -67,6 +77,14 @@ def range_text(feature) -> str:
         ("Latitude", 50.5, "must be between 41.95 and 42.1 °"),
         ("Year_Built", 1700, "must be between 1800 and 2027"),
         ("Year_Remod_Add", "2,028", "must be between 1800 and 2027"),
+        ("Gr_Liv_Area", "١٥٠٠", DIGITS_ONLY),  # Arabic-Indic digits
+        ("Gr_Liv_Area", "𝟏𝟓𝟎𝟎", DIGITS_ONLY),  # mathematical bold digits
+        ("Gr_Liv_Area", "１５００", DIGITS_ONLY),  # fullwidth digits
+        ("Lot_Area", " ９,０００ ", DIGITS_ONLY),
+        ("Year_Built", "१९७५", DIGITS_ONLY),  # Devanagari digits
+        ("Gr_Liv_Area", "15٠0", DIGITS_ONLY),  # one foreign digit among ASCII ones
+        ("Gr_Liv_Area", "ınf", "must be a number"),  # dotless i: not the word inf
+        ("Gr_Liv_Area", "İNF", "must be a number"),
     ],
 )
 def test_each_number_problem_names_field_value_and_fix(schema, good_house, field, value, reason):
@@ -222,6 +240,23 @@ def test_numbers_written_as_text_are_accepted(schema, good_house, text, number):
     assert clean["Gr_Liv_Area"] == number
 
 
+@pytest.mark.parametrize("digits", DIGIT_SETS)
+def test_only_ascii_digits_make_a_number_in_both_validators(schema, good_house, digits):
+    """The README promises plain decimal numbers: "١٥٠٠" is not read as 1500 anywhere."""
+    foreign = str.maketrans("0123456789", digits)
+    texts = ["1500", "1,500", "1.5e3", "+1500.0"]
+    houses = [{**good_house, "Gr_Liv_Area": text.translate(foreign)} for text in texts]
+    for house in houses:
+        assert [(p.field, p.reason) for p in problems_of(schema, house)] == [
+            ("Gr_Liv_Area", DIGITS_ONLY)
+        ]
+    checked = validate_frame(schema, pd.DataFrame(houses, dtype=object))
+    assert not checked.ok.any()
+    assert [(p.row, p.field, p.reason) for p in checked.problems] == [
+        (row, "Gr_Liv_Area", DIGITS_ONLY) for row in range(1, len(texts) + 1)
+    ]
+
+
 def test_category_text_is_stripped_and_unknown_keys_are_ignored(schema, good_house):
     good_house.update(Neighborhood="  Old_Town ", colour="blue", id=17)
     clean, _ = validate_record(schema, good_house)
@@ -354,6 +389,21 @@ def number_text(number: st.SearchStrategy) -> st.SearchStrategy[str]:
     return st.tuples(padding, written, padding).map("".join)
 
 
+def foreign_digits(text: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    """The same text with its digits, or some of them, in another script's digits."""
+
+    def translate(pair: tuple[str, str], digits: str, every: bool) -> str:
+        written, keep = pair
+        foreign = str.maketrans("0123456789", digits)
+        if every:
+            return written.translate(foreign)
+        chosen = zip(written, keep, strict=False)  # keep is longer than any text drawn
+        return "".join(c.translate(foreign) if k else c for c, k in chosen)
+
+    pairs = st.tuples(text, st.lists(st.booleans(), min_size=30, max_size=30))
+    return st.builds(translate, pairs, st.sampled_from(DIGIT_SETS), st.booleans())
+
+
 junk = st.one_of(
     st.none(),
     st.booleans(),
@@ -362,6 +412,8 @@ junk = st.one_of(
     st.floats(),
     st.text(max_size=12),
     st.sampled_from(["nan", "NaN", " inf ", "-Infinity", "", " ", "1_000", "1e999", "--1", ".5"]),
+    st.sampled_from(["ınf", "İNF", "ｎａｎ", "١٥٠٠", "𝟏𝟓𝟎𝟎", "１５００", "1,٥00", "²", "½"]),
+    st.text(alphabet=st.characters(categories=["Nd", "No", "Nl"]), max_size=6),
     st.lists(st.integers(), max_size=2),
     st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
 )
@@ -382,7 +434,9 @@ def value_for(feature) -> st.SearchStrategy:
             number = st.integers(int(low - span / 10), int(high + span / 10))
         else:
             number = st.floats(low - span / 10, high + span / 10)
-        plausible = st.one_of(number, number_text(number), st.floats(low, high))
+        plausible = st.one_of(
+            number, number_text(number), st.floats(low, high), foreign_digits(number_text(number))
+        )
     return st.one_of(plausible, plausible, plausible, junk)
 
 
@@ -398,7 +452,7 @@ def records(draw, schema) -> dict:
 
 def frame_verdict(schema, record: dict):
     checked = validate_frame(schema, pd.DataFrame([record], dtype=object))
-    bad = {p.field for p in checked.problems}
+    bad = {(p.field, p.reason) for p in checked.problems}
     assert bool(checked.ok[0]) == (not bad)
     return checked, bad
 
@@ -415,7 +469,7 @@ def test_record_and_frame_validators_agree(schema, data):
         clean, flags = validate_record(schema, record)
         record_bad = set()
     except ValidationError as error:
-        record_bad = {p.field for p in error.problems}
+        record_bad = {(p.field, p.reason) for p in error.problems}
     checked, frame_bad = frame_verdict(schema, record)
     assert frame_bad == record_bad
     if record_bad:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +17,7 @@ import pandas as pd
 import pytest
 
 from homevalue import config, load_model, predict_frame, predict_one
+from homevalue.model import card_pin
 from homevalue.train import train
 
 
@@ -73,6 +76,16 @@ def test_the_written_folder_is_complete_and_consistent(retrained):
     holdout = pd.read_csv(folder / config.HOLDOUT_PREDICTIONS)
     assert len(holdout) == card["metrics"]["n_test"]
     assert f"v{card['model_version']}" in (folder / config.CARD_MARKDOWN).read_text()
+
+
+def test_training_pins_the_card_it_writes(retrained):
+    """The pin loading checks the card against; `sha256sum -c` reads it too."""
+    folder, _ = retrained
+    pin = (folder / config.CARD_PIN).read_text()
+    assert pin == card_pin((folder / config.CARD_JSON).read_bytes())
+    if shutil.which("sha256sum"):
+        check = subprocess.run(["sha256sum", "-c", config.CARD_PIN], cwd=folder)
+        assert check.returncode == 0
 
 
 def test_the_retrained_model_loads_and_prices_like_the_committed_one(

@@ -12,7 +12,7 @@ from ipyleaflet import GeoJSON
 
 from homevalue import config
 from homevalue.errors import ModelMissingError, ModelSchemaError
-from homevalue.model import read_card
+from homevalue.model import read_card, write_card_pin
 from homevalue.ui import charts, render, report
 from homevalue.ui import page as ui_page
 from homevalue.ui.page import Unavailable, build
@@ -52,16 +52,18 @@ def card() -> dict:
 @pytest.fixture
 def folder_copy(tmp_path):
     """The card and the holdout only: the report must not need the pipeline artifact."""
-    for name in (config.CARD_JSON, config.HOLDOUT_PREDICTIONS):
+    for name in (config.CARD_JSON, config.CARD_PIN, config.HOLDOUT_PREDICTIONS):
         shutil.copy(config.model_dir() / name, tmp_path / name)
     return tmp_path
 
 
 def edit_card(folder, change) -> None:
+    """Change the card and re-pin it, as training would have written it."""
     path = folder / config.CARD_JSON
     card = json.loads(path.read_text())
     change(card)
     path.write_text(json.dumps(card))
+    write_card_pin(folder)
 
 
 # ---------------------------------------------------------------- pure functions

@@ -14,6 +14,10 @@ Answers are written as JSON directly (no pydantic on the request path).
 
 Run it with `make api` (uvicorn, settings in homevalue.config). One JSON line per request
 goes to stderr (logger `homevalue.api.access`); nothing from the body is logged.
+
+Access is open unless API keys are configured (homevalue.apikeys); then every route but the
+probes needs `Authorization: Bearer <key>` or `X-API-Key: <key>`: 401 without one, 403 with
+a wrong one, checked before routing, so a new route cannot be left open by mistake.
 """
 
 from __future__ import annotations
@@ -30,13 +34,15 @@ from datetime import UTC, datetime
 from importlib.metadata import version as installed_version
 from pathlib import Path
 
+import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from homevalue import config, openapi
-from homevalue.errors import Problem, ValidationError, shown
+from homevalue import apikeys, config, openapi
+from homevalue.apikeys import KeyRing
+from homevalue.errors import ApiKeyError, ModelError, Problem, ValidationError, shown
 from homevalue.model import Model, load_model
 from homevalue.predict import predict_one
 from homevalue.schema import Schema
@@ -56,15 +62,37 @@ PREDICT_PATH = "/v1/predict"
 
 
 class ApiError(Exception):
-    """A refusal with its HTTP status, a short code and a sentence saying what to do."""
+    """A refusal with its HTTP status, a short code and a sentence saying what to do; a 422
+    also lists problems (at most API_MAX_PROBLEMS) and says how many there were in all."""
 
-    def __init__(self, status: int, code: str, detail: str, problems: list[dict] | None = None):
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        detail: str,
+        problems: list[dict] | None = None,
+        problems_total: int = 0,
+    ):
         super().__init__(detail)
-        self.status, self.code, self.detail, self.problems = status, code, detail, problems
+        self.status, self.code, self.detail = status, code, detail
+        self.problems, self.problems_total = problems, problems_total
+
+
+class JsonAnswer(JSONResponse):
+    """JSON written as ASCII, so any text can be sent back, even text that is not Unicode.
+
+    A JSON body may spell a lone surrogate (`"\\ud800"`): Python parses it into a str that
+    UTF-8 cannot encode, and a refusal echoing that value made Starlette's renderer fail (a
+    500). Escaping every non-ASCII character returns exactly what the client sent, and
+    prices, flags and messages are ASCII anyway.
+    """
+
+    def render(self, content: object) -> bytes:
+        return json.dumps(content, allow_nan=False, separators=(",", ":")).encode("ascii")
 
 
 def error_response(status: int, code: str, detail: str, **extra) -> JSONResponse:
-    return JSONResponse({"error": code, "detail": detail, **extra}, status_code=status)
+    return JsonAnswer({"error": code, "detail": detail, **extra}, status_code=status)
 
 
 def echoed(value: object) -> object:
@@ -84,14 +112,25 @@ def echoed(value: object) -> object:
     return shown(value)
 
 
-def invalid(problems: list[tuple[int | None, Problem]]) -> ApiError:
-    """422 listing every problem as (index in the list or None, homevalue's Problem)."""
+def invalid(problems: list[tuple[int | None, Problem]], total: int | None = None) -> ApiError:
+    """422 listing problems as (index in the list or None, homevalue's Problem): the first
+    API_MAX_PROBLEMS of them, in `problems` and as sentences in `detail`, and how many in all.
+
+    A key is the client's text like a value, so it is cut like one wherever it is echoed.
+    """
+    total = len(problems) if total is None else total
+    shown_here = [
+        (index, Problem(echoed(p.field), p.value, p.reason))
+        for index, p in problems[: config.API_MAX_PROBLEMS]
+    ]
     listed = [
         {"index": index, "field": p.field, "value": echoed(p.value), "reason": p.reason}
-        for index, p in problems
+        for index, p in shown_here
     ]
-    detail = "; ".join(("" if i is None else f"house {i}: ") + str(p) for i, p in problems)
-    return ApiError(422, "invalid_input", detail, listed)
+    detail = "; ".join(("" if i is None else f"house {i}: ") + str(p) for i, p in shown_here)
+    if total > len(listed):
+        detail += f"; and {total - len(listed):,} more problems (problems_total)"
+    return ApiError(422, "invalid_input", detail, listed, total)
 
 
 # --- the request: read, parse, price -------------------------------------------------------
@@ -124,11 +163,40 @@ def _refuse_constant(name: str) -> None:
     raise ValueError(f"{name} is not JSON")
 
 
+def check_separators(body: bytes) -> None:
+    """Refuse, before parsing, a body with more ',' and ':' than API_MAX_SEPARATORS.
+
+    Parsing is the costly part of a refusal (256 KB of keys or numbers take 6-20 ms of the
+    event loop); counting two bytes takes 40 µs. Every value but the first needs a
+    ',' and every key a ':', so no valid request comes near the limit, and one over it
+    could not be priced anyway.
+    """
+    # numpy, not bytes.count: that is a byte-at-a-time loop (250 µs for 256 KB, twice over).
+    view = np.frombuffer(body, dtype=np.uint8)
+    separators = int(np.count_nonzero(view == ord(","))) + int(np.count_nonzero(view == ord(":")))
+    if separators > config.API_MAX_SEPARATORS:
+        reason = (
+            f"must hold at most {config.API_MAX_SEPARATORS:,} (about two per value: "
+            f"{config.API_MAX_HOUSES} houses of at most {config.API_MAX_KEYS_PER_HOUSE} keys)"
+        )
+        raise invalid([(None, Problem("body", f"{separators:,} ',' and ':'", reason))])
+
+
 def parse_houses(body: bytes, max_houses: int) -> tuple[list, bool]:
-    """(houses, whether one house was sent alone) from a JSON body, or a 422 saying why not."""
+    """(houses, whether one house was sent alone) from a JSON body, or a 422 saying why not.
+
+    The bytes are decoded strictly first: `json.loads` would let surrogates written as bytes
+    through (it decodes with "surrogatepass"), and those are not UTF-8.
+    """
+    check_separators(body)
     try:
-        data = json.loads(body, parse_constant=_refuse_constant)
-    except (ValueError, RecursionError) as error:  # JSONDecodeError, bad UTF-8, NaN, nesting
+        text = body.decode(json.detect_encoding(body))
+    except UnicodeDecodeError as error:
+        reason = f"is not valid JSON (not UTF-8: {error.reason} at byte {error.start})"
+        raise invalid([(None, Problem("body", None, reason))]) from None
+    try:
+        data = json.loads(text, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError) as error:  # JSONDecodeError, NaN, nesting
         reason = f"is not valid JSON ({str(error)[:80]})"
         raise invalid([(None, Problem("body", None, reason))]) from None
     if isinstance(data, dict):
@@ -144,28 +212,46 @@ def parse_houses(body: bytes, max_houses: int) -> tuple[list, bool]:
     raise invalid([(None, Problem("body", value, reason))])
 
 
-def unknown_fields(schema: Schema, house: object) -> list[Problem]:
-    """Keys the model does not take: refused, so a misspelt optional field is not silently
-    replaced by its default (the pricing page's links say the same)."""
+def too_many_keys(schema: Schema, house: object) -> Problem | None:
+    """A house with more than API_MAX_KEYS_PER_HOUSE keys, refused whole. `len` is all it
+    costs, so a body of 20,000 keys is neither validated nor listed key by key."""
+    limit = config.API_MAX_KEYS_PER_HOUSE
+    if not isinstance(house, Mapping) or len(house) <= limit:
+        return None
+    reason = f"must have at most {limit} keys (this model takes {len(schema.names)} fields)"
+    return Problem("record", f"an object of {len(house):,} keys", reason)
+
+
+def unknown_fields(schema: Schema, house: object, room: int) -> tuple[list[Problem], int]:
+    """Keys the model does not take (the first `room`, and how many): refused, so a misspelt
+    optional field is not silently replaced by its default (the pricing page's links say
+    the same)."""
     if not isinstance(house, Mapping):
-        return []
+        return [], 0
     reason = "is not a field of this model"
-    return [Problem(key, house[key], reason) for key in house if key not in schema.by_name]
+    unknown = [key for key in house if key not in schema.by_name]
+    return [Problem(key, house[key], reason) for key in unknown[:room]], len(unknown)
 
 
 def price_houses(model: Model, houses: list, single: bool) -> list[dict]:
-    """`predict_one` for each house; every problem in every house is reported at once."""
-    priced, problems = [], []
+    """`predict_one` for each house; every problem in every house is counted at once, and
+    the first API_MAX_PROBLEMS are listed (houses and keys per house are bounded before)."""
+    priced, listed, total = [], [], 0
     for position, house in enumerate(houses):
         index = None if single else position
-        found = unknown_fields(model.schema, house)
-        try:
-            priced.append(predict_one(house, model=model).to_dict())
-        except ValidationError as error:
-            found = error.problems + found
-        problems += [(index, p) for p in found]
-    if problems:
-        raise invalid(problems)
+        room = config.API_MAX_PROBLEMS - len(listed)
+        if crowded := too_many_keys(model.schema, house):
+            found, count = [crowded], 1
+        else:
+            found, count = unknown_fields(model.schema, house, room)
+            try:
+                priced.append(predict_one(house, model=model).to_dict())
+            except ValidationError as error:
+                found, count = error.problems + found, len(error.problems) + count
+        listed += [(index, p) for p in found[:room]]
+        total += count
+    if total:
+        raise invalid(listed, total)
     return priced
 
 
@@ -188,7 +274,10 @@ class ModelSlot:
                 model = load_model(self.folder)
             except Exception as error:  # any reason at all: the server must keep answering
                 if str(error) != self._last_error:
-                    log.error("the model could not be loaded: %s", error, exc_info=error)
+                    # A ModelError's sentence names the file and the fix; anything else
+                    # is a bug, whose traceback the operator needs.
+                    trace = None if isinstance(error, ModelError) else error
+                    log.error("the model could not be loaded: %s", error, exc_info=trace)
                     self._last_error = str(error)
                 return None
             self.card_json = public_card(model.card)
@@ -213,11 +302,51 @@ def public_card(card: dict) -> dict:
         "limits": {
             "max_houses_per_request": config.API_MAX_HOUSES,
             "max_body_bytes": config.API_MAX_BODY_BYTES,
+            "max_keys_per_house": config.API_MAX_KEYS_PER_HOUSE,
+            "max_problems_listed": config.API_MAX_PROBLEMS,
         },
     }
 
 
 # --- the app -------------------------------------------------------------------------------
+
+NO_KEY = "this API needs a key: send it as `Authorization: Bearer <key>` or `X-API-Key: <key>`"
+WRONG_KEY = "this API key is not accepted here: check it with whoever runs this API"
+OPEN_PATHS = frozenset(config.API_OPEN_PATHS)
+
+
+class RequireKey:
+    """Every request but the probes' carries one of the keys, or is refused in the API's
+    error shape: 401 without a key (with `WWW-Authenticate: Bearer`), 403 with a wrong one.
+
+    An ASGI middleware rather than a route dependency: it runs before routing, so unknown
+    routes, the docs and any route added later are covered, and a refusal costs no body
+    read. Nothing from the headers is logged or sent back.
+    """
+
+    def __init__(self, app, keys: KeyRing | None):
+        self.app, self.keys = app, keys
+
+    async def __call__(self, scope, receive, send) -> None:
+        if self.keys is None or scope["type"] != "http" or _route_path(scope) in OPEN_PATHS:
+            await self.app(scope, receive, send)
+            return
+        presented = apikeys.presented_key(scope["headers"])
+        if presented is not None and self.keys.matches(presented):
+            await self.app(scope, receive, send)
+            return
+        if presented is None:
+            response = error_response(401, "unauthorized", NO_KEY)
+            response.headers["WWW-Authenticate"] = 'Bearer realm="homevalue"'
+        else:
+            response = error_response(403, "forbidden", WRONG_KEY)
+        await response(scope, receive, send)
+
+
+def _route_path(scope) -> str:
+    """The path as the app's routes see it (without a proxy's root path, if any)."""
+    path, root = scope["path"], scope.get("root_path", "")
+    return path[len(root) :] if root and path.startswith(root) else path
 
 
 class AccessLog:
@@ -267,7 +396,9 @@ def configure_logging() -> None:
 
 
 async def on_api_error(request: Request, error: ApiError) -> JSONResponse:
-    extra = {} if error.problems is None else {"problems": error.problems}
+    extra = {}
+    if error.problems is not None:
+        extra = {"problems": error.problems, "problems_total": error.problems_total}
     return error_response(error.status, error.code, error.detail, **extra)
 
 
@@ -293,13 +424,33 @@ async def on_unexpected(request: Request, error: Exception) -> JSONResponse:
     )
 
 
+def log_access_mode(keys: KeyRing | None) -> None:
+    """Say at start-up whether the API is open: how many keys, never which."""
+    if keys is None:
+        log.warning(
+            "the API is open: no API keys are configured (%s, %s); set them before exposing "
+            "it beyond this machine",
+            config.API_KEYS_VARIABLE,
+            config.API_KEYS_FILE_VARIABLE,
+        )
+    else:
+        log.info(
+            "API keys are required (%d configured); open without one: %s",
+            len(keys.digests),
+            ", ".join(config.API_OPEN_PATHS),
+        )
+
+
 def create_app(model_dir: Path | str | None = None) -> FastAPI:
-    """The API for the model in `model_dir` (default: the configured model folder)."""
+    """The API for the model in `model_dir` (default: the configured model folder), with
+    the API keys configured now (raises ApiKeyError if a setting holds no usable key)."""
     configure_logging()
+    keys = apikeys.load_keys()
     slot = ModelSlot(Path(model_dir) if model_dir else None)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        log_access_mode(keys)
         slot.get()  # load before the first request; a failure is logged and retried later
         yield
 
@@ -310,8 +461,9 @@ def create_app(model_dir: Path | str | None = None) -> FastAPI:
         lifespan=lifespan,
         redoc_url=None,
     )
-    app.state.slot = slot
-    app.add_middleware(AccessLog, slot=slot)
+    app.state.slot, app.state.keys = slot, keys
+    app.add_middleware(RequireKey, keys=keys)
+    app.add_middleware(AccessLog, slot=slot)  # outermost: refusals are logged too
     app.add_exception_handler(ApiError, on_api_error)
     app.add_exception_handler(HTTPException, on_http_error)
     app.add_exception_handler(Exception, on_unexpected)
@@ -327,7 +479,7 @@ def create_app(model_dir: Path | str | None = None) -> FastAPI:
         body = await read_body(request, config.API_MAX_BODY_BYTES)
         houses, single = parse_houses(body, config.API_MAX_HOUSES)
         priced = price_houses(model, houses, single)
-        return JSONResponse(priced[0] if single else priced)
+        return JsonAnswer(priced[0] if single else priced)
 
     @app.get(
         "/v1/model",
@@ -337,11 +489,11 @@ def create_app(model_dir: Path | str | None = None) -> FastAPI:
     )
     async def model_card() -> JSONResponse:
         slot.require()
-        return JSONResponse(slot.card_json)
+        return JsonAnswer(slot.card_json)
 
     @app.get("/healthz", summary="Liveness: the process answers", response_model=openapi.Health)
     async def healthz() -> JSONResponse:
-        return JSONResponse({"status": "ok"})
+        return JsonAnswer({"status": "ok"})
 
     @app.get(
         "/readyz",
@@ -351,7 +503,7 @@ def create_app(model_dir: Path | str | None = None) -> FastAPI:
     )
     async def readyz() -> JSONResponse:
         model = slot.require()
-        return JSONResponse({"status": "ready", "model_version": model.version})
+        return JsonAnswer({"status": "ready", "model_version": model.version})
 
     def openapi_document() -> dict:
         """Generated once the model is loaded, so the body shows the card's fields."""
@@ -362,6 +514,8 @@ def create_app(model_dir: Path | str | None = None) -> FastAPI:
         )
         model = slot.get()
         document = openapi.document_request(document, PREDICT_PATH, model.schema if model else None)
+        if keys is not None:
+            document = openapi.document_keys(document, config.API_OPEN_PATHS)
         if model is not None:
             app.openapi_schema = document
         return document
@@ -381,11 +535,16 @@ def main(argv: list[str] | None = None) -> None:
         "--workers", type=int, default=config.API_WORKERS, help="processes (default %(default)s)"
     )
     args = parser.parse_args(argv)
+    try:  # checked here too, so a bad setting is one line, not each worker's traceback
+        keys = apikeys.load_keys()
+    except ApiKeyError as error:
+        parser.exit(2, f"{parser.prog}: {error}\n")
     import uvicorn  # only the server needs it; tests use the app in-process
 
+    access = "open: no API keys" if keys is None else f"{len(keys.digests)} API key(s)"
     print(
         f"Serving the homevalue API on http://{args.host}:{args.port}/ "
-        f"(docs at /docs, {args.workers} worker(s); Ctrl-C to stop)",
+        f"(docs at /docs, {args.workers} worker(s), {access}; Ctrl-C to stop)",
         file=sys.stderr,
         flush=True,
     )
@@ -404,7 +563,7 @@ def main(argv: list[str] | None = None) -> None:
     )
 
 
-app = create_app()
-
 if __name__ == "__main__":
-    main()
+    main()  # uvicorn then imports this module by name, which creates `app` below
+else:
+    app = create_app()

@@ -15,7 +15,9 @@ from __future__ import annotations
 import ctypes
 import functools
 import importlib.util
+import itertools
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -28,17 +30,30 @@ _ALL_ITERATIONS = -1
 
 
 class BoosterError(RuntimeError):
-    """LightGBM refused a call; the message is LGBM_GetLastError's."""
+    """A saved booster that cannot be used: LightGBM refused it (the message is then
+    LGBM_GetLastError's), or it is not one, or not whole."""
+
+
+class LibraryError(BoosterError):
+    """LightGBM's shared library cannot be found or loaded."""
+
+
+def _library_path() -> Path:
+    """Where the installed lightgbm package keeps lib_lightgbm.so, found without importing it."""
+    spec = importlib.util.find_spec("lightgbm")
+    if spec is None or not spec.submodule_search_locations:
+        raise LibraryError("the lightgbm package is not installed")
+    return Path(next(iter(spec.submodule_search_locations))) / "lib" / "lib_lightgbm.so"
 
 
 @functools.cache
 def _library() -> ctypes.CDLL:
-    """lib_lightgbm.so from the installed lightgbm package, found without importing it."""
-    spec = importlib.util.find_spec("lightgbm")
-    if spec is None or not spec.submodule_search_locations:
-        raise BoosterError("the lightgbm package is not installed")
-    path = Path(next(iter(spec.submodule_search_locations))) / "lib" / "lib_lightgbm.so"
-    library = ctypes.CDLL(str(path))
+    """lib_lightgbm.so, loaded once."""
+    path = _library_path()
+    try:
+        library = ctypes.CDLL(str(path))
+    except OSError as error:  # missing, not a shared object, wrong architecture
+        raise LibraryError(f"LightGBM's library {path} cannot be loaded ({error})") from None
     library.LGBM_GetLastError.restype = ctypes.c_char_p
     return library
 
@@ -49,6 +64,31 @@ def _call(function: str, *args) -> None:
         raise BoosterError(f"{function}: {library.LGBM_GetLastError().decode()}")
 
 
+_TREE_SIZES = re.compile(rb"^tree_sizes=([0-9 ]*)$", re.MULTILINE)
+
+
+def check_whole(model: bytes) -> None:
+    """Refuse LightGBM model text that LightGBM would read past the end of.
+
+    LightGBM's loader (`GBDT::LoadModelFromString`) finds each tree at the offset its
+    header's `tree_sizes` gives, and never checks that offset against the text's length:
+    text cut short made it read beyond its buffer and abort or segfault the process
+    (LightGBM 4.7, tested). So each tree must start where the sizes say, inside the text,
+    and the last one must be followed by `end of trees`, as LightGBM writes it.
+    """
+    start = model.find(b"\nTree=") + 1
+    sizes = _TREE_SIZES.search(model, 0, start) if start else None
+    if sizes is None:
+        raise BoosterError("the model text is cut short or not LightGBM's: no trees, or no sizes")
+    *trees, end = itertools.accumulate((int(n) for n in sizes[1].split()), initial=start)
+    whole = end <= len(model) and model.startswith(b"end of trees", end)
+    if not whole or not all(model.startswith(b"Tree=", at) for at in trees):
+        raise BoosterError(
+            f"the model text is cut short or damaged: its {len(trees)} trees need "
+            f"{end - start:,} bytes after the header, {len(model) - start:,} are there"
+        )
+
+
 class NativeBooster:
     """A loaded LightGBM model: raw scores (log prices) for rows of encoded features."""
 
@@ -56,10 +96,12 @@ class NativeBooster:
         self.feature_names = list(feature_names)
         self.categories = {name: list(values) for name, values in categories.items()}
         self._handle = ctypes.c_void_p()
+        model = model_text.encode()
+        check_whole(model)
         iterations = ctypes.c_int()
         _call(
             "LGBM_BoosterLoadModelFromString",
-            model_text.encode(),
+            model,
             ctypes.byref(iterations),
             ctypes.byref(self._handle),
         )
@@ -73,7 +115,21 @@ class NativeBooster:
 
     @classmethod
     def read(cls, path: Path) -> NativeBooster:
-        saved = json.loads(Path(path).read_text())
+        """The booster `export` wrote to `path`; BoosterError says why a file is not one."""
+        try:
+            saved = json.loads(Path(path).read_bytes().decode("utf-8"))
+        except UnicodeDecodeError as error:
+            raise BoosterError(f"not UTF-8 text ({error.reason} at byte {error.start})") from None
+        except ValueError as error:  # json.JSONDecodeError
+            raise BoosterError(f"not JSON ({error})") from None
+        shape = {"lightgbm_model": str, "feature_names": list, "categories": dict}
+        if not isinstance(saved, dict) or any(
+            not isinstance(saved.get(key), kind) for key, kind in shape.items()
+        ):
+            raise BoosterError(
+                "not a saved booster: it needs lightgbm_model (text), feature_names (a list) "
+                "and categories (a map)"
+            )
         return cls(saved["lightgbm_model"], saved["feature_names"], saved["categories"])
 
     def __del__(self) -> None:

@@ -56,6 +56,15 @@ class ModelSchemaError(ModelError):
     """The artifact and its card disagree, or the file was changed after training."""
 
 
+class ModelFileError(ModelError):
+    """A model file cannot be used as it is: not UTF-8 or not JSON, cut short, of the wrong
+    shape, refused by LightGBM, not a regular file, or outside the model folder."""
+
+
+class ModelRuntimeError(ModelError):
+    """This environment cannot run the model: LightGBM's library is missing or broken."""
+
+
 class BatchFileError(HomevalueError):
     """A batch file that cannot be scored at all (not a table, wrong columns, wrong encoding)."""
 
@@ -70,3 +79,8 @@ class BatchOutputError(HomevalueError):
 
 class BatchFileChangedError(HomevalueError):
     """The input changed while it was being scored: it is still being written."""
+
+
+class ApiKeyError(HomevalueError):
+    """The configured API keys cannot be used: the API refuses to start rather than run open
+    by mistake. The message names the setting and the key's position, never a key."""

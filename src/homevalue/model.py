@@ -3,6 +3,15 @@
 Version drift is the usual way a served model breaks silently, so loading checks the
 library versions, the artifact's hash and its schema against the card before any price is
 given, and every refusal says how to fix it (`make model`).
+
+What vouches for what: training writes the card's SHA-256 beside it (`model_card.json.sha256`),
+the card holds the artifacts' hashes, and every file is read from inside the model folder
+only. So a card edited after training (a wider range, an artifact path pointing elsewhere)
+is refused, and so is an artifact changed or swapped. The pin sits in the same folder: it
+catches accidents and careless edits, not someone who can write the folder (they could
+retrain too); that is what the folder's permissions are for. Every way a file can fail to
+load is a ModelError naming the file and the fix, so the API reports not ready and the
+dashboards show their "unavailable" panel rather than a traceback.
 """
 
 from __future__ import annotations
@@ -10,6 +19,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from importlib.metadata import version as installed_version
 from pathlib import Path
@@ -17,8 +27,16 @@ from pathlib import Path
 import numpy as np
 
 from homevalue import config
-from homevalue.booster import NativeBooster
-from homevalue.errors import ModelMissingError, ModelSchemaError, ModelVersionError
+from homevalue.booster import BoosterError, LibraryError, NativeBooster
+from homevalue.errors import (
+    ModelError,
+    ModelFileError,
+    ModelMissingError,
+    ModelRuntimeError,
+    ModelSchemaError,
+    ModelVersionError,
+    shown,
+)
 from homevalue.schema import Schema
 
 # The only types skops may rebuild from the artifact; anything else is refused.
@@ -28,7 +46,20 @@ TRUSTED_TYPES = [
     "lightgbm.sklearn.LGBMRegressor",
 ]
 FIX = "run `make model` to retrain, or install the pinned versions (`make test` reinstalls them)"
+REINSTALL = (
+    "reinstall LightGBM with `.venv/bin/pip install --force-reinstall -c .ci/constraints.txt "
+    "lightgbm`"
+)
 CHECKED_LIBRARIES = ("scikit-learn", "lightgbm")
+# What serving reads from the card, with its JSON type: checked once, at loading.
+CARD_SHAPE = {
+    "model_version": str,
+    "versions": dict,
+    "features": list,
+    "interval": dict,
+    "price_bounds": dict,
+}
+_PIN = re.compile(rf"([0-9a-f]{{64}})  {re.escape(config.CARD_JSON)}\n?")
 
 
 @dataclass(frozen=True)
@@ -77,13 +108,102 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def read_card(folder: Path | None = None) -> dict:
-    """The model card as a dict; cheap, and enough for pages that only show facts."""
-    folder = Path(folder or config.model_dir())
-    path = folder / config.CARD_JSON
+def model_file(folder: Path, name: object, what: str) -> Path:
+    """The file `name` of the model folder, resolved: a regular file inside the folder once
+    links are followed, or a ModelError saying why not (`what` names it in the message)."""
+    root = Path(folder).resolve()
+    if not isinstance(name, str) or not name or "\x00" in name:
+        raise ModelFileError(f"{root / config.CARD_JSON} names its {what} {shown(name)}: {FIX}")
+    given = root / name
+    try:
+        path = given.resolve()
+    except (OSError, RuntimeError) as error:  # a loop of links
+        raise ModelFileError(f"{given} cannot be followed ({error}): {FIX}") from None
+    if not path.is_relative_to(root):
+        raise ModelFileError(
+            f"{given} is outside the model folder {root} (once links are followed): "
+            f"refused; a model reads only its own folder: {FIX}"
+        )
     if not path.exists():
-        raise ModelMissingError(f"no model card at {path}: {FIX}")
-    return json.loads(path.read_text())
+        raise ModelMissingError(f"no {what} at {given}: {FIX}")
+    if not path.is_file():
+        raise ModelFileError(f"{given} is not a regular file: {FIX}")
+    return path
+
+
+def card_pin(card: bytes) -> str:
+    """The pin for a card's bytes: its SHA-256 in `sha256sum` format, so that
+    `sha256sum -c model_card.json.sha256`, run in the folder, checks it too."""
+    return f"{hashlib.sha256(card).hexdigest()}  {config.CARD_JSON}\n"
+
+
+def write_card_pin(folder: Path) -> Path:
+    """Pin the card in `folder` as it is now; training calls this once the card is written."""
+    pin = Path(folder) / config.CARD_PIN
+    pin.write_text(card_pin((Path(folder) / config.CARD_JSON).read_bytes()))
+    return pin
+
+
+def _read_head(path: Path, limit: int) -> bytes:
+    """At most limit + 1 bytes of `path`: enough to know it is over `limit`."""
+    with open(path, "rb") as handle:
+        return handle.read(limit + 1)
+
+
+def _pinned_card(folder: Path) -> tuple[Path, bytes]:
+    """The card's path and bytes, once its pin vouches for them."""
+    card_path = model_file(folder, config.CARD_JSON, "model card")
+    pin_path = model_file(folder, config.CARD_PIN, "pin of the model card (training writes it)")
+    data = _read_head(card_path, config.CARD_MAX_BYTES)
+    if len(data) > config.CARD_MAX_BYTES:
+        raise ModelFileError(
+            f"{card_path} is over {config.CARD_MAX_BYTES:,} bytes: not a model card: {FIX}"
+        )
+    pinned = _PIN.fullmatch(_read_head(pin_path, 200).decode("ascii", errors="replace"))
+    if pinned is None:
+        raise ModelSchemaError(
+            f"{pin_path} is not a pin (`<sha256>  {config.CARD_JSON}`): the folder was "
+            f"changed after training: {FIX}"
+        )
+    if pinned[1] != hashlib.sha256(data).hexdigest():
+        raise ModelSchemaError(
+            f"{card_path} was changed after training: its SHA-256 is not the one in "
+            f"{pin_path}: {FIX}"
+        )
+    return card_path, data
+
+
+def read_card(folder: Path | None = None) -> dict:
+    """The model card as a dict, once its pin vouches for it; cheap, and enough for pages
+    that only show facts."""
+    path, data = _pinned_card(Path(folder or config.model_dir()))
+    try:
+        card = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as error:
+        reason = f"not UTF-8 text ({error.reason} at byte {error.start})"
+        raise ModelFileError(f"{path} is {reason}: {FIX}") from None
+    except (ValueError, RecursionError) as error:  # json.JSONDecodeError, nesting too deep
+        raise ModelFileError(f"{path} is not JSON ({str(error)[:80]}): {FIX}") from None
+    if not isinstance(card, dict):
+        raise ModelFileError(f"{path} is not a model card (a JSON object): {FIX}")
+    return card
+
+
+def _check_shape(card: dict, folder: Path) -> Schema:
+    """The schema, once the card has what serving reads, of the right types."""
+    path = folder / config.CARD_JSON
+    wrong = [key for key, kind in CARD_SHAPE.items() if not isinstance(card.get(key), kind)]
+    if wrong:
+        raise ModelFileError(f"{path} lacks {', '.join(wrong)}, or has them of another type: {FIX}")
+    try:
+        float(card["interval"]["log_halfwidth"])
+        float(card["price_bounds"]["floor"]) + float(card["price_bounds"]["ceiling"])
+        return Schema.from_list(card["features"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise ModelFileError(
+            f"{path} holds an interval, price bounds or features this code cannot read "
+            f"({type(error).__name__}: {error}): {FIX}"
+        ) from None
 
 
 def _check_versions(card: dict, folder: Path) -> None:
@@ -112,13 +232,21 @@ def _check_encoding(given, produced, categories: dict, schema: Schema, folder: P
 
 
 def _artifact(card: dict, folder: Path, key: str, default: str) -> Path:
-    """An artifact the card names, present and unchanged since training."""
-    path = folder / card.get(key, default)
-    if not path.exists():
-        raise ModelMissingError(f"no model artifact at {path}: {FIX}")
+    """An artifact the card names, inside the folder and unchanged since training."""
+    path = model_file(folder, card.get(key, default), "model artifact")
     if sha256_file(path) != card.get(f"{key}_sha256"):
         raise ModelSchemaError(f"{path} was changed after training (hash differs): {FIX}")
     return path
+
+
+def _read_booster(path: Path) -> NativeBooster:
+    """The booster in `path`, or why it cannot be used, as a ModelError."""
+    try:
+        return NativeBooster.read(path)
+    except LibraryError as error:
+        raise ModelRuntimeError(f"{error}: {REINSTALL}") from None
+    except BoosterError as error:
+        raise ModelFileError(f"{path} cannot be used as the model: {error}: {FIX}") from None
 
 
 def _load_pipeline(folder: Path, card: dict, schema: Schema):
@@ -126,26 +254,37 @@ def _load_pipeline(folder: Path, card: dict, schema: Schema):
     import skops.io as sio
 
     artifact = _artifact(card, folder, "artifact", config.MODEL_FILE)
-    unknown = sorted(set(sio.get_untrusted_types(file=artifact)) - set(TRUSTED_TYPES))
-    if unknown:
-        raise ModelSchemaError(f"{artifact} holds types this code does not trust {unknown}: {FIX}")
-    pipeline = sio.load(artifact, trusted=TRUSTED_TYPES)
-    encode = pipeline.named_steps["encode"]
-    encoder = encode.named_transformers_["categories"]
-    categories = dict(zip(encoder.feature_names_in_, encoder.categories_, strict=True))
-    _check_encoding(
-        encode.feature_names_in_, encode.get_feature_names_out(), categories, schema, folder
-    )
+    try:
+        unknown = sorted(set(sio.get_untrusted_types(file=artifact)) - set(TRUSTED_TYPES))
+        if unknown:
+            raise ModelSchemaError(
+                f"{artifact} holds types this code does not trust {unknown}: {FIX}"
+            )
+        pipeline = sio.load(artifact, trusted=TRUSTED_TYPES)
+        encode = pipeline.named_steps["encode"]
+        encoder = encode.named_transformers_["categories"]
+        categories = dict(zip(encoder.feature_names_in_, encoder.categories_, strict=True))
+        _check_encoding(
+            encode.feature_names_in_, encode.get_feature_names_out(), categories, schema, folder
+        )
+    except ModelError:
+        raise
+    except Exception as error:  # a damaged archive fails in many ways: zip, JSON, numpy, ...
+        raise ModelFileError(
+            f"{artifact} cannot be read as the fitted pipeline ({type(error).__name__}: "
+            f"{error}): {FIX}"
+        ) from None
     return pipeline
 
 
 def _load(folder: Path) -> Model:
-    """Check the card, the versions and both artifacts' hashes, then read the booster."""
+    """Check the card (pinned), the versions and both artifacts' hashes, then read the
+    booster."""
     card = read_card(folder)
+    schema = _check_shape(card, folder)
     _check_versions(card, folder)
     _artifact(card, folder, "artifact", config.MODEL_FILE)
-    booster = NativeBooster.read(_artifact(card, folder, "booster", config.BOOSTER_FILE))
-    schema = Schema.from_list(card["features"])
+    booster = _read_booster(_artifact(card, folder, "booster", config.BOOSTER_FILE))
     names = booster.feature_names
     _check_encoding(names, names, booster.categories, schema, folder)
     return Model(booster, card, schema, folder)

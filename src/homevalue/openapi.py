@@ -112,9 +112,15 @@ class Error(BaseModel):
 
 
 class InvalidInput(Error):
-    """422: every problem in every house at once, so a client can fix them in one go."""
+    """422: the problems in every house at once, so a client can fix them in one go."""
 
-    problems: list[Problem]
+    problems: list[Problem] = Field(
+        description=f"the first {config.API_MAX_PROBLEMS} problems found, in order"
+    )
+    problems_total: int = Field(
+        description="how many problems were found in all (more than are listed when over "
+        f"{config.API_MAX_PROBLEMS}; `detail` says how many more)"
+    )
 
 
 class Health(BaseModel):
@@ -162,6 +168,36 @@ def document_request(openapi: dict, path: str, schema: Schema | None) -> dict:
     return openapi
 
 
+KEY_RESPONSES = {
+    "401": {
+        "description": "no API key was sent (with `WWW-Authenticate: Bearer`)",
+        "content": {"application/json": {"schema": {"$ref": REF_TEMPLATE.format(model="Error")}}},
+    },
+    "403": {
+        "description": "the API key sent is not accepted",
+        "content": {"application/json": {"schema": {"$ref": REF_TEMPLATE.format(model="Error")}}},
+    },
+}
+
+
+def document_keys(openapi: dict, open_paths: tuple[str, ...]) -> dict:
+    """Declare the two ways to send a key, required everywhere but `open_paths`."""
+    schemes = openapi.setdefault("components", {}).setdefault("securitySchemes", {})
+    schemes["bearer"] = {"type": "http", "scheme": "bearer"}
+    schemes["apiKey"] = {"type": "apiKey", "in": "header", "name": "X-API-Key"}
+    openapi["components"].setdefault("schemas", {}).setdefault(
+        "Error", Error.model_json_schema(ref_template=REF_TEMPLATE)
+    )
+    openapi["security"] = [{"bearer": []}, {"apiKey": []}]
+    for path, operations in openapi["paths"].items():
+        for operation in operations.values():
+            if path in open_paths:
+                operation["security"] = []
+            else:
+                operation.setdefault("responses", {}).update(KEY_RESPONSES)
+    return openapi
+
+
 def description(path: str) -> str:
     """The document's introduction."""
     return f"""House prices for Ames, Iowa, one request per house, from the same model,
@@ -170,16 +206,18 @@ validation and post-processing as the homevalue dashboards.
 `POST {path}` takes a house (an object of field: value) or a list of at most
 {config.API_MAX_HOUSES}; it answers with the price, its 80% interval, flags (inputs outside
 what the model was trained on, defaults assumed, a capped price) and the model version, or
-422 with every problem found (house index, field, value, reason). `GET /v1/model` is the model
-card: every field's type, unit, range, categories and default, the metrics and versions."""
+422 with the problems found (house index, field, value, reason; the first
+{config.API_MAX_PROBLEMS} listed, all counted in `problems_total`). A house may have at most
+{config.API_MAX_KEYS_PER_HOUSE} keys. `GET /v1/model` is the model card: every field's type,
+unit, range, categories and default, the metrics, versions and limits."""
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     413: {"model": Error, "description": "the body is over the size limit"},
     422: {
         "model": InvalidInput,
-        "description": "a house or the body was refused: every problem, with its field, "
-        "value and reason",
+        "description": "a house or the body was refused: each problem (the first "
+        f"{config.API_MAX_PROBLEMS}) with its field, value and reason, and how many in all",
     },
     503: {"model": Error, "description": "the model is not loaded (see /readyz)"},
 }

@@ -158,25 +158,41 @@ def _is_missing(value: object) -> bool:
 
 # Plain decimal numbers only, thousands commas in groups of three ("1,800" but not "1,5"):
 # the same text is accepted whether a house arrives alone or in a CSV, so Python-only forms
-# such as "1_000" are refused.
-NUMBER_TEXT = r"[+-]?(?:(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"
-NON_FINITE_TEXT = r"[+-]?(?:inf|infinity|nan)"
+# such as "1_000" are refused. ASCII only, spelt out: Python's `\d`, float() and
+# re.IGNORECASE accept other scripts' digits ("١٥٠٠" and "１５００" are 1500 to float) and
+# fold "ı"/"İ" into "i", which pandas' own regex engine does not, so the two validators
+# would disagree. `\d` is kept only to recognise, and refuse, numbers in other digits.
+_NUMBER = r"[+-]?(?:(?:D{1,3}(?:,D{3})+|D+)(?:\.D*)?|\.D+)(?:[eE][+-]?D+)?"
+NUMBER_TEXT = _NUMBER.replace("D", "[0-9]")
+OTHER_DIGITS_TEXT = _NUMBER.replace("D", r"\d")
+NON_FINITE_TEXT = r"[+-]?(?:[iI][nN][fF](?:[iI][nN][iI][tT][yY])?|[nN][aA][nN])"
+DIGITS_ONLY = "must be written with the digits 0-9"
+TRUE_FALSE = "must be a number, not true/false"
 _NUMBER_RE = re.compile(NUMBER_TEXT)
-_NON_FINITE_RE = re.compile(NON_FINITE_TEXT, re.IGNORECASE)
+_OTHER_DIGITS_RE = re.compile(OTHER_DIGITS_TEXT)
+_NON_FINITE_RE = re.compile(NON_FINITE_TEXT)
+
+
+def _type_reason(value: object) -> str:
+    """Why a value's type keeps it from being a number, or "" when it may be one (text, a
+    number, a missing value): the words both validators use."""
+    if isinstance(value, bool | np.bool_):
+        return TRUE_FALSE
+    if isinstance(value, str | int | float | np.integer | np.floating) or _is_missing(value):
+        return ""
+    return f"must be a number, not {type(value).__name__}"
 
 
 def _check_number(feature: Feature, value: object) -> tuple[float | None, str | None]:
-    if isinstance(value, bool | np.bool_):
-        return None, "must be a number, not true/false"
+    if reason := _type_reason(value):
+        return None, reason
     if isinstance(value, str):
         text = value.strip()
         if _NON_FINITE_RE.fullmatch(text):
             return None, "must be a finite number"
         if not _NUMBER_RE.fullmatch(text):
-            return None, "must be a number"
+            return None, DIGITS_ONLY if _OTHER_DIGITS_RE.fullmatch(text) else "must be a number"
         value = text.replace(",", "")
-    elif not isinstance(value, int | float | np.integer | np.floating):
-        return None, f"must be a number, not {type(value).__name__}"
     try:
         number = float(value)
     except OverflowError:
@@ -386,28 +402,32 @@ def _numbers(feature: Feature, raw: pd.Series):
     """Parse a column to floats and say, per row, why a value is not acceptable."""
     bool_column = pd.api.types.is_bool_dtype(raw.dtype)  # numpy bool, "boolean", bool[pyarrow]
     if bool_column:
-        is_bool = raw.notna().to_numpy(dtype=bool)
-    elif raw.dtype == object:
-        is_bool = raw.map(lambda v: isinstance(v, bool | np.bool_)).to_numpy(dtype=bool)
+        type_reasons = np.where(raw.notna().to_numpy(dtype=bool), TRUE_FALSE, "").astype(object)
+    elif raw.dtype == object:  # Python values of any type, as validate_record gets them
+        type_reasons = raw.map(_type_reason).to_numpy(dtype=object)
     else:
-        is_bool = np.zeros(len(raw), dtype=bool)
+        type_reasons = np.full(len(raw), "", dtype=object)
+    wrong_type = type_reasons != ""
     non_finite_text = np.zeros(len(raw), dtype=bool)
+    other_digits = np.zeros(len(raw), dtype=bool)
     if pd.api.types.is_numeric_dtype(raw.dtype) and not bool_column:
         number = raw.to_numpy(dtype=float, na_value=np.nan)
         missing = np.isnan(number)
     else:
-        cells = _text_cells(raw.where(~is_bool, other=None))
-        missing = (cells.isna() | (cells == "")).to_numpy(dtype=bool) & ~is_bool
+        cells = _text_cells(raw.where(~wrong_type, other=None))
+        missing = (cells.isna() | (cells == "")).to_numpy(dtype=bool) & ~wrong_type
         is_number = cells.str.fullmatch(NUMBER_TEXT).fillna(False).to_numpy(dtype=bool)
-        non_finite_text = (
-            cells.str.fullmatch(NON_FINITE_TEXT, case=False).fillna(False).to_numpy(dtype=bool)
+        non_finite_text = cells.str.fullmatch(NON_FINITE_TEXT).fillna(False).to_numpy(dtype=bool)
+        # pandas runs `\d` through Python's re whenever a cell is not ASCII, as validate_record.
+        other_digits = ~is_number & cells.str.fullmatch(OTHER_DIGITS_TEXT).fillna(False).to_numpy(
+            dtype=bool
         )
         number = np.full(len(raw), np.nan)
         digits = cells[is_number].str.replace(",", "", regex=False)
         number[is_number] = digits.astype(float).to_numpy()
     with np.errstate(invalid="ignore"):
         not_finite = np.isinf(number) | non_finite_text
-        not_number = ~missing & np.isnan(number) & ~is_bool & ~not_finite
+        not_number = ~missing & np.isnan(number) & ~wrong_type & ~not_finite & ~other_digits
         not_whole = (
             np.isfinite(number) & (number != np.round(number))
             if feature.kind == "integer"
@@ -417,12 +437,13 @@ def _numbers(feature: Feature, raw: pd.Series):
             np.isfinite(number) & ~not_whole & ((number < feature.min) | (number > feature.max))
         )
     reasons = [
-        ("must be a number, not true/false", is_bool),
+        *((reason, type_reasons == reason) for reason in sorted(set(type_reasons[wrong_type]))),
         ("must be a number", not_number),
+        (DIGITS_ONLY, other_digits),
         ("must be a finite number", not_finite),
         ("must be a whole number", not_whole),
         (_range_text(feature), out_of_range),
     ]
-    bad = is_bool | not_number | not_finite | not_whole | out_of_range
+    bad = wrong_type | not_number | other_digits | not_finite | not_whole | out_of_range
     number = np.where(bad, np.nan, number)
     return number, missing, bad, reasons

@@ -29,7 +29,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OrdinalEncoder
 
 from homevalue import booster, config
-from homevalue.model import TRUSTED_TYPES, sha256_file
+from homevalue.model import TRUSTED_TYPES, sha256_file, write_card_pin
 from homevalue.schema import Feature, Schema
 
 MODEL_VERSION = "1.0.0"
@@ -343,6 +343,7 @@ def train(out_dir: Path) -> dict:
     }
     card = build_card(schema, raw, clean, removed, parts, evaluation, importance, hashes)
     (out_dir / config.CARD_JSON).write_text(json.dumps(card, indent=2) + "\n")
+    write_card_pin(out_dir)  # loading refuses a card changed after this
     (out_dir / config.CARD_MARKDOWN).write_text(card_markdown(card))
     reference = clean[["Sale_ID", *schema.names, *REFERENCE_COLUMNS]]
     reference.to_csv(out_dir / config.REFERENCE_SALES, index=False)

@@ -20,6 +20,11 @@ prices one typical house.
 3. Where the time goes, in process, timers around each part over many calls: JSON parsing,
    validation, the model (encode, booster, post-processing), serialising the answer, the
    access-log line, the whole ASGI app without a socket, and what HTTP adds on loopback.
+4. A key flood (issue 10, item 5), one worker: what an ordinary client at 200 req/s sees
+   (open loop, as in 1) alone and then while 4 other clients, in another process, send back
+   to back a body of just under the size limit holding ~21,000 unknown keys; and the size
+   and latency of the answers the flooders get. `--key-flood-only` runs this step alone
+   (and writes nothing), e.g. against another checkout's code with PYTHONPATH=<its src>.
 
 The client and the server share the machine's cores, as do any other jobs running: before
 each step the bench waits (`--quiet-wait`, up to 60 s) for the machine to be idle, and
@@ -28,7 +33,7 @@ Figures are indicative. Not a pytest module: too slow and machine-dependent to g
 makes it exit 1 when a target is missed.
 Usage: bench_api.py [--duration 10] [--rates 100,200,400,800,1600] [--workers 1,2]
                     [--connections 1,4,16,64] [--calls 5000] [--quiet-wait 60] [--strict]
-                    [--no-write]
+                    [--no-write] [--key-flood-only]
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import multiprocessing
 import os
 import re
 import resource
@@ -81,6 +87,7 @@ TARGET_RATE = 200
 P50_MAX_MS = 5.0
 P99_MAX_MS = 25.0
 POOL = 32  # open-loop connections, at most
+FLOODERS = 4  # clients sending the key flood, back to back
 QUIET_SHARE = 0.15  # the machine counts as idle below this share of all cores busy
 REQUEST_TIMEOUT_S = 5.0
 
@@ -196,6 +203,7 @@ class Connection:
             f"Content-Length: {len(body)}\r\n\r\n"
         ).encode() + body
         self.reader = self.writer = None
+        self.received = 0  # bytes in the last answer's body
 
     async def post(self) -> int:
         if self.writer is None:
@@ -203,7 +211,7 @@ class Connection:
         self.writer.write(self.request)
         head = await self.reader.readuntil(b"\r\n\r\n")
         length = re.search(rb"(?i)\r\ncontent-length:\s*(\d+)", head)
-        await self.reader.readexactly(int(length[1]) if length else 0)
+        self.received = len(await self.reader.readexactly(int(length[1]) if length else 0))
         return int(head[9:12])
 
     def close(self) -> None:
@@ -567,6 +575,141 @@ def measure_parts(calls: int) -> dict:
     return {"parts": parts, "whole": whole}
 
 
+# --- 4. a key flood ---------------------------------------------------------------------
+
+
+def key_flood_body() -> bytes:
+    """RECORD padded with unknown keys to just under the body limit: the body of issue 10's
+    amplification attack (21,004 keys in 262 KB)."""
+    from homevalue import config  # PYTHONPATH may point at another checkout's code
+
+    limit = config.API_MAX_BODY_BYTES - 64
+    keys = ",".join(f'"k{n:06d}":1' for n in range(limit // 12))
+    body = json.dumps(RECORD, separators=(",", ":"))[:-1] + "," + keys
+    return body[: body.rindex(",", 0, limit)].encode() + b"}"
+
+
+def flood(port: int, body: bytes, duration: float, clients: int, results) -> None:
+    """`clients` connections each sending `body` as soon as the last answer is read, for
+    `duration` seconds; puts (latency s, status, answer bytes) per request on `results`.
+    Run in its own process, so reading big answers does not slow the measuring client."""
+
+    async def client() -> list[tuple[float, int, int]]:
+        connection, done = Connection(port, body), []
+        end = time.perf_counter() + duration
+        while time.perf_counter() < end:
+            start = time.perf_counter()
+            try:
+                status = await asyncio.wait_for(connection.post(), REQUEST_TIMEOUT_S * 4)
+            except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError):
+                connection.close()
+                done.append((time.perf_counter() - start, 0, 0))
+                continue
+            done.append((time.perf_counter() - start, status, connection.received))
+        connection.close()
+        return done
+
+    async def every_client() -> list:
+        return await asyncio.gather(*(client() for _ in range(clients)))
+
+    results.put([answer for answers in asyncio.run(every_client()) for answer in answers])
+
+
+def open_loop_summary(step: dict) -> dict:
+    keys = ("requests", "ok", "errors", "p50_ms", "p90_ms", "p99_ms", "max_ms", "client_late")
+    return {key: step[key] for key in keys}
+
+
+def measure_key_flood(server: Server, rate: int, duration: float, quiet_wait_s: float) -> dict:
+    """The ordinary client at `rate` alone, then during the flood (started half a second
+    before it, and running until after it ends)."""
+    body = key_flood_body()
+    asyncio.run(open_loop(server.port, rate, 2.0))  # warm-up
+    wait_for_quiet(quiet_wait_s)
+    cpu_start = server.cpu_seconds()
+    alone = asyncio.run(open_loop(server.port, rate, duration))
+    ordinary_cpu = (server.cpu_seconds() - cpu_start) / max(alone["requests"], 1)
+    wait_for_quiet(quiet_wait_s)
+    context = multiprocessing.get_context("fork")  # no thread runs here at this point
+    answers = context.Queue()
+    flooder = context.Process(
+        target=flood, args=(server.port, body, duration + 1.0, FLOODERS, answers)
+    )
+    cpu_start = server.cpu_seconds()
+    flooder.start()
+    time.sleep(0.5)
+    flooded = asyncio.run(open_loop(server.port, rate, duration))
+    sent = answers.get(timeout=duration + 120)
+    flooder.join()
+    # The server's CPU while the flood ran, less what the ordinary requests cost alone.
+    flood_cpu = server.cpu_seconds() - cpu_start - ordinary_cpu * flooded["requests"]
+    seconds = np.asarray([s for s, _, _ in sent])
+    statuses: dict[str, int] = {}
+    for _, status, _ in sent:
+        statuses[str(status)] = statuses.get(str(status), 0) + 1
+    answered = [size for _, status, size in sent if status]
+    return {
+        "rate": rate,
+        "duration_s": duration,
+        "alone": open_loop_summary(alone),
+        "flooded": open_loop_summary(flooded),
+        "flood": {
+            "clients": FLOODERS,
+            "body_bytes": len(body),
+            "keys": len(json.loads(body)),
+            "requests": len(sent),
+            "per_second": len(sent) / (duration + 1.0),
+            "statuses": statuses,
+            "answer_bytes": int(np.median(answered)) if answered else None,
+            **percentiles(seconds * 1e3, 50, 99),
+            "server_cpu_ms_each": 1e3 * flood_cpu / max(len(sent), 1),
+        },
+    }
+
+
+def print_key_flood(result: dict) -> None:
+    alone, flooded, flood_ = result["alone"], result["flooded"], result["flood"]
+    print(
+        f"  key flood: the ordinary client at {result['rate']} req/s, p99 "
+        f"{alone['p99_ms']:.2f} ms alone -> {flooded['p99_ms']:.2f} ms under the flood "
+        f"(p50 {alone['p50_ms']:.2f} -> {flooded['p50_ms']:.2f} ms, max "
+        f"{alone['max_ms']:.1f} -> {flooded['max_ms']:.1f} ms, errors {alone['errors']} -> "
+        f"{flooded['errors']}); {flood_['clients']} flooders sent {flood_['requests']:,} bodies "
+        f"of {flood_['body_bytes']:,} bytes ({flood_['keys']:,} keys), answered "
+        f"{flood_['statuses']} with {flood_['answer_bytes']:,} bytes in p50 "
+        f"{flood_['p50_ms']:.1f} ms, the server spending {flood_['server_cpu_ms_each']:.2f} ms "
+        "of CPU on each",
+        flush=True,
+    )
+
+
+def key_flood_markdown(result: dict) -> list[str]:
+    alone, flooded, flood_ = result["alone"], result["flooded"], result["flood"]
+    return [
+        "",
+        "### Under a key flood",
+        "",
+        f"One worker. An ordinary client sends one house at {result['rate']} req/s (open loop, "
+        f"{result['duration_s']:g} s) alone, then while {flood_['clients']} other clients, in "
+        f"another process, each send back to back a body of {flood_['body_bytes']:,} bytes "
+        f"holding {flood_['keys']:,} unknown keys (issue 10's amplification attack).",
+        "",
+        "| ordinary client | p50 ms | p99 ms | max ms | errors |",
+        "|---|---:|---:|---:|---:|",
+        f"| alone | {fmt_ms(alone['p50_ms'])} | {fmt_ms(alone['p99_ms'])} "
+        f"| {fmt_ms(alone['max_ms'])} | {alone['errors']} |",
+        f"| under the flood | {fmt_ms(flooded['p50_ms'])} | {fmt_ms(flooded['p99_ms'])} "
+        f"| {fmt_ms(flooded['max_ms'])} | {flooded['errors']} |",
+        "",
+        f"The flooders got {flood_['requests']:,} answers ({flood_['per_second']:.0f}/s, "
+        f"statuses {flood_['statuses']}) of {flood_['answer_bytes']:,} bytes each, p50 "
+        f"{flood_['p50_ms']:.1f} ms, p99 {flood_['p99_ms']:.1f} ms; the server spent about "
+        f"{flood_['server_cpu_ms_each']:.2f} ms of CPU on each (its CPU during the flood, less "
+        "what the ordinary requests cost alone). The flooders run on the same 2 cores: "
+        "part of what the ordinary client loses is their CPU, not the server's.",
+    ]
+
+
 # --- the report ---------------------------------------------------------------------------
 
 
@@ -702,6 +845,8 @@ def markdown(results: dict) -> str:
         "client sending back to back sees the p50 of the last section).",
     ]
     lines += where_the_time_goes(m)
+    if "key_flood" in m:
+        lines += key_flood_markdown(m["key_flood"])
     return "\n".join(lines) + "\n"
 
 
@@ -812,6 +957,9 @@ def run(args: argparse.Namespace) -> dict:
             closed = measure_closed_loop(wrk, servers, args.connections, args, Path(scratch))
             for workers, steps in closed.items():
                 configs[workers]["closed_loop"] = steps
+        one = next(server for server in servers if server.workers == 1)
+        results["key_flood"] = measure_key_flood(one, TARGET_RATE, args.duration, args.quiet_wait)
+        print_key_flood(results["key_flood"])
         for server in servers:
             configs[server.workers]["rss_mib"] = server.rss_mib()
     for workers, config in configs.items():
@@ -846,14 +994,34 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--strict", action="store_true", help="exit 1 if a target is missed")
     parser.add_argument("--no-write", action="store_true", help="print, do not write docs/")
+    parser.add_argument(
+        "--key-flood-only",
+        action="store_true",
+        help="run only the key-flood step (one worker) and print it; writes nothing",
+    )
     args = parser.parse_args(argv)
     if 1 not in args.workers or TARGET_RATE not in args.rates:
         parser.error(f"the targets need --workers with 1 and --rates with {TARGET_RATE}")
     return args
 
 
+def key_flood_only(args: argparse.Namespace) -> int:
+    """Step 4 alone, printed (with its figures as JSON): for before/after comparisons."""
+    sys.setswitchinterval(0.0005)
+    with (
+        tempfile.TemporaryDirectory(prefix="bench_api_") as scratch,
+        Server(1, Path(scratch) / "server_1.log") as server,
+    ):
+        result = measure_key_flood(server, TARGET_RATE, args.duration, args.quiet_wait)
+    print_key_flood(result)
+    print(json.dumps(result, indent=1))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.key_flood_only:
+        return key_flood_only(args)
     results = run(args)
     block = markdown(results)
     print(block)
