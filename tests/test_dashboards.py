@@ -21,7 +21,7 @@ from jupyter_server.services.kernels.connection.base import (
 from homevalue import config
 from homevalue.dashboards.app import client_address, log_request
 from homevalue.dashboards.channels import MAX_PARTS, FrameError, split_v1_frame
-from homevalue.dashboards.kernels import ClientBudget
+from homevalue.dashboards.kernels import ClientBudget, LimitedKernelManager
 
 parts = st.lists(st.binary(max_size=64), min_size=4, max_size=MAX_PARTS)
 channels = st.sampled_from(["shell", "control", "stdin", "iopub"])
@@ -147,3 +147,13 @@ def test_the_access_log_masks_a_login_token(caplog, status, level):
     assert record.levelname == level
     assert "s3cret" not in record.getMessage()
     assert "?a=1&token=[secret]&_xsrf=[secret]&b=2" in record.getMessage()
+
+
+def test_a_kernel_that_has_not_started_has_no_idle_time_yet():
+    """jupyter_server sets `last_activity` once the kernel runs; before, reading it raises."""
+    from jupyter_server.services.kernels.kernelmanager import ServerKernelManager
+
+    manager = LimitedKernelManager()
+    manager._kernels["starting"] = ServerKernelManager()
+    assert manager._seconds_idle("starting") == float("inf")
+    assert manager._seconds_idle("gone") == float("inf")

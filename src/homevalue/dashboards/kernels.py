@@ -30,6 +30,7 @@ import psutil
 from jupyter_server._tz import utcnow
 from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
 from tornado.ioloop import IOLoop
+from traitlets import TraitError
 
 from homevalue import config
 
@@ -230,8 +231,11 @@ class LimitedKernelManager(AsyncMappingKernelManager):
 
     def _seconds_idle(self, kernel_id: str) -> float:
         """Seconds since the kernel last sent anything: a page still being built is busy."""
-        last = getattr(self._kernels.get(kernel_id), "last_activity", None)
-        return (utcnow() - last).total_seconds() if last else float("inf")
+        try:  # a trait without a default: unset until the kernel has started
+            last = self._kernels[kernel_id].last_activity
+        except (KeyError, AttributeError, TraitError):
+            return float("inf")
+        return (utcnow() - last).total_seconds()
 
     async def _relieve_host(self, sizes: dict[str, int]) -> None:
         """Below half the memory floor, shut the largest viewer kernel down before the OS
