@@ -7,12 +7,14 @@ dashboards on one TLS port and the API on another (the file tells them apart by 
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +27,7 @@ from voila_server import PROJ_ROOT, free_port, kernel_id, serve
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 CONFIG = PROJ_ROOT / "deploy" / "nginx" / "homevalue.conf"
 PRICE_PAGE = "voila/render/price_a_home.ipynb"
+API_KEY = "deploy-" + uuid.uuid4().hex
 
 pytestmark = pytest.mark.skipif(
     not Path(NGINX).exists(), reason="nginx is not installed (apt-get install nginx-light)"
@@ -79,6 +82,7 @@ def deployed(tmp_path_factory) -> Iterator[dict]:
         api = subprocess.Popen(
             [sys.executable, "-m", "homevalue.api", "--port", str(ports["api"])],
             stdout=subprocess.DEVNULL, stderr=(folder / "api.log").open("wb"),
+            env={**os.environ, "HOMEVALUE_API_KEYS": API_KEY},
         )  # fmt: skip
         (folder / "site.conf").write_text(site(CONFIG.read_text(), ports, cert, key))
         (folder / "nginx.conf").write_text(
@@ -130,11 +134,16 @@ def test_plain_http_is_redirected_to_https(deployed):
     assert answer.headers["Location"] == "https://localhost/voila/tree"
 
 
-def test_the_api_answers_through_the_proxy(deployed, good_house):
+def test_the_api_answers_through_the_proxy_to_its_key_holders(deployed, good_house):
     url = f"https://localhost:{deployed['ports']['tls_api']}/"
     verify = deployed["cert"]  # per request: REQUESTS_CA_BUNDLE would override a Session's
     assert requests.get(url + "healthz", verify=verify, timeout=10).json() == {"status": "ok"}
-    priced = requests.post(url + "v1/predict", json=good_house, verify=verify, timeout=30)
+    anonymous = requests.post(url + "v1/predict", json=good_house, verify=verify, timeout=30)
+    assert anonymous.status_code == 401 and anonymous.json()["error"] == "unauthorized"
+    key = {"Authorization": f"Bearer {API_KEY}"}
+    priced = requests.post(
+        url + "v1/predict", json=good_house, headers=key, verify=verify, timeout=30
+    )
     assert priced.status_code == 200 and priced.json()["price"] > 0
 
 
