@@ -151,6 +151,13 @@ def test_a_link_value_valid_alone_is_used_even_when_another_field_disagrees(page
     assert "must not be earlier than Year_Built" in page.form.errors["Year_Remod_Add"].value
 
 
+@pytest.mark.parametrize("digits", ["١٥٠٠", "１５００", "𝟏𝟓𝟎𝟎"])
+def test_a_link_in_other_digits_is_a_notice_as_in_the_api_and_batch(page, digits):
+    page.apply_request({"Gr_Liv_Area": digits})
+    assert page.form.values()["Gr_Liv_Area"] != 1500
+    assert "must be written with the digits 0-9" in page.status.value
+
+
 def test_a_link_that_breaks_the_form_leaves_a_notice_not_a_broken_page(page, monkeypatch, caplog):
     def broken(_values):
         raise RuntimeError("a bug in the form")
