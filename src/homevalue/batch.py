@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import errno
+import functools
 import io
 import os
 import sys
@@ -450,6 +451,12 @@ def score_file(
     of rows done after each chunk (the dashboard's progress bar).
     """
     source, out_dir = Path(source), Path(out_dir)
+    writes = functools.partial(
+        writing_into,
+        out_dir,
+        f"cannot write the outputs of {source.name} in",
+        "Nothing was written; free or fix that folder and run again",
+    )
     limits = limits or FileLimits.from_environment()
     seen = seen or fingerprint(source)
     chunks = read_chunks(source, chunk_rows, limits)
@@ -458,7 +465,7 @@ def score_file(
     columns = _columns_of(source, limits)
     model = model or load_model()
     check_columns(columns, model, source.name)
-    with _writing(source, out_dir):
+    with writes():
         out_dir.mkdir(parents=True, exist_ok=True)
     scored_path, rejected_path = output_paths(source, out_dir, tag)
     scored_file, rejected_file = AtomicFile(scored_path), AtomicFile(rejected_path)
@@ -471,7 +478,7 @@ def score_file(
             for chunk in chunks:
                 check_cells(chunk, limits, source.name, first_row)
                 result = score_frame(chunk, model=model, first_row=first_row, threads=threads)
-                with _writing(source, out_dir):
+                with writes():
                     scored_sink.write(result.scored)
                     rejected_sink.write(result.rejected)
                 counts["scored"] += len(result.scored)
@@ -484,7 +491,7 @@ def score_file(
                 # frames are alive at once and the peak is ~2 chunks (+45 MiB per 100k rows).
                 del chunk, result
         _check_unchanged(source, seen)
-        with _writing(source, out_dir):
+        with writes():
             if first_row == 1:  # header only, or an empty Parquet file
                 empty = pd.DataFrame(columns=["row", *columns, *PRICE_COLUMNS])
                 scored_sink.write(empty)
@@ -535,22 +542,20 @@ _UNWRITABLE = {
 
 
 @contextlib.contextmanager
-def _writing(source: Path, out_dir: Path) -> Iterator[None]:
-    """Turn a failed write into one line about the folder, not a traceback."""
+def writing_into(folder: Path, action: str, advice: str) -> Iterator[None]:
+    """Turn a failed write in `folder` into one line an operator can act on, not a
+    traceback: "<action> <folder>: <why>. <advice>" (the batch job's and the inbox's)."""
     try:
         yield
     except OSError as error:
-        raise BatchOutputError(
-            f"cannot write the outputs of {source.name} in {out_dir}: "
-            f"{unwritable_reason(error, out_dir)}. Nothing was written; free or fix that folder "
-            "and run again"
-        ) from error
+        why = _unwritable_reason(error, folder)
+        raise BatchOutputError(f"{action} {folder}: {why}. {advice}") from error
 
 
-def unwritable_reason(error: OSError, out_dir: Path) -> str:
-    """Why `out_dir` cannot be written, in the words an operator would search for."""
+def _unwritable_reason(error: OSError, folder: Path) -> str:
+    """Why `folder` cannot be written, in the words an operator would search for."""
     with contextlib.suppress(OSError):
-        if out_dir.exists() and not out_dir.is_dir():
+        if folder.exists() and not folder.is_dir():
             return "it is a file, not a folder"
     if error.errno in (errno.EEXIST, errno.ENOTDIR):
         return "part of that path is a file, not a folder"

@@ -41,7 +41,7 @@ from pathlib import Path
 import pandas as pd
 
 from homevalue import config
-from homevalue.batch import fingerprint, fsync_dir, score_file, unwritable_reason
+from homevalue.batch import fingerprint, fsync_dir, score_file, writing_into
 from homevalue.errors import (
     BatchFileChangedError,
     BatchFileError,
@@ -52,6 +52,8 @@ from homevalue.model import Model, load_model, sha256_file
 
 log = logging.getLogger("homevalue.inbox")
 
+# A folder of the job that cannot be written is the operator's to fix, not the file's fault.
+FIX_FOLDER = "Free or fix that folder and run again"
 IGNORED_SUFFIXES = (".part", ".tmp", ".partial", ".crdownload")
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -264,7 +266,7 @@ def pending_files(inbox: Path) -> list[Path]:
 
 def move_aside(path: Path, folder: Path) -> Path:
     """Move `path` into `folder` without overwriting an earlier file of the same name."""
-    with _filing(path, folder):
+    with writing_into(folder, f"cannot move {path.name} into", FIX_FOLDER):
         folder.mkdir(parents=True, exist_ok=True)
         target = folder / path.name
         if target.exists():
@@ -274,18 +276,6 @@ def move_aside(path: Path, folder: Path) -> Path:
         fsync_dir(folder)
         fsync_dir(path.parent)
     return target
-
-
-@contextlib.contextmanager
-def _filing(path: Path, folder: Path) -> Iterator[None]:
-    """A folder of the job that cannot be written is the operator's problem, not the file's."""
-    try:
-        yield
-    except OSError as error:
-        raise BatchOutputError(
-            f"cannot move {path.name} into {folder}: {unwritable_reason(error, folder)}. "
-            "Free or fix that folder and run again"
-        ) from error
 
 
 def _recover(db: sqlite3.Connection, dirs: BatchDirs) -> None:
@@ -344,7 +334,7 @@ def _score_and_file(db, dirs: BatchDirs, path: Path, seen, model: Model, progres
         )
     except BatchFileError as error:
         moved = move_aside(path, dirs.failed)
-        with _filing(moved, dirs.failed):
+        with writing_into(dirs.failed, f"cannot move {moved.name} into", FIX_FOLDER):
             (dirs.failed / f"{moved.name}.error.txt").write_text(f"{error}\n")
         _finish(db, run_id, "failed", str(error))
         return {"file": path.name, "status": "failed", "error": str(error)}
