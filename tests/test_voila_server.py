@@ -18,7 +18,6 @@ import urllib.parse
 import uuid
 from pathlib import Path
 
-import nbformat
 import psutil
 import pytest
 import websocket  # websocket-client, installed with jupyter_server
@@ -33,6 +32,7 @@ from voila_server import (
     kernel_id,
     serve,
     visible_text,
+    write_notebook,
 )
 
 from homevalue.ui.maps import ames_map
@@ -406,15 +406,12 @@ def broken_voila(tmp_path_factory, request) -> VoilaServer:
     options = "--VoilaConfiguration.preheat_kernel=False" if request.param == "new-kernel" else ""
     folder = tmp_path_factory.mktemp("broken")
     notebooks = folder / "notebooks"
-    notebooks.mkdir()
-    notebook = nbformat.v4.new_notebook()
-    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3"}
-    notebook.cells = [
-        nbformat.v4.new_code_cell("import ipywidgets\nipywidgets.IntSlider()"),
-        nbformat.v4.new_code_cell('raise RuntimeError("boom-secret")'),
-        nbformat.v4.new_code_cell('print("never printed")'),
+    cells = [
+        "import ipywidgets\nipywidgets.IntSlider()",
+        'raise RuntimeError("boom-secret")',
+        'print("never printed")',
     ]
-    nbformat.write(notebook, notebooks / BROKEN_NOTEBOOK)
+    write_notebook(notebooks / BROKEN_NOTEBOOK, cells)
     with serve(folder / "server.log", notebooks=notebooks, voila_args=options) as server:
         yield server
 

@@ -209,6 +209,18 @@ def _stop(server: VoilaServer) -> None:
         server.process.wait(timeout=5)
 
 
+def write_notebook(path: Path, cells: list) -> Path:
+    """A Python notebook of `cells` (nbformat cells, or code as text) at `path`."""
+    import nbformat
+
+    notebook = nbformat.v4.new_notebook()
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3"}
+    notebook.cells = [nbformat.v4.new_code_cell(c) if isinstance(c, str) else c for c in cells]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(notebook, path)
+    return path
+
+
 def kernel_id(page: str) -> str:
     """The id of the kernel behind a rendered page (from Voilà's jupyter-config-data)."""
     match = re.search(

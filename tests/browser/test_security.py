@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import nbformat
 import pytest
 from playwright.sync_api import Page, expect
-from voila_server import VoilaServer, serve
+from voila_server import VoilaServer, serve, write_notebook
 
 from browser.conftest import Problems, watched_page
 from browser.screenshots import READY_TIMEOUT, open_page
@@ -197,19 +197,14 @@ def dark_server(tmp_path_factory) -> Iterator[VoilaServer]:
     page whose file name is markup."""
     folder = tmp_path_factory.mktemp("dark")
     notebooks = folder / "notebooks"
-    notebooks.mkdir()
-    notebook = nbformat.v4.new_notebook()
-    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3"}
-    notebook.cells = [
+    slow = [
         nbformat.v4.new_markdown_cell("# A slow page"),
-        nbformat.v4.new_code_cell(f"import time\ntime.sleep({SLOW_SECONDS})"),
-        nbformat.v4.new_code_cell('print("built")'),
+        f"import time\ntime.sleep({SLOW_SECONDS})",
+        'print("built")',
     ]
-    nbformat.write(notebook, notebooks / SLOW_NOTEBOOK)
-    hostile = nbformat.v4.new_notebook()
-    hostile.metadata["kernelspec"] = notebook.metadata["kernelspec"]
-    hostile.cells = [nbformat.v4.new_markdown_cell("A page with a hostile file name.")]
-    nbformat.write(hostile, notebooks / HOSTILE_NOTEBOOK)
+    write_notebook(notebooks / SLOW_NOTEBOOK, slow)
+    hostile = [nbformat.v4.new_markdown_cell("A page with a hostile file name.")]
+    write_notebook(notebooks / HOSTILE_NOTEBOOK, hostile)
     args = "--theme=dark --VoilaConfiguration.http_keep_alive_timeout=1"
     with serve(folder / "server.log", notebooks=notebooks, voila_args=args) as server:
         yield server
