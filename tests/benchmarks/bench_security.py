@@ -89,10 +89,15 @@ def attack(server: VoilaServer, how: str) -> dict:
             channel = KernelChannel(server.url, kernel, protocol=None)
             channel.update(model, {"value": 1800})
         else:
-            channel = KernelChannel(server.url, kernel)
+            channel = KernelChannel(server.url, kernel, timeout=5)
             channel.send_raw((2**60).to_bytes(8, "little") + bytes(64))
+            with contextlib.suppress(websocket.WebSocketTimeoutException):
+                for _ in range(100):  # status messages may come first
+                    channel.recv()
     except websocket.WebSocketBadStatusException as refused:
         outcome = f"refused ({refused.status_code})"
+    except websocket.WebSocketConnectionClosedException:
+        outcome = "accepted, then closed by the server"
     seen = watch(server, WATCH_SECONDS)
     return {"message": how, "connection": outcome, **seen}
 
