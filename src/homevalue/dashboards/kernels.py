@@ -83,19 +83,17 @@ class ClientBudget:
 
 
 def process_rss(pid: int | None) -> int:
-    """Resident memory of a kernel and its children in bytes (0 if it is gone)."""
+    """Resident memory of a kernel process in bytes (0 if it is gone).
+
+    The kernel alone, not its children: a viewer cannot make it start any, and listing
+    children scans every process on the host (about 1 ms each, for each kernel, every second).
+    """
     if pid is None:
         return 0
     try:
-        process = psutil.Process(pid)
-        family = [process, *process.children(recursive=True)]
+        return psutil.Process(pid).memory_info().rss
     except psutil.Error:
         return 0
-    total = 0
-    for member in family:
-        with contextlib.suppress(psutil.Error):
-            total += member.memory_info().rss
-    return total
 
 
 class LimitedKernelManager(AsyncMappingKernelManager):
