@@ -518,3 +518,10 @@ def test_one_access_line_per_request_and_nothing_from_the_body(client, good_hous
     text = json.dumps(lines)
     for private in ("Sawyer_West", "12345", "someone", "/no/such"):
         assert private not in text
+
+
+def test_the_document_and_every_answer_say_whose_dollars(client, good_house):
+    document = client.get("/openapi.json").json()
+    assert "2006–2010" in document["info"]["description"]
+    assert "dollars_of" in document["components"]["schemas"]["Prediction"]["required"]
+    assert client.post(PREDICT, json=good_house).json()["dollars_of"] == "2006-2010"

@@ -391,6 +391,8 @@ def test_cli_score_prints_counts(tmp_path, capsys):
     assert code == 0
     assert printed.out == (
         f"11 scored -> {out / 'houses.scored.csv'}\n1 rejected -> {out / 'houses.rejected.csv'}\n"
+        "prices are in 2006-2010 dollars (the years of the sales the model learned from), "
+        "not today's\n"
     )
     assert len(read_text_csv(out / "houses.scored.csv")) == 11
 

@@ -258,3 +258,17 @@ def test_score_frame_rejects_rows_without_a_finite_price(model, good_house):
     ]
     with pytest.raises(ValidationError, match="row 2, price"):
         predict_frame(pd.DataFrame([good_house] * 4), model=broken)
+
+
+# --- dollars of which years -----------------------------------------------------------------
+
+
+def test_every_price_says_the_years_of_its_dollars(model, good_house, reference):
+    """A 2006-2010 price read as today's is wrong by the inflation since: every answer says
+    whose dollars it is in, from the card's sale years."""
+    first, last = model.card["data"]["sale_years"]
+    assert (first, last) == (2006, 2010)
+    prediction = predict_one(good_house, model=model)
+    assert prediction.dollars_of == prediction.to_dict()["dollars_of"] == "2006-2010"
+    scored = score_frame(reference.head(20), model=model).scored
+    assert (scored["dollars_of"] == "2006-2010").all()

@@ -6,6 +6,7 @@ import base64
 import re
 from datetime import UTC, datetime
 
+import ipywidgets as widgets
 import pandas as pd
 import pytest
 
@@ -222,3 +223,10 @@ def test_a_full_server_disk_is_a_plain_notice_without_server_paths(page, monkeyp
     )
     assert page.outcome is before
     assert list(scratch.iterdir()) == []  # the private folder is gone, nothing left behind
+
+
+def test_the_results_say_the_years_of_their_dollars(page):
+    shown = " ".join(
+        child.value for child in page.results.children if isinstance(child, widgets.HTML)
+    )
+    assert "All prices are in 2006–2010 dollars" in shown

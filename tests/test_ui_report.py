@@ -266,3 +266,7 @@ def test_partial_holdout_and_old_card_are_refused(folder_copy):
     edit_card(folder_copy, lambda c: c.pop("interval"))
     with pytest.raises(ModelSchemaError, match="interval"):
         ReportPage(folder_copy)
+
+
+def test_the_metrics_say_the_years_of_their_dollars(page):
+    assert "All prices are in 2006–2010 dollars" in page.metrics.children[0].value

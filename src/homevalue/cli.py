@@ -58,11 +58,14 @@ def _parser() -> argparse.ArgumentParser:
 
 def _score(args) -> int:
     from homevalue.batch import score_file
+    from homevalue.model import load_model
 
     result = score_file(args.file, args.out, chunk_rows=args.chunk_rows)
     print(
         f"{result.rows_scored} scored -> {result.scored_path}\n"
-        f"{result.rows_rejected} rejected -> {result.rejected_path}"
+        f"{result.rows_rejected} rejected -> {result.rejected_path}\n"
+        f"prices are in {load_model().dollars_of} dollars (the years of the sales the model "
+        "learned from), not today's"
     )
     return 0
 

@@ -84,6 +84,11 @@ class Model:
         return self.card["model_version"]
 
     @property
+    def dollars_of(self) -> str:
+        """The years whose dollars every price is in ("2006-2010"): the sales it learned from."""
+        return dollars_of(self.card)
+
+    @property
     def log_halfwidth(self) -> float:
         return self.card["interval"]["log_halfwidth"]
 
@@ -98,6 +103,13 @@ class Model:
     def predict_log(self, matrix: np.ndarray, *, threads: int = 1) -> np.ndarray:
         """Log price for encoded rows; the booster directly, skipping pandas on the hot path."""
         return self.booster.predict(matrix, threads=threads)
+
+
+def dollars_of(card: dict) -> str:
+    """The years whose dollars prices are in ("2006-2010"), from the card's sale years: a
+    reader who takes them for today's would be misled by the inflation since."""
+    years = card.get("data", {}).get("sale_years") or ["?", "?"]
+    return f"{years[0]}-{years[-1]}"
 
 
 def sha256_file(path: Path) -> str:

@@ -86,11 +86,18 @@ class Flag(BaseModel):
 class Prediction(BaseModel):
     """One priced house: what `homevalue.predict_one` returns, as JSON."""
 
-    price: float = Field(description="estimated sale price (USD, rounded to the dollar)")
-    low: float = Field(description="lower end of the 80% interval (USD)")
-    high: float = Field(description="upper end of the 80% interval (USD)")
+    price: float = Field(
+        description="estimated sale price (USD of the years in `dollars_of`, rounded to the dollar)"
+    )
+    low: float = Field(description="lower end of the 80% interval (USD of `dollars_of`)")
+    high: float = Field(description="upper end of the 80% interval (USD of `dollars_of`)")
     flags: list[Flag] = Field(description="reasons to be wary of this price; often empty")
     model_version: str
+    dollars_of: str = Field(
+        description="the years whose dollars every price is in, e.g. `2006-2010`: the years "
+        "of the sales the model learned from, not today's dollars",
+        examples=["2006-2010"],
+    )
 
 
 class Problem(BaseModel):
@@ -209,7 +216,11 @@ what the model was trained on, defaults assumed, a capped price) and the model v
 422 with the problems found (house index, field, value, reason; the first
 {config.API_MAX_PROBLEMS} listed, all counted in `problems_total`). A house may have at most
 {config.API_MAX_KEYS_PER_HOUSE} keys. `GET /v1/model` is the model card: every field's type,
-unit, range, categories and default, the metrics, versions and limits."""
+unit, range, categories and default, the metrics, versions and limits.
+
+**Prices are in the dollars of the years the model's sales were made, not today's**: 2006–2010
+for the shipped model (the Ames sales it learned from). Each answer says so in `dollars_of`,
+and `GET /v1/model` gives the years in `data.sale_years`."""
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {

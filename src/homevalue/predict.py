@@ -17,7 +17,9 @@ from homevalue.errors import HomevalueError, Problem, ValidationError
 from homevalue.model import Model, load_model
 from homevalue.schema import Flag, flag_message, validate_frame, validate_record
 
-PRICE_COLUMNS = ["predicted_price", "price_low", "price_high", "flags", "model_version"]
+PRICE_COLUMNS = [
+    "predicted_price", "price_low", "price_high", "flags", "model_version", "dollars_of"
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,7 @@ class Prediction:
     flags: tuple[Flag, ...] = ()
     model_version: str = ""
     inputs: dict = field(default_factory=dict, repr=False)
+    dollars_of: str = ""  # "2006-2010": the years whose dollars the price is in
 
     def to_dict(self) -> dict:
         return {
@@ -38,6 +41,7 @@ class Prediction:
             "high": self.high,
             "flags": [vars(f) for f in self.flags],
             "model_version": self.model_version,
+            "dollars_of": self.dollars_of,
         }
 
 
@@ -85,7 +89,13 @@ def predict_one(record: Mapping, *, model: Model | None = None) -> Prediction:
     if clamped[0]:
         flags.append(Flag("price_clamped", "price", flag_message(None, "price_clamped")))
     return Prediction(
-        float(price[0]), float(low[0]), float(high[0]), tuple(flags), model.version, clean
+        float(price[0]),
+        float(low[0]),
+        float(high[0]),
+        tuple(flags),
+        model.version,
+        clean,
+        model.dollars_of,
     )
 
 
@@ -132,6 +142,7 @@ def score_frame(
     scored["price_high"] = high[ok].astype(np.int64)
     scored["flags"] = flags[ok]
     scored["model_version"] = model.version
+    scored["dollars_of"] = model.dollars_of
     scored.insert(0, "row", np.arange(first_row, first_row + len(frame))[ok])
     rejected = pd.DataFrame(
         [(p.row, p.field, "" if p.value is None else str(p.value), p.reason) for p in problems],

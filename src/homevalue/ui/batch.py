@@ -246,7 +246,9 @@ class BatchPage:
             [self.stats_html, self.histogram], layout={"flex_flow": "row wrap"}
         )
         self.histogram.layout.flex = "1 1 400px"
-        children = [self.downloads_html, charts_row, widgets.HBox([self.sort_by, self.descending]),
+        dollars = widgets.HTML(render.dollars_note(self.model.dollars_of))
+        children = [dollars, self.downloads_html, charts_row,
+                    widgets.HBox([self.sort_by, self.descending]),
                     self.table_html, self.map, self.map_note]  # fmt: skip
         return Panel(children, title="Results", summary=self._describe_results)
 

@@ -29,6 +29,19 @@ def money(value: float | None) -> str:
     return f"${value:,.0f}"
 
 
+def dollars_text(years: str) -> str:
+    """The caveat every page that shows a price carries, in words: "2006-2010" prices read
+    as today's would be wrong by the inflation since."""
+    return (
+        f"All prices are in {years.replace('-', '–')} dollars, the years of the Ames sales "
+        "the model learned from, not today's."
+    )
+
+
+def dollars_note(years: str) -> str:
+    return f'<p class="hv-dollars">{esc(dollars_text(years))}</p>'
+
+
 def category_label(value: object) -> str:
     """A category as people read it: North_Ames -> North Ames."""
     return str(value).replace("_", " ")

@@ -21,7 +21,7 @@ import pandas as pd
 
 from homevalue import config
 from homevalue.errors import ModelMissingError, ModelSchemaError
-from homevalue.model import FIX, read_card
+from homevalue.model import FIX, dollars_of, read_card
 from homevalue.ui import charts, maps, render
 from homevalue.ui.page import Panel, guarded, version_marker
 
@@ -448,7 +448,8 @@ class ReportPage:
 
     def _metrics(self) -> Panel:
         table = render.table(metric_rows(self.card), caption="Accuracy on the test sales")
-        body = _html(_paragraph(metrics_lead(self.card)) + table)
+        dollars = render.dollars_note(dollars_of(self.card))
+        body = _html(_paragraph(metrics_lead(self.card)) + dollars + table)
         marker = version_marker(self.card["model_version"])
         return _panel([body, marker], "Holdout metrics", metrics_summary(self.card))
 
