@@ -260,6 +260,59 @@
     }, 60000);
   });
 
+  // A link rendered with data-autoclick (the price page's "Download this valuation": the
+  // kernel builds the file when the button is clicked) is clicked once, as it appears, so
+  // one click downloads; the link stays on the page in case the browser held that back.
+  // Each link carries a new token, so a second download of the same house is a new link.
+  var autoclicked = new Set();
+  function clickNewDownloads(root) {
+    var links = root.matches && root.matches("a.hv-download[data-autoclick]")
+      ? [root]
+      : root.querySelectorAll ? root.querySelectorAll("a.hv-download[data-autoclick]") : [];
+    for (var i = 0; i < links.length; i++) {
+      var token = links[i].getAttribute("data-autoclick");
+      if (!autoclicked.has(token)) {
+        autoclicked.add(token);
+        links[i].click();
+      }
+    }
+  }
+  onReady(function () {
+    new MutationObserver(function (mutations) {
+      mutations.forEach(function (mutation) {
+        mutation.addedNodes.forEach(function (node) {
+          if (node.nodeType === 1) {
+            clickNewDownloads(node);
+          }
+        });
+      });
+    }).observe(document.body, { childList: true, subtree: true });
+  });
+
+  /* ------------------------------------------------------------------ printing */
+
+  // homevalue.css lets the whole page flow onto paper. A bqplot chart is drawn in pixels
+  // for the screen's width and redraws for a new width only 300 ms after a resize, too late
+  // for the printout: a chart wider than the paper is scaled down to fit it for printing.
+  var PRINT_WIDTH_PX = 680; // A4 or Letter less the 0.5in margins of @page
+  window.addEventListener("beforeprint", function () {
+    var charts = document.querySelectorAll(".bqplot");
+    for (var i = 0; i < charts.length; i++) {
+      var width = charts[i].getBoundingClientRect().width;
+      if (width > PRINT_WIDTH_PX) {
+        charts[i].style.zoom = (PRINT_WIDTH_PX / width).toFixed(3);
+        charts[i].setAttribute("data-hv-print-zoom", "");
+      }
+    }
+  });
+  window.addEventListener("afterprint", function () {
+    var charts = document.querySelectorAll("[data-hv-print-zoom]");
+    for (var i = 0; i < charts.length; i++) {
+      charts[i].style.zoom = "";
+      charts[i].removeAttribute("data-hv-print-zoom");
+    }
+  });
+
   /* ------------------------------------------------------------------ 4. connection lost */
 
   // The notice shows while any of these holds:
