@@ -455,7 +455,7 @@ th, td { padding: 4px 10px; border-bottom: 1px solid #ddd; text-align: left; ver
 thead th { border-bottom-color: #999; }
 .grid tbody tr:nth-child(even) { background: #f5f5f5; }
 .num { text-align: right; }
-.pairs th { font-weight: 600; padding-right: 24px; }
+.pairs th { font-weight: 600; padding-right: 24px; white-space: nowrap; }
 svg { max-width: 100%; height: auto; display: block; font: 12px system-ui, sans-serif; }
 svg .tick { fill: #444; }
 svg .label { fill: #222; font-size: 13px; }

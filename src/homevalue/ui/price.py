@@ -145,14 +145,18 @@ class PricePage:
     def _build_download(self) -> None:
         """A button: the file is built on demand, never on the hot path of every change."""
         self.download_button = widgets.Button(
-            description="Download this valuation", icon="download", tooltip="One HTML file"
+            description="Download this valuation",
+            icon="download",
+            tooltip="One HTML file",
+            layout={"width": "auto"},
         )
         self.download_button.add_class("hv-download-button")
         self.download_button.on_click(self.guard(self._download))
         self.download_link = widgets.HTML()
         self.downloads = 0
         self.download_box = widgets.HBox(
-            [self.download_button, self.download_link], layout={"align_items": "center"}
+            [self.download_button, self.download_link],
+            layout={"align_items": "center", "flex_flow": "row wrap"},
         )
         self.download_box.add_class("hv-download-box")
 

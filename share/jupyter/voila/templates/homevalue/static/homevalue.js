@@ -291,25 +291,36 @@
 
   /* ------------------------------------------------------------------ printing */
 
-  // homevalue.css lets the whole page flow onto paper. A bqplot chart is drawn in pixels
-  // for the screen's width and redraws for a new width only 300 ms after a resize, too late
-  // for the printout: a chart wider than the paper is scaled down to fit it for printing.
+  // homevalue.css lets the whole page flow onto paper. Charts (bqplot) and the map
+  // (leaflet) are drawn in pixels for their size on screen and redraw for a new size only
+  // after a resize, too late for the printout: for printing each keeps its screen size and
+  // is scaled down (CSS zoom) to fit the paper's width, the map to a third of a page.
   var PRINT_WIDTH_PX = 680; // A4 or Letter less the 0.5in margins of @page
+  var PRINT_SCALED = [
+    { selector: ".bqplot", maxHeight: Infinity },
+    { selector: ".hv-map", maxHeight: 260 },
+  ];
   window.addEventListener("beforeprint", function () {
-    var charts = document.querySelectorAll(".bqplot");
-    for (var i = 0; i < charts.length; i++) {
-      var width = charts[i].getBoundingClientRect().width;
-      if (width > PRINT_WIDTH_PX) {
-        charts[i].style.zoom = (PRINT_WIDTH_PX / width).toFixed(3);
-        charts[i].setAttribute("data-hv-print-zoom", "");
+    PRINT_SCALED.forEach(function (kind) {
+      var elements = document.querySelectorAll(kind.selector);
+      for (var i = 0; i < elements.length; i++) {
+        var el = elements[i];
+        var box = el.getBoundingClientRect();
+        var zoom = Math.min(1, PRINT_WIDTH_PX / box.width, kind.maxHeight / box.height);
+        if (box.width > 0 && zoom < 1 && !el.hasAttribute("data-hv-print-width")) {
+          el.setAttribute("data-hv-print-width", el.style.width);
+          el.style.width = box.width + "px";
+          el.style.zoom = zoom.toFixed(3);
+        }
       }
-    }
+    });
   });
   window.addEventListener("afterprint", function () {
-    var charts = document.querySelectorAll("[data-hv-print-zoom]");
-    for (var i = 0; i < charts.length; i++) {
-      charts[i].style.zoom = "";
-      charts[i].removeAttribute("data-hv-print-zoom");
+    var elements = document.querySelectorAll("[data-hv-print-width]");
+    for (var i = 0; i < elements.length; i++) {
+      elements[i].style.width = elements[i].getAttribute("data-hv-print-width");
+      elements[i].style.zoom = "";
+      elements[i].removeAttribute("data-hv-print-width");
     }
   });
 
