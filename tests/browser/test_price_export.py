@@ -110,3 +110,6 @@ def test_print_to_pdf_has_the_whole_page_down_to_the_comparable_sales(price_page
     assert "What if" in text
     assert DOWNLOAD not in text, "buttons are left out of the printout"
     assert "copy it to share" not in text
+    # the charts and the map, scaled down for the paper, are back to their screen size
+    assert page.locator("[data-hv-print-width]").count() == 0
+    assert page.locator(".bqplot").evaluate("chart => chart.style.zoom") == ""
