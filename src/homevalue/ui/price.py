@@ -7,12 +7,15 @@ place, never rebuilt.
 
 from __future__ import annotations
 
+import base64
 import urllib.parse
+from datetime import UTC, datetime
 
 import ipywidgets as widgets
 import numpy as np
 from ipyleaflet import Marker
 
+from homevalue import export
 from homevalue.comps import comparable_sales, reference_sales
 from homevalue.errors import ValidationError
 from homevalue.model import Model, load_model
@@ -92,6 +95,7 @@ class PricePage:
         self._build_map()
         self._build_answer()
         self._build_what_if()
+        self._build_download()
         self.form.on_change(Throttle(self.guard(self.refresh)))
         self.refresh()
 
@@ -138,6 +142,24 @@ class PricePage:
         self.what_if_choice.observe(self.guard(lambda _: self._update_what_if()), names="value")
         self.chart = charts.WhatIfChart()
 
+    def _build_download(self) -> None:
+        """A button: the file is built on demand, never on the hot path of every change."""
+        self.download_button = widgets.Button(
+            description="Download this valuation",
+            icon="download",
+            tooltip="One HTML file",
+            layout={"width": "auto"},
+        )
+        self.download_button.add_class("hv-download-button")
+        self.download_button.on_click(self.guard(self._download))
+        self.download_link = widgets.HTML()
+        self.downloads = 0
+        self.download_box = widgets.HBox(
+            [self.download_button, self.download_link],
+            layout={"align_items": "center", "flex_flow": "row wrap"},
+        )
+        self.download_box.add_class("hv-download-box")
+
     def _importance(self, name: str) -> float:
         return self.model.card.get("feature_importance_gain_share", {}).get(name, 0.0)
 
@@ -152,6 +174,7 @@ class PricePage:
             [
                 version_marker(self.model.version),
                 self.status, self.price_html, self.flags_html, self.link_html,
+                self.download_box,
                 widgets.HTML(
                     "<h3>Where it is</h3><p class='hv-hint'>Click the map or drag the marker "
                     "to set the location; click a sold house to start from it.</p>"
@@ -271,6 +294,102 @@ class PricePage:
             self.curve[name], self.curve["price"], self.curve["low"], self.curve["high"],
             current, self.last.price, f"{feature.label}{unit}", grouping=bool(feature.unit),
         )  # fmt: skip
+
+    # --- the valuation to take away ----------------------------------------------------
+
+    def valuation(self, valued_at: datetime | None = None) -> export.Valuation | None:
+        """The page's answer as it stands (the last good price and what came with it).
+
+        The one place the export's sections are filled from the page.
+        """
+        p, card = self.last, self.model.card
+        if p is None:
+            return None
+        values = p.inputs
+        interval, metrics = card["interval"], card["metrics"]
+        return export.Valuation(
+            title=(
+                f"{render.category_label(values['Neighborhood'])}, "
+                f"{fmt(values['Gr_Liv_Area'])} sq ft, "
+                f"built {fmt(values['Year_Built'], grouping=False)}"
+            ),
+            price=p.price, low=p.low, high=p.high, level=interval["level"],
+            inputs=tuple(self._export_field(f, values[f.name]) for f in self.schema.features),
+            model_version=p.model_version,
+            valued_at=valued_at or datetime.now(UTC),
+            caveat=export.dollars_caveat(card),
+            trained_at=card.get("trained_at", ""),
+            flags=tuple(f.message for f in p.flags if f.code != "default_used"),
+            # The card's overall figures until per-band coverage and accuracy here exist.
+            coverage=export.Coverage(
+                interval["coverage_test"], "all price bands", metrics["n_test"]
+            ),
+            accuracy=export.Accuracy(
+                metrics["median_ape_percent"] / 100, "all neighbourhoods", metrics["n_test"]
+            ),
+            drivers=None,  # per-feature contributions, once predictions carry them
+            comps=self._export_comps(),
+            comps_note=comps_summary(self.comps),
+            curve=self._export_curve(),
+        )  # fmt: skip
+
+    @staticmethod
+    def _export_field(feature, value) -> export.Field:
+        shown = render.category_label(value) if feature.is_category else fmt_for(feature, value)
+        return export.Field(feature.label, shown, feature.unit)
+
+    def _export_comps(self) -> export.Table | None:
+        """The comparable sales with the columns and formats of the page's table."""
+        comps = self.comps
+        if comps is None or not len(comps):
+            return None
+        shown = comps.assign(
+            Neighborhood=comps["Neighborhood"].map(render.category_label),
+            sold=comps["Year_Sold"].astype(str)
+            + "-"
+            + comps["Mo_Sold"].astype(int).map("{:02d}".format),
+        )[["distance_km", "Sale_Price", "Gr_Liv_Area", "Year_Built", "Neighborhood", "sold"]]
+        return export.Table.from_frame(
+            shown,
+            headers={"distance_km": "Distance (km)", "Sale_Price": "Sold for",
+                     "Gr_Liv_Area": "Living area (sq ft)", "Year_Built": "Built",
+                     "Neighborhood": "Neighbourhood", "sold": "Sold"},
+            formats={"Sale_Price": render.money, "distance_km": "{:.2f}".format,
+                     "Gr_Liv_Area": "{:,.0f}".format},
+        )  # fmt: skip
+
+    def _export_curve(self) -> export.Curve | None:
+        c, name = self.curve, self.what_if_choice.value
+        if c is None or not len(c) or self.last is None:
+            return None
+        feature = self.schema.by_name[name]
+        return export.Curve(
+            feature.label, feature.unit,
+            *(tuple(float(v) for v in c[column]) for column in (name, "price", "low", "high")),
+            current_x=float(self.last.inputs[name]), current_price=self.last.price,
+            grouping=bool(feature.unit),
+        )  # fmt: skip
+
+    def _download(self, _button=None) -> None:
+        """Build the file and hand it to the browser: the template clicks the fresh link once
+        (one-click download); the link stays for a browser that held the click back."""
+        valuation = self.valuation()
+        if valuation is None:
+            self.status.value = render.notice("There is no price to download yet.")
+            return
+        content = export.valuation_html(valuation).encode("utf-8")
+        values = self.last.inputs
+        name = export.valuation_filename(
+            valuation.valued_at, values["Neighborhood"], f"{values['Gr_Liv_Area']:.0f}sqft"
+        )
+        self.downloads += 1
+        payload = base64.b64encode(content).decode("ascii")
+        self.download_link.value = (
+            f'<span class="hv-hint">If the download did not start: </span>'
+            f'<a class="hv-download" data-autoclick="{self.downloads}" '
+            f'download="{render.esc(name)}" href="data:text/html;base64,{payload}">'
+            f"{render.esc(name)}</a>"
+        )
 
     def _map_clicked(self, **event) -> None:
         if event.get("type") == "click":

@@ -260,6 +260,70 @@
     }, 60000);
   });
 
+  // A link rendered with data-autoclick (the price page's "Download this valuation": the
+  // kernel builds the file when the button is clicked) is clicked once, as it appears, so
+  // one click downloads; the link stays on the page in case the browser held that back.
+  // Each link carries a new token, so a second download of the same house is a new link.
+  var autoclicked = new Set();
+  function clickNewDownloads(root) {
+    var links = root.matches && root.matches("a.hv-download[data-autoclick]")
+      ? [root]
+      : root.querySelectorAll ? root.querySelectorAll("a.hv-download[data-autoclick]") : [];
+    for (var i = 0; i < links.length; i++) {
+      var token = links[i].getAttribute("data-autoclick");
+      if (!autoclicked.has(token)) {
+        autoclicked.add(token);
+        links[i].click();
+      }
+    }
+  }
+  onReady(function () {
+    new MutationObserver(function (mutations) {
+      mutations.forEach(function (mutation) {
+        mutation.addedNodes.forEach(function (node) {
+          if (node.nodeType === 1) {
+            clickNewDownloads(node);
+          }
+        });
+      });
+    }).observe(document.body, { childList: true, subtree: true });
+  });
+
+  /* ------------------------------------------------------------------ printing */
+
+  // homevalue.css lets the whole page flow onto paper. Charts (bqplot) and the map
+  // (leaflet) are drawn in pixels for their size on screen and redraw for a new size only
+  // after a resize, too late for the printout: for printing each keeps its screen size and
+  // is scaled down (CSS zoom) to fit the paper's width, the map to a third of a page.
+  var PRINT_WIDTH_PX = 680; // A4 or Letter less the 0.5in margins of @page
+  var PRINT_SCALED = [
+    { selector: ".bqplot", maxHeight: Infinity },
+    { selector: ".hv-map", maxHeight: 260 },
+  ];
+  window.addEventListener("beforeprint", function () {
+    PRINT_SCALED.forEach(function (kind) {
+      var elements = document.querySelectorAll(kind.selector);
+      for (var i = 0; i < elements.length; i++) {
+        var el = elements[i];
+        var box = el.getBoundingClientRect();
+        var zoom = Math.min(1, PRINT_WIDTH_PX / box.width, kind.maxHeight / box.height);
+        if (box.width > 0 && zoom < 1 && !el.hasAttribute("data-hv-print-width")) {
+          el.setAttribute("data-hv-print-width", el.style.width);
+          el.style.width = box.width + "px";
+          el.style.zoom = zoom.toFixed(3);
+        }
+      }
+    });
+  });
+  window.addEventListener("afterprint", function () {
+    var elements = document.querySelectorAll("[data-hv-print-width]");
+    for (var i = 0; i < elements.length; i++) {
+      elements[i].style.width = elements[i].getAttribute("data-hv-print-width");
+      elements[i].style.zoom = "";
+      elements[i].removeAttribute("data-hv-print-width");
+    }
+  });
+
   /* ------------------------------------------------------------------ 4. connection lost */
 
   // The notice shows while any of these holds:
