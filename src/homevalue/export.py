@@ -158,12 +158,6 @@ class Valuation:
     curve: Curve | None = None
 
 
-def dollars_caveat(card: Mapping) -> str:
-    """Which years' dollars the prices are in, from the sales the model learned from."""
-    first, last = card["data"]["sale_years"]
-    return f"Prices are in {first}–{last} dollars (the Ames sales the model learned from)"
-
-
 def valuation_filename(valued_at: datetime, *parts: object) -> str:
     """homevalue-valuation-2026-11-30-North_Ames-1500sqft.html: safe on every file system."""
     words = [re.sub(r"[^A-Za-z0-9_-]+", "_", str(p)).strip("_")[:40] for p in parts]

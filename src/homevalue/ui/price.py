@@ -317,7 +317,7 @@ class PricePage:
             inputs=tuple(self._export_field(f, values[f.name]) for f in self.schema.features),
             model_version=p.model_version,
             valued_at=valued_at or datetime.now(UTC),
-            caveat=export.dollars_caveat(card),
+            caveat=render.dollars_text(self.model.dollars_of),
             trained_at=card.get("trained_at", ""),
             flags=tuple(f.message for f in p.flags if f.code != "default_used"),
             # The card's overall figures until per-band coverage and accuracy here exist.
