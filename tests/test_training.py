@@ -177,3 +177,19 @@ def test_the_retrained_model_loads_and_prices_like_the_committed_one(
     np.testing.assert_array_equal(
         predict_frame(houses, model=again).to_numpy(), predict_frame(houses, model=model).to_numpy()
     )
+
+
+def test_split_moves_a_neighbourhood_seen_only_in_test_into_train():
+    """Whichever part a neighbourhood's only sale falls in, it ends in train; the split is
+    the same on every call."""
+    from homevalue.train import split_sales
+
+    for rare_row in range(0, 100, 7):
+        sales = pd.DataFrame({"Neighborhood": ["Common"] * 100, "Sale_ID": range(100)})
+        sales.loc[rare_row, "Neighborhood"] = "Rare"
+        parts = split_sales(sales)
+        assert "Rare" in set(parts["train"]["Neighborhood"]), rare_row
+        assert "Rare" not in set(parts["test"]["Neighborhood"]), rare_row
+        assert len(parts["train"]) + len(parts["test"]) == 100
+        again = split_sales(sales)
+        assert parts["test"]["Sale_ID"].tolist() == again["test"]["Sale_ID"].tolist()
