@@ -20,7 +20,7 @@ from fastapi import Request
 from fastapi.testclient import TestClient
 
 import homevalue
-from homevalue import api, config
+from homevalue import api, config, openapi
 from homevalue.errors import ValidationError
 from homevalue.model import write_card_pin
 
@@ -87,6 +87,19 @@ def test_one_house_is_priced_exactly_as_predict_one(client, good_house):
     assert response.status_code == 200
     assert response.headers["content-type"] == "application/json"
     assert response.json() == homevalue.predict_one(good_house).to_dict()
+
+
+def test_a_price_carries_its_bands_coverage_and_the_accuracy_here(client, model, good_house):
+    """The answer has what the document promises, no more: validated by its own model."""
+    body = client.post(PREDICT, json=good_house).json()
+    assert openapi.Prediction.model_validate(body).model_dump() == body
+    bands = model.card["interval"]["bands"]
+    given = (body["price_band"]["low"], body["price_band"]["high"])
+    band = next(b for b in bands if (b["low"], b["high"]) == given)
+    assert body["interval_coverage"] == round(band["coverage_test"], 4)
+    assert body["accuracy_here"]["n_test"] > 0
+    document = client.get("/openapi.json").json()["components"]["schemas"]["Prediction"]
+    assert set(document["properties"]) == set(body)
 
 
 def test_api_and_predict_one_agree_on_a_hundred_sales(client, reference, schema):
@@ -462,6 +475,8 @@ def test_the_model_card(client, model):
     card = client.get("/v1/model").json()
     assert card["features"] == model.card["features"]
     assert card["metrics"] == model.card["metrics"]
+    for section in ("cross_validation", "interval", "accuracy_here"):
+        assert card[section] == model.card[section], section
     assert card["versions"] == model.card["versions"]
     assert card["model_version"] == model.version
     assert card["limits"] == {
@@ -514,7 +529,7 @@ def test_one_access_line_per_request_and_nothing_from_the_body(client, good_hous
     ]
     for line in lines:
         assert set(line) == {"ts", "method", "route", "status", "latency_ms", "model_version"}
-        assert line["latency_ms"] >= 0 and line["model_version"] == "1.0.0"
+        assert line["latency_ms"] >= 0 and line["model_version"] == homevalue.load_model().version
     text = json.dumps(lines)
     for private in ("Sawyer_West", "12345", "someone", "/no/such"):
         assert private not in text

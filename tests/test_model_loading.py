@@ -389,6 +389,46 @@ def test_a_card_whose_schema_cannot_be_read_is_a_model_file_error(model_copy):
     refused_as(ModelFileError, model_copy, config.CARD_JSON)
 
 
+def _bands(card: dict) -> list[dict]:
+    return card["interval"]["bands"]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda card: card["interval"].pop("bands"),
+        lambda card: card["interval"].update(bands=[]),
+        lambda card: _bands(card)[0].update(low=50_000.0),  # not open below
+        lambda card: _bands(card)[-1].update(high=900_000.0),  # not open above
+        lambda card: _bands(card)[1].update(low=120_000.0),  # a gap between bands
+        lambda card: _bands(card).reverse(),  # descending
+        lambda card: _bands(card)[2].update(log_halfwidth=-0.1),
+        lambda card: _bands(card)[2].update(log_halfwidth="wide"),
+        lambda card: _bands(card)[2].update(coverage_test=1.5),
+        lambda card: card["accuracy_here"]["bands"].pop(),  # fewer than the interval's
+        lambda card: card["accuracy_here"]["neighbourhoods"].update(X={"n_test": 3}),
+        lambda card: card.pop("accuracy_here"),
+    ],
+    ids=[
+        "no-bands", "empty", "closed-below", "closed-above", "gap", "descending",
+        "negative-width", "text-width", "coverage-over-1", "accuracy-bands", "accuracy-place",
+        "no-accuracy",
+    ],
+)  # fmt: skip
+def test_a_card_whose_bands_or_accuracy_cannot_be_used_is_a_model_file_error(model_copy, change):
+    """A price must never get another band's interval, or none: such a card is refused."""
+    edit_card(model_copy, change)
+    refused_as(ModelFileError, model_copy, config.CARD_JSON)
+
+
+def test_a_band_without_test_sales_loads_with_its_coverage_unmeasured(model_copy):
+    edit_card(model_copy, lambda card: _bands(card)[0].update(coverage_test=None))
+    model = load_model(model_copy)
+    cheap = np.log(_bands(model.card)[0]["high"] - 20_000)
+    assert np.isnan(model.bands.coverage[0])
+    assert model.bands.index(np.exp(cheap)) == 0
+
+
 def test_an_unreadable_pipeline_is_a_model_file_error_when_asked_for(model_copy):
     write_artifact(model_copy, config.MODEL_FILE, b"PK\x03\x04 not a zip", key="artifact")
     model = load_model(model_copy)  # pricing does not need it

@@ -21,18 +21,20 @@ from homevalue.predict import PRICE_COLUMNS, finish
 
 
 def usable(reference: pd.DataFrame, schema) -> pd.DataFrame:
-    """Reference sales the model can price: some neighbourhoods never reached the fit part."""
+    """Reference sales the model can price: all of them, since every neighbourhood with
+    sales is in training."""
     known = reference["Neighborhood"].isin(schema.by_name["Neighborhood"].categories)
-    assert known.mean() > 0.99
-    return reference[known].reset_index(drop=True)
+    assert known.all()
+    return reference.reset_index(drop=True)
 
 
 def pipeline_prices(model: Model, houses: pd.DataFrame) -> pd.DataFrame:
     """What the scikit-learn pipeline itself says, post-processed as the card describes."""
     log_price = model.pipeline.predict(houses[model.schema.names])
-    bounds, q = model.card["price_bounds"], model.log_halfwidth
+    bounds = model.card["price_bounds"]
     floor, ceiling = np.log(bounds["floor"]), np.log(bounds["ceiling"])
     log_price = np.clip(log_price, floor, ceiling)
+    q = [band_halfwidth(model, price) for price in np.round(np.exp(log_price))]
     return pd.DataFrame(
         {
             "predicted_price": np.round(np.exp(log_price)),
@@ -40,6 +42,16 @@ def pipeline_prices(model: Model, houses: pd.DataFrame) -> pd.DataFrame:
             "price_high": np.round(np.exp(np.minimum(log_price + q, ceiling))),
         }
     )
+
+
+def band_halfwidth(model: Model, price: float) -> float:
+    """The card's half-width for the band holding `price`, looked up the long way."""
+    for band in model.card["interval"]["bands"]:
+        if (band["low"] is None or price >= band["low"]) and (
+            band["high"] is None or price < band["high"]
+        ):
+            return band["log_halfwidth"]
+    raise AssertionError(f"no band holds {price}")
 
 
 # --- one house ----------------------------------------------------------------------------
@@ -53,12 +65,84 @@ def test_predict_one_gives_a_price_inside_its_interval(model, good_house):
     assert prediction.to_dict()["price"] == prediction.price
 
 
-def test_interval_width_is_the_cards_log_halfwidth(model, good_house):
-    prediction = predict_one(good_house, model=model)
-    q = model.card["interval"]["log_halfwidth"]
-    # Prices are rounded to the dollar, so the logs agree to about 1e-5 at these prices.
-    assert math.isclose(math.log(prediction.high / prediction.price), q, abs_tol=1e-4)
-    assert math.isclose(math.log(prediction.price / prediction.low), q, abs_tol=1e-4)
+def band_prices(model: Model) -> list[tuple[dict, float]]:
+    """(band, a price inside it) for every band of the card: its low end, or 50k under an
+    open one."""
+    bands = model.card["interval"]["bands"]
+    return [(b, b["low"] if b["low"] is not None else b["high"] - 50_000) for b in bands]
+
+
+def test_a_house_priced_in_each_band_gets_that_bands_interval_and_coverage(model, good_house):
+    bands = band_prices(model)
+    assert len(bands) >= 3 and len({b["log_halfwidth"] for b, _ in bands}) == len(bands)
+    for band, price in bands:
+        prediction = predict_one(good_house, model=answering(model, [np.log(price)]))
+        assert prediction.price == price
+        q = band["log_halfwidth"]
+        # Prices are rounded to the dollar, so the logs agree to about 1e-5 at these prices.
+        assert math.isclose(math.log(prediction.high / prediction.price), q, abs_tol=1e-4)
+        assert math.isclose(math.log(prediction.price / prediction.low), q, abs_tol=1e-4)
+        assert prediction.interval_coverage == pytest.approx(band["coverage_test"], abs=1e-4)
+        assert (prediction.price_band["low"], prediction.price_band["high"]) == (
+            band["low"],
+            band["high"],
+        )
+        as_json = prediction.to_dict()
+        assert as_json["interval_coverage"] == prediction.interval_coverage
+        assert as_json["price_band"]["label"].startswith(("under $", "$"))
+
+
+def test_a_price_just_under_an_edge_is_in_the_band_below(model, good_house):
+    upper = model.card["interval"]["bands"][1]
+    below = model.card["interval"]["bands"][0]
+    prediction = predict_one(good_house, model=answering(model, [np.log(upper["low"] - 1)]))
+    assert prediction.price_band["high"] == upper["low"] == below["high"]
+    assert math.isclose(
+        math.log(prediction.high / prediction.price), below["log_halfwidth"], abs_tol=1e-4
+    )
+
+
+def test_finish_gives_each_row_its_own_bands_interval(model):
+    """The batch path: one call, each row banded by its own price (np.searchsorted)."""
+    bands = band_prices(model)
+    price, low, high, _, _ = finish(model, np.log([p for _, p in bands[::-1]]))
+    widths = np.log(high / price)
+    np.testing.assert_allclose(widths, [b["log_halfwidth"] for b, _ in bands[::-1]], atol=1e-4)
+
+
+def test_accuracy_here_is_the_neighbourhoods_when_it_has_enough_test_sales(model, good_house):
+    accuracy = model.card["accuracy_here"]
+    place, figures = max(accuracy["neighbourhoods"].items(), key=lambda kv: kv[1]["n_test"])
+    assert figures["n_test"] >= accuracy["min_sales"]
+    prediction = predict_one(dict(good_house, Neighborhood=place), model=model)
+    assert prediction.accuracy_here == {
+        "scope": "neighbourhood",
+        "value": place,
+        "median_error_percent": round(figures["median_ape_percent"], 1),
+        "n_test": figures["n_test"],
+    }
+    assert prediction.to_dict()["accuracy_here"] == prediction.accuracy_here
+
+
+def test_accuracy_here_falls_back_to_the_price_band(model, good_house):
+    accuracy = model.card["accuracy_here"]
+    few = [
+        f
+        for f in model.schema.by_name["Neighborhood"].categories
+        if f not in accuracy["neighbourhoods"]
+    ]
+    assert few, "some neighbourhood has fewer test sales than min_sales"
+    for index, (band, price) in enumerate(band_prices(model)):
+        house = dict(good_house, Neighborhood=few[0])
+        here = predict_one(house, model=answering(model, [np.log(price)])).accuracy_here
+        expected = accuracy["bands"][index]
+        assert (here["scope"], here["n_test"]) == ("price_band", expected["n_test"])
+        assert (
+            here["value"]
+            == predict_one(house, model=answering(model, [np.log(price)])).price_band["label"]
+        )
+        assert here["median_error_percent"] == round(expected["median_ape_percent"], 1)
+        assert (band["low"], band["high"]) == (expected["low"], expected["high"])
 
 
 def test_predict_one_equals_the_pipeline(model, good_house):

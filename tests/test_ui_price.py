@@ -63,6 +63,34 @@ def test_the_default_house_is_priced_on_load_exactly_as_predict_one_prices_it(pa
     assert len(page.comps) == 5
 
 
+def test_the_price_states_its_bands_coverage_and_the_median_error_here(page, model):
+    """Not a blanket "80% of similar houses": the band's measured coverage, and the
+    neighbourhood's median error, or the band's when it had too few test sales."""
+    p = page.last
+    band = next(b for b in model.card["interval"]["bands"] if b["low"] == p.price_band["low"])
+    shown = shown_price(page)
+    assert "similar houses" not in shown
+    assert f"({p.price_band['label']}), {band['coverage_test']:.0%} sold inside" in shown
+    accuracy = model.card["accuracy_here"]
+    north_ames = accuracy["neighbourhoods"]["North_Ames"]
+    assert page.form.values()["Neighborhood"] == "North_Ames"
+    assert (
+        f"Median error here: {north_ames['median_ape_percent']:.1f}% "
+        f"(North Ames, {north_ames['n_test']} test sales)"
+    ) in shown
+    few = next(
+        n for n in model.schema.by_name["Neighborhood"].categories
+        if n not in accuracy["neighbourhoods"]
+    )  # fmt: skip
+    page.form.inputs["Neighborhood"].value = few
+    band = next(b for b in accuracy["bands"] if b["low"] == page.last.price_band["low"])
+    assert (
+        f"Median error here: {band['median_ape_percent']:.1f}% (homes priced "
+        f"{page.last.price_band['label']}, {band['n_test']} test sales)"
+    ) in shown_price(page)
+    assert "Median error here" in repr(page.main)
+
+
 def test_every_change_reprices(page, model):
     before = page.last.price
     page.form.inputs["Gr_Liv_Area"].value = 2600
@@ -252,7 +280,7 @@ def test_a_bug_in_a_callback_shows_a_friendly_message_and_is_logged(page, caplog
 
 def test_panels_describe_what_the_viewer_sees(page):
     text = repr(page.main)
-    assert f"${page.last.price:,.0f}" in text and "model 1.0.0" in text
+    assert f"${page.last.price:,.0f}" in text and f"model {page.model.version}" in text
     assert repr(page.comparables).startswith("Comparable sales: 5 comparable sales")
     assert repr(page.sensitivity).startswith("What if: ")
 

@@ -139,7 +139,12 @@ def test_geojson_one_feature_per_neighbourhood(tiny):
 def test_metrics_panel_states_the_card_figures(page, card):
     text = repr(page.metrics)
     m = card["metrics"]
-    assert text.startswith("Holdout metrics: 531 test sales, RMSLE 0.102 (target ≤ 0.13 met)")
+    assert text.startswith(
+        f"Holdout metrics: {m['n_test']} test sales, RMSLE {m['rmsle']:.3f} (target ≤ 0.13 met)"
+    )
+    cv = card["cross_validation"]
+    assert f"5-fold CV RMSLE {cv['rmsle_mean']:.3f} ± {cv['rmsle_sd']:.3f}" in text
+    assert f"{cv['rmsle_mean']:.3f} ± {cv['rmsle_sd']:.3f}" in page.metrics.children[0].value
     for shown in (
         f"RMSLE {m['rmsle']:.3f}", f"MAPE {m['mape_percent']:.1f}%",
         f"median APE {m['median_ape_percent']:.1f}%", f"MAE ${m['mae_dollars']:,.0f}",
@@ -162,8 +167,27 @@ def test_coverage_matches_the_card(page, card):
     inside = report.inside_interval(page.holdout).mean()
     assert inside == pytest.approx(card["interval"]["coverage_test"])
     text = repr(page.coverage)
-    assert f"{card['interval']['coverage_test']:.1%} of 531 test sales inside" in text
+    n = card["metrics"]["n_test"]
+    assert f"{card['interval']['coverage_test']:.1%} of {n} test sales inside" in text
     assert "under $100k" in text and "All test sales" in page.coverage.children[0].value
+
+
+def test_coverage_table_shows_each_bands_width_and_the_one_width_baseline(page, card):
+    """Bands from the card: each row's test sales and coverage recomputed from the holdout
+    equal the card's, beside its range, calibration sales and the one-width coverage."""
+    bands = report.coverage_by_price_band(page.holdout, report.band_edges(card))
+    table = report.with_card_figures(bands, card)
+    assert len(table) == len(card["interval"]["bands"])
+    for row, band in zip(table.itertuples(), card["interval"]["bands"], strict=True):
+        assert (row.n, row.n_calibration) == (band["n_test"], band["n_calibration"])
+        assert row.coverage == pytest.approx(band["coverage_test"])
+        assert row.one_width == pytest.approx(band["coverage_test_one_width"])
+        assert row.halfwidth == band["log_halfwidth"]
+    markup = page.coverage.children[0].value
+    assert "Inside, one width for all" in markup and "Calibration sales" in markup
+    first = card["interval"]["bands"][0]
+    assert f"{first['coverage_test']:.1%}" in markup
+    assert f"{first['coverage_test_one_width']:.1%}" in markup
 
 
 def test_accuracy_panel(page):
@@ -184,10 +208,17 @@ def test_map_has_one_geojson_layer_with_a_circle_per_neighbourhood(page):
     assert {f["properties"]["name"] for f in features} == expected
 
 
-def test_neighbourhoods_name_the_unseen_one(page):
+def test_neighbourhoods_name_the_unseen_one(page, card, folder_copy):
     text = repr(page.neighbourhoods)
-    assert "26 neighbourhoods, 531 test sales" in text
-    assert "not in the training data: Green Hills" in text
+    assert f"26 neighbourhoods, {card['metrics']['n_test']} test sales" in text
+    assert "not in the training data" not in text  # every neighbourhood is learned
+
+    def forget_green_hills(c: dict) -> None:
+        feature = next(f for f in c["features"] if f["name"] == "Neighborhood")
+        feature["categories"].remove("Green_Hills")
+
+    edit_card(folder_copy, forget_green_hills)
+    assert "not in the training data: Green Hills" in repr(ReportPage(folder_copy).neighbourhoods)
 
 
 def test_importance_follows_the_card(folder_copy):
@@ -205,7 +236,8 @@ def test_provenance_shows_the_whole_fingerprints(page, card):
     assert card["data"]["data_sha256"] in markup and card["artifact_sha256"] in markup
     assert "Removed: sale condition not Normal or Partial" in markup
     assert "<th>scikit-learn</th><td>1.9.1</td>" in markup
-    assert "split train 1591, calibration 531, test 531 (seed 42)" in repr(page.provenance)
+    split = card["data"]["split"]
+    assert f"split train {split['train']}, test {split['test']} (seed 42)" in repr(page.provenance)
 
 
 def test_page_does_not_load_the_pipeline(folder_copy, monkeypatch):

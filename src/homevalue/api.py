@@ -52,8 +52,8 @@ access_log = logging.getLogger("homevalue.api.access")
 
 # What GET /v1/model shows of the card: the facts a client needs, not the artifact's hashes.
 CARD_KEYS = (
-    "model_version", "trained_at", "target", "estimator", "features", "metrics", "interval",
-    "price_bounds", "data", "versions",
+    "model_version", "trained_at", "target", "estimator", "features", "metrics",
+    "cross_validation", "interval", "accuracy_here", "price_bounds", "data", "versions",
 )  # fmt: skip
 PREDICT_PATH = "/v1/predict"
 

@@ -58,8 +58,100 @@ CARD_SHAPE = {
     "features": list,
     "interval": dict,
     "price_bounds": dict,
+    "accuracy_here": dict,
 }
 _PIN = re.compile(rf"([0-9a-f]{{64}})  {re.escape(config.CARD_JSON)}\n?")
+
+
+def band_label(low: float | None, high: float | None) -> str:
+    """A band of price as people read it: "under $100k", "$150k – $200k", "$300k and over"."""
+
+    def short(value: float) -> str:
+        return f"${value / 1000:,.0f}k"
+
+    if low is None:
+        return f"under {short(high)}"
+    return f"{short(low)} and over" if high is None else f"{short(low)} – {short(high)}"
+
+
+@dataclass(frozen=True)
+class PriceBands:
+    """The card's bands of predicted price, as arrays: each band has its own interval
+    half-width (log) and the coverage measured on the test sales priced in it."""
+
+    edges: np.ndarray  # the inner edges, ascending: band i is [edges[i-1], edges[i])
+    log_halfwidth: np.ndarray
+    coverage: np.ndarray
+    bounds: tuple[tuple[float | None, float | None], ...]
+
+    @classmethod
+    def from_card(cls, interval: dict) -> PriceBands:
+        """Raise ValueError (or KeyError, TypeError) unless the bands are contiguous, open at
+        both ends, and their widths and coverages are numbers in range."""
+        bands = interval["bands"]
+        if not isinstance(bands, list) or not bands:
+            raise ValueError("interval.bands is not a non-empty list")
+        bounds = tuple((_edge(b["low"]), _edge(b["high"])) for b in bands)
+        edges = [high for _, high in bounds[:-1]]
+        if bounds[0][0] is not None or bounds[-1][1] is not None:
+            raise ValueError("the first band must have no low end and the last no high end")
+        if any(e is None for e in edges) or edges != [low for low, _ in bounds[1:]]:
+            raise ValueError("the bands do not meet end to end")
+        if edges != sorted(set(edges)):
+            raise ValueError("the band edges do not ascend")
+        widths = np.array([float(b["log_halfwidth"]) for b in bands])
+        # No test sale priced in a band leaves its coverage unmeasured (None: NaN here).
+        coverage = np.array([_number_or_nan(b["coverage_test"]) for b in bands])
+        if not (np.isfinite(widths).all() and (widths >= 0).all()):
+            raise ValueError("a band's log_halfwidth is not a number >= 0")
+        if ((coverage < 0) | (coverage > 1)).any():
+            raise ValueError("a band's coverage_test is not between 0 and 1")
+        return cls(np.array(edges, dtype=np.float64), widths, coverage, bounds)
+
+    def index(self, price: np.ndarray) -> np.ndarray:
+        """The band of each price (NaN falls in the last band; its interval is NaN anyway)."""
+        return np.searchsorted(self.edges, price, side="right")
+
+    def label(self, band: int) -> str:
+        return band_label(*self.bounds[band])
+
+
+@dataclass(frozen=True)
+class AccuracyHere:
+    """The test part's median absolute % error per neighbourhood (those with enough test
+    sales to quote) and per band of predicted price, as the card stores them."""
+
+    neighbourhoods: dict[str, tuple[float, int]]  # code -> (median %, test sales)
+    bands: tuple[tuple[float, int], ...]  # per band of PriceBands: (median % or NaN, sales)
+    min_sales: int
+
+    @classmethod
+    def from_card(cls, card: dict) -> AccuracyHere:
+        """Raise ValueError (or KeyError, TypeError) unless it matches the interval's bands."""
+        accuracy = card["accuracy_here"]
+        places = {
+            str(code): (float(row["median_ape_percent"]), int(row["n_test"]))
+            for code, row in accuracy["neighbourhoods"].items()
+        }
+        bands = tuple(
+            (_number_or_nan(b["median_ape_percent"]), int(b["n_test"])) for b in accuracy["bands"]
+        )
+        if len(bands) != len(card["interval"]["bands"]):
+            raise ValueError("accuracy_here.bands and interval.bands differ in number")
+        return cls(places, bands, int(accuracy["min_sales"]))
+
+
+def _number_or_nan(value: object) -> float:
+    return float("nan") if value is None else float(value)
+
+
+def _edge(value: object) -> float | None:
+    if value is None:
+        return None
+    number = float(value)
+    if not np.isfinite(number) or number <= 0:
+        raise ValueError(f"band edge {value!r} is not a positive price")
+    return number
 
 
 @dataclass(frozen=True)
@@ -88,9 +180,15 @@ class Model:
         """The years whose dollars every price is in ("2006-2010"): the sales it learned from."""
         return dollars_of(self.card)
 
-    @property
-    def log_halfwidth(self) -> float:
-        return self.card["interval"]["log_halfwidth"]
+    @functools.cached_property
+    def bands(self) -> PriceBands:
+        """The interval's bands of predicted price (checked when the model was loaded)."""
+        return PriceBands.from_card(self.card["interval"])
+
+    @functools.cached_property
+    def accuracy(self) -> AccuracyHere:
+        """The holdout's median error by neighbourhood and band (checked at loading)."""
+        return AccuracyHere.from_card(self.card)
 
     @functools.cached_property
     def category_codes(self) -> dict[str, dict[str, float]]:
@@ -208,12 +306,13 @@ def _check_shape(card: dict, folder: Path) -> Schema:
     if wrong:
         raise ModelFileError(f"{path} lacks {', '.join(wrong)}, or has them of another type: {FIX}")
     try:
-        float(card["interval"]["log_halfwidth"])
+        PriceBands.from_card(card["interval"])
+        AccuracyHere.from_card(card)
         float(card["price_bounds"]["floor"]) + float(card["price_bounds"]["ceiling"])
         return Schema.from_list(card["features"])
     except (KeyError, TypeError, ValueError) as error:
         raise ModelFileError(
-            f"{path} holds an interval, price bounds or features this code cannot read "
+            f"{path} holds an interval, accuracy, price bounds or features this code cannot read "
             f"({type(error).__name__}: {error}): {FIX}"
         ) from None
 

@@ -83,6 +83,28 @@ class Flag(BaseModel):
     message: str = Field(description="plain words, as the dashboard shows them")
 
 
+class PriceBand(BaseModel):
+    """A band of predicted price; each band has its own interval, calibrated on its own."""
+
+    low: float | None = Field(description="lowest price in the band (USD); null: no lower end")
+    high: float | None = Field(description="the band ends below this (USD); null: no upper end")
+    label: str = Field(description='e.g. "$150k – $200k", "under $100k", "$300k and over"')
+
+
+class AccuracyHere(BaseModel):
+    """How far off the model was, on the test sales, for houses like this one."""
+
+    scope: Literal["neighbourhood", "price_band"] = Field(
+        description="the house's neighbourhood when it had enough test sales, else its "
+        "band of predicted price"
+    )
+    value: str = Field(description="the neighbourhood's code, or the band's label")
+    median_error_percent: float | None = Field(
+        description="median absolute % error of the model on those test sales"
+    )
+    n_test: int = Field(description="how many test sales that median is over")
+
+
 class Prediction(BaseModel):
     """One priced house: what `homevalue.predict_one` returns, as JSON."""
 
@@ -91,6 +113,12 @@ class Prediction(BaseModel):
     )
     low: float = Field(description="lower end of the 80% interval (USD of `dollars_of`)")
     high: float = Field(description="upper end of the 80% interval (USD of `dollars_of`)")
+    interval_coverage: float | None = Field(
+        description="share of the test sales priced in the same band (`price_band`) whose "
+        "sale price fell inside their interval, e.g. 0.81"
+    )
+    price_band: PriceBand
+    accuracy_here: AccuracyHere
     flags: list[Flag] = Field(description="reasons to be wary of this price; often empty")
     model_version: str
     dollars_of: str = Field(
@@ -211,7 +239,9 @@ def description(path: str) -> str:
 validation and post-processing as the homevalue dashboards.
 
 `POST {path}` takes a house (an object of field: value) or a list of at most
-{config.API_MAX_HOUSES}; it answers with the price, its 80% interval, flags (inputs outside
+{config.API_MAX_HOUSES}; it answers with the price, its 80% interval (with how often such
+intervals held on the test sales priced in the same band), the model's median error for
+houses like it, flags (inputs outside
 what the model was trained on, defaults assumed, a capped price) and the model version, or
 422 with the problems found (house index, field, value, reason; the first
 {config.API_MAX_PROBLEMS} listed, all counted in `problems_total`). A house may have at most

@@ -24,7 +24,12 @@ PRICE_COLUMNS = [
 
 @dataclass(frozen=True)
 class Prediction:
-    """One priced house: the estimate, its 80% interval, and anything to be wary of."""
+    """One priced house: the estimate, its 80% interval, and anything to be wary of.
+
+    `interval_coverage` is how often the interval held on the test sales priced in the same
+    band (`price_band`, {low, high, label}); `accuracy_here` is the holdout's median error
+    for houses like it (see `accuracy_here`).
+    """
 
     price: float
     low: float
@@ -32,6 +37,9 @@ class Prediction:
     flags: tuple[Flag, ...] = ()
     model_version: str = ""
     inputs: dict = field(default_factory=dict, repr=False)
+    interval_coverage: float | None = None
+    price_band: dict = field(default_factory=dict)
+    accuracy_here: dict = field(default_factory=dict)
     dollars_of: str = ""  # "2006-2010": the years whose dollars the price is in
 
     def to_dict(self) -> dict:
@@ -39,6 +47,9 @@ class Prediction:
             "price": self.price,
             "low": self.low,
             "high": self.high,
+            "interval_coverage": self.interval_coverage,
+            "price_band": self.price_band,
+            "accuracy_here": self.accuracy_here,
             "flags": [vars(f) for f in self.flags],
             "model_version": self.model_version,
             "dollars_of": self.dollars_of,
@@ -69,13 +80,47 @@ def finish(model: Model, log_price: np.ndarray) -> tuple[np.ndarray, ...]:
     finite = np.isfinite(log_price)
     clipped = np.clip(np.where(finite, log_price, np.nan), low_log, high_log)
     clamped = finite & (clipped != log_price)
-    q = model.log_halfwidth
-    price, low, high = (
-        np.round(np.exp(clipped)),
-        np.round(np.exp(np.maximum(clipped - q, low_log))),
-        np.round(np.exp(np.minimum(clipped + q, high_log))),
-    )
+    price = np.round(np.exp(clipped))
+    q = model.bands.log_halfwidth[model.bands.index(price)]  # each row's own band
+    low = np.round(np.exp(np.maximum(clipped - q, low_log)))
+    high = np.round(np.exp(np.minimum(clipped + q, high_log)))
     return price, low, high, clamped, finite
+
+
+def price_band(model: Model, price: float) -> tuple[int, dict]:
+    """The band of predicted price a price falls in: its index and {low, high, label}."""
+    band = int(model.bands.index(price))
+    low, high = model.bands.bounds[band]
+    return band, {"low": low, "high": high, "label": model.bands.label(band)}
+
+
+def accuracy_here(model: Model, clean: Mapping, price: float) -> dict:
+    """The holdout's median absolute % error for houses like this one, as Zillow quotes
+    median error by area: its neighbourhood's when that had enough test sales, otherwise
+    that of the test sales priced in the same band.
+
+    {scope: "neighbourhood" | "price_band", value: the code or band label,
+    median_error_percent, n_test}; median_error_percent is None if nothing was measured.
+    """
+    accuracy = model.accuracy
+    place = clean.get("Neighborhood")
+    if place in accuracy.neighbourhoods:
+        median, n = accuracy.neighbourhoods[place]
+        return {
+            "scope": "neighbourhood",
+            "value": place,
+            "median_error_percent": round(median, 1),
+            "n_test": n,
+        }
+    band, about = price_band(model, price)
+    median, n = accuracy.bands[band]
+    measured = None if np.isnan(median) else round(float(median), 1)
+    return {
+        "scope": "price_band",
+        "value": about["label"],
+        "median_error_percent": measured,
+        "n_test": n,
+    }
 
 
 def predict_one(record: Mapping, *, model: Model | None = None) -> Prediction:
@@ -88,6 +133,8 @@ def predict_one(record: Mapping, *, model: Model | None = None) -> Prediction:
         raise HomevalueError(f"the model gave no finite price for {clean}: run `make model`")
     if clamped[0]:
         flags.append(Flag("price_clamped", "price", flag_message(None, "price_clamped")))
+    band, about = price_band(model, float(price[0]))
+    coverage = float(model.bands.coverage[band])
     return Prediction(
         float(price[0]),
         float(low[0]),
@@ -95,7 +142,10 @@ def predict_one(record: Mapping, *, model: Model | None = None) -> Prediction:
         tuple(flags),
         model.version,
         clean,
-        model.dollars_of,
+        dollars_of=model.dollars_of,
+        interval_coverage=None if np.isnan(coverage) else round(coverage, 4),
+        price_band=about,
+        accuracy_here=accuracy_here(model, clean, float(price[0])),
     )
 
 

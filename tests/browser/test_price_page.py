@@ -20,7 +20,7 @@ from homevalue.comps import comparable_sales, reference_sales
 from homevalue.errors import ValidationError
 from homevalue.schema import validate_record
 from homevalue.ui.form import HouseForm
-from homevalue.ui.price import LAT, LON
+from homevalue.ui.price import LAT, LON, accuracy_sentence, interval_sentence
 from homevalue.ui.render import category_label, money
 
 UPDATE_TIMEOUT = 15_000  # ms for a change to come back as a new price
@@ -63,13 +63,13 @@ def form_values(page: Page, schema) -> dict:
     return values
 
 
-def shown_answer(page: Page) -> tuple[str, str]:
-    return page.inner_text(".hv-price"), page.inner_text(".hv-interval")
+def shown_answer(page: Page) -> tuple[str, str, str]:
+    return tuple(page.inner_text(f".hv-{part}") for part in ("price", "interval", "accuracy"))
 
 
-def expected_answer(values: dict, model) -> tuple[str, str]:
+def expected_answer(values: dict, model) -> tuple[str, str, str]:
     p = homevalue.predict_one(values, model=model)
-    return money(p.price), f"80% of similar houses sell between {money(p.low)} and {money(p.high)}"
+    return money(p.price), interval_sentence(p), accuracy_sentence(p)
 
 
 def assert_priced_as_shown(page: Page, model) -> dict:

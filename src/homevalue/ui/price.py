@@ -79,6 +79,43 @@ def share_query(values: dict, schema) -> str:
     return urllib.parse.urlencode(pairs)
 
 
+def interval_sentence(p: Prediction) -> str:
+    """The range, and how often such ranges held for the test sales priced like this one
+    (its band's measured coverage, not a blanket 80%)."""
+    between = f"Between {render.money(p.low)} and {render.money(p.high)}"
+    if p.interval_coverage is None:
+        return f"{between} (80% range)."
+    return (
+        f"{between}: in the test sales priced like this one ({p.price_band['label']}), "
+        f"{p.interval_coverage:.0%} sold inside such a range."
+    )
+
+
+def held_for(p: Prediction) -> str:
+    """(held for 81% of the test sales priced $150k – $200k), for the panel's summary."""
+    if p.interval_coverage is None:
+        return ""
+    return f" (held for {p.interval_coverage:.0%} of the test sales priced {p.price_band['label']})"
+
+
+def accuracy_sentence(p: Prediction) -> str:
+    """The holdout's median error for houses like this one, and what "like" means here."""
+    here = p.accuracy_here
+    if not here:
+        return ""
+    scope = (
+        render.category_label(here["value"])
+        if here["scope"] == "neighbourhood"
+        else f"homes priced {here['value']}"
+    )
+    if here["median_error_percent"] is None:
+        return f"Median error here: not measured (no test sales among {scope})."
+    return (
+        f"Median error here: {here['median_error_percent']:.1f}% "
+        f"({scope}, {here['n_test']} test sales)"
+    )
+
+
 class PricePage:
     """The widgets of the page and the wiring between them; panels are displayed by cells."""
 
@@ -218,8 +255,8 @@ class PricePage:
         flags = "; ".join(f.message for f in p.flags) or "none"
         return (
             f"Price {render.money(p.price)}, 80% interval "
-            f"{render.money(p.low)} – {render.money(p.high)}; "
-            f"flags: {flags}; model {p.model_version}"
+            f"{render.money(p.low)} – {render.money(p.high)}{held_for(p)}; "
+            f"{accuracy_sentence(p)}; flags: {flags}; model {p.model_version}"
         )
 
     def _describe_curve(self) -> str:
@@ -259,8 +296,8 @@ class PricePage:
     def _show_price(self, p: Prediction) -> None:
         self.price_html.value = (
             f'<div class="hv-price">{render.money(p.price)}</div>'
-            f'<div class="hv-interval">80% of similar houses sell between '
-            f"{render.money(p.low)} and {render.money(p.high)}</div>"
+            f'<div class="hv-interval">{render.esc(interval_sentence(p))}</div>'
+            f'<div class="hv-accuracy">{render.esc(accuracy_sentence(p))}</div>'
         )
         self.flags_html.value = render.bullet_list(
             f.message for f in p.flags if f.code != "default_used"

@@ -21,7 +21,7 @@ import pandas as pd
 
 from homevalue import config
 from homevalue.errors import ModelMissingError, ModelSchemaError
-from homevalue.model import FIX, dollars_of, read_card
+from homevalue.model import FIX, band_label, dollars_of, read_card
 from homevalue.ui import charts, maps, render
 from homevalue.ui.page import Panel, guarded, version_marker
 
@@ -138,6 +138,11 @@ def short_money(value: float) -> str:
     return f"${value / 1000:,.0f}k"
 
 
+def band_edges(card: dict) -> tuple[float, ...]:
+    """The inner edges of the interval's bands of predicted price, as the card stores them."""
+    return tuple(band["high"] for band in card["interval"]["bands"][:-1])
+
+
 def coverage_by_price_band(
     holdout: pd.DataFrame, bands: tuple[float, ...] = maps.PRICE_BANDS
 ) -> pd.DataFrame:
@@ -244,6 +249,12 @@ def metric_rows(card: dict) -> pd.DataFrame:
         ("Test sales", f"{m['n_test']:,}", "",
          "Sales kept out of training and calibration; every figure here is measured on them."),
     ]  # fmt: skip
+    if cv := card.get("cross_validation"):
+        rows.insert(1, (
+            f"RMSLE, {cv['folds']}-fold CV", f"{cv['rmsle_mean']:.3f} ± {cv['rmsle_sd']:.3f}", "",
+            f"The same measure on each fifth of the {cv['n']:,} training sales, by a model "
+            "fitted on the other four: mean ± sd. What to expect of another test part.",
+        ))  # fmt: skip
     return pd.DataFrame(rows, columns=["Measure", "Value", "Target", "How to read it"])
 
 
@@ -255,8 +266,15 @@ def metrics_summary(card: dict) -> str:
         f"(target ≤ 0.13 {_verdict(card, 'rmsle')}), "
         f"MAPE {m['mape_percent']:.1f}% (target ≤ 10% {_verdict(card, 'mape_percent')}), "
         f"median APE {m['median_ape_percent']:.1f}%, MAE {render.money(m['mae_dollars'])}, "
-        f"R² (log price) {m['r2_log']:.3f}; model {card['model_version']}"
+        f"R² (log price) {m['r2_log']:.3f}{_cv_text(card)}; model {card['model_version']}"
     )
+
+
+def _cv_text(card: dict) -> str:
+    cv = card.get("cross_validation")
+    if not cv:
+        return ""
+    return f"; {cv['folds']}-fold CV RMSLE {cv['rmsle_mean']:.3f} ± {cv['rmsle_sd']:.3f}"
 
 
 def metrics_lead(card: dict) -> str:
@@ -338,9 +356,11 @@ def coverage_summary(card: dict, bands: pd.DataFrame) -> str:
     """The card's coverage and width, then the coverage of each price band."""
     interval = card["interval"]
     by_band = ", ".join(f"{r.band} {_pct(r.coverage, 0)} (n={r.n})" for r in bands.itertuples())
+    one = interval.get("one_width")
+    baseline = f" (one width for all: {_pct(one['coverage_test'])})" if one else ""
     return (
         f"{interval['level']:.0%} interval: {_pct(interval['coverage_test'])} of "
-        f"{card['metrics']['n_test']} test sales inside, mean width "
+        f"{card['metrics']['n_test']} test sales inside{baseline}, mean width "
         f"{interval['mean_width_percent_of_price']:.1f}% of the predicted price; "
         f"by predicted price: {by_band}"
     )
@@ -351,12 +371,13 @@ def coverage_lead(card: dict) -> str:
     interval = card["interval"]
     return (
         f"Every price comes with an {interval['level']:.0%} range, meant to hold the sale "
-        f"price of about {interval['level'] * 10:.0f} houses in 10. It was set by "
-        f"{interval['method']} (price × e^±{interval['log_halfwidth']:.3f}). On the "
-        f"{card['metrics']['n_test']} test sales it held {_pct(interval['coverage_test'])} of "
-        f"them; its width averages {interval['mean_width_percent_of_price']:.1f}% of the "
-        f"predicted price. A band well under {interval['level']:.0%} means the range is "
-        f"too narrow for those houses."
+        f"price of about {interval['level'] * 10:.0f} houses in 10 in every band of predicted "
+        f"price, not only on average: each band has its own width. It was set by "
+        f"{interval['method']}. On the {card['metrics']['n_test']} test sales it held "
+        f"{_pct(interval['coverage_test'])} of them; its width averages "
+        f"{interval['mean_width_percent_of_price']:.1f}% of the predicted price. The last "
+        f"column is what one width for all prices gives on the same sales: too wide in the "
+        f"middle, too narrow at the ends."
     )
 
 
@@ -498,8 +519,9 @@ class ReportPage:
         return _panel([bars, caption], "Feature importance", summary)
 
     def _coverage(self) -> Panel:
-        bands = coverage_by_price_band(self.holdout)
-        body = _paragraph(coverage_lead(self.card)) + coverage_table_html(self.holdout, bands)
+        bands = coverage_by_price_band(self.holdout, band_edges(self.card))
+        table = coverage_table_html(self.holdout, with_card_figures(bands, self.card), self.card)
+        body = _paragraph(coverage_lead(self.card)) + table
         return _panel([_html(body)], "Interval coverage", coverage_summary(self.card, bands))
 
     def _provenance(self) -> Panel:
@@ -553,19 +575,53 @@ def neighbourhood_table_html(table: pd.DataFrame, known: list[str]) -> str:
     )  # fmt: skip
 
 
-def coverage_table_html(holdout: pd.DataFrame, bands: pd.DataFrame) -> str:
+def with_card_figures(bands: pd.DataFrame, card: dict) -> pd.DataFrame:
+    """The holdout's bands plus what the card says of each: the range's half-width, the
+    calibration sales that set it, and the coverage one width for all would have had."""
+    by_label = {band_label(b["low"], b["high"]): b for b in card["interval"]["bands"]}
+    figures = [by_label.get(label, {}) for label in bands["band"]]
+    return bands.assign(
+        halfwidth=[b.get("log_halfwidth", math.nan) for b in figures],
+        n_calibration=[b.get("n_calibration") for b in figures],
+        one_width=[_or_nan(b.get("coverage_test_one_width")) for b in figures],
+    )
+
+
+def _or_nan(value: float | None) -> float:
+    return math.nan if value is None else value
+
+
+def _plus_minus(log_halfwidth: float) -> str:
+    return "—" if math.isnan(log_halfwidth) else f"±{math.exp(log_halfwidth) - 1:.0%}"
+
+
+def coverage_table_html(
+    holdout: pd.DataFrame, bands: pd.DataFrame, card: dict | None = None
+) -> str:
     """Coverage per band of predicted price, with all test sales as the last row."""
     overall = pd.DataFrame({
         "band": ["All test sales"], "n": [len(holdout)],
         "coverage": [inside_interval(holdout).mean()],
         "median_width": [(holdout["Price_High"] - holdout["Price_Low"]).median()],
     })  # fmt: skip
+    if card and "one_width" in card["interval"]:
+        overall["one_width"] = card["interval"]["one_width"]["coverage_test"]
+        overall["n_calibration"] = sum(b["n_calibration"] for b in card["interval"]["bands"])
+    columns = ["band", "n", "coverage", "median_width"]
+    extra = [c for c in ("halfwidth", "n_calibration", "one_width") if c in bands]
+    table = pd.concat([bands[columns + extra], overall], ignore_index=True)
     return render.table(
-        pd.concat([bands, overall], ignore_index=True),
+        table,
         headers={
             "band": "Predicted price", "n": "Test sales",
             "coverage": "Sale inside the range", "median_width": "Median range width",
+            "halfwidth": "Range", "n_calibration": "Calibration sales",
+            "one_width": "Inside, one width for all",
         },
-        formats={"coverage": _pct, "median_width": render.money},
+        formats={
+            "coverage": _pct, "median_width": render.money, "halfwidth": _plus_minus,
+            "n_calibration": lambda v: "" if v is None or v != v else f"{int(v):,}",
+            "one_width": lambda v: "" if v != v else _pct(v),
+        },
         caption="Coverage by band of predicted price",
     )  # fmt: skip
