@@ -214,7 +214,10 @@ def test_the_page_valuation_is_what_the_page_shows(page, model):
     assert valuation.curve.price == tuple(float(y) for y in page.curve["price"])
     first, last = model.card["data"]["sale_years"]
     assert f"{first}–{last} dollars" in valuation.caveat
-    assert valuation.coverage.share == model.card["interval"]["coverage_test"]
+    assert valuation.coverage.share == p.interval_coverage
+    assert p.price_band["label"] in valuation.coverage.scope
+    assert valuation.accuracy.median_error * 100 == p.accuracy_here["median_error_percent"]
+    assert valuation.accuracy.sales == p.accuracy_here["n_test"]
 
 
 def test_the_page_valuation_follows_a_change(page):

@@ -325,3 +325,7 @@ def test_without_voilas_answer_the_page_keeps_its_defaults(monkeypatch):
         port = probe.getsockname()[1]
     _voila_environment(monkeypatch, port)
     assert ui_page.request_query() == {}
+
+
+def test_the_price_says_the_years_of_its_dollars(page):
+    assert "All prices are in 2006–2010 dollars" in page.price_html.value

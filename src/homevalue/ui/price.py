@@ -298,6 +298,7 @@ class PricePage:
             f'<div class="hv-price">{render.money(p.price)}</div>'
             f'<div class="hv-interval">{render.esc(interval_sentence(p))}</div>'
             f'<div class="hv-accuracy">{render.esc(accuracy_sentence(p))}</div>'
+            + render.dollars_note(p.dollars_of)
         )
         self.flags_html.value = render.bullet_list(
             f.message for f in p.flags if f.code != "default_used"
@@ -343,7 +344,7 @@ class PricePage:
         if p is None:
             return None
         values = p.inputs
-        interval, metrics = card["interval"], card["metrics"]
+        interval = card["interval"]
         return export.Valuation(
             title=(
                 f"{render.category_label(values['Neighborhood'])}, "
@@ -357,18 +358,33 @@ class PricePage:
             caveat=render.dollars_text(self.model.dollars_of),
             trained_at=card.get("trained_at", ""),
             flags=tuple(f.message for f in p.flags if f.code != "default_used"),
-            # The card's overall figures until per-band coverage and accuracy here exist.
-            coverage=export.Coverage(
-                interval["coverage_test"], "all price bands", metrics["n_test"]
-            ),
-            accuracy=export.Accuracy(
-                metrics["median_ape_percent"] / 100, "all neighbourhoods", metrics["n_test"]
-            ),
+            coverage=self._export_coverage(p),
+            accuracy=self._export_accuracy(p),
             drivers=None,  # per-feature contributions, once predictions carry them
             comps=self._export_comps(),
             comps_note=comps_summary(self.comps),
             curve=self._export_curve(),
         )  # fmt: skip
+
+    def _export_coverage(self, p: Prediction) -> export.Coverage | None:
+        """How often the interval held for the test sales in this price's own band."""
+        if p.interval_coverage is None:
+            return None
+        band = int(self.model.bands.index(p.price))
+        sales = self.model.card["interval"]["bands"][band]["n_test"]
+        return export.Coverage(p.interval_coverage, f"houses priced {p.price_band['label']}", sales)
+
+    @staticmethod
+    def _export_accuracy(p: Prediction) -> export.Accuracy | None:
+        here = p.accuracy_here
+        if not here or here["median_error_percent"] is None:
+            return None
+        scope = (
+            render.category_label(here["value"])
+            if here["scope"] == "neighbourhood"
+            else f"houses priced {here['value']}"
+        )
+        return export.Accuracy(here["median_error_percent"] / 100, scope, here["n_test"])
 
     @staticmethod
     def _export_field(feature, value) -> export.Field:
