@@ -64,9 +64,16 @@ def _document(schema: dict, extra: dict, default: Any) -> None:
         schema.pop("default", None)
 
 
+EXPLAIN_HELP = (
+    "Not a field of the house: true adds `explanation` to this house's answer (why the price "
+    "is what it is, each field's contribution in dollars); overrides `?explain`."
+)
+
+
 def house_model(schema: Schema) -> type[BaseModel]:
     """A pydantic model of one house, built from the card's schema; documentation only."""
-    fields = {feature.name: feature_field(feature) for feature in schema.features}
+    fields: dict[str, Any] = {feature.name: feature_field(feature) for feature in schema.features}
+    fields["explain"] = (bool, Field(False, title="Explain this price", description=EXPLAIN_HELP))
     settings = ConfigDict(
         extra="forbid",
         title="House",
@@ -83,6 +90,38 @@ class Flag(BaseModel):
     message: str = Field(description="plain words, as the dashboard shows them")
 
 
+class Contribution(BaseModel):
+    """One field's share of the price (exact TreeSHAP contributions from LightGBM)."""
+
+    feature: str = Field(description="the field's name, as in the request")
+    label: str = Field(description="the field as the dashboard names it")
+    value: float | str = Field(description="the house's value (defaults filled in)")
+    value_text: str = Field(description='the value as people write it, e.g. "1,472 sq ft"')
+    log: float = Field(
+        description="its contribution to the log price; base_log plus all of them is the "
+        "model's log price (before the price bounds)"
+    )
+    dollars: int = Field(
+        description="its contribution in whole dollars; base_price plus all of them is price"
+    )
+    text: str = Field(description='e.g. "Living area 1,472 sq ft: +$12,300"')
+
+
+class Explanation(BaseModel):
+    """Why the price is what it is: from a typical house's price, field by field."""
+
+    base_price: int = Field(
+        description="the typical house's price (USD): exp(base_log), to the dollar"
+    )
+    base_log: float = Field(description="the model's expected log price over its training sales")
+    price: int = Field(description="the price explained (the answer's price)")
+    contributions: list[Contribution] = Field(
+        description="every field, largest effect in dollars first. Dollars are the log "
+        "contributions times the logarithmic mean of base_price and price, rounded to add "
+        "up exactly"
+    )
+
+
 class Prediction(BaseModel):
     """One priced house: what `homevalue.predict_one` returns, as JSON."""
 
@@ -91,6 +130,9 @@ class Prediction(BaseModel):
     high: float = Field(description="upper end of the 80% interval (USD)")
     flags: list[Flag] = Field(description="reasons to be wary of this price; often empty")
     model_version: str
+    explanation: Explanation | None = Field(
+        None, description='only when asked for (`?explain=true`, or `"explain": true`)'
+    )
 
 
 class Problem(BaseModel):
@@ -159,6 +201,7 @@ def document_request(openapi: dict, path: str, schema: Schema | None) -> dict:
         houses = Annotated[list[house], Field(max_length=config.API_MAX_HOUSES)]
         body = TypeAdapter(house | houses).json_schema(ref_template=REF_TEMPLATE)
         openapi.setdefault("components", {}).setdefault("schemas", {}).update(body.pop("$defs"))
+    openapi["paths"][path]["post"]["parameters"] = [EXPLAIN_PARAMETER]
     openapi["paths"][path]["post"]["requestBody"] = {
         "required": True,
         "description": f"one house, or a list of at most {config.API_MAX_HOUSES} "
@@ -167,6 +210,16 @@ def document_request(openapi: dict, path: str, schema: Schema | None) -> dict:
     }
     return openapi
 
+
+EXPLAIN_PARAMETER = {
+    "name": "explain",
+    "in": "query",
+    "required": False,
+    "description": "true (or 1) adds `explanation` to every house's answer: each field's "
+    "contribution in dollars, from a typical house's price to this one's; a house's own "
+    '`"explain"` overrides it',
+    "schema": {"type": "boolean", "default": False},
+}
 
 KEY_RESPONSES = {
     "401": {
@@ -209,7 +262,12 @@ what the model was trained on, defaults assumed, a capped price) and the model v
 422 with the problems found (house index, field, value, reason; the first
 {config.API_MAX_PROBLEMS} listed, all counted in `problems_total`). A house may have at most
 {config.API_MAX_KEYS_PER_HOUSE} keys. `GET /v1/model` is the model card: every field's type,
-unit, range, categories and default, the metrics, versions and limits."""
+unit, range, categories and default, the metrics, versions and limits.
+
+**Why this price.** `?explain=true` (or `"explain": true` in a house) adds `explanation`:
+the price of a typical house (`base_price`) and every field's contribution to this
+house's price, largest first, in log price (exact TreeSHAP values from LightGBM, adding up
+to the model's log price) and in whole dollars that add up exactly to `price`."""
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {

@@ -8,12 +8,13 @@ validation and one call into LightGBM's booster, well under a millisecond.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
 
 from homevalue.errors import HomevalueError, Problem, ValidationError
+from homevalue.explain import Explanation, columns, explain_rows, explanation_of
 from homevalue.model import Model, load_model
 from homevalue.schema import Flag, flag_message, validate_frame, validate_record
 
@@ -30,15 +31,19 @@ class Prediction:
     flags: tuple[Flag, ...] = ()
     model_version: str = ""
     inputs: dict = field(default_factory=dict, repr=False)
+    explanation: Explanation | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict:
-        return {
+        answer = {
             "price": self.price,
             "low": self.low,
             "high": self.high,
             "flags": [vars(f) for f in self.flags],
             "model_version": self.model_version,
         }
+        if self.explanation is not None:
+            answer["explanation"] = self.explanation.to_dict()
+        return answer
 
 
 @dataclass
@@ -74,8 +79,13 @@ def finish(model: Model, log_price: np.ndarray) -> tuple[np.ndarray, ...]:
     return price, low, high, clamped, finite
 
 
-def predict_one(record: Mapping, *, model: Model | None = None) -> Prediction:
-    """Price one house given as {field: value}; raise ValidationError naming every bad field."""
+def predict_one(
+    record: Mapping, *, model: Model | None = None, explain: bool = False
+) -> Prediction:
+    """Price one house given as {field: value}; raise ValidationError naming every bad field.
+
+    With `explain`, the prediction carries its `explanation` (see `explain_prediction`).
+    """
     model = model or load_model()
     clean, flags = validate_record(model.schema, record)
     log_price = model.predict_log(encode(model, clean))
@@ -84,9 +94,26 @@ def predict_one(record: Mapping, *, model: Model | None = None) -> Prediction:
         raise HomevalueError(f"the model gave no finite price for {clean}: run `make model`")
     if clamped[0]:
         flags.append(Flag("price_clamped", "price", flag_message(None, "price_clamped")))
-    return Prediction(
+    prediction = Prediction(
         float(price[0]), float(low[0]), float(high[0]), tuple(flags), model.version, clean
     )
+    return explain_prediction(prediction, model=model) if explain else prediction
+
+
+def explain_prediction(prediction: Prediction, *, model: Model | None = None) -> Prediction:
+    """`prediction` with its explanation: each feature's exact contribution (TreeSHAP, from
+    LightGBM) in log price and in whole dollars, from the typical house's price to this one's
+    (homevalue.explain). A page that already priced a house explains it with this, so its
+    numbers are predict_one's."""
+    model = model or load_model()
+    matrix = encode(model, prediction.inputs)
+    clamped = finish(model, model.predict_log(matrix))[3]
+    price = np.array([prediction.price])
+    logs, base_log, dollars, base_price = explain_rows(model, matrix, price, clamped)
+    found = explanation_of(
+        model, prediction.inputs, logs[0], base_log, dollars[0], base_price, prediction.price
+    )
+    return replace(prediction, explanation=found)
 
 
 def encode_frame(model: Model, values: pd.DataFrame) -> np.ndarray:
@@ -102,19 +129,28 @@ def encode_frame(model: Model, values: pd.DataFrame) -> np.ndarray:
 
 
 def score_frame(
-    frame: pd.DataFrame, *, model: Model | None = None, first_row: int = 1, threads: int = 1
+    frame: pd.DataFrame,
+    *,
+    model: Model | None = None,
+    first_row: int = 1,
+    threads: int = 1,
+    explain: bool = False,
 ) -> ScoredFrame:
     """Price every valid row of `frame`; rows that fail come back in `rejected` with reasons.
 
     The scored part keeps the input's own columns (ids, addresses) and adds the price
-    columns; `rejected` has one line per problem: row, field, value, reason.
+    columns; `rejected` has one line per problem: row, field, value, reason. With
+    `explain`, it also gets `explain.columns` (the numbers `predict_one(..., explain=True)`
+    gives; computing them costs far more than the price, and uses `threads`).
     """
     model = model or load_model()
     checked = validate_frame(model.schema, frame, first_row=first_row)
     ok = checked.ok
     log_price = np.full(len(frame), np.nan)
+    matrix = None
     if ok.any():
-        log_price[ok] = model.predict_log(encode_frame(model, checked.values)[ok], threads=threads)
+        matrix = encode_frame(model, checked.values)
+        log_price[ok] = model.predict_log(matrix[ok], threads=threads)
     price, low, high, clamped, finite = finish(model, log_price)
     problems = list(checked.problems)
     for position in np.flatnonzero(ok & ~finite):
@@ -133,6 +169,16 @@ def score_frame(
     scored["flags"] = flags[ok]
     scored["model_version"] = model.version
     scored.insert(0, "row", np.arange(first_row, first_row + len(frame))[ok])
+    if explain:
+        contributions = np.empty((0, len(model.schema.names)), dtype=np.int64)
+        base_price = 0
+        if ok.any():
+            _, _, contributions, base_price = explain_rows(
+                model, matrix[ok], price[ok], clamped[ok], threads=threads
+            )
+        names = columns(model.schema)
+        scored[names[0]] = np.full(len(scored), base_price, dtype=np.int64)
+        scored[names[1:]] = contributions
     rejected = pd.DataFrame(
         [(p.row, p.field, "" if p.value is None else str(p.value), p.reason) for p in problems],
         columns=["row", "field", "value", "reason"],

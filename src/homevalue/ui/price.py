@@ -15,8 +15,9 @@ from ipyleaflet import Marker
 
 from homevalue.comps import comparable_sales, reference_sales
 from homevalue.errors import ValidationError
+from homevalue.explain import Explanation
 from homevalue.model import Model, load_model
-from homevalue.predict import Prediction, predict_one, what_if
+from homevalue.predict import Prediction, explain_prediction, predict_one, what_if
 from homevalue.schema import check_value, fmt, fmt_for
 from homevalue.ui import charts, maps, render
 from homevalue.ui.form import HouseForm
@@ -92,6 +93,7 @@ class PricePage:
         self._build_map()
         self._build_answer()
         self._build_what_if()
+        self._build_explanation()
         self.form.on_change(Throttle(self.guard(self.refresh)))
         self.refresh()
 
@@ -138,6 +140,13 @@ class PricePage:
         self.what_if_choice.observe(self.guard(lambda _: self._update_what_if()), names="value")
         self.chart = charts.WhatIfChart()
 
+    def _build_explanation(self) -> None:
+        """The "Why this price" waterfall and its words (what a screen reader reads);
+        `explanation` is the current one, for whoever shows or exports the page."""
+        self.explanation: Explanation | None = None
+        self.waterfall = charts.WaterfallChart()
+        self.drivers_html = widgets.HTML()
+
     def _importance(self, name: str) -> float:
         return self.model.card.get("feature_importance_gain_share", {}).get(name, 0.0)
 
@@ -167,6 +176,16 @@ class PricePage:
     def comparables(self) -> Panel:
         return Panel(
             [self.comps_html], title="Comparable sales", summary=lambda: comps_summary(self.comps)
+        )
+
+    @property
+    def drivers(self) -> Panel:
+        """Why this price: from a typical house's price, the largest drivers one by one, the
+        rest together, to this house's price."""
+        return Panel(
+            [self.waterfall.figure, self.drivers_html],
+            title="Why this price",
+            summary=lambda: self.explanation.summary() if self.explanation else "no price yet",
         )
 
     @property
@@ -232,6 +251,7 @@ class PricePage:
         self._show_price(prediction)
         self._update_location(values)
         self._update_what_if()
+        self._update_explanation()
 
     def _show_price(self, p: Prediction) -> None:
         self.price_html.value = (
@@ -271,6 +291,16 @@ class PricePage:
             self.curve[name], self.curve["price"], self.curve["low"], self.curve["high"],
             current, self.last.price, f"{feature.label}{unit}", grouping=bool(feature.unit),
         )  # fmt: skip
+
+    def _update_explanation(self) -> None:
+        """The same numbers as `predict_one(..., explain=True)` and the API's `explain`."""
+        self.explanation = explain_prediction(self.last, model=self.model).explanation
+        steps = self.explanation.steps()
+        self.waterfall.show(
+            [s.text for s in steps], [s.start for s in steps], [s.end for s in steps],
+            [s.kind == "total" for s in steps],
+        )  # fmt: skip
+        self.drivers_html.value = render.bullet_list((s.text for s in steps), css="hv-sr-only")
 
     def _map_clicked(self, **event) -> None:
         if event.get("type") == "click":
