@@ -102,7 +102,7 @@ class Contribution:
 
     feature: str
     label: str
-    value: float | str
+    value: float | int | str
     value_text: str
     log: float
     dollars: int
@@ -207,20 +207,32 @@ def explain_rows(
     return logs, base_log, dollars, base_price
 
 
+def _plain(feature: Feature, value: object) -> float | int | str:
+    """The value as JSON shows it best: 1975, not 1975.0, for a whole-number field."""
+    if feature.kind == "integer":
+        return int(value)
+    return value if isinstance(value, str) else float(value)
+
+
 def explanation_of(
-    model: Model, inputs: Mapping, logs: Sequence[float], base_log: float,
-    dollars: Sequence[int], base_price: int, price: float,
-) -> Explanation:  # fmt: skip
+    model: Model,
+    inputs: Mapping,
+    logs: Sequence[float],
+    base_log: float,
+    dollars: Sequence[int],
+    base_price: int,
+    price: float,
+) -> Explanation:
     """One house's row of `explain_rows` with each feature's label and value."""
     contributions = tuple(
         Contribution(
             feature.name,
             feature.label,
-            inputs[feature.name],
+            _plain(feature, inputs[feature.name]),
             value_text(feature, inputs[feature.name]),
             float(log),
             int(dollar),
-        )  # fmt: skip
+        )
         for feature, log, dollar in zip(model.schema.features, logs, dollars, strict=True)
     )
     return Explanation(float(base_log), int(base_price), int(price), contributions)

@@ -95,7 +95,7 @@ class Contribution(BaseModel):
 
     feature: str = Field(description="the field's name, as in the request")
     label: str = Field(description="the field as the dashboard names it")
-    value: float | str = Field(description="the house's value (defaults filled in)")
+    value: int | float | str = Field(description="the house's value (defaults filled in)")
     value_text: str = Field(description='the value as people write it, e.g. "1,472 sq ft"')
     log: float = Field(
         description="its contribution to the log price; base_log plus all of them is the "

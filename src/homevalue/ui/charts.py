@@ -197,7 +197,8 @@ class WaterfallChart:
         self.money_axis = bq.Axis(scale=self.x, side="bottom", tick_format="$,.0f", num_ticks=5)
         height = f"{rows * WATERFALL_ROW_PX + 70}px"
         self.figure = _figure([self.bars], [self.label_axis, self.money_axis], "", height)
-        self.figure.fig_margin = {**MARGIN, "left": 300, "right": 30}
+        self.figure.add_class("hv-waterfall")
+        self.figure.fig_margin = {**MARGIN, "left": 300, "right": 50}
 
     def show(self, labels: list[str], starts, ends, totals) -> None:
         """Row i goes from starts[i] to ends[i]; a total (totals[i]) from the axis to ends[i]."""
