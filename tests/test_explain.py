@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from homevalue import api, cli, predict_one, score_frame
+from homevalue import api, cli, config, predict_one, score_frame
 from homevalue.batch import score_file
 from homevalue.errors import BatchFileError
 from homevalue.explain import (
@@ -34,8 +34,6 @@ def priceable(reference: pd.DataFrame, schema) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def reference_sales(model) -> pd.DataFrame:
-    from homevalue import config
-
     return priceable(pd.read_csv(model.path / config.REFERENCE_SALES), model.schema)
 
 
@@ -196,6 +194,19 @@ def test_a_bad_explain_option_is_refused_by_name(client, good_house, query, body
     problems = response.json()["problems"]
     assert [p["field"] for p in problems] == [field]
     assert "true or false" in problems[0]["reason"]
+
+
+def test_explanations_per_request_are_limited(client, good_house):
+    """An explanation costs twenty prices: a list of 100 cannot all ask for one."""
+    limit = config.API_MAX_EXPLAINED
+    response = client.post(f"{PREDICT}?explain=true", json=[good_house] * (limit + 1))
+    assert response.status_code == 422
+    (problem,) = response.json()["problems"]
+    assert problem["field"] == "explain" and f"at most {limit} houses" in problem["reason"]
+    mixed = [{**good_house, "explain": True}] * limit + [good_house] * 5
+    answers = client.post(PREDICT, json=mixed).json()
+    assert ["explanation" in a for a in answers] == [True] * limit + [False] * 5
+    assert client.get("/v1/model").json()["limits"]["max_explained_per_request"] == limit
 
 
 def test_the_api_document_describes_explain(client):

@@ -259,23 +259,35 @@ def explain_wanted(house: object, default: bool) -> tuple[bool, list[Problem]]:
     return default, [Problem(EXPLAIN_KEY, wanted, "must be true or false (JSON booleans)")]
 
 
+def check_explained(count: int) -> None:
+    """Refuse a request asking for more than API_MAX_EXPLAINED explanations, before any."""
+    limit = config.API_MAX_EXPLAINED
+    if count > limit:
+        reason = (
+            f"may be asked for at most {limit} houses per request (each costs about 2 ms): "
+            "ask for fewer, or explain a file with `homevalue batch score --explain`"
+        )
+        raise invalid([(None, Problem(EXPLAIN_KEY, f"{count} houses", reason))])
+
+
 def price_houses(model: Model, houses: list, single: bool, explain: bool = False) -> list[dict]:
     """`predict_one` for each house; every problem in every house is counted at once, and
     the first API_MAX_PROBLEMS are listed (houses and keys per house are bounded before).
     A house is explained if it says `"explain": true`, or if `explain` and it does not say
     false."""
+    wanted = [explain_wanted(house, explain) for house in houses]
+    check_explained(sum(w for w, _ in wanted))
     priced, listed, total = [], [], 0
-    for position, house in enumerate(houses):
+    for position, (house, (explained, option)) in enumerate(zip(houses, wanted, strict=True)):
         index = None if single else position
         room = config.API_MAX_PROBLEMS - len(listed)
         if crowded := too_many_keys(model.schema, house):
             found, count = [crowded], 1
         else:
             found, count = unknown_fields(model.schema, house, room)
-            wanted, option = explain_wanted(house, explain)
             found, count = option + found, len(option) + count
             try:
-                priced.append(predict_one(house, model=model, explain=wanted).to_dict())
+                priced.append(predict_one(house, model=model, explain=explained).to_dict())
             except ValidationError as error:
                 found, count = error.problems + found, len(error.problems) + count
         listed += [(index, p) for p in found[:room]]
@@ -334,6 +346,7 @@ def public_card(card: dict) -> dict:
             "max_body_bytes": config.API_MAX_BODY_BYTES,
             "max_keys_per_house": config.API_MAX_KEYS_PER_HOUSE,
             "max_problems_listed": config.API_MAX_PROBLEMS,
+            "max_explained_per_request": config.API_MAX_EXPLAINED,
         },
     }
 

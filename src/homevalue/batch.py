@@ -457,8 +457,8 @@ def score_file(
     Memory is bounded by `chunk_rows`, not by the file's size. `on_rows` is told the number
     of rows done after each chunk (the dashboard's progress bar). With `explain`, each
     scored row also gets its base price and one column per feature, its contribution in
-    dollars (homevalue.explain; about a hundred times the cost of the price alone, spread
-    over `threads`).
+    dollars (homevalue.explain; about 2 ms a row, twenty times or more the cost of the
+    price alone, spread over `threads`).
     """
     source, out_dir = Path(source), Path(out_dir)
     writes = functools.partial(

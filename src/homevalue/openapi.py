@@ -217,7 +217,7 @@ EXPLAIN_PARAMETER = {
     "required": False,
     "description": "true (or 1) adds `explanation` to every house's answer: each field's "
     "contribution in dollars, from a typical house's price to this one's; a house's own "
-    '`"explain"` overrides it',
+    f'`"explain"` overrides it. At most {config.API_MAX_EXPLAINED} houses per request.',
     "schema": {"type": "boolean", "default": False},
 }
 
@@ -267,7 +267,8 @@ unit, range, categories and default, the metrics, versions and limits.
 **Why this price.** `?explain=true` (or `"explain": true` in a house) adds `explanation`:
 the price of a typical house (`base_price`) and every field's contribution to this
 house's price, largest first, in log price (exact TreeSHAP values from LightGBM, adding up
-to the model's log price) and in whole dollars that add up exactly to `price`."""
+to the model's log price) and in whole dollars that add up exactly to `price`; at most
+{config.API_MAX_EXPLAINED} houses per request."""
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
