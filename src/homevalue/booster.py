@@ -163,8 +163,9 @@ class NativeBooster:
         return self._predict(matrix, _PREDICT_CONTRIB, threads)
 
     def _predict(self, matrix: np.ndarray, kind: int, threads: int) -> np.ndarray:
-        """LGBM_BoosterPredictForMat of `kind` into a buffer sized as LightGBM says
-        (LGBM_BoosterCalcNumPredict), as rows x values per row."""
+        """LGBM_BoosterPredictForMat of `kind`, as rows x values per row. A contribution's
+        buffer is sized as LightGBM says (LGBM_BoosterCalcNumPredict); a price is one value
+        per row, so the online path makes no second call."""
         data = np.ascontiguousarray(matrix, dtype=np.float64)
         rows, columns = data.shape
         if columns != len(self.feature_names):
@@ -172,11 +173,12 @@ class NativeBooster:
         if rows == 0:
             per_row = 1 if kind == _PREDICT_NORMAL else columns + 1
             return np.empty((0, per_row), dtype=np.float64)
-        size = ctypes.c_int64()
-        _call(
-            "LGBM_BoosterCalcNumPredict", self._handle, rows, kind, 0, _ALL_ITERATIONS,
-            ctypes.byref(size),
-        )  # fmt: skip
+        size = ctypes.c_int64(rows)
+        if kind != _PREDICT_NORMAL:
+            _call(
+                "LGBM_BoosterCalcNumPredict", self._handle, rows, kind, 0, _ALL_ITERATIONS,
+                ctypes.byref(size),
+            )  # fmt: skip
         out = np.empty(size.value, dtype=np.float64)
         written = ctypes.c_int64()
         _call(
