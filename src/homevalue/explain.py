@@ -41,8 +41,9 @@ def dollar_contributions(
     scaled by the same factor, so they add up to the bound.
 
     Rounding each to whole dollars leaves a residual of a few dollars (the price and the
-    base are rounded too); it goes, a dollar each, to the largest contributions, so that
-    the waterfall adds up to the price shown exactly and no small driver changes sign.
+    base are rounded too, at most half the number of features plus one); it goes, a dollar
+    each, to the largest contributions, so the waterfall adds up to the price shown exactly
+    and no contribution moves by more than a dollar.
     """
     logs = np.asarray(logs, dtype=np.float64)
     price = np.asarray(price, dtype=np.float64)
