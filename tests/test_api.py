@@ -484,6 +484,7 @@ def test_the_model_card(client, model):
         "max_body_bytes": config.API_MAX_BODY_BYTES,
         "max_keys_per_house": config.API_MAX_KEYS_PER_HOUSE,
         "max_problems_listed": config.API_MAX_PROBLEMS,
+        "max_explained_per_request": config.API_MAX_EXPLAINED,
     }
     assert "artifact_sha256" not in card
 

@@ -7,7 +7,9 @@ document is generated from the model card (homevalue.openapi), but it only docum
 body is read as plain JSON and `homevalue.schema` alone decides what a valid house is.
 Answers are written as JSON directly (no pydantic on the request path).
 
-    POST /v1/predict   a house {field: value}, or a list of up to API_MAX_HOUSES of them
+    POST /v1/predict   a house {field: value}, or a list of up to API_MAX_HOUSES of them;
+                       `?explain=true` (or `"explain": true` in a house) adds why the price
+                       is what it is: each field's contribution, in dollars (homevalue.explain)
     GET  /v1/model     the model card: schema, metrics, interval, versions, limits
     GET  /healthz      the process answers (liveness)
     GET  /readyz       the model is loaded (readiness; 503 until it is)
@@ -56,6 +58,8 @@ CARD_KEYS = (
     "cross_validation", "interval", "accuracy_here", "price_bounds", "data", "versions",
 )  # fmt: skip
 PREDICT_PATH = "/v1/predict"
+EXPLAIN_KEY = "explain"  # in a house or the query: not a field, the option to explain
+EXPLAIN_VALUES = {"true": True, "1": True, "false": False, "0": False}
 
 
 # --- errors: one JSON shape for every refusal ----------------------------------------------
@@ -229,23 +233,61 @@ def unknown_fields(schema: Schema, house: object, room: int) -> tuple[list[Probl
     if not isinstance(house, Mapping):
         return [], 0
     reason = "is not a field of this model"
-    unknown = [key for key in house if key not in schema.by_name]
+    unknown = [key for key in house if key not in schema.by_name and key != EXPLAIN_KEY]
     return [Problem(key, house[key], reason) for key in unknown[:room]], len(unknown)
 
 
-def price_houses(model: Model, houses: list, single: bool) -> list[dict]:
+def explain_query(request: Request) -> bool:
+    """`?explain=true|false|1|0` (any case), false when absent; anything else is a 422."""
+    given = request.query_params.getlist(EXPLAIN_KEY)
+    if not given:
+        return False
+    wanted = EXPLAIN_VALUES.get(given[-1].strip().lower())
+    if wanted is None:
+        reason = "must be true or false (as in ?explain=true)"
+        raise invalid([(None, Problem("?explain", given[-1], reason))])
+    return wanted
+
+
+def explain_wanted(house: object, default: bool) -> tuple[bool, list[Problem]]:
+    """Whether to explain this house: its own `"explain": true|false`, or the query's."""
+    if not isinstance(house, Mapping) or EXPLAIN_KEY not in house:
+        return default, []
+    wanted = house[EXPLAIN_KEY]
+    if isinstance(wanted, bool):
+        return wanted, []
+    return default, [Problem(EXPLAIN_KEY, wanted, "must be true or false (JSON booleans)")]
+
+
+def check_explained(count: int) -> None:
+    """Refuse a request asking for more than API_MAX_EXPLAINED explanations, before any."""
+    limit = config.API_MAX_EXPLAINED
+    if count > limit:
+        reason = (
+            f"may be asked for at most {limit} houses per request (each costs about 2 ms): "
+            "ask for fewer, or explain a file with `homevalue batch score --explain`"
+        )
+        raise invalid([(None, Problem(EXPLAIN_KEY, f"{count} houses", reason))])
+
+
+def price_houses(model: Model, houses: list, single: bool, explain: bool = False) -> list[dict]:
     """`predict_one` for each house; every problem in every house is counted at once, and
-    the first API_MAX_PROBLEMS are listed (houses and keys per house are bounded before)."""
+    the first API_MAX_PROBLEMS are listed (houses and keys per house are bounded before).
+    A house is explained if it says `"explain": true`, or if `explain` and it does not say
+    false."""
+    wanted = [explain_wanted(house, explain) for house in houses]
+    check_explained(sum(w for w, _ in wanted))
     priced, listed, total = [], [], 0
-    for position, house in enumerate(houses):
+    for position, (house, (explained, option)) in enumerate(zip(houses, wanted, strict=True)):
         index = None if single else position
         room = config.API_MAX_PROBLEMS - len(listed)
         if crowded := too_many_keys(model.schema, house):
             found, count = [crowded], 1
         else:
             found, count = unknown_fields(model.schema, house, room)
+            found, count = option + found, len(option) + count
             try:
-                priced.append(predict_one(house, model=model).to_dict())
+                priced.append(predict_one(house, model=model, explain=explained).to_dict())
             except ValidationError as error:
                 found, count = error.problems + found, len(error.problems) + count
         listed += [(index, p) for p in found[:room]]
@@ -304,6 +346,7 @@ def public_card(card: dict) -> dict:
             "max_body_bytes": config.API_MAX_BODY_BYTES,
             "max_keys_per_house": config.API_MAX_KEYS_PER_HOUSE,
             "max_problems_listed": config.API_MAX_PROBLEMS,
+            "max_explained_per_request": config.API_MAX_EXPLAINED,
         },
     }
 
@@ -476,9 +519,10 @@ def create_app(model_dir: Path | str | None = None) -> FastAPI:
     )
     async def predict(request: Request) -> JSONResponse:
         model = slot.require()
+        explain = explain_query(request)
         body = await read_body(request, config.API_MAX_BODY_BYTES)
         houses, single = parse_houses(body, config.API_MAX_HOUSES)
-        priced = price_houses(model, houses, single)
+        priced = price_houses(model, houses, single, explain)
         return JsonAnswer(priced[0] if single else priced)
 
     @app.get(

@@ -26,6 +26,7 @@ import numpy as np
 _DTYPE_FLOAT64 = 1
 _ROW_MAJOR = 1
 _PREDICT_NORMAL = 0
+_PREDICT_CONTRIB = 3  # C_API_PREDICT_CONTRIB: TreeSHAP values, then the expected value
 _ALL_ITERATIONS = -1
 
 
@@ -55,6 +56,16 @@ def _library() -> ctypes.CDLL:
     except OSError as error:  # missing, not a shared object, wrong architecture
         raise LibraryError(f"LightGBM's library {path} cannot be loaded ({error})") from None
     library.LGBM_GetLastError.restype = ctypes.c_char_p
+    # Declared, so a wrong argument is a TypeError here rather than a misread in C.
+    library.LGBM_BoosterCalcNumPredict.argtypes = [
+        ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int,
+        ctypes.POINTER(ctypes.c_int64),
+    ]  # fmt: skip
+    library.LGBM_BoosterPredictForMat.argtypes = [
+        ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_int32, ctypes.c_int32,
+        ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_char_p,
+        ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(ctypes.c_double),
+    ]  # fmt: skip
     return library
 
 
@@ -139,32 +150,57 @@ class NativeBooster:
 
     def predict(self, matrix: np.ndarray, *, threads: int = 1) -> np.ndarray:
         """Raw scores for a 2-D float matrix, one per row (LGBM_BoosterPredictForMat)."""
+        return self._predict(matrix, _PREDICT_NORMAL, threads).reshape(-1)
+
+    def contributions(self, matrix: np.ndarray, *, threads: int = 1) -> np.ndarray:
+        """Exact TreeSHAP contributions, rows x (features + 1), from LightGBM itself.
+
+        Column j is feature j's share of the row's raw score; the last column is the
+        expected value (the same in every row). Each row sums to `predict` of that row, to
+        rounding in the last digits: it is LightGBM's `pred_contrib`, the C API's
+        contribution predict type, on the booster we already serve.
+        """
+        return self._predict(matrix, _PREDICT_CONTRIB, threads)
+
+    def _predict(self, matrix: np.ndarray, kind: int, threads: int) -> np.ndarray:
+        """LGBM_BoosterPredictForMat of `kind`, as rows x values per row. A contribution's
+        buffer is sized as LightGBM says (LGBM_BoosterCalcNumPredict); a price is one value
+        per row, so the online path makes no second call."""
         data = np.ascontiguousarray(matrix, dtype=np.float64)
         rows, columns = data.shape
         if columns != len(self.feature_names):
             raise ValueError(f"{columns} columns given, the model takes {len(self.feature_names)}")
-        out = np.empty(rows, dtype=np.float64)
         if rows == 0:
-            return out
+            per_row = 1 if kind == _PREDICT_NORMAL else columns + 1
+            return np.empty((0, per_row), dtype=np.float64)
+        size = ctypes.c_int64(rows)
+        if kind != _PREDICT_NORMAL:
+            _call(
+                "LGBM_BoosterCalcNumPredict", self._handle, rows, kind, 0, _ALL_ITERATIONS,
+                ctypes.byref(size),
+            )  # fmt: skip
+        out = np.empty(size.value, dtype=np.float64)
         written = ctypes.c_int64()
         _call(
             "LGBM_BoosterPredictForMat",
             self._handle,
             data.ctypes.data_as(ctypes.c_void_p),
             _DTYPE_FLOAT64,
-            ctypes.c_int32(rows),
-            ctypes.c_int32(columns),
+            rows,
+            columns,
             _ROW_MAJOR,
-            _PREDICT_NORMAL,
+            kind,
             0,
             _ALL_ITERATIONS,
             f"num_threads={int(threads)}".encode(),
             ctypes.byref(written),
             out.ctypes.data_as(ctypes.POINTER(ctypes.c_double)),
         )
-        if written.value != rows:
-            raise BoosterError(f"LightGBM wrote {written.value} predictions for {rows} rows")
-        return out
+        if written.value != size.value or size.value % rows:
+            raise BoosterError(
+                f"LightGBM wrote {written.value} values for {rows} rows, {size.value} expected"
+            )
+        return out.reshape(rows, -1)
 
     def num_trees(self) -> int:
         count = ctypes.c_int()

@@ -1,6 +1,7 @@
 """`homevalue` on the command line: the batch job for operators and cron.
 
-    homevalue batch score FILE [--out DIR]     score one CSV/Parquet file
+    homevalue batch score FILE [--out DIR] [--explain]
+                                               score one CSV/Parquet file
     homevalue batch inbox [--inbox DIR]        score every new file in the inbox (cron)
     homevalue batch history [--inbox DIR]      show recent inbox runs
 
@@ -35,6 +36,11 @@ def _parser() -> argparse.ArgumentParser:
     score.add_argument("file", type=Path)
     score.add_argument("--out", type=Path, default=Path("."), help="output folder (default .)")
     score.add_argument("--chunk-rows", type=int, default=config.BATCH_CHUNK_ROWS)
+    score.add_argument(
+        "--explain", action="store_true",
+        help="add why each price is what it is: base_price and contribution_<field> columns, "
+        "in dollars, adding up to predicted_price (slower: about 2 ms per row per thread)",
+    )  # fmt: skip
 
     for name, text in (("inbox", "score every new file in the inbox"),
                        ("history", "show recent inbox runs")):  # fmt: skip
@@ -60,7 +66,7 @@ def _score(args) -> int:
     from homevalue.batch import score_file
     from homevalue.model import load_model
 
-    result = score_file(args.file, args.out, chunk_rows=args.chunk_rows)
+    result = score_file(args.file, args.out, chunk_rows=args.chunk_rows, explain=args.explain)
     print(
         f"{result.rows_scored} scored -> {result.scored_path}\n"
         f"{result.rows_rejected} rejected -> {result.rejected_path}\n"

@@ -103,6 +103,10 @@ API_WORKERS = int(os.environ.get("HOMEVALUE_API_WORKERS", "1"))
 # Houses per POST /v1/predict: priced one by one in the event loop (about 0.1 ms each), so the
 # limit bounds how long one request can hold the server. More belongs in the batch job.
 API_MAX_HOUSES = 100
+# Houses explained per request (`?explain=true`, `"explain": true`): an explanation costs
+# about 2 ms of the event loop (TreeSHAP over the 800 trees), twenty times the price, so 100
+# explained houses would hold the server 0.2 s. More is refused; the batch job explains files.
+API_MAX_EXPLAINED = 10
 # A request body larger than this is refused with 413 before it is read whole; 100 houses
 # take about 38 KB of JSON (52 KB indented), so any honest request fits.
 API_MAX_BODY_BYTES = 256 * 1024

@@ -64,9 +64,16 @@ def _document(schema: dict, extra: dict, default: Any) -> None:
         schema.pop("default", None)
 
 
+EXPLAIN_HELP = (
+    "Not a field of the house: true adds `explanation` to this house's answer (why the price "
+    "is what it is, each field's contribution in dollars); overrides `?explain`."
+)
+
+
 def house_model(schema: Schema) -> type[BaseModel]:
     """A pydantic model of one house, built from the card's schema; documentation only."""
-    fields = {feature.name: feature_field(feature) for feature in schema.features}
+    fields: dict[str, Any] = {feature.name: feature_field(feature) for feature in schema.features}
+    fields["explain"] = (bool, Field(False, title="Explain this price", description=EXPLAIN_HELP))
     settings = ConfigDict(
         extra="forbid",
         title="House",
@@ -105,6 +112,38 @@ class AccuracyHere(BaseModel):
     n_test: int = Field(description="how many test sales that median is over")
 
 
+class Contribution(BaseModel):
+    """One field's share of the price (exact TreeSHAP contributions from LightGBM)."""
+
+    feature: str = Field(description="the field's name, as in the request")
+    label: str = Field(description="the field as the dashboard names it")
+    value: int | float | str = Field(description="the house's value (defaults filled in)")
+    value_text: str = Field(description='the value as people write it, e.g. "1,472 sq ft"')
+    log: float = Field(
+        description="its contribution to the log price; base_log plus all of them is the "
+        "model's log price (before the price bounds)"
+    )
+    dollars: int = Field(
+        description="its contribution in whole dollars; base_price plus all of them is price"
+    )
+    text: str = Field(description='e.g. "Living area 1,472 sq ft: +$12,300"')
+
+
+class Explanation(BaseModel):
+    """Why the price is what it is: from a typical house's price, field by field."""
+
+    base_price: int = Field(
+        description="the typical house's price (USD): exp(base_log), to the dollar"
+    )
+    base_log: float = Field(description="the model's expected log price over its training sales")
+    price: int = Field(description="the price explained (the answer's price)")
+    contributions: list[Contribution] = Field(
+        description="every field, largest effect in dollars first. Dollars are the log "
+        "contributions times the logarithmic mean of base_price and price, rounded to add "
+        "up exactly"
+    )
+
+
 class Prediction(BaseModel):
     """One priced house: what `homevalue.predict_one` returns, as JSON."""
 
@@ -125,6 +164,9 @@ class Prediction(BaseModel):
         description="the years whose dollars every price is in, e.g. `2006-2010`: the years "
         "of the sales the model learned from, not today's dollars",
         examples=["2006-2010"],
+    )
+    explanation: Explanation | None = Field(
+        None, description='only when asked for (`?explain=true`, or `"explain": true`)'
     )
 
 
@@ -194,6 +236,7 @@ def document_request(openapi: dict, path: str, schema: Schema | None) -> dict:
         houses = Annotated[list[house], Field(max_length=config.API_MAX_HOUSES)]
         body = TypeAdapter(house | houses).json_schema(ref_template=REF_TEMPLATE)
         openapi.setdefault("components", {}).setdefault("schemas", {}).update(body.pop("$defs"))
+    openapi["paths"][path]["post"]["parameters"] = [EXPLAIN_PARAMETER]
     openapi["paths"][path]["post"]["requestBody"] = {
         "required": True,
         "description": f"one house, or a list of at most {config.API_MAX_HOUSES} "
@@ -202,6 +245,16 @@ def document_request(openapi: dict, path: str, schema: Schema | None) -> dict:
     }
     return openapi
 
+
+EXPLAIN_PARAMETER = {
+    "name": "explain",
+    "in": "query",
+    "required": False,
+    "description": "true (or 1) adds `explanation` to every house's answer: each field's "
+    "contribution in dollars, from a typical house's price to this one's; a house's own "
+    f'`"explain"` overrides it. At most {config.API_MAX_EXPLAINED} houses per request.',
+    "schema": {"type": "boolean", "default": False},
+}
 
 KEY_RESPONSES = {
     "401": {
@@ -250,7 +303,13 @@ unit, range, categories and default, the metrics, versions and limits.
 
 **Prices are in the dollars of the years the model's sales were made, not today's**: 2006–2010
 for the shipped model (the Ames sales it learned from). Each answer says so in `dollars_of`,
-and `GET /v1/model` gives the years in `data.sale_years`."""
+and `GET /v1/model` gives the years in `data.sale_years`.
+
+**Why this price.** `?explain=true` (or `"explain": true` in a house) adds `explanation`:
+the price of a typical house (`base_price`) and every field's contribution to this
+house's price, largest first, in log price (exact TreeSHAP values from LightGBM, adding up
+to the model's log price) and in whole dollars that add up exactly to `price`; at most
+{config.API_MAX_EXPLAINED} houses per request."""
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {

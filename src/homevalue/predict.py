@@ -8,12 +8,13 @@ validation and one call into LightGBM's booster, well under a millisecond.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
 
 from homevalue.errors import HomevalueError, Problem, ValidationError
+from homevalue.explain import Explanation, columns, explain_rows, explanation_of
 from homevalue.model import Model, load_model
 from homevalue.schema import Flag, flag_message, validate_frame, validate_record
 
@@ -41,9 +42,10 @@ class Prediction:
     price_band: dict = field(default_factory=dict)
     accuracy_here: dict = field(default_factory=dict)
     dollars_of: str = ""  # "2006-2010": the years whose dollars the price is in
+    explanation: Explanation | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict:
-        return {
+        answer = {
             "price": self.price,
             "low": self.low,
             "high": self.high,
@@ -54,6 +56,9 @@ class Prediction:
             "model_version": self.model_version,
             "dollars_of": self.dollars_of,
         }
+        if self.explanation is not None:
+            answer["explanation"] = self.explanation.to_dict()
+        return answer
 
 
 @dataclass
@@ -123,8 +128,13 @@ def accuracy_here(model: Model, clean: Mapping, price: float) -> dict:
     }
 
 
-def predict_one(record: Mapping, *, model: Model | None = None) -> Prediction:
-    """Price one house given as {field: value}; raise ValidationError naming every bad field."""
+def predict_one(
+    record: Mapping, *, model: Model | None = None, explain: bool = False
+) -> Prediction:
+    """Price one house given as {field: value}; raise ValidationError naming every bad field.
+
+    With `explain`, the prediction carries its `explanation` (see `explain_prediction`).
+    """
     model = model or load_model()
     clean, flags = validate_record(model.schema, record)
     log_price = model.predict_log(encode(model, clean))
@@ -135,7 +145,7 @@ def predict_one(record: Mapping, *, model: Model | None = None) -> Prediction:
         flags.append(Flag("price_clamped", "price", flag_message(None, "price_clamped")))
     band, about = price_band(model, float(price[0]))
     coverage = float(model.bands.coverage[band])
-    return Prediction(
+    prediction = Prediction(
         float(price[0]),
         float(low[0]),
         float(high[0]),
@@ -147,6 +157,23 @@ def predict_one(record: Mapping, *, model: Model | None = None) -> Prediction:
         price_band=about,
         accuracy_here=accuracy_here(model, clean, float(price[0])),
     )
+    return explain_prediction(prediction, model=model) if explain else prediction
+
+
+def explain_prediction(prediction: Prediction, *, model: Model | None = None) -> Prediction:
+    """`prediction` with its explanation: each feature's exact contribution (TreeSHAP, from
+    LightGBM) in log price and in whole dollars, from the typical house's price to this one's
+    (homevalue.explain). A page that already priced a house explains it with this, so its
+    numbers are predict_one's."""
+    model = model or load_model()
+    matrix = encode(model, prediction.inputs)
+    clamped = finish(model, model.predict_log(matrix))[3]
+    price = np.array([prediction.price])
+    logs, base_log, dollars, base_price = explain_rows(model, matrix, price, clamped)
+    found = explanation_of(
+        model, prediction.inputs, logs[0], base_log, dollars[0], base_price, prediction.price
+    )
+    return replace(prediction, explanation=found)
 
 
 def encode_frame(model: Model, values: pd.DataFrame) -> np.ndarray:
@@ -162,19 +189,28 @@ def encode_frame(model: Model, values: pd.DataFrame) -> np.ndarray:
 
 
 def score_frame(
-    frame: pd.DataFrame, *, model: Model | None = None, first_row: int = 1, threads: int = 1
+    frame: pd.DataFrame,
+    *,
+    model: Model | None = None,
+    first_row: int = 1,
+    threads: int = 1,
+    explain: bool = False,
 ) -> ScoredFrame:
     """Price every valid row of `frame`; rows that fail come back in `rejected` with reasons.
 
     The scored part keeps the input's own columns (ids, addresses) and adds the price
-    columns; `rejected` has one line per problem: row, field, value, reason.
+    columns; `rejected` has one line per problem: row, field, value, reason. With
+    `explain`, it also gets `explain.columns` (the numbers `predict_one(..., explain=True)`
+    gives; computing them costs far more than the price, and uses `threads`).
     """
     model = model or load_model()
     checked = validate_frame(model.schema, frame, first_row=first_row)
     ok = checked.ok
     log_price = np.full(len(frame), np.nan)
+    matrix = None
     if ok.any():
-        log_price[ok] = model.predict_log(encode_frame(model, checked.values)[ok], threads=threads)
+        matrix = encode_frame(model, checked.values)
+        log_price[ok] = model.predict_log(matrix[ok], threads=threads)
     price, low, high, clamped, finite = finish(model, log_price)
     problems = list(checked.problems)
     for position in np.flatnonzero(ok & ~finite):
@@ -194,6 +230,16 @@ def score_frame(
     scored["model_version"] = model.version
     scored["dollars_of"] = model.dollars_of
     scored.insert(0, "row", np.arange(first_row, first_row + len(frame))[ok])
+    if explain:
+        contributions = np.empty((0, len(model.schema.names)), dtype=np.int64)
+        base_price = 0
+        if ok.any():
+            _, _, contributions, base_price = explain_rows(
+                model, matrix[ok], price[ok], clamped[ok], threads=threads
+            )
+        names = columns(model.schema)
+        scored[names[0]] = np.full(len(scored), base_price, dtype=np.int64)
+        scored[names[1:]] = contributions
     rejected = pd.DataFrame(
         [(p.row, p.field, "" if p.value is None else str(p.value), p.reason) for p in problems],
         columns=["row", "field", "value", "reason"],

@@ -100,6 +100,17 @@ def assert_comps_follow(page: Page, model, values: dict) -> None:
     )
 
 
+def assert_explained_as_shown(page: Page, model, values: dict) -> None:
+    """The "Why this price" waterfall (its words and its chart's rows) is predict_one's
+    explanation of the house in the form."""
+    explanation = homevalue.predict_one(values, model=model, explain=True).explanation
+    rows = [step.text for step in explanation.steps()]
+    expect(page.locator(".hv-sr-only li")).to_have_text(rows, timeout=UPDATE_TIMEOUT)
+    ticks = page.locator(".hv-waterfall .tick text")  # its rows' labels, then its dollars
+    for row in rows:
+        expect(ticks.filter(has_text=row)).to_have_count(1, timeout=UPDATE_TIMEOUT)
+
+
 def changed(page: Page, before: str) -> None:
     expect(page.locator(".hv-price")).not_to_have_text(before, timeout=UPDATE_TIMEOUT)
 
@@ -126,6 +137,7 @@ def test_each_control_reprices_the_house(price_page, model, default_house):
     values = assert_priced_as_shown(page, model)
     assert values["Gr_Liv_Area"] == 2400
     assert_comps_follow(page, model, values)
+    assert_explained_as_shown(page, model, values)
 
     before = page.inner_text(".hv-price")
     page.locator(".hv-row-Neighborhood select").select_option(

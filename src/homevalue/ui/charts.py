@@ -173,3 +173,51 @@ def horizontal_bars(labels, values, *, title: str = "", label: str = "", fmt: st
     figure = _figure([bars], axes, title, height=f"{max(220, 26 * len(labels) + 80)}px")
     figure.fig_margin = {**MARGIN, "left": 170}
     return figure
+
+
+WATERFALL_COLOURS = {"total": "#3b528b", "up": "#21918c", "down": "#b2182b"}
+WATERFALL_ROW_PX = 34
+
+
+class WaterfallChart:
+    """A horizontal waterfall: bars from a start to an end value, one row each, labelled
+    down the side; totals (the base, the price) drawn from the axis.
+
+    One stacked Bars mark: an invisible first layer carries each bar out to its start,
+    the visible second layer spans start to end. Updated in place like WhatIfChart.
+    """
+
+    def __init__(self, rows: int = 9):
+        self.y, self.x = bq.OrdinalScale(reverse=True), bq.LinearScale()
+        self.bars = bq.Bars(
+            scales={"x": self.y, "y": self.x}, orientation="horizontal", type="stacked",
+            color_mode="no_group", opacity_mode="no_group", padding=0.25, stroke_width=0,
+        )  # fmt: skip
+        self.label_axis = bq.Axis(scale=self.y, side="left")
+        self.money_axis = bq.Axis(scale=self.x, side="bottom", tick_format="$,.0f", num_ticks=5)
+        height = f"{rows * WATERFALL_ROW_PX + 70}px"
+        self.figure = _figure([self.bars], [self.label_axis, self.money_axis], "", height)
+        self.figure.add_class("hv-waterfall")
+        self.figure.fig_margin = {**MARGIN, "left": 300, "right": 50}
+
+    def show(self, labels: list[str], starts, ends, totals) -> None:
+        """Row i goes from starts[i] to ends[i]; a total (totals[i]) from the axis to ends[i]."""
+        starts, ends = np.asarray(starts, dtype=float), np.asarray(ends, dtype=float)
+        totals = np.asarray(totals, dtype=bool)
+        low, high = np.minimum(starts, ends), np.maximum(starts, ends)
+        shown_low = float(np.min(np.where(totals, high, low)))
+        ticks = linear_ticks(shown_low, float(np.max(high)), X_TICKS, outer=True)
+        if len(ticks) > 1:  # a step of room on the left, so the shortest total still shows
+            ticks = [ticks[0] - (ticks[1] - ticks[0]), *ticks]
+        offset = np.where(totals, 0.0, low)
+        colours, opacities = [], []
+        for total, start, end in zip(totals, starts, ends, strict=True):
+            kind = "total" if total else ("up" if end >= start else "down")
+            colours += [WATERFALL_COLOURS[kind], WATERFALL_COLOURS[kind]]
+            opacities += [0.0, 1.0]
+        with self.bars.hold_sync(), self.x.hold_sync(), self.money_axis.hold_sync():
+            self.x.min, self.x.max = ticks[0], ticks[-1]
+            self.money_axis.tick_values = ticks
+            self.bars.x = list(labels)
+            self.bars.y = np.vstack([offset, high - offset])
+            self.bars.colors, self.bars.opacities = colours, opacities

@@ -18,8 +18,10 @@ from ipyleaflet import Marker
 from homevalue import export
 from homevalue.comps import comparable_sales, reference_sales
 from homevalue.errors import ValidationError
+from homevalue.explain import Explanation
+from homevalue.export import Driver
 from homevalue.model import Model, load_model
-from homevalue.predict import Prediction, predict_one, what_if
+from homevalue.predict import Prediction, explain_prediction, predict_one, what_if
 from homevalue.schema import check_value, fmt, fmt_for
 from homevalue.ui import charts, maps, render
 from homevalue.ui.form import HouseForm
@@ -133,6 +135,7 @@ class PricePage:
         self._build_answer()
         self._build_what_if()
         self._build_download()
+        self._build_explanation()
         self.form.on_change(Throttle(self.guard(self.refresh)))
         self.refresh()
 
@@ -197,6 +200,13 @@ class PricePage:
         )
         self.download_box.add_class("hv-download-box")
 
+    def _build_explanation(self) -> None:
+        """The "Why this price" waterfall and its words (what a screen reader reads);
+        `explanation` is the current one, for whoever shows or exports the page."""
+        self.explanation: Explanation | None = None
+        self.waterfall = charts.WaterfallChart()
+        self.drivers_html = widgets.HTML()
+
     def _importance(self, name: str) -> float:
         return self.model.card.get("feature_importance_gain_share", {}).get(name, 0.0)
 
@@ -227,6 +237,16 @@ class PricePage:
     def comparables(self) -> Panel:
         return Panel(
             [self.comps_html], title="Comparable sales", summary=lambda: comps_summary(self.comps)
+        )
+
+    @property
+    def drivers(self) -> Panel:
+        """Why this price: from a typical house's price, the largest drivers one by one, the
+        rest together, to this house's price."""
+        return Panel(
+            [self.waterfall.figure, self.drivers_html],
+            title="Why this price",
+            summary=lambda: self.explanation.summary() if self.explanation else "no price yet",
         )
 
     @property
@@ -292,6 +312,7 @@ class PricePage:
         self._show_price(prediction)
         self._update_location(values)
         self._update_what_if()
+        self._update_explanation()
 
     def _show_price(self, p: Prediction) -> None:
         self.price_html.value = (
@@ -333,6 +354,16 @@ class PricePage:
             current, self.last.price, f"{feature.label}{unit}", grouping=bool(feature.unit),
         )  # fmt: skip
 
+    def _update_explanation(self) -> None:
+        """The same numbers as `predict_one(..., explain=True)` and the API's `explain`."""
+        self.explanation = explain_prediction(self.last, model=self.model).explanation
+        steps = self.explanation.steps()
+        self.waterfall.show(
+            [s.text for s in steps], [s.start for s in steps], [s.end for s in steps],
+            [s.kind == "total" for s in steps],
+        )  # fmt: skip
+        self.drivers_html.value = render.bullet_list((s.text for s in steps), css="hv-sr-only")
+
     # --- the valuation to take away ----------------------------------------------------
 
     def valuation(self, valued_at: datetime | None = None) -> export.Valuation | None:
@@ -360,11 +391,19 @@ class PricePage:
             flags=tuple(f.message for f in p.flags if f.code != "default_used"),
             coverage=self._export_coverage(p),
             accuracy=self._export_accuracy(p),
-            drivers=None,  # per-feature contributions, once predictions carry them
+            drivers=self._export_drivers(),
             comps=self._export_comps(),
             comps_note=comps_summary(self.comps),
             curve=self._export_curve(),
         )  # fmt: skip
+
+    def _export_drivers(self) -> export.Drivers | None:
+        """The waterfall's steps (the same top drivers and "other features" as the page)."""
+        if self.explanation is None:
+            return None
+        steps = self.explanation.steps()
+        items = [Driver(step.label.rsplit(": ", 1)[0], step.dollars) for step in steps[1:-1]]
+        return export.Drivers(self.explanation.base_price, tuple(items), steps[0].label)
 
     def _export_coverage(self, p: Prediction) -> export.Coverage | None:
         """How often the interval held for the test sales in this price's own band."""
