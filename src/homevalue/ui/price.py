@@ -170,6 +170,7 @@ class PricePage:
             style={"description_width": "auto"},
         )
         self.comp_choice.observe(self.guard(self._comp_chosen), names="value")
+        self.comp_choice.add_class("hv-comp-choice")
 
     def _build_what_if(self) -> None:
         numeric = [
