@@ -216,6 +216,13 @@ def test_picking_a_comp_outlines_it_and_offers_it_without_moving_the_house(page)
     assert page.comp_choice.value is None  # new comps: none outlined
 
 
+def test_a_click_on_a_sale_stays_with_its_layer_and_never_reaches_the_map(page):
+    """Leaflet passes a click on a circle up to the map unless told not to; the map's own
+    click places the house (the browser test clicks a sale and sees the house stay)."""
+    for layer in (page.sales_layer, page.comps_layer):
+        assert layer.point_style["bubblingMouseEvents"] is False
+
+
 def test_clicking_a_comp_on_the_map_picks_it(page):
     sale_id = int(page.comps["Sale_ID"].iloc[3])
     page._comp_clicked(feature={"properties": {"Sale_ID": sale_id}})

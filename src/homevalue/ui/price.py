@@ -149,12 +149,18 @@ class PricePage:
         self.marker.observe(self.guard(self._marker_moved), names="location")
         self.sales_layer.on_click(self.guard(self._sale_clicked))
         self.offer_text = widgets.HTML()
-        self.offer_button = widgets.Button(description="Start from this house", icon="home")
+        self.offer_button = widgets.Button(
+            description="Start from this house",
+            icon="home",
+            layout={"flex": "0 0 auto", "width": "auto"},
+        )
         self.offer_button.on_click(self.guard(self._use_offer))
         self.offer = widgets.HBox([self.offer_text, self.offer_button], layout={"display": "none"})
         self.offered = None
         self.place_html = widgets.HTML()
-        self.keep_button = widgets.Button(description="Keep the previous spot", icon="undo")
+        self.keep_button = widgets.Button(
+            description="Keep the previous spot", icon="undo", layout={"width": "auto"}
+        )
         self.keep_button.on_click(self.guard(self._keep_spot))
         self.keep_button.layout.display = "none"
 
@@ -167,7 +173,7 @@ class PricePage:
             options=[],
             value=None,
             description="Show on the map",
-            style={"description_width": "auto"},
+            style={"description_width": "auto", "button_width": "48px"},
         )
         self.comp_choice.observe(self.guard(self._comp_chosen), names="value")
         self.comp_choice.add_class("hv-comp-choice")
