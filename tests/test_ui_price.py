@@ -197,7 +197,8 @@ def test_the_comps_table_shows_the_models_price_beside_the_sale_price(page, mode
         assert comp["model_price"] == said
         row = f'${comp["Sale_Price"]:,.0f}</td><td class="num">${said:,.0f}</td>'
         assert row in page.comps_html.value
-        assert f"{said / comp['Sale_Price'] - 1:+.0%}" in page.comps_html.value
+        difference = round((said / comp["Sale_Price"] - 1) * 100)
+        assert (f"{difference:+d}%" if difference else "0%") in page.comps_html.value
     assert "Model says" in page.comps_html.value
 
 

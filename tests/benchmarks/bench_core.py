@@ -115,7 +115,14 @@ def measure_online(calls: int) -> dict:
     naive_calls = max(50, calls // 6)
     naive = latency_ms(lambda: model.pipeline.predict(pd.DataFrame([row])), naive_calls, warmup=20)
     lat, lon, area = RECORD["Latitude"], RECORD["Longitude"], RECORD["Gr_Liv_Area"]
-    comps = latency_ms(lambda: comparable_sales(lat, lon, area), max(500, calls // 3), warmup=100)
+    hood, kind = RECORD["Neighborhood"], RECORD["Bldg_Type"]
+
+    def page_comps():  # as the price page asks, on every change
+        comparable_sales(
+            lat, lon, area, neighbourhood=hood, building_type=kind, with_model_price=True
+        )
+
+    comps = latency_ms(page_comps, max(500, calls // 3), warmup=100)
     return {
         "record": RECORD,
         "price": ours.price,
@@ -512,7 +519,11 @@ def markdown(core: dict) -> str:
     for key, label in [
         ("predict_one", "`homevalue.predict_one(record)`"),
         ("naive_pipeline", "naive `model.pipeline.predict(pd.DataFrame([row]))`"),
-        ("comparable_sales", "`comparable_sales(lat, lon, area)`"),
+        (
+            "comparable_sales",
+            "`comparable_sales(lat, lon, area, neighbourhood=..., building_type=..., "
+            "with_model_price=True)`",
+        ),
     ]:
         r = on[key]
         lines.append(
