@@ -209,7 +209,7 @@ def test_the_page_valuation_is_what_the_page_shows(page, model):
     assert (valuation.price, valuation.low, valuation.high) == (p.price, p.low, p.high)
     assert valuation.model_version == model.version
     assert [f.label for f in valuation.inputs] == [f.label for f in model.schema.features]
-    assert [row[1] for row in valuation.comps.rows] == [money(v) for v in page.comps["Sale_Price"]]
+    assert [row[2] for row in valuation.comps.rows] == [money(v) for v in page.comps["Sale_Price"]]
     assert valuation.curve.x == tuple(float(x) for x in page.curve[page.what_if_choice.value])
     assert valuation.curve.price == tuple(float(y) for y in page.curve["price"])
     first, last = model.card["data"]["sale_years"]

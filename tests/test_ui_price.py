@@ -8,11 +8,12 @@ import urllib.parse
 import pytest
 
 import homevalue
+from homevalue.comps import neighbourhood_at, reference_centres
 from homevalue.ui import PricePage, charts
 from homevalue.ui import page as ui_page
 from homevalue.ui.form import HouseForm, field_widget
 from homevalue.ui.page import FRIENDLY
-from homevalue.ui.price import LAT, LON, share_query
+from homevalue.ui.price import HIGHLIGHT_STYLE, LAT, LON, share_query
 
 
 @pytest.fixture
@@ -132,6 +133,132 @@ def test_clicking_the_map_moves_the_house_and_its_comps(page):
     assert len(page.comps_layer.data["features"]) == 5
 
 
+def prices_on(page, monkeypatch) -> list:
+    """Count the page's prices (each re-price calls predict_one once)."""
+    calls = []
+    real = homevalue.ui.price.predict_one
+
+    def counting(*args, **kwargs):
+        calls.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr("homevalue.ui.price.predict_one", counting)
+    return calls
+
+
+def test_choosing_a_neighbourhood_moves_the_house_there_and_reprices_once(page, monkeypatch):
+    calls = prices_on(page, monkeypatch)
+    centre = reference_centres(page.model.path)["Meadow_Village"]
+    page.form.inputs["Neighborhood"].value = "Meadow_Village"
+    values = page.form.values()
+    assert (values[LAT], values[LON]) == centre
+    assert tuple(page.marker.location) == centre
+    assert len(calls) == 1, "one choice, one price"
+    assert page.last == homevalue.predict_one(values, model=page.model)
+    assert (page.comps["Neighborhood"] == "Meadow_Village").all()
+    assert page.place_html.value == ""  # the centre is in the neighbourhood: they agree
+    assert page.keep_button.layout.display == "flex"
+
+
+@pytest.mark.parametrize("name", ["Veenker", "Northridge_Heights", "Old_Town", "Timberland"])
+def test_placing_the_house_sets_its_neighbourhood_from_the_sales_around_it(page, name):
+    lat, lon = reference_centres(page.model.path)[name]
+    page._map_clicked(type="click", coordinates=[lat, lon])
+    values = page.form.values()
+    assert values["Neighborhood"] == neighbourhood_at(values[LAT], values[LON]) == name
+    assert page.last.inputs["Neighborhood"] == name
+    assert page.place_html.value == "" and page.keep_button.layout.display == "none"
+
+
+def test_typed_coordinates_place_the_house_too(page, monkeypatch):
+    calls = prices_on(page, monkeypatch)
+    lat, lon = reference_centres(page.model.path)["Veenker"]
+    page.form.inputs[LON].value = lon
+    page.form.inputs[LAT].value = lat
+    assert page.form.values()["Neighborhood"] == "Veenker"
+    assert len(calls) == 2  # one per typed field
+
+
+def test_a_neighbourhood_that_disagrees_with_the_spot_is_kept_with_a_notice(page):
+    """Choose Meadow Village, then keep the house where it was: priced as chosen, and the
+    page says the spot is in another neighbourhood until the two agree."""
+    veenker = reference_centres(page.model.path)["Veenker"]
+    page._map_clicked(type="click", coordinates=list(veenker))
+    page.form.inputs["Neighborhood"].value = "Meadow_Village"
+    page.keep_button.click()
+    values = page.form.values()
+    assert (values[LAT], values[LON]) == veenker
+    assert values["Neighborhood"] == "Meadow_Village"
+    assert page.last.inputs["Neighborhood"] == "Meadow_Village"
+    notice = "This spot is in Veenker by its nearest sales; it is priced as Meadow Village"
+    assert notice in page.place_html.value and notice in repr(page.main)
+    assert page.keep_button.layout.display == "none"
+    page.form.inputs["Gr_Liv_Area"].value = 1900  # still disagreeing: the notice stays
+    assert notice in page.place_html.value
+    page.form.inputs["Neighborhood"].value = "Veenker"  # moves to Veenker's centre: agree
+    assert page.place_html.value == ""
+
+
+def test_a_link_with_a_spot_takes_its_neighbourhood_and_one_with_both_keeps_both(page, model):
+    lat, lon = reference_centres(model.path)["Veenker"]
+    page.apply_request({"lat": str(lat), "lon": str(lon)})
+    assert page.form.values()["Neighborhood"] == "Veenker"
+    assert page.place_html.value == ""
+
+    other = PricePage(model)
+    other.apply_request({"lat": str(lat), "lon": str(lon), "Neighborhood": "Meadow_Village"})
+    values = other.form.values()
+    assert (values[LAT], values[LON], values["Neighborhood"]) == (lat, lon, "Meadow_Village")
+    assert "This spot is in Veenker" in other.place_html.value
+
+    third = PricePage(model)
+    third.apply_request({"Neighborhood": "Veenker"})
+    assert (third.form.values()[LAT], third.form.values()[LON]) == (lat, lon)
+
+
+def test_the_comps_table_shows_the_models_price_beside_the_sale_price(page, model, reference):
+    comps = page.comps
+    assert (comps["Neighborhood"] == page.form.values()["Neighborhood"]).all()
+    for _, comp in comps.iterrows():
+        sale = reference[reference["Sale_ID"] == comp["Sale_ID"]].iloc[0]
+        said = homevalue.predict_one({n: sale[n] for n in model.schema.names}, model=model).price
+        assert comp["model_price"] == said
+        row = f'${comp["Sale_Price"]:,.0f}</td><td class="num">${said:,.0f}</td>'
+        assert row in page.comps_html.value
+        difference = round((said / comp["Sale_Price"] - 1) * 100)
+        assert (f"{difference:+d}%" if difference else "0%") in page.comps_html.value
+    assert "Model says" in page.comps_html.value
+
+
+def test_picking_a_comp_outlines_it_and_offers_it_without_moving_the_house(page):
+    before = page.form.values()
+    page.comp_choice.value = 2
+    styles = [f["properties"]["style"] for f in page.comps_layer.data["features"]]
+    assert [s.get("radius") for s in styles] == [None, None, HIGHLIGHT_STYLE["radius"], None, None]
+    sale = page.comps.iloc[2]
+    assert page.offer.layout.display == "flex"
+    assert f"${sale['Sale_Price']:,.0f}" in page.offer_text.value
+    assert page.form.values() == before
+    page._use_offer()
+    assert page.form.values()["Gr_Liv_Area"] == sale["Gr_Liv_Area"]
+    assert (page.form.values()[LAT], page.form.values()[LON]) == (sale[LAT], sale[LON])
+    assert page.comp_choice.value is None  # new comps: none outlined
+
+
+def test_a_click_on_a_sale_stays_with_its_layer_and_never_reaches_the_map(page):
+    """Leaflet passes a click on a circle up to the map unless told not to; the map's own
+    click places the house (the browser test clicks a sale and sees the house stay)."""
+    for layer in (page.sales_layer, page.comps_layer):
+        assert layer.point_style["bubblingMouseEvents"] is False
+
+
+def test_clicking_a_comp_on_the_map_picks_it(page):
+    sale_id = int(page.comps["Sale_ID"].iloc[3])
+    page._comp_clicked(feature={"properties": {"Sale_ID": sale_id}})
+    assert page.comp_choice.value == 3
+    assert page.offer.layout.display == "flex"
+
+
 def test_dragging_the_marker_sets_the_location(page):
     page.marker.location = (42.02, -93.65)
     assert (page.form.values()[LAT], page.form.values()[LON]) == (42.02, -93.65)
@@ -149,13 +276,13 @@ def test_clicking_a_sale_offers_to_start_from_it(page, reference):
     assert page.offer.layout.display == "none"
 
 
-def test_the_url_prefills_the_form_and_reports_what_it_could_not_use(page):
+def test_the_url_prefills_the_form_and_reports_what_it_could_not_use(page, model):
     page.apply_request({"Gr_Liv_Area": "1800", "lat": "42.03", "lon": "-93.62",
                         "Year_Built": "abc", "colour": "red", "theme": "dark",
                         "token": "s3cret"})  # fmt: skip
     values = page.form.values()
     assert (values["Gr_Liv_Area"], values[LAT], values[LON]) == (1800, 42.03, -93.62)
-    assert values["Year_Built"] == 1976  # the bad value was not used
+    assert values["Year_Built"] == model.schema.by_name["Year_Built"].default  # bad, not used
     assert "Year_Built=abc must be a number" in page.status.value
     assert "colour is not a field" in page.status.value
     assert "theme" not in page.status.value  # Voilà's own parameters

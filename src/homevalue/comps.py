@@ -1,12 +1,16 @@
-"""Comparable sales: the nearest sold houses of similar size, fast enough for every keystroke.
+"""Comparable sales and where a spot lies: fast enough for every keystroke and every click.
 
 The reference sales (about 2,650 rows) are loaded once into NumPy arrays; a query is one
-vectorised distance computation and an argpartition, tens of microseconds.
+vectorised distance computation and an argpartition, tens of microseconds. The same arrays
+say which neighbourhood a spot is in (its nearest sales vote) and where each neighbourhood's
+centre is (the sale nearest all its others), so the page can keep location and
+neighbourhood in agreement without a map of boundaries, which the data does not have.
 """
 
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +21,47 @@ from homevalue.errors import ModelMissingError
 
 EARTH_RADIUS_KM = 6371.0
 SIZE_TOLERANCES = (0.25, 0.5, 1.0, None)  # widen until k houses qualify
+NEIGHBOURS = 7  # sales that vote on a spot's neighbourhood
+NEAR_KM = 0.01  # votes weigh 1 / (distance + 10 m): a sale on the spot all but decides it
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of the comparables rule: what must match, and how close in size."""
+
+    same_neighbourhood: bool
+    same_type: bool
+    size: float | None  # ±share of the house's living area; None: any size
+
+    def describe(self) -> str:
+        parts = []
+        if self.same_neighbourhood:
+            parts.append("same neighbourhood")
+        if self.same_type:
+            parts.append("same building type")
+        parts.append("any size" if self.size is None else f"living area ±{self.size:.0%}")
+        return ", ".join(parts)
+
+
+# The comparables rule, strictest first: the first step with k sales is used, and its
+# sales are ranked by distance. A house like many others gets its own neighbourhood's
+# houses of its type and size; an unusual one still gets the nearest that fit best.
+COMPS_RULE = (
+    Step(True, True, 0.25),
+    Step(True, True, 0.5),
+    Step(True, False, 0.25),
+    Step(True, False, 0.5),
+    Step(False, True, 0.25),
+    Step(False, True, 0.5),
+    Step(False, False, 0.5),
+    Step(False, False, 1.0),
+    Step(False, False, None),
+)
+COMPS_RULE_TEXT = (
+    "Comparable sales are the nearest sales in the same neighbourhood, of the same building "
+    "type, within ±25% of its living area; if fewer than five qualify the rule widens step "
+    "by step (±50%, then any building type, then nearby neighbourhoods, then any size)."
+)
 
 
 @functools.lru_cache(maxsize=4)
@@ -28,13 +73,32 @@ def reference_sales(folder: Path | None = None) -> pd.DataFrame:
     return pd.read_csv(path)
 
 
+@dataclass(frozen=True)
+class _Arrays:
+    lats: np.ndarray  # radians
+    lons: np.ndarray
+    areas: np.ndarray
+    hoods: np.ndarray  # codes into hood_names
+    types: np.ndarray
+    hood_names: tuple[str, ...]
+    type_codes: dict[str, int]
+    columns: dict[str, np.ndarray]  # every column of the sales, for building results
+
+
 @functools.lru_cache(maxsize=4)
-def _arrays(folder: Path | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _arrays(folder: Path | None) -> _Arrays:
     sales = reference_sales(folder)
-    return (
+    hoods, hood_names = pd.factorize(sales["Neighborhood"].astype(str), sort=True)
+    types, type_names = pd.factorize(sales["Bldg_Type"].astype(str), sort=True)
+    return _Arrays(
         np.radians(sales["Latitude"].to_numpy(float)),
         np.radians(sales["Longitude"].to_numpy(float)),
         sales["Gr_Liv_Area"].to_numpy(float),
+        hoods,
+        types,
+        tuple(hood_names),
+        {name: code for code, name in enumerate(type_names)},
+        {name: sales[name].to_numpy() for name in sales.columns},
     )
 
 
@@ -46,37 +110,122 @@ def distances_km(lat: float, lon: float, lats: np.ndarray, lons: np.ndarray) -> 
     return EARTH_RADIUS_KM * np.hypot(x, y)
 
 
+def _vote(distance: np.ndarray, hoods: np.ndarray, n_hoods: int, k: int = NEIGHBOURS) -> int:
+    k = min(k, len(distance))
+    nearest = np.argpartition(distance, k - 1)[:k]
+    weights = 1.0 / (distance[nearest] + NEAR_KM)
+    return int(np.bincount(hoods[nearest], weights=weights, minlength=n_hoods).argmax())
+
+
+def neighbourhood_at(lat: float, lon: float, *, folder: Path | None = None) -> str:
+    """The neighbourhood of a spot by its sold neighbours: the 7 nearest sales vote, each
+    weighted by 1 / (distance + 10 m).
+
+    The data has no boundaries, only sales; leaving each sale out, this vote names its
+    own neighbourhood for 97% of them (the rest sit on borders).
+    """
+    a = _arrays(folder)
+    distance = distances_km(lat, lon, a.lats, a.lons)
+    return a.hood_names[_vote(distance, a.hoods, len(a.hood_names))]
+
+
+def medoid(lats: np.ndarray, lons: np.ndarray) -> int:
+    """Index of the point with the least total distance to the others (radians in)."""
+    x = (lons[:, None] - lons[None, :]) * np.cos((lats[:, None] + lats[None, :]) / 2)
+    y = lats[:, None] - lats[None, :]
+    return int(np.argmin(np.hypot(x, y).sum(axis=1)))
+
+
+def neighbourhood_centres(sales: pd.DataFrame) -> dict[str, tuple[float, float]]:
+    """(lat, lon) of each neighbourhood's centre: its medoid sale, so a point inside it.
+
+    A mean could fall outside a curved or split neighbourhood; a sale of it cannot, and
+    the medoid is the sale nearest the rest of them.
+    """
+    centres = {}
+    for name, group in sales.groupby(sales["Neighborhood"].astype(str), sort=True):
+        lats = np.radians(group["Latitude"].to_numpy(float))
+        lons = np.radians(group["Longitude"].to_numpy(float))
+        best = group.iloc[medoid(lats, lons)]
+        centres[name] = (float(best["Latitude"]), float(best["Longitude"]))
+    return centres
+
+
+@functools.lru_cache(maxsize=4)
+def reference_centres(folder: Path | None = None) -> dict[str, tuple[float, float]]:
+    """The centre of each neighbourhood of the reference sales, once per process."""
+    return neighbourhood_centres(reference_sales(folder))
+
+
+@functools.lru_cache(maxsize=4)
+def model_prices(folder: Path | None = None) -> np.ndarray:
+    """What the model says for each reference sale (NaN where it refuses one), once per
+    process: the comps table shows it beside the price the house sold for."""
+    from homevalue.model import load_model
+    from homevalue.predict import score_frame
+
+    model = load_model(folder)
+    sales = reference_sales(folder)
+    scored = score_frame(sales[model.schema.names], model=model)
+    prices = np.full(len(sales), np.nan)
+    prices[scored.scored["row"].to_numpy() - 1] = scored.scored["predicted_price"].to_numpy()
+    prices.flags.writeable = False
+    return prices
+
+
+def _candidates(
+    a: _Arrays, step: Step, living_area: float | None, hood: int | None, kind: int | None
+) -> np.ndarray:
+    mask = np.ones(len(a.areas), dtype=bool)
+    if step.same_neighbourhood and hood is not None:
+        mask &= a.hoods == hood
+    if step.same_type and kind is not None:
+        mask &= a.types == kind
+    if step.size is not None and living_area:
+        mask &= np.abs(a.areas - living_area) <= step.size * living_area
+    return np.flatnonzero(mask)
+
+
 def comparable_sales(
     lat: float,
     lon: float,
     living_area: float | None = None,
     *,
+    neighbourhood: str | None = None,
+    building_type: str | None = None,
     k: int = 5,
     folder: Path | None = None,
+    with_model_price: bool = False,
 ) -> pd.DataFrame:
-    """The k nearest sales to (lat, lon), preferring houses within ±25% of `living_area`.
+    """The k comparable sales of a house, by COMPS_RULE, sorted by distance.
 
-    If fewer than k sales are that close in size the tolerance widens (±50%, ±100%, any), so
-    a mansion still gets comparables; `size_tolerance` in the result says which applied.
-    Sorted by distance, with `distance_km`.
+    The first step of the rule that k sales pass is used (a criterion that is not given,
+    such as no neighbourhood, is not applied); `size_tolerance` and `rule` in the result
+    say which step that was. `distance_km` is from (lat, lon); with `with_model_price`,
+    `model_price` is what the model says for each sale.
     """
-    lats, lons, areas = _arrays(folder)
-    distance = distances_km(lat, lon, lats, lons)
-    candidates = np.arange(len(distance))
-    tolerance = None
-    if living_area:
-        for tolerance in SIZE_TOLERANCES:
-            if tolerance is None:
-                candidates = np.arange(len(distance))
-                break
-            near = np.flatnonzero(np.abs(areas - living_area) <= tolerance * living_area)
-            if len(near) >= k:
-                candidates = near
-                break
+    a = _arrays(folder)
+    distance = distances_km(lat, lon, a.lats, a.lons)
+    hood = a.hood_names.index(neighbourhood) if neighbourhood in a.hood_names else None
+    kind = a.type_codes.get(building_type) if building_type is not None else None
+    for step in COMPS_RULE:
+        candidates = _candidates(a, step, living_area, hood, kind)
+        if len(candidates) >= k:
+            break
+    applied = Step(
+        step.same_neighbourhood and hood is not None,
+        step.same_type and kind is not None,
+        step.size if living_area else None,
+    )
     k = min(k, len(candidates))
     nearest = candidates[np.argpartition(distance[candidates], k - 1)[:k]] if k else candidates
     nearest = nearest[np.argsort(distance[nearest], kind="stable")]
-    result = reference_sales(folder).iloc[nearest].copy()
+    # One DataFrame from column slices: indexing the stored frame and adding columns to
+    # it took ten times as long as the search itself.
+    result = {name: column[nearest] for name, column in a.columns.items()}
     result["distance_km"] = distance[nearest].round(3)
-    result["size_tolerance"] = tolerance
-    return result.reset_index(drop=True)
+    result["size_tolerance"] = np.full(len(nearest), applied.size, dtype=object)
+    result["rule"] = np.full(len(nearest), applied.describe(), dtype=object)
+    if with_model_price:
+        result["model_price"] = model_prices(folder)[nearest]
+    return pd.DataFrame(result, copy=False)

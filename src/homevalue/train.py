@@ -29,6 +29,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OrdinalEncoder
 
 from homevalue import booster, config
+from homevalue.comps import neighbourhood_centres
 from homevalue.model import TRUSTED_TYPES, band_label, sha256_file, write_card_pin
 from homevalue.schema import Feature, Schema
 
@@ -137,8 +138,19 @@ def split_sales(clean: pd.DataFrame) -> dict[str, pd.DataFrame]:
     return {"train": pd.concat([train, test[unseen]]), "test": test[~unseen]}
 
 
-def build_schema(train: pd.DataFrame) -> Schema:
-    """Fill in what the training data says: ranges seen, categories, typical values."""
+def build_schema(train: pd.DataFrame, places: pd.DataFrame | None = None) -> Schema:
+    """Fill in what the training data says: ranges seen, categories, typical values.
+
+    The default house is a typical house of the commonest neighbourhood, inside it: its
+    other fields are that neighbourhood's medians and modes, and its location is that
+    neighbourhood's centre among `places` (the reference sales the page maps; default:
+    `train`), the point the page moves a house to when its neighbourhood is chosen.
+    Medians over the whole town would put a North Ames house among Veenker's sales.
+    """
+    home = train["Neighborhood"].mode()[0]
+    typical = train[train["Neighborhood"] == home]
+    centre = neighbourhood_centres(train if places is None else places)[home]
+    location = {"Latitude": centre[0], "Longitude": centre[1]}
     features = []
     for feature in FEATURES:
         column = train[feature.name]
@@ -146,9 +158,10 @@ def build_schema(train: pd.DataFrame) -> Schema:
             seen = set(column)
             order = CATEGORY_ORDER.get(feature.name) or tuple(sorted(seen))
             categories = tuple(c for c in order if c in seen)
-            features.append(replace(feature, categories=categories, default=column.mode()[0]))
+            default = typical[feature.name].mode()[0]
+            features.append(replace(feature, categories=categories, default=default))
         else:
-            median = float(column.median())
+            median = location.get(feature.name, float(typical[feature.name].median()))
             default = None if feature.default_from else round(median, 6)
             if feature.kind == "integer" and default is not None:
                 default = float(round(median))
@@ -495,7 +508,7 @@ def train(out_dir: Path) -> dict:
     raw = load_sales()
     clean, removed = clean_sales(raw)
     parts = split_sales(clean)
-    schema = build_schema(parts["train"])
+    schema = build_schema(parts["train"], places=clean)
     pipeline = fit_pipeline(schema, parts["train"])
     out_of_fold, cross_validation = cross_validate(schema, parts["train"])
     evaluation = evaluate(pipeline, schema, parts, out_of_fold)

@@ -16,13 +16,37 @@ from voila_server import kernel_id
 
 import homevalue
 from browser.screenshots import open_page
-from homevalue.comps import comparable_sales, reference_sales
+from homevalue.comps import (
+    comparable_sales,
+    neighbourhood_at,
+    reference_centres,
+    reference_sales,
+)
 from homevalue.errors import ValidationError
 from homevalue.schema import validate_record
 from homevalue.ui.form import HouseForm
-from homevalue.ui.price import LAT, LON, accuracy_sentence, interval_sentence
+from homevalue.ui.price import (
+    HIGHLIGHT_STYLE,
+    LAT,
+    LON,
+    accuracy_sentence,
+    interval_sentence,
+)
 from homevalue.ui.render import category_label, money
 
+# The last comp circle (comps are drawn in table order) whose centre nothing covers and
+# that is not outlined: its index in the table and its centre in window coordinates.
+UNCOVERED_COMP = """colour => {
+  const paths = [...document.querySelectorAll('.hv-map path.leaflet-interactive')]
+    .filter(path => path.getAttribute('fill') === colour);
+  for (let index = paths.length - 1; index >= 0; index--) {
+    const box = paths[index].getBoundingClientRect();
+    const x = box.left + box.width / 2, y = box.top + box.height / 2;
+    if (paths[index].getAttribute('stroke') === colour
+        && document.elementFromPoint(x, y) === paths[index]) return {index, x, y};
+  }
+  return null;
+}"""
 UPDATE_TIMEOUT = 15_000  # ms for a change to come back as a new price
 COMPS_COLOUR = "#e66101"  # the comparable sales' circles, drawn over the sold houses
 READ_FORM = """names => Object.fromEntries(names.map(name => {
@@ -89,14 +113,21 @@ def assert_priced_as_shown(page: Page, model) -> dict:
 
 
 def assert_comps_follow(page: Page, model, values: dict) -> None:
-    """The comparable sales table lists the library's comps for the house's place and size."""
-    comps = comparable_sales(values[LAT], values[LON], values["Gr_Liv_Area"], folder=model.path)
+    """The comparable sales table lists the library's comps for the house, each with the
+    model's price for it."""
+    comps = comparable_sales(
+        values[LAT], values[LON], values["Gr_Liv_Area"], neighbourhood=values["Neighborhood"],
+        building_type=values["Bldg_Type"], folder=model.path, with_model_price=True,
+    )  # fmt: skip
     table = page.locator(".hv-table")  # the only table on the page: comparable sales
-    expect(table.locator("tbody tr td:nth-child(1)")).to_have_text(
+    expect(table.locator("tbody tr td:nth-child(2)")).to_have_text(
         [f"{d:.2f}" for d in comps["distance_km"]], timeout=UPDATE_TIMEOUT
     )
-    expect(table.locator("tbody tr td:nth-child(2)")).to_have_text(
+    expect(table.locator("tbody tr td:nth-child(3)")).to_have_text(
         [money(p) for p in comps["Sale_Price"]], timeout=UPDATE_TIMEOUT
+    )
+    expect(table.locator("tbody tr td:nth-child(4)")).to_have_text(
+        [money(p) for p in comps["model_price"]], timeout=UPDATE_TIMEOUT
     )
 
 
@@ -144,7 +175,12 @@ def test_each_control_reprices_the_house(price_page, model, default_house):
         label=category_label("Northridge_Heights")
     )
     changed(page, before)
-    assert assert_priced_as_shown(page, model)["Neighborhood"] == "Northridge_Heights"
+    values = assert_priced_as_shown(page, model)
+    assert values["Neighborhood"] == "Northridge_Heights"
+    # The house moved to the neighbourhood's centre, and its comps with it.
+    centre = reference_centres(model.path)["Northridge_Heights"]
+    assert (values[LAT], values[LON]) == pytest.approx(centre, abs=1e-6)  # as the form shows
+    assert_comps_follow(page, model, values)
 
 
 def test_clicking_the_map_moves_the_house_and_reprices_it(price_page, model, default_house):
@@ -162,11 +198,17 @@ def test_clicking_the_map_moves_the_house_and_reprices_it(price_page, model, def
 def test_a_sold_house_on_the_map_can_be_the_starting_point(
     price_page, problems, model, circle_point
 ):
-    """Clicking a sold house offers it; accepting fills the form with it and re-prices."""
+    """Clicking a sold house offers it and leaves the house where it is; accepting fills
+    the form with it (its location too) and re-prices."""
     page = price_page
+    before = assert_priced_as_shown(page, model)
+    marker = page.locator(".hv-map .leaflet-marker-icon").bounding_box()
     page.mouse.click(*circle_point(page, ".hv-map", skip=COMPS_COLOUR))
     start = page.get_by_role("button", name="Start from this house")
     expect(start).to_be_visible(timeout=UPDATE_TIMEOUT)
+    page.wait_for_timeout(1500)  # a map click, had one been sent, would have moved it by now
+    assert form_values(page, model.schema) == before, "a click on a sale moved the house"
+    assert page.locator(".hv-map .leaflet-marker-icon").bounding_box() == marker
     offer = page.get_by_text(re.compile(r"^Sold \d+ for")).inner_text()
     found = re.search(r"Sold (\d+) for \$([\d,]+): ([\d,]+) sq ft, built (\d+), (.+)\.", offer)
     assert found, f"unexpected offer text {offer!r}"
@@ -222,10 +264,47 @@ def test_an_out_of_range_entry_is_marked_and_keeps_the_last_price(price_page, mo
 def test_a_link_prefills_the_form_in_a_preheated_kernel(page, server, model, default_house):
     """Voilà hands the query to a kernel that ran the page before the viewer asked for it."""
     open_page(page, server.url, "price_a_home", query="Gr_Liv_Area=2500&lat=42.05&lon=-93.63")
-    linked = {**default_house, "Gr_Liv_Area": 2500, LAT: 42.05, LON: -93.63}
+    # A spot without a neighbourhood takes the neighbourhood its sales say.
+    hood = neighbourhood_at(42.05, -93.63, folder=model.path)
+    assert hood != default_house["Neighborhood"]
+    linked = {**default_house, "Gr_Liv_Area": 2500, LAT: 42.05, LON: -93.63, "Neighborhood": hood}
     expect(page.locator(".hv-row-Gr_Liv_Area input")).to_have_value("2500")
     assert assert_priced_as_shown(page, model) == linked
     assert expected_answer(linked, model)[0] != expected_answer(default_house, model)[0]
     expect(page.locator(".hv-notice")).to_have_count(0)  # every value of the link was used
     kernel = kernel_id(page.content())
     assert f"Using pre-heated kernel: {kernel} for price_a_home.ipynb" in server.log()
+
+
+def test_picking_a_comp_outlines_it_on_the_map_and_offers_it(price_page, model):
+    """The comps' buttons work from the keyboard; the picked comp is drawn larger with a
+    dark outline; clicking another comp's circle on the map picks that one instead."""
+    page = price_page
+    before = assert_priced_as_shown(page, model)
+    comps = comparable_sales(
+        before[LAT], before[LON], before["Gr_Liv_Area"], neighbourhood=before["Neighborhood"],
+        building_type=before["Bldg_Type"], folder=model.path,
+    )  # fmt: skip
+    outlined = page.locator(
+        f'.hv-map path.leaflet-interactive[stroke="{HIGHLIGHT_STYLE["color"]}"]'
+        f'[stroke-width="{HIGHLIGHT_STYLE["weight"]}"]'
+    )
+    expect(outlined).to_have_count(0)
+    button = page.locator(".hv-comp-choice button", has_text="2")
+    button.focus()
+    page.keyboard.press("Enter")
+    expect(outlined).to_have_count(1, timeout=UPDATE_TIMEOUT)
+    offer = page.get_by_text(re.compile(r"^Sold \d+ for"))
+    expect(offer).to_contain_text(money(comps["Sale_Price"].iloc[1]), timeout=UPDATE_TIMEOUT)
+    box = outlined.bounding_box()
+    assert box["width"] >= 2 * HIGHLIGHT_STYLE["radius"]  # drawn larger than the others
+
+    page.locator(".hv-map").scroll_into_view_if_needed()
+    other = page.evaluate(UNCOVERED_COMP, COMPS_COLOUR)
+    assert other, "no comp's circle is uncovered on the map"
+    page.mouse.click(other["x"], other["y"])
+    active = page.locator(".hv-comp-choice button.mod-active")
+    expect(active).to_have_text(str(other["index"] + 1), timeout=UPDATE_TIMEOUT)
+    expect(offer).to_contain_text(money(comps["Sale_Price"].iloc[other["index"]]))
+    expect(outlined).to_have_count(1)
+    assert form_values(page, model.schema) == before, "picking a comp moved the house"

@@ -53,6 +53,8 @@ class HouseForm:
         self.inputs = {f.name: field_widget(f, start[f.name]) for f in schema.features}
         self.errors = {f.name: widgets.HTML() for f in schema.features}
         self._callbacks: list[Callable[[], None]] = []
+        self._implications: list[Callable[[str, object], Mapping | None]] = []
+        self._names = {id(widget): name for name, widget in self.inputs.items()}
         self._holding = False
         for widget in self.inputs.values():
             widget.observe(self._changed, names="value")
@@ -72,16 +74,36 @@ class HouseForm:
     def on_change(self, callback: Callable[[], None]) -> None:
         self._callbacks.append(callback)
 
-    def _changed(self, _change=None) -> None:
-        if not self._holding:
-            for callback in self._callbacks:
-                callback()
+    def on_implied(self, rule: Callable[[str, object], Mapping | None]) -> None:
+        """Let a viewer's change of one field set others before anyone is told of it.
+
+        `rule(name, value)` returns the fields that change implies (a chosen neighbourhood
+        moves the house to it), so the page re-prices once per change, not once per field.
+        Values set by `set_values` imply nothing: whoever sets them says what they mean.
+        """
+        self._implications.append(rule)
+
+    def _changed(self, change=None) -> None:
+        if self._holding:
+            return
+        if change is not None and self._implications:
+            name = self._names.get(id(change["owner"]))
+            implied: dict = {}
+            for rule in self._implications:
+                implied.update(rule(name, change["new"]) or {})
+            self._set_held(implied)
+        for callback in self._callbacks:
+            callback()
 
     def values(self) -> dict:
         return {name: widget.value for name, widget in self.inputs.items()}
 
     def set_values(self, record: Mapping) -> None:
         """Fill the form from a record (a sold house, a link) with one change notification."""
+        self._set_held(record)
+        self._changed()
+
+    def _set_held(self, record: Mapping) -> None:
         self._holding = True
         try:
             for name, value in record.items():
@@ -89,7 +111,6 @@ class HouseForm:
                     self.inputs[name].value = self._coerce(name, value)
         finally:
             self._holding = False
-        self._changed()
 
     def _coerce(self, name: str, value):
         widget = self.inputs[name]

@@ -47,19 +47,23 @@ def colours(values, bands, palette) -> list[str]:
     return [palette[i] for i in np.digitize(np.asarray(values, dtype=float), bands)]
 
 
-def points(frame: pd.DataFrame, properties: list[str], colour: list[str]) -> dict:
+def points(
+    frame: pd.DataFrame, properties: list[str], colour: list[str], styles: list[dict] | None = None
+) -> dict:
     """A FeatureCollection of circles; each feature carries its colour and chosen columns.
 
     The reference sales are most of a page's widget state (the browser waits for all of it
     before drawing anything), so features carry only what a click or a style needs: the
-    size is the layer's, coordinates are rounded to 5 decimals (about a metre).
+    size is the layer's, coordinates are rounded to 5 decimals (about a metre). `styles`
+    adds to a feature's style (a highlighted circle: larger, outlined).
     """
     features = []
     lon, lat = frame["Longitude"].to_numpy(float), frame["Latitude"].to_numpy(float)
     records = frame[properties].to_dict("records")
-    for x, y, props, fill in zip(lon, lat, records, colour, strict=True):
+    styles = styles or [{}] * len(records)
+    for x, y, props, fill, extra in zip(lon, lat, records, colour, styles, strict=True):
         props = {k: (v.item() if hasattr(v, "item") else v) for k, v in props.items()}
-        props["style"] = {"fillColor": fill, "color": fill}
+        props["style"] = {"fillColor": fill, "color": fill, **extra}
         features.append({
             "type": "Feature",
             "geometry": {"type": "Point", "coordinates": [round(x, 5), round(y, 5)]},
@@ -69,11 +73,17 @@ def points(frame: pd.DataFrame, properties: list[str], colour: list[str]) -> dic
 
 
 def layer(name: str, data: dict | None = None, *, opacity: float = 0.8, radius=4) -> GeoJSON:
-    """One GeoJSON layer of circle markers (colours come from each feature)."""
+    """One GeoJSON layer of circle markers (colours come from each feature).
+
+    A click on a circle stays with the layer (Leaflet's `bubblingMouseEvents`): otherwise
+    the map hears it too, and a page that places the house on a map click would move the
+    house when the viewer only meant to look at a sale.
+    """
+    style = {"radius": radius, "weight": 1, "fillOpacity": opacity, "opacity": opacity}
     return GeoJSON(
         name=name,
         data=data or {"type": "FeatureCollection", "features": []},
-        point_style={"radius": radius, "weight": 1, "fillOpacity": opacity, "opacity": opacity},
+        point_style={**style, "bubblingMouseEvents": False},
     )
 
 

@@ -13,10 +13,17 @@ from datetime import UTC, datetime
 
 import ipywidgets as widgets
 import numpy as np
+import pandas as pd
 from ipyleaflet import Marker
 
 from homevalue import export
-from homevalue.comps import comparable_sales, reference_sales
+from homevalue.comps import (
+    COMPS_RULE_TEXT,
+    comparable_sales,
+    neighbourhood_at,
+    reference_centres,
+    reference_sales,
+)
 from homevalue.errors import ValidationError
 from homevalue.explain import Explanation
 from homevalue.export import Driver
@@ -33,34 +40,69 @@ QUERY_ALIASES = {"lat": LAT, "latitude": LAT, "lon": LON, "lng": LON, "longitude
 VOILA_PARAMETERS = {"theme", "template", "token"}
 WHAT_IF_POINTS = 40
 SALE_PROPERTIES = ["Sale_ID"]  # a click finds the rest in self.sales
+HOOD = "Neighborhood"
+COMPS_COLOUR = "#e66101"
+# The comp the viewer picked: larger, with a dark outline that reads on every basemap.
+HIGHLIGHT_STYLE = {"radius": 14, "weight": 4, "color": "#111111", "fillOpacity": 1.0}
 
 
 def comps_summary(comps) -> str:
     if comps is None or not len(comps):
         return "no comparable sales"
     low, high = comps["Sale_Price"].min(), comps["Sale_Price"].max()
-    tolerance = comps["size_tolerance"].iloc[0]
-    size = "any size" if tolerance is None or tolerance != tolerance else f"±{tolerance:.0%}"
+    said = comps.get("model_price")
+    model = (
+        ""
+        if said is None or said.isna().all()
+        else f"; the model says {render.money(said.min())} – {render.money(said.max())}"
+    )
     return (
-        f"{len(comps)} comparable sales within {comps['distance_km'].max():.2f} km, "
-        f"{render.money(low)} – {render.money(high)} (living area {size})"
+        f"{len(comps)} comparable sales within {comps['distance_km'].max():.2f} km "
+        f"({comps['rule'].iloc[0]}), sold for {render.money(low)} – {render.money(high)}"
+        f"{model}"
     )
 
 
+def _percent(value: float) -> str:
+    """+4%, -12%; 0% rather than a signed zero."""
+    whole = round(value * 100)
+    return f"{whole:+d}%" if whole else "0%"
+
+
+COMPS_HEADERS = {
+    "number": "#", "distance_km": "Distance (km)", "Sale_Price": "Sold for",
+    "model_price": "Model says", "difference": "Model vs sale",
+    "Gr_Liv_Area": "Living area (sq ft)", "Bldg_Type": "Type", "Year_Built": "Built",
+    "Neighborhood": "Neighbourhood", "sold": "Sold",
+}  # fmt: skip
+COMPS_FORMATS = {
+    "Sale_Price": render.money, "model_price": render.money, "difference": _percent,
+    "distance_km": "{:.2f}".format, "Gr_Liv_Area": "{:,.0f}".format,
+}  # fmt: skip
+
+
+def comps_frame(comps) -> pd.DataFrame:
+    """The comps as the page and the export show them: what each sold for beside what the
+    model says for it, numbered as the buttons that show one on the map. Built from plain
+    columns: pandas' assign and map cost more than the whole search for the comps."""
+    sold = comps["Sale_Price"].to_numpy(float)
+    said = comps["model_price"].to_numpy(float) if "model_price" in comps else sold * np.nan
+    return pd.DataFrame({
+        "number": np.arange(1, len(comps) + 1),
+        "distance_km": comps["distance_km"].to_numpy(),
+        "Sale_Price": sold,
+        "model_price": said,
+        "difference": said / sold - 1,
+        "Gr_Liv_Area": comps["Gr_Liv_Area"].to_numpy(),
+        "Bldg_Type": [render.category_label(v) for v in comps["Bldg_Type"]],
+        "Year_Built": comps["Year_Built"].to_numpy(),
+        "Neighborhood": [render.category_label(v) for v in comps["Neighborhood"]],
+        "sold": [f"{y}-{int(m):02d}" for y, m in comps[["Year_Sold", "Mo_Sold"]].to_numpy()],
+    })  # fmt: skip
+
+
 def comps_table(comps) -> str:
-    shown = comps.assign(
-        Neighborhood=comps["Neighborhood"].map(render.category_label),
-        sold=comps["Year_Sold"].astype(str)
-        + "-"
-        + comps["Mo_Sold"].astype(int).map("{:02d}".format),
-    )[["distance_km", "Sale_Price", "Gr_Liv_Area", "Year_Built", "Neighborhood", "sold"]]
-    return render.table(
-        shown,
-        headers={"distance_km": "Distance (km)", "Sale_Price": "Sold for",
-                 "Gr_Liv_Area": "Living area (sq ft)", "Year_Built": "Built", "sold": "Sold"},
-        formats={"Sale_Price": render.money, "distance_km": "{:.2f}".format,
-                 "Gr_Liv_Area": "{:,.0f}".format},
-    )  # fmt: skip
+    return render.table(comps_frame(comps), headers=COMPS_HEADERS, formats=COMPS_FORMATS)
 
 
 def what_if_grid(feature, current: float) -> np.ndarray:
@@ -131,11 +173,14 @@ class PricePage:
         self.last: Prediction | None = None
         self.comps = None
         self.curve = None
+        self.centres = reference_centres(self.model.path)
+        self.moved_from: tuple[float, float] | None = None  # the spot before a chosen move
         self._build_map()
         self._build_answer()
         self._build_what_if()
         self._build_download()
         self._build_explanation()
+        self.form.on_implied(self.guard(self._implied))
         self.form.on_change(Throttle(self.guard(self.refresh)))
         self.refresh()
 
@@ -148,6 +193,7 @@ class PricePage:
             "Sold houses", maps.points(self.sales, SALE_PROPERTIES, colour), opacity=0.7
         )
         self.comps_layer = maps.layer("Comparable sales", opacity=1.0, radius=9)
+        self.comps_layer.on_click(self.guard(self._comp_clicked))
         values = self.form.values()
         self.marker = Marker(
             location=(values[LAT], values[LON]), draggable=True, title="This house"
@@ -159,16 +205,34 @@ class PricePage:
         self.marker.observe(self.guard(self._marker_moved), names="location")
         self.sales_layer.on_click(self.guard(self._sale_clicked))
         self.offer_text = widgets.HTML()
-        self.offer_button = widgets.Button(description="Start from this house", icon="home")
+        self.offer_button = widgets.Button(
+            description="Start from this house",
+            icon="home",
+            layout={"flex": "0 0 auto", "width": "auto"},
+        )
         self.offer_button.on_click(self.guard(self._use_offer))
         self.offer = widgets.HBox([self.offer_text, self.offer_button], layout={"display": "none"})
         self.offered = None
+        self.place_html = widgets.HTML()
+        self.keep_button = widgets.Button(
+            description="Keep the previous spot", icon="undo", layout={"width": "auto"}
+        )
+        self.keep_button.on_click(self.guard(self._keep_spot))
+        self.keep_button.layout.display = "none"
 
     def _build_answer(self) -> None:
         self.price_html = widgets.HTML()
         self.flags_html = widgets.HTML()
         self.link_html = widgets.HTML()
         self.comps_html = widgets.HTML()
+        self.comp_choice = widgets.ToggleButtons(
+            options=[],
+            value=None,
+            description="Show on the map",
+            style={"description_width": "auto", "button_width": "48px"},
+        )
+        self.comp_choice.observe(self.guard(self._comp_chosen), names="value")
+        self.comp_choice.add_class("hv-comp-choice")
 
     def _build_what_if(self) -> None:
         numeric = [
@@ -224,9 +288,11 @@ class PricePage:
                 self.download_box,
                 widgets.HTML(
                     "<h3>Where it is</h3><p class='hv-hint'>Click the map or drag the marker "
-                    "to set the location; click a sold house to start from it.</p>"
+                    "to place the house (its neighbourhood follows the sales around it); "
+                    "choose a neighbourhood to move it there; click a sold house to start "
+                    "from it.</p>"
                 ),
-                self.map, self.offer,
+                self.place_html, self.keep_button, self.map, self.offer,
             ]
         )  # fmt: skip
         form.layout, answer.layout = {"flex": "1 1 420px"}, {"flex": "1 1 420px"}
@@ -235,8 +301,14 @@ class PricePage:
 
     @property
     def comparables(self) -> Panel:
+        hint = widgets.HTML(
+            f"<p class='hv-hint'>{render.esc(COMPS_RULE_TEXT)} “Model says” is this model's "
+            "price for each sale. Pick one to outline it on the map and start from it.</p>"
+        )
         return Panel(
-            [self.comps_html], title="Comparable sales", summary=lambda: comps_summary(self.comps)
+            [hint, self.comp_choice, self.comps_html],
+            title="Comparable sales",
+            summary=lambda: comps_summary(self.comps),
         )
 
     @property
@@ -258,7 +330,10 @@ class PricePage:
     # --- summaries (the panels' text, compared by nbval) ------------------------------
 
     def _describe(self) -> str:
-        return f"{self._describe_house()}\n{self._describe_price()}"
+        place = self._place_problem()
+        return f"{self._describe_house()}\n{self._describe_price()}" + (
+            f"\n{place}" if place else ""
+        )
 
     def _describe_house(self) -> str:
         v = self.form.values()
@@ -334,10 +409,86 @@ class PricePage:
         lat, lon = values[LAT], values[LON]
         if tuple(self.marker.location) != (lat, lon):
             self.marker.location = (lat, lon)
-        self.comps = comparable_sales(lat, lon, values["Gr_Liv_Area"], folder=self.model.path)
+        self._show_place(values)
+        self.comps = comparable_sales(
+            lat, lon, values["Gr_Liv_Area"], neighbourhood=values[HOOD],
+            building_type=values.get("Bldg_Type"), folder=self.model.path,
+            with_model_price=True,
+        )  # fmt: skip
         self.comps_html.value = comps_table(self.comps)
-        data = maps.points(self.comps, SALE_PROPERTIES, ["#e66101"] * len(self.comps))
-        self.comps_layer.data = data
+        options = [(str(i + 1), i) for i in range(len(self.comps))]
+        if list(self.comp_choice.options) != options:
+            self.comp_choice.options = options
+        self.comp_choice.tooltips = [
+            f"Outline sale {i + 1} ({render.money(p)}) on the map"
+            for i, p in enumerate(self.comps["Sale_Price"])
+        ]
+        if self.comp_choice.value is None:
+            self._draw_comps()
+        else:
+            self.comp_choice.value = None  # new comps: none picked yet (redraws them)
+
+    def _draw_comps(self, chosen: int | None = None) -> None:
+        styles = [HIGHLIGHT_STYLE if i == chosen else {} for i in range(len(self.comps))]
+        self.comps_layer.data = maps.points(
+            self.comps, SALE_PROPERTIES, [COMPS_COLOUR] * len(self.comps), styles
+        )
+
+    # --- location and neighbourhood -------------------------------------------------
+
+    def _place_problem(self) -> str:
+        """The notice when the chosen neighbourhood is not the one the spot is in."""
+        values = self.form.values()
+        located = neighbourhood_at(values[LAT], values[LON], folder=self.model.path)
+        if located == values[HOOD]:
+            return ""
+        return (
+            f"This spot is in {render.category_label(located)} by its nearest sales; it is "
+            f"priced as {render.category_label(values[HOOD])}, as chosen. Choose "
+            f"{render.category_label(located)}, or place the house in "
+            f"{render.category_label(values[HOOD])}, to make them agree."
+        )
+
+    def _show_place(self, values: dict) -> None:
+        problem = self._place_problem()
+        self.place_html.value = render.notice(problem) if problem else ""
+        centre = self.centres.get(values[HOOD])
+        moved = self.moved_from is not None and centre == (values[LAT], values[LON])
+        if not moved:
+            self.moved_from = None
+        self.keep_button.layout.display = "flex" if moved else "none"
+
+    def _implied(self, name: str | None, value) -> dict | None:
+        """A viewer's change that implies others: a chosen neighbourhood moves the house to
+        its centre (inside it by construction, so placing there names it again); typed
+        coordinates place the house, and its neighbourhood follows."""
+        values = self.form.values()
+        if name == HOOD and value in self.centres:
+            self.moved_from = (values[LAT], values[LON])
+            lat, lon = self.centres[value]
+            return {LAT: lat, LON: lon}
+        if name in (LAT, LON):
+            self.moved_from = None
+            return {HOOD: self._located(values[LAT], values[LON])}
+        return None
+
+    def _located(self, lat: float, lon: float) -> str:
+        """The neighbourhood of a spot, if the form offers it (else the current choice)."""
+        hood = neighbourhood_at(lat, lon, folder=self.model.path)
+        return hood if hood in self.schema.by_name[HOOD].categories else self.form.values()[HOOD]
+
+    def place(self, lat: float, lon: float) -> None:
+        """Put the house at (lat, lon): its neighbourhood is the one its sales say."""
+        lat, lon = round(lat, 6), round(lon, 6)
+        self.moved_from = None
+        self.form.set_values({LAT: lat, LON: lon, HOOD: self._located(lat, lon)})
+
+    def _keep_spot(self, _button=None) -> None:
+        """Undo the move a chosen neighbourhood made, keeping the choice: an override."""
+        if self.moved_from is not None:
+            lat, lon = self.moved_from
+            self.moved_from = None
+            self.form.set_values({LAT: lat, LON: lon})
 
     def _update_what_if(self) -> None:
         if self.last is None:
@@ -435,20 +586,9 @@ class PricePage:
         comps = self.comps
         if comps is None or not len(comps):
             return None
-        shown = comps.assign(
-            Neighborhood=comps["Neighborhood"].map(render.category_label),
-            sold=comps["Year_Sold"].astype(str)
-            + "-"
-            + comps["Mo_Sold"].astype(int).map("{:02d}".format),
-        )[["distance_km", "Sale_Price", "Gr_Liv_Area", "Year_Built", "Neighborhood", "sold"]]
         return export.Table.from_frame(
-            shown,
-            headers={"distance_km": "Distance (km)", "Sale_Price": "Sold for",
-                     "Gr_Liv_Area": "Living area (sq ft)", "Year_Built": "Built",
-                     "Neighborhood": "Neighbourhood", "sold": "Sold"},
-            formats={"Sale_Price": render.money, "distance_km": "{:.2f}".format,
-                     "Gr_Liv_Area": "{:,.0f}".format},
-        )  # fmt: skip
+            comps_frame(comps), headers=COMPS_HEADERS, formats=COMPS_FORMATS
+        )
 
     def _export_curve(self) -> export.Curve | None:
         c, name = self.curve, self.what_if_choice.value
@@ -484,23 +624,38 @@ class PricePage:
         )
 
     def _map_clicked(self, **event) -> None:
+        # A click on a sold house stays with its layer (maps.layer), so this is the map.
         if event.get("type") == "click":
-            lat, lon = event["coordinates"]
-            self.form.set_values({LAT: round(lat, 6), LON: round(lon, 6)})
+            self.place(*event["coordinates"])
 
     def _marker_moved(self, change) -> None:
         lat, lon = change["new"]
         values = self.form.values()
         if (round(lat, 6), round(lon, 6)) != (values[LAT], values[LON]):
-            self.form.set_values({LAT: round(lat, 6), LON: round(lon, 6)})
+            self.place(lat, lon)
 
     def _sale_clicked(self, feature=None, properties=None, **_event) -> None:
         props = properties or (feature or {}).get("properties", {})
         match = self.sales[self.sales["Sale_ID"] == props.get("Sale_ID")]
-        if match.empty:
-            return
-        self.offered = match.iloc[0]
-        sale = self.offered
+        if not match.empty:
+            self._offer(match.iloc[0])
+
+    def _comp_clicked(self, feature=None, properties=None, **_event) -> None:
+        props = properties or (feature or {}).get("properties", {})
+        found = np.flatnonzero(self.comps["Sale_ID"].to_numpy() == props.get("Sale_ID"))
+        if len(found):
+            self.comp_choice.value = int(found[0])
+
+    def _comp_chosen(self, change) -> None:
+        chosen = change["new"]
+        self._draw_comps(chosen)
+        if chosen is not None:
+            sale = self.comps.iloc[chosen]
+            self._offer(self.sales[self.sales["Sale_ID"] == sale["Sale_ID"]].iloc[0])
+
+    def _offer(self, sale) -> None:
+        """Offer to start from a sold house; the viewer's house stays until they accept."""
+        self.offered = sale
         self.offer_text.value = (
             f"<span>Sold {render.esc(int(sale['Year_Sold']))} for "
             f"<b>{render.money(sale['Sale_Price'])}</b>: {fmt(sale['Gr_Liv_Area'])} sq ft, "
@@ -511,6 +666,7 @@ class PricePage:
 
     def _use_offer(self, _button=None) -> None:
         if self.offered is not None:
+            self.moved_from = None
             self.form.set_values({name: self.offered[name] for name in self.schema.names})
             self.offer.layout.display = "none"
 
@@ -524,12 +680,26 @@ class PricePage:
 
     def _apply_query(self, query: dict) -> None:
         values, problems = self.query_values(query)
+        values = self._agree(values)
         if values:
             self.form.set_values(values)
         if problems:
             self.status.value = render.notice(
                 "The link had values that were not used: " + "; ".join(problems)
             )
+
+    def _agree(self, values: dict) -> dict:
+        """A link's place and neighbourhood, as the form would set them: a spot without a
+        neighbourhood takes the spot's; a neighbourhood without a spot moves the house to
+        its centre; both are kept as given (the page says if they disagree)."""
+        spot = LAT in values or LON in values
+        if spot and HOOD not in values:
+            here = {**self.form.values(), **values}
+            return {**values, HOOD: self._located(here[LAT], here[LON])}
+        if HOOD in values and not spot and values[HOOD] in self.centres:
+            lat, lon = self.centres[values[HOOD]]
+            return {**values, LAT: lat, LON: lon}
+        return values
 
     def query_values(self, query: dict) -> tuple[dict, list[str]]:
         """The query's fields that are valid for this model, and a reason for each that is not.
