@@ -17,7 +17,7 @@ from homevalue import (
     predict_one,
     score_frame,
 )
-from homevalue.predict import PRICE_COLUMNS, finish
+from homevalue.predict import PRICE_COLUMNS, finish, what_if
 
 
 def usable(reference: pd.DataFrame, schema) -> pd.DataFrame:
@@ -356,3 +356,32 @@ def test_every_price_says_the_years_of_its_dollars(model, good_house, reference)
     assert prediction.dollars_of == prediction.to_dict()["dollars_of"] == "2006-2010"
     scored = score_frame(reference.head(20), model=model).scored
     assert (scored["dollars_of"] == "2006-2010").all()
+
+
+# --- what if ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["Gr_Liv_Area", "Year_Built", "Year_Remod_Add", "Bldg_Type"])
+def test_what_if_prices_each_value_as_predict_one_would(model, reference, name):
+    """The curve validates the house once and each value alone: every point must still be
+    the price of the whole varied house, and exactly the values a whole check would refuse
+    are dropped (out of range, remodelled before built, not a category)."""
+    house = reference.iloc[7][model.schema.names].to_dict()
+    spec = model.schema.by_name[name]
+    followers = [f.name for f in model.schema.features if f.at_least == name]
+    values = (
+        [*spec.categories, "Castle"]
+        if spec.is_category
+        else [spec.min - 1, spec.min, 1900, 1955, house[name], 2005, spec.max, spec.max + 1]
+    )
+    expected = []
+    for value in values:
+        varied = {**house, name: value}
+        for follower in followers:
+            varied[follower] = max(varied[follower], value)
+        try:
+            expected.append((value, predict_one(varied, model=model).price))
+        except ValidationError:
+            continue
+    curve = what_if(house, name, values, model=model)
+    assert list(zip(curve[name], curve["price"], strict=True)) == expected

@@ -16,7 +16,7 @@ import pandas as pd
 from homevalue.errors import HomevalueError, Problem, ValidationError
 from homevalue.explain import Explanation, columns, explain_rows, explanation_of
 from homevalue.model import Model, load_model
-from homevalue.schema import Flag, flag_message, validate_frame, validate_record
+from homevalue.schema import Flag, check_value, flag_message, validate_frame, validate_record
 
 PRICE_COLUMNS = [
     "predicted_price", "price_low", "price_high", "flags", "model_version", "dollars_of"
@@ -268,22 +268,31 @@ def what_if(record: Mapping, feature: str, values, *, model: Model | None = None
     so "what if it were built in 2005" is a house remodelled in 2005, not an invalid one.
     """
     model = model or load_model()
-    clean, _ = validate_record(model.schema, record)
-    spec = model.schema.by_name[feature]
-    followers = [f.name for f in model.schema.features if f.at_least == feature]
-    rows = []
+    schema = model.schema
+    clean, _ = validate_record(schema, record)
+    spec = schema.by_name[feature]
+    followers = [f for f in schema.features if f.at_least == feature]
+    kept = []
     for value in values:
-        varied = {**clean, feature: value}
-        for name in followers:
-            varied[name] = max(varied[name], value)
-        try:
-            candidate, _ = validate_record(model.schema, varied)
-        except ValidationError:
+        # The house was validated once; each value needs only its own field's check and the
+        # cross-field rules it can break (validating 40 whole houses cost 2.5 ms a curve).
+        checked, reason = check_value(spec, value)
+        if reason is not None or (spec.at_least and checked < clean[spec.at_least]):
             continue
-        rows.append(candidate)
-    if not rows:
+        if all(check_value(f, max(clean[f.name], checked))[1] is None for f in followers):
+            kept.append(checked)
+    if not kept:
         return pd.DataFrame(columns=[feature, "price", "low", "high"])
-    matrix = np.vstack([encode(model, row) for row in rows])
+    matrix = np.repeat(encode(model, clean), len(kept), axis=0)
+    column = schema.names.index
+    varied = np.array(kept, dtype=np.float64) if not spec.is_category else None
+    if spec.is_category:
+        codes = model.category_codes[feature]
+        matrix[:, column(feature)] = [codes[value] for value in kept]
+    else:
+        matrix[:, column(feature)] = varied
+        for follower in followers:
+            matrix[:, column(follower.name)] = np.maximum(clean[follower.name], varied)
     price, low, high, _, _ = finish(model, model.predict_log(matrix))
-    values = [row[spec.name] for row in rows]
+    values = kept
     return pd.DataFrame({feature: values, "price": price, "low": low, "high": high})
