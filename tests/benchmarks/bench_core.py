@@ -163,7 +163,11 @@ def measure_page_change(model, calls: int) -> tuple[dict, dict]:
         record = {**RECORD, "Gr_Liv_Area": int(next(areas))}
         price = predict_one(record, model=model)
         explain_prediction(price, model=model)
-        comparable_sales(record[LAT], record[LON], record["Gr_Liv_Area"], folder=model.path)
+        comparable_sales(
+            record[LAT], record[LON], record["Gr_Liv_Area"], folder=model.path,
+            neighbourhood=record["Neighborhood"], building_type=record["Bldg_Type"],
+            with_model_price=True,
+        )  # fmt: skip
         what_if(price.inputs, varied, what_if_grid(feature, price.inputs[varied]), model=model)
 
     def page_change() -> None:
