@@ -8,7 +8,6 @@ library, never written down.
 
 from __future__ import annotations
 
-import dataclasses
 import io
 from datetime import UTC, datetime
 
@@ -20,7 +19,6 @@ from browser.screenshots import open_page
 from browser.test_price_page import UPDATE_TIMEOUT, assert_priced_as_shown, changed
 from homevalue.comps import comparable_sales
 from homevalue.export import SECTIONS
-from homevalue.predict import Prediction
 from homevalue.ui.price import LAT, LON
 from homevalue.ui.render import money
 
@@ -36,9 +34,8 @@ def price_page(page, server) -> Page:
 
 
 def expected_sections() -> list[str]:
-    """Every section; "Why this price" once predictions carry their contributions."""
-    explains = "contributions" in {f.name for f in dataclasses.fields(Prediction)}
-    return [title for key, title in SECTIONS.items() if key != "drivers" or explains]
+    """Every section, "Why this price" included."""
+    return list(SECTIONS.values())
 
 
 def download(page: Page, tmp_path, name: str):
@@ -103,13 +100,17 @@ def test_print_to_pdf_has_the_whole_page_down_to_the_comparable_sales(price_page
     text = "\n".join(p.extract_text() for p in pdf.pages)
     assert len(pdf.pages) <= PRINTED_PAGES_LIMIT
     assert page.inner_text(".hv-price") in text
-    comps = comparable_sales(values[LAT], values[LON], values["Gr_Liv_Area"], folder=model.path)
+    comps = comparable_sales(
+        values[LAT], values[LON], values["Gr_Liv_Area"], folder=model.path,
+        neighbourhood=values["Neighborhood"], building_type=values["Bldg_Type"],
+    )  # fmt: skip
     assert "Comparable sales" in text and "Sold for" in text
     for sale in comps.itertuples():
         assert f"{sale.distance_km:.2f} {money(sale.Sale_Price)}" in text
-    assert "What if" in text
+    assert "What if" in text and "Why this price" in text
     assert DOWNLOAD not in text, "buttons are left out of the printout"
     assert "copy it to share" not in text
     # the charts and the map, scaled down for the paper, are back to their screen size
     assert page.locator("[data-hv-print-width]").count() == 0
-    assert page.locator(".bqplot").evaluate("chart => chart.style.zoom") == ""
+    zooms = page.locator(".bqplot").evaluate_all("charts => charts.map(c => c.style.zoom)")
+    assert zooms == [""] * 2, "both charts (why this price, what if) are back to screen size"
