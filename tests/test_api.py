@@ -169,6 +169,38 @@ def test_out_of_range_and_unknown_category_say_what_is_allowed(client, good_hous
     assert "Gr_Liv_Area = 20000: must be between 200 and 10,000 sq ft" in response.json()["detail"]
 
 
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"Neighborhood": "north ames"},
+        {"Neighborhood": "NORTH-AMES", "Central_Air": "yes", "Bldg_Type": "single-family detached"},
+        {"Overall_Cond": "above average", "Bldg_Type": "onefam"},
+    ],
+)
+def test_labels_and_codes_in_any_case_price_like_the_codes(client, good_house, change):
+    by_label = client.post(PREDICT, json={**good_house, **change})
+    assert by_label.status_code == 200
+    codes = {"north ames": "North_Ames", "NORTH-AMES": "North_Ames", "yes": "Y",
+             "single-family detached": "OneFam", "above average": "Above_Average",
+             "onefam": "OneFam"}  # fmt: skip
+    by_code = client.post(PREDICT, json={**good_house, **{k: codes[v] for k, v in change.items()}})
+    assert by_label.json() == by_code.json()
+
+
+def test_a_near_miss_gets_422_with_did_you_mean_and_where_the_list_is(client, good_house):
+    response = client.post(PREDICT, json={**good_house, "Neighborhood": "Nort Ames"})
+    assert response.status_code == 422
+    [problem] = response.json()["problems"]
+    assert problem["field"] == "Neighborhood" and problem["value"] == "Nort Ames"
+    assert 'did you mean "North Ames" (North_Ames)' in problem["reason"]
+    assert problem["allowed_values"] == api.ALLOWED_VALUES
+    assert "Bloomington_Heights" not in response.text  # nearest values only, not the list
+    assert response.json()["detail"].count(api.ALLOWED_VALUES) == 1
+    card = client.get("/v1/model").json()  # where it points: every code with its label
+    neighbourhood = next(f for f in card["features"] if f["name"] == "Neighborhood")
+    assert "North Ames" in neighbourhood["labels"] and "North_Ames" in neighbourhood["categories"]
+
+
 def test_problems_in_a_list_name_the_house_and_nothing_is_priced(client, good_house):
     houses = [good_house, {**good_house, "Gr_Liv_Area": -5}, "a house", good_house]
     problems = refused(client.post(PREDICT, json=houses))

@@ -385,6 +385,16 @@ def build_card(schema, raw, clean, removed, parts, evaluation, importance, hashe
     }
 
 
+def vocabulary_markdown(features: list[dict]) -> str:
+    """Every category's code and label, one line per field, for people reading the card."""
+    lines = []
+    for f in features:
+        if f["categories"]:
+            pairs = zip(f["categories"], f.get("labels") or f["categories"], strict=True)
+            lines.append(f"- `{f['name']}`: " + "; ".join(f"`{c}` {label}" for c, label in pairs))
+    return "\n".join(lines)
+
+
 def card_markdown(card: dict) -> str:
     """A short page for people; the JSON is what code reads."""
     m, i, d = card["metrics"], card["interval"], card["data"]
@@ -422,6 +432,10 @@ Data SHA-256 `{d["data_sha256"][:16]}…`.
 | field | label | type | unit | allowed (seen in training) | if missing |
 |---|---|---|---|---|---|
 {rows}
+
+## Categories: code and label
+Either is accepted, in any case and with spaces, underscores or hyphens alike.
+{vocabulary_markdown(card["features"])}
 
 ## Limits
 Sales in Ames, Iowa, 2006-2010: prices are in those years' dollars. Houses unlike any in
