@@ -54,7 +54,7 @@ def form_values(page: Page, schema) -> dict:
     for feature in schema.features:
         raw = shown[feature.name]
         if feature.is_category:
-            codes = {category_label(code): code for code in feature.categories}
+            codes = dict(zip(feature.shown_labels, feature.categories, strict=True))
             values[feature.name] = codes.get(raw, raw)
         elif feature.kind == "integer":
             values[feature.name] = int(float(raw))
@@ -129,10 +129,23 @@ def test_each_control_reprices_the_house(price_page, model, default_house):
 
     before = page.inner_text(".hv-price")
     page.locator(".hv-row-Neighborhood select").select_option(
-        label=category_label("Northridge_Heights")
+        label=model.schema.by_name["Neighborhood"].label_of("Northridge_Heights")
     )
     changed(page, before)
     assert assert_priced_as_shown(page, model)["Neighborhood"] == "Northridge_Heights"
+
+
+def test_the_form_shows_the_cards_labels_and_help_texts(price_page, model):
+    """The viewer reads labels ("Single-family detached") and each field's help text; the
+    values behind the dropdown stay the codes the model takes."""
+    page = price_page
+    bldg = model.schema.by_name["Bldg_Type"]
+    options = page.locator(".hv-row-Bldg_Type select option")
+    expect(options).to_have_text(list(bldg.labels))
+    for feature in model.schema.features:
+        help_line = page.locator(f".hv-row-{feature.name} .hv-help")
+        expect(help_line).to_be_visible()
+        expect(help_line).to_have_text(feature.help)
 
 
 def test_clicking_the_map_moves_the_house_and_reprices_it(price_page, model, default_house):
