@@ -548,26 +548,27 @@ def _categories(feature: Feature, raw: pd.Series):
     exact = text.isin(feature.categories).to_numpy(dtype=bool)
     column = text.where(exact, other=None).astype(object)
     bad = np.zeros(len(raw), dtype=bool)
-    reasons = np.full(len(raw), "", dtype=object)
     others = ~missing & ~exact
-    if others.any():
-        positions = np.flatnonzero(others)
-        spelt, spellings = pd.factorize(text.iloc[positions])
-        is_text = _is_text(raw.iloc[positions]).to_numpy(dtype=bool)
-        # One answer per (spelling, whether it was text): 3 and "3" get different reasons.
-        distinct, inverse = np.unique(spelt * 2 + is_text, return_inverse=True)
-        # Near misses get suggestions up to SUGGEST_DISTINCT distinct spellings: a hostile
-        # file of a million different words must not cost a million difflib searches.
-        answers = [
-            _category_answer(feature, spellings[d // 2], bool(d % 2), i < SUGGEST_DISTINCT)
-            for i, d in enumerate(distinct)
-        ]
-        codes = np.array([code for code, _ in answers], dtype=object)
-        why = np.array([reason for _, reason in answers], dtype=object)
-        found = codes[inverse]
-        column.iloc[positions] = found
-        bad[positions] = pd.isna(found)
-        reasons[positions] = why[inverse]
+    if not others.any():
+        return column, missing, bad, []
+    reasons = np.full(len(raw), "", dtype=object)
+    positions = np.flatnonzero(others)
+    spelt, spellings = pd.factorize(text.iloc[positions])
+    is_text = _is_text(raw.iloc[positions]).to_numpy(dtype=bool)
+    # One answer per (spelling, whether it was text): 3 and "3" get different reasons.
+    distinct, inverse = np.unique(spelt * 2 + is_text, return_inverse=True)
+    # Near misses get suggestions up to SUGGEST_DISTINCT distinct spellings: a hostile
+    # file of a million different words must not cost a million difflib searches.
+    answers = [
+        _category_answer(feature, spellings[d // 2], bool(d % 2), i < SUGGEST_DISTINCT)
+        for i, d in enumerate(distinct)
+    ]
+    codes = np.array([code for code, _ in answers], dtype=object)
+    why = np.array([reason for _, reason in answers], dtype=object)
+    found = codes[inverse]
+    column.iloc[positions] = found
+    bad[positions] = pd.isna(found)
+    reasons[positions] = why[inverse]
     return column, missing, bad, [(reasons, bad)]
 
 
