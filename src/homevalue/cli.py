@@ -75,7 +75,7 @@ def _score(args) -> int:
     return 0
 
 
-ALLOWED_VALUES = "every column's allowed values: homevalue batch schema"
+ALLOWED_VALUES = config.BATCH_SCHEMA_HINT
 
 
 def _schema(_args) -> int:

@@ -454,6 +454,6 @@ def describe(summary: dict) -> str:
             f"{summary['rows_rejected']} rejected -> {summary['output']}"
         )
         # Each rejected row names its field's nearest values; the full lists, once.
-        pointer = " (allowed values: homevalue batch schema)" if summary["rows_rejected"] else ""
+        pointer = f" ({config.BATCH_SCHEMA_HINT})" if summary["rows_rejected"] else ""
         return line + pointer
     return f"{summary['file']}: {summary['status']}: {summary.get('error', '')}"
