@@ -155,7 +155,8 @@ class ModelCard(BaseModel):
     model_version: str
     features: list[dict] = Field(
         description="the schema: each field's name, kind, label, unit, min, max, train_min, "
-        "train_max, categories, default, required and help"
+        "train_max, categories, labels (one per category, accepted like the code), default, "
+        "required and help"
     )
     metrics: dict
     versions: dict
