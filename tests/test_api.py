@@ -67,8 +67,10 @@ def homevalue_problems(house) -> list[dict]:
     not JSON scalars, like a list, are sent back as their repr)."""
     with pytest.raises(ValidationError) as caught:
         homevalue.predict_one(house)
+    schema = homevalue.load_model().schema
     return [
         {"index": None, "field": p.field, "value": api.echoed(p.value), "reason": p.reason}
+        | ({"allowed_values": api.ALLOWED_VALUES} if schema.by_name[p.field].is_category else {})
         for p in caught.value.problems
     ]
 
@@ -152,7 +154,8 @@ def test_a_list_keeps_its_order_and_an_empty_list_is_empty(client, good_house):
         {"Gr_Liv_Area": 10_001},
         {"Latitude": 45.0},
         {"Neighborhood": "Downtown"},  # not one of the categories
-        {"Central_Air": "yes"},
+        {"Central_Air": "maybe"},
+        {"Bldg_Type": "Townhouse"},  # a near miss: two suggestions
         {"Year_Built": None},  # required
         {"Gr_Liv_Area": "big"},  # not a number
         {"Gr_Liv_Area": "١٥٠٠", "Year_Built": "１９７５"},  # other scripts' digits
@@ -174,8 +177,41 @@ def test_out_of_range_and_unknown_category_say_what_is_allowed(client, good_hous
     problems = {p["field"]: p for p in refused(response)}
     assert problems["Gr_Liv_Area"]["value"] == 20_000
     assert problems["Gr_Liv_Area"]["reason"] == "must be between 200 and 10,000 sq ft"
-    assert problems["Neighborhood"]["reason"].startswith("must be one of: Bloomington_Heights,")
+    assert problems["Neighborhood"]["reason"].startswith("is not one of the ")
+    assert problems["Neighborhood"]["allowed_values"] == api.ALLOWED_VALUES
     assert "Gr_Liv_Area = 20000: must be between 200 and 10,000 sq ft" in response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"Neighborhood": "north ames"},
+        {"Neighborhood": "NORTH-AMES", "Central_Air": "yes", "Bldg_Type": "single-family detached"},
+        {"Overall_Cond": "above average", "Bldg_Type": "onefam"},
+    ],
+)
+def test_labels_and_codes_in_any_case_price_like_the_codes(client, good_house, change):
+    by_label = client.post(PREDICT, json={**good_house, **change})
+    assert by_label.status_code == 200
+    codes = {"north ames": "North_Ames", "NORTH-AMES": "North_Ames", "yes": "Y",
+             "single-family detached": "OneFam", "above average": "Above_Average",
+             "onefam": "OneFam"}  # fmt: skip
+    by_code = client.post(PREDICT, json={**good_house, **{k: codes[v] for k, v in change.items()}})
+    assert by_label.json() == by_code.json()
+
+
+def test_a_near_miss_gets_422_with_did_you_mean_and_where_the_list_is(client, good_house):
+    response = client.post(PREDICT, json={**good_house, "Neighborhood": "Nort Ames"})
+    assert response.status_code == 422
+    [problem] = response.json()["problems"]
+    assert problem["field"] == "Neighborhood" and problem["value"] == "Nort Ames"
+    assert 'did you mean "North Ames" (North_Ames)' in problem["reason"]
+    assert problem["allowed_values"] == api.ALLOWED_VALUES
+    assert "Bloomington_Heights" not in response.text  # nearest values only, not the list
+    assert response.json()["detail"].count(api.ALLOWED_VALUES) == 1
+    card = client.get("/v1/model").json()  # where it points: every code with its label
+    neighbourhood = next(f for f in card["features"] if f["name"] == "Neighborhood")
+    assert "North Ames" in neighbourhood["labels"] and "North_Ames" in neighbourhood["categories"]
 
 
 def test_problems_in_a_list_name_the_house_and_nothing_is_priced(client, good_house):
@@ -235,7 +271,7 @@ def test_a_lone_surrogate_is_refused_with_422_and_sent_back_as_sent(client, good
         ("Neighborhood", "\ud800"),
         ("\udfff", 1),
     ]
-    assert problems[0]["reason"].startswith("must be one of: ")
+    assert problems[0]["reason"].startswith("is not one of the ")
 
 
 def test_raw_surrogate_bytes_are_not_utf8_and_not_json(client, good_house):
@@ -334,7 +370,9 @@ def test_the_problems_listed_are_capped_and_counted(client, good_house):
         (0, "extra_0"),
     ]
     more = per_house * len(houses) - limit
-    assert body["detail"].endswith(f"; and {more:,} more problems (problems_total)")
+    assert body["detail"].endswith(
+        f"; and {more:,} more problems (problems_total). {api.ALLOWED_VALUES}"
+    )
     assert len(response.content) < 60_000  # unfixed: 700 KB listing 4,600 problems
 
 

@@ -24,7 +24,7 @@ from batch_helpers import (
 )
 
 import homevalue
-from homevalue import cli
+from homevalue import cli, config
 from homevalue.errors import BatchFileError
 from homevalue.inbox import BatchDirs, InboxBusy, exclusive_lock, run_history, run_inbox
 
@@ -174,7 +174,8 @@ def test_cli_inbox_prints_one_line_per_file_and_exits_1_when_a_file_failed(dirs,
     assert code == 1
     assert printed.out.splitlines() == [
         "bad.csv: failed: bad.csv is empty: expected a CSV with a header row",
-        f"good.csv: 5 scored, 1 rejected -> {dirs.outbox / 'good.run2.scored.csv'}",
+        f"good.csv: 5 scored, 1 rejected -> {dirs.outbox / 'good.run2.scored.csv'}"
+        f" ({config.BATCH_SCHEMA_HINT})",
     ]
     assert printed.err == ""
     assert everything_in(dirs.failed) == ["bad.csv", "bad.csv.error.txt"]
@@ -330,7 +331,8 @@ def test_the_cron_job_is_quiet_on_stderr_without_a_terminal(dirs, tmp_path):
     assert finished.returncode == 0, finished.stderr
     assert finished.stderr == ""  # no progress bar, no warnings: cron mails whatever appears
     assert finished.stdout == (
-        f"a.csv: 27 scored, 3 rejected -> {dirs.outbox / 'a.run1.scored.csv'}\n"
+        f"a.csv: 27 scored, 3 rejected -> {dirs.outbox / 'a.run1.scored.csv'}"
+        f" ({config.BATCH_SCHEMA_HINT})\n"
     )
 
 

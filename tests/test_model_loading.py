@@ -152,8 +152,36 @@ def test_card_with_features_in_another_order(model_copy):
     ids=["removed", "added", "reordered"],
 )
 def test_card_with_other_categories(model_copy, change):
-    edit_card(model_copy, lambda card: change(feature(card, "Bldg_Type")["categories"]))
+    def edit(card: dict) -> None:  # categories and their labels alike, as training writes them
+        change(feature(card, "Bldg_Type")["categories"])
+        change(feature(card, "Bldg_Type")["labels"])
+
+    edit_card(model_copy, edit)
     with pytest.raises(ModelSchemaError, match="categories for Bldg_Type differ"):
+        load_model(model_copy)
+
+
+def test_a_card_written_before_labels_loads_and_shows_codes_readably(model_copy):
+    """Cards from before labels and help texts existed still load: each label falls back to
+    its code made readable, and those readable codes are accepted as labels."""
+
+    def forget_labels(card: dict) -> None:
+        for entry in card["features"]:
+            entry.pop("labels", None)
+            entry.pop("help", None)
+
+    edit_card(model_copy, forget_labels)
+    schema = load_model(model_copy).schema
+    neighbourhood = schema.by_name["Neighborhood"]
+    assert neighbourhood.labels == ()
+    assert neighbourhood.label_of("North_Ames") == "North Ames"
+    assert neighbourhood.code_for("north ames") == "North_Ames"
+    assert schema.by_name["Gr_Liv_Area"].help == ""
+
+
+def test_a_card_with_a_label_too_few_is_refused(model_copy):
+    edit_card(model_copy, lambda card: feature(card, "Bldg_Type")["labels"].pop())
+    with pytest.raises(ModelFileError, match="Bldg_Type: 4 labels for 5 categories"):
         load_model(model_copy)
 
 

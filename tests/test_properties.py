@@ -35,6 +35,20 @@ anything = st.one_of(
     # Other scripts' digits, which float() reads as numbers: refused alike by both validators.
     st.sampled_from(["١٥٠٠", "𝟏𝟓𝟎𝟎", "１５００", "१९७५", "1,٥00", "ınf", "½", "²"]),
     st.text(alphabet=st.characters(categories=["Nd"]), min_size=1, max_size=5),
+    # Labels and codes in other spellings, accepted for their category, and near misses.
+    st.sampled_from(
+        [
+            "north ames",
+            "NORTH-AMES",
+            " yes",
+            "n",
+            "Single-family detached",
+            "townhouse, end unit",
+            "above_average",
+            "Nort Ames",
+            "Townhouse",
+        ]
+    ),
     st.lists(st.integers(), max_size=3),
     st.dictionaries(st.text(max_size=4), st.integers(), max_size=2),
 )

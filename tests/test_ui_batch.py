@@ -74,6 +74,22 @@ def test_an_upload_is_scored_and_every_row_accounted_for(page, reference):
     assert page.upload.value == ()  # the bytes are not kept in the kernel
 
 
+def test_a_refused_category_lists_its_values_once_under_the_table(page, reference, model):
+    houses = reference.head(12).drop(columns=["Sale_Price"]).astype(object)
+    houses["Neighborhood"] = houses["Neighborhood"].map(str.lower)  # labels/codes, any case
+    for row in (2, 5, 8):
+        houses.loc[row, "Neighborhood"] = "Nort Ames"
+    upload(page, "mine.csv", csv_bytes(houses))
+    assert "mine.csv: 12 rows, 9 scored, 3 rejected" in page.summary_html.value
+    shown = page.rejected_html.value
+    assert shown.count("did you mean &quot;North Ames&quot; (North_Ames)") == 3
+    neighbourhood = model.schema.by_name["Neighborhood"]
+    assert shown.count("Bloomington_Heights") == 1  # the full list, once
+    assert shown.count("hv-allowed") == 1 and all(
+        render.esc(label) in shown for label in neighbourhood.labels
+    )
+
+
 def test_the_histogram_counts_the_prices_with_round_ticks(page):
     prices = page.outcome.scored["predicted_price"]
     bars, (x_axis, y_axis) = page.histogram.marks[0], page.histogram.axes

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import threading
 import urllib.parse
 
@@ -33,6 +34,18 @@ def test_the_form_is_built_from_the_card_schema(model):
         assert widget.description == feature.label
         if feature.is_category:
             assert [value for _, value in widget.options] == list(feature.categories)
+            assert [label for label, _ in widget.options] == list(feature.labels)
+
+
+def test_each_field_shows_its_help_text_from_the_card(model):
+    form = HouseForm(model.schema)
+    for row, feature in zip(form.box.children, model.schema.features, strict=True):
+        shown_help = row.children[1].value  # under the input, visible (not only a tooltip)
+        assert 'class="hv-help"' in shown_help and feature.help
+        assert html.escape(feature.help, quote=True) in shown_help
+        assert form.inputs[feature.name].tooltip == feature.help
+    bldg = dict(form.inputs["Bldg_Type"].options)
+    assert bldg["Single-family detached"] == "OneFam"
 
 
 def test_a_retrained_schema_gets_its_own_form(model):
@@ -287,6 +300,25 @@ def test_the_url_prefills_the_form_and_reports_what_it_could_not_use(page, model
     assert "colour is not a field" in page.status.value
     assert "theme" not in page.status.value  # Voilà's own parameters
     assert "token" not in page.status.value
+
+
+def test_a_link_may_name_a_category_by_its_label_in_any_case(page):
+    """?Neighborhood=north+ames&Central_Air=no&Bldg_Type=Townhouse%2C+end+unit"""
+    query = dict(urllib.parse.parse_qsl(
+        "Neighborhood=north+ames&Central_Air=no&Bldg_Type=Townhouse%2C+end+unit"
+    ))  # fmt: skip
+    page.apply_request(query)
+    values = page.form.values()
+    assert (values["Neighborhood"], values["Central_Air"], values["Bldg_Type"]) == (
+        "North_Ames", "N", "TwnhsE"
+    )  # fmt: skip
+    assert "not used" not in page.status.value
+
+
+def test_a_link_with_a_near_miss_says_what_it_meant(page):
+    page.apply_request({"Neighborhood": "Nort Ames"})
+    assert "did you mean &quot;North Ames&quot; (North_Ames)" in page.status.value
+    assert page.form.values()["Neighborhood"] != "Nort Ames"
 
 
 @pytest.mark.parametrize(

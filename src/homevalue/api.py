@@ -116,24 +116,38 @@ def echoed(value: object) -> object:
     return shown(value)
 
 
-def invalid(problems: list[tuple[int | None, Problem]], total: int | None = None) -> ApiError:
+ALLOWED_VALUES = "GET /v1/model lists every field's categories and their labels"
+
+
+def invalid(
+    problems: list[tuple[int | None, Problem]],
+    total: int | None = None,
+    *,
+    schema: Schema | None = None,
+) -> ApiError:
     """422 listing problems as (index in the list or None, homevalue's Problem): the first
     API_MAX_PROBLEMS of them, in `problems` and as sentences in `detail`, and how many in all.
 
     A key is the client's text like a value, so it is cut like one wherever it is echoed.
+    A problem with a category (of `schema`) names its nearest values in its reason and
+    points to the full list in `allowed_values`, said once more at the end of `detail`.
     """
     total = len(problems) if total is None else total
     shown_here = [
         (index, Problem(echoed(p.field), p.value, p.reason))
         for index, p in problems[: config.API_MAX_PROBLEMS]
     ]
+    categories = {f.name for f in schema.features if f.is_category} if schema else set()
     listed = [
         {"index": index, "field": p.field, "value": echoed(p.value), "reason": p.reason}
+        | ({"allowed_values": ALLOWED_VALUES} if p.field in categories else {})
         for index, p in shown_here
     ]
     detail = "; ".join(("" if i is None else f"house {i}: ") + str(p) for i, p in shown_here)
     if total > len(listed):
         detail += f"; and {total - len(listed):,} more problems (problems_total)"
+    if any("allowed_values" in entry for entry in listed):
+        detail += f". {ALLOWED_VALUES}"
     return ApiError(422, "invalid_input", detail, listed, total)
 
 
@@ -293,7 +307,7 @@ def price_houses(model: Model, houses: list, single: bool, explain: bool = False
         listed += [(index, p) for p in found[:room]]
         total += count
     if total:
-        raise invalid(listed, total)
+        raise invalid(listed, total, schema=model.schema)
     return priced
 
 

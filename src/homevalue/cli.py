@@ -4,6 +4,7 @@
                                                score one CSV/Parquet file
     homevalue batch inbox [--inbox DIR]        score every new file in the inbox (cron)
     homevalue batch history [--inbox DIR]      show recent inbox runs
+    homevalue batch schema                     the columns a file may have, and their values
 
 Exit codes: 0 done, 1 a file or the model could not be used or an output folder could not be
 written (the message says which), 75 another inbox run is going (cron simply tries again
@@ -42,6 +43,11 @@ def _parser() -> argparse.ArgumentParser:
         "in dollars, adding up to predicted_price (slower: about 2 ms per row per thread)",
     )  # fmt: skip
 
+    jobs.add_parser(
+        "schema", help="list the columns a file may have: ranges, and every category's code "
+        "and label (either is accepted, in any case)",
+    )  # fmt: skip
+
     for name, text in (("inbox", "score every new file in the inbox"),
                        ("history", "show recent inbox runs")):  # fmt: skip
         job = jobs.add_parser(name, help=text)
@@ -73,6 +79,19 @@ def _score(args) -> int:
         f"prices are in {load_model().dollars_of} dollars (the years of the sales the model "
         "learned from), not today's"
     )
+    if result.rows_rejected:
+        print(ALLOWED_VALUES)
+    return 0
+
+
+ALLOWED_VALUES = config.BATCH_SCHEMA_HINT
+
+
+def _schema(_args) -> int:
+    from homevalue.model import load_model
+    from homevalue.schema import describe_schema
+
+    print(describe_schema(load_model().schema))
     return 0
 
 
@@ -113,7 +132,7 @@ def _warnings_on_stderr() -> Iterator[None]:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    action = {"score": _score, "inbox": _inbox, "history": _history}[args.job]
+    action = {"score": _score, "inbox": _inbox, "history": _history, "schema": _schema}[args.job]
     try:
         with _warnings_on_stderr():
             return action(args)

@@ -31,6 +31,8 @@ HOLDOUT_PREDICTIONS = "holdout.csv"
 # working directory) and the dashboard (whose kernel runs in notebooks/) see the same runs.
 BATCH_INBOX = PROJ_ROOT / "batch" / "inbox"
 BATCH_CHUNK_ROWS = 100_000
+# Said once per run with rejected rows (a rejected row names only its nearest values).
+BATCH_SCHEMA_HINT = "every column's allowed values: homevalue batch schema"
 # Uploads in the dashboard travel over the kernel's websocket (voila.json raises its message
 # limit above this); larger files belong in the batch job's inbox.
 UPLOAD_LIMIT_BYTES = 50 * 1024 * 1024

@@ -449,8 +449,11 @@ def run_inbox(
 def describe(summary: dict) -> str:
     """One line per file for the log (and cron's mail)."""
     if summary["status"] == "ok":
-        return (
+        line = (
             f"{summary['file']}: {summary['rows_scored']} scored, "
             f"{summary['rows_rejected']} rejected -> {summary['output']}"
         )
+        # Each rejected row names its field's nearest values; the full lists, once.
+        pointer = f" ({config.BATCH_SCHEMA_HINT})" if summary["rows_rejected"] else ""
+        return line + pointer
     return f"{summary['file']}: {summary['status']}: {summary.get('error', '')}"

@@ -32,7 +32,13 @@ def feature_field(feature: Feature) -> tuple[Any, Any]:
             f" Sold houses ranged {fmt_for(feature, feature.train_min)}–"
             f"{fmt_for(feature, feature.train_max)}{unit}: a price outside that is flagged."
         )
-    extra = {"x-unit": feature.unit} if feature.unit else {}
+    extra: dict[str, Any] = {"x-unit": feature.unit} if feature.unit else {}
+    if feature.is_category:  # the enum is the codes; each code's label is accepted too
+        extra["x-labels"] = dict(zip(feature.categories, feature.shown_labels, strict=True))
+        seen = (
+            " The label of a category is accepted for its code (x-labels), in any case, "
+            "with spaces, underscores or hyphens alike; answers use the code."
+        )
     if feature.required:
         default, missing = ..., " Required."
     elif feature.default_from:  # no fixed default: say which field it copies
@@ -178,7 +184,13 @@ class Problem(BaseModel):
     )
     field: str = Field(description="the field refused, or `body` / `record` for the whole")
     value: Any = Field(description="the value as sent (long text cut)")
-    reason: str
+    reason: str = Field(
+        description="why, and for a category near miss the nearest values "
+        "('did you mean \"North Ames\" (North_Ames)?')"
+    )
+    allowed_values: str | None = Field(
+        None, description="for a category field: where the full list of its values is"
+    )
 
 
 class Error(BaseModel):
@@ -220,7 +232,8 @@ class ModelCard(BaseModel):
     model_version: str
     features: list[dict] = Field(
         description="the schema: each field's name, kind, label, unit, min, max, train_min, "
-        "train_max, categories, default, required and help"
+        "train_max, categories, labels (one per category, accepted like the code), default, "
+        "required and help"
     )
     metrics: dict
     versions: dict

@@ -223,6 +223,12 @@ def score_frame(
         flags[position] = ";".join(filter(None, [flags[position], "price_clamped:price"]))
     # Our row number replaces an input column of that name, as the price columns do.
     scored = frame.reset_index(drop=True)[ok].drop(columns="row", errors="ignore")
+    for name, codes in checked.codes.items():  # "north ames" comes out as North_Ames
+        given, written = codes[ok], scored[name].to_numpy(dtype=object)
+        relabelled = ~pd.isna(given)  # empty or refused cells stay as written
+        relabelled[relabelled] = given[relabelled] != written[relabelled]
+        if relabelled.any():
+            scored[name] = np.where(relabelled, given, written)
     scored["predicted_price"] = price[ok].astype(np.int64)
     scored["price_low"] = low[ok].astype(np.int64)
     scored["price_high"] = high[ok].astype(np.int64)

@@ -9,10 +9,11 @@ one house (pure Python, microseconds) and `validate_frame` for many (vectorised 
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Literal
 
 import numpy as np
@@ -21,6 +22,42 @@ import pandas as pd
 from homevalue.errors import Problem, ValidationError
 
 Kind = Literal["integer", "number", "category"]
+
+# --- one vocabulary: codes and labels, in any case and with any separators ---------------
+# A category is named by its code (North_Ames) or its label (North Ames), and people and
+# spreadsheets vary the rest: "north ames", "NORTH-AMES", "north_ames". Both are reduced to a
+# key: casefolded, "&" read as "and", and spaces, underscores, hyphens, dots, commas,
+# apostrophes and slashes dropped. Nothing else is dropped, so "North Amesé" is no match.
+# tests/test_schema.py checks that no two categories of the card share a key.
+SEPARATORS = re.compile(r"[\s_\-.,'/]+")
+MATCH_CHARS = 200  # longer text is no code or label (the longest label has 37 characters)
+SUGGEST_CHARS = 48  # a near miss is compared on its first 48 key characters (difflib is O(n*m))
+SUGGEST_DISTINCT = 200  # near misses given suggestions per column of a chunk (~0.5 ms each)
+SUGGESTIONS = 3
+SUGGEST_CUTOFF = 0.6
+
+
+def readable(code: str) -> str:
+    """A code as people read it when no label is known: North_Ames -> North Ames."""
+    return str(code).replace("_", " ")
+
+
+def normal_key(text: str) -> str:
+    """What a code or label is matched on: "South & West" and "south_and_west" agree."""
+    return SEPARATORS.sub("", text.casefold().replace("&", "and"))
+
+
+def _vocabulary(codes: tuple[str, ...], labels: tuple[str, ...]) -> dict[str, str]:
+    """Key of every code and label -> code; a key claimed by two categories is an error."""
+    vocabulary: dict[str, str] = {}
+    for code, label in zip(codes, labels, strict=True):
+        for key in {normal_key(code), normal_key(label)}:
+            if vocabulary.setdefault(key, code) != code:
+                raise ValueError(
+                    f"{code!r} and {vocabulary[key]!r} read the same ({key!r}): give them "
+                    "labels that differ in more than case and separators"
+                )
+    return vocabulary
 
 
 @dataclass(frozen=True)
@@ -41,18 +78,47 @@ class Feature:
     at_least: str | None = None
     required: bool = False
     help: str = ""
+    labels: tuple[str, ...] = ()  # one per category, as people read it; () = from the codes
+    vocabulary: dict[str, str] = field(init=False, repr=False, compare=False)
+    suggested: dict[str, list[str]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.labels and len(self.labels) != len(self.categories):
+            raise ValueError(f"{self.name}: {len(self.labels)} labels for "
+                             f"{len(self.categories)} categories")  # fmt: skip
+        object.__setattr__(self, "vocabulary", _vocabulary(self.categories, self.shown_labels))
+        object.__setattr__(self, "suggested", {})  # near miss key -> codes, see suggestions()
 
     @property
     def is_category(self) -> bool:
         return self.kind == "category"
 
+    @property
+    def shown_labels(self) -> tuple[str, ...]:
+        """The label of every category; a card written before labels existed shows the code
+        made readable (North_Ames -> North Ames)."""
+        return self.labels or tuple(readable(code) for code in self.categories)
+
+    def label_of(self, code: str) -> str:
+        """The label the form shows for a category code (the code made readable if unknown)."""
+        try:
+            return self.shown_labels[self.categories.index(code)]
+        except ValueError:
+            return readable(code)
+
+    def code_for(self, text: str) -> str | None:
+        """The category a code or label stands for, in any case and with any separators."""
+        return self.vocabulary.get(normal_key(text)) if len(text) <= MATCH_CHARS else None
+
     def to_dict(self) -> dict:
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
+        values = {f.name: getattr(self, f.name) for f in fields(self) if f.init}
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in values.items()}
 
     @classmethod
     def from_dict(cls, data: Mapping) -> Feature:
         values = dict(data)
         values["categories"] = tuple(values.get("categories") or ())
+        values["labels"] = tuple(values.get("labels") or ())
         return cls(**values)
 
 
@@ -119,8 +185,75 @@ def _range_text(feature: Feature) -> str:
     return f"must be between {low} and {high}{unit}"
 
 
-def _choices_text(feature: Feature) -> str:
-    return "must be one of: " + ", ".join(feature.categories)
+def choices_text(feature: Feature) -> str:
+    """The full list, label and code: said once per answer or file, never per row."""
+    return "; ".join(_named(feature, code) for code in feature.categories)
+
+
+def _named(feature: Feature, code: str) -> str:
+    label = feature.label_of(code)
+    return f'"{label}" ({code})' if label != code else f'"{label}"'
+
+
+def unknown_text(feature: Feature, value: object, *, suggest: bool = True) -> str:
+    """Why a category was refused: how many there are and, for a near miss, the nearest
+    ones by label and code ('did you mean "North Ames" (North_Ames)?'). The full list is
+    not repeated here: a file of bad rows would carry it on every row."""
+    reason = (
+        f"is not one of the {len(feature.categories)} {feature.label.lower()} values "
+        "(a code or a label, in any case)"
+    )
+    nearest = suggestions(feature, value) if suggest and isinstance(value, str) else []
+    if nearest:
+        named = [_named(feature, code) for code in nearest]
+        listed = ", ".join(named[:-1]) + " or " + named[-1] if len(named) > 1 else named[0]
+        reason += f"; did you mean {listed}?"
+    return reason
+
+
+def suggestions(feature: Feature, text: str) -> list[str]:
+    """The codes nearest to `text` (by its key, against every code's and label's key).
+
+    Only the key's first SUGGEST_CHARS characters are compared, so a 32,000-character cell
+    costs what a short one does; answers are remembered per feature (a file's bad cells
+    repeat), in a bounded cache.
+    """
+    key = normal_key(text[: SUGGEST_CHARS * 4])[:SUGGEST_CHARS]
+    cache = feature.suggested
+    if key not in cache:
+        if len(cache) >= 4096:
+            cache.clear()
+        close = difflib.get_close_matches(
+            key, feature.vocabulary, n=SUGGESTIONS * 2, cutoff=SUGGEST_CUTOFF
+        )
+        codes = list(dict.fromkeys(feature.vocabulary[k] for k in close))
+        cache[key] = codes[:SUGGESTIONS]
+    return cache[key]
+
+
+def describe_schema(schema: Schema) -> str:
+    """Every field for people: its column, label, what it takes, whether it may be left
+    empty, and its help; a category lists every code with its label (`homevalue batch
+    schema`, and where a batch rejection points to)."""
+    blocks = []
+    for f in schema.features:
+        if f.is_category:
+            pairs = zip(f.categories, f.shown_labels, strict=True)
+            takes = "one of (code: label, either accepted, in any case):\n" + "\n".join(
+                f"    {code}: {label}" for code, label in pairs
+            )
+        else:
+            kind = "a whole number" if f.kind == "integer" else "a number"
+            takes = f"{kind}, {_range_text(f).removeprefix('must be ')}"
+        if f.required:
+            empty = "required"
+        elif f.default_from:
+            empty = f"may be empty: same as {f.default_from}"
+        else:
+            empty = f"may be empty: {f.default}"
+        help_text = f"\n  {f.help}" if f.help else ""
+        blocks.append(f"{f.name} ({f.label}; {empty}){help_text}\n  {takes}")
+    return "\n".join(blocks)
 
 
 def flag_message(feature: Feature | None, code: str) -> str:
@@ -207,10 +340,14 @@ def _check_number(feature: Feature, value: object) -> tuple[float | None, str | 
 
 
 def _check_category(feature: Feature, value: object) -> tuple[str | None, str | None]:
-    text = value.strip() if isinstance(value, str) else None
-    if text not in feature.categories:
-        return None, _choices_text(feature)
-    return text, None
+    """The category's code, from its code or label in any case and with any separators."""
+    if not isinstance(value, str):
+        return None, unknown_text(feature, None)
+    text = value.strip()
+    code = text if text in feature.categories else feature.code_for(text)
+    if code is None:
+        return None, unknown_text(feature, text)
+    return code, None
 
 
 def check_value(feature: Feature, value: object) -> tuple[float | str | None, str | None]:
@@ -290,6 +427,9 @@ class ValidatedFrame:
     problems: list[Problem]
     flag_masks: list[np.ndarray]  # one bool array per flag that some row has
     flag_names: list[str]  # name of each mask, e.g. "default_used:Garage_Cars"
+    # Per category column given: the code of each cell given by code or label (None where
+    # the cell was empty or refused), so outputs can carry the canonical code.
+    codes: dict[str, np.ndarray] = field(default_factory=dict)
 
     def flag_strings(self) -> np.ndarray:
         """Flags per row as 'code:field;code:field', built once per distinct combination."""
@@ -307,10 +447,13 @@ def _text_cells(column: pd.Series) -> pd.Series:
 
 
 def _collect(problems, mask, rows, feature_name, raw, reason_for):
+    """A Problem per row of `mask`; `reason_for` is one reason, or an array of one per row."""
+    per_row = isinstance(reason_for, np.ndarray)
     for position in np.flatnonzero(mask):
         value = raw.iat[position]
         shown = None if _is_missing(value) else value
-        problems.append(Problem(feature_name, shown, reason_for, int(rows[position])))
+        reason = reason_for[position] if per_row else reason_for
+        problems.append(Problem(feature_name, shown, reason, int(rows[position])))
 
 
 def validate_frame(schema: Schema, frame: pd.DataFrame, *, first_row: int = 1) -> ValidatedFrame:
@@ -326,6 +469,7 @@ def validate_frame(schema: Schema, frame: pd.DataFrame, *, first_row: int = 1) -
     values: dict[str, np.ndarray | pd.Series] = {}
     flag_masks: list[np.ndarray] = []
     flag_names: list[str] = []
+    codes: dict[str, np.ndarray] = {}
 
     def add_flag(mask: np.ndarray, code: str, name: str) -> None:
         if mask.any():
@@ -337,6 +481,8 @@ def validate_frame(schema: Schema, frame: pd.DataFrame, *, first_row: int = 1) -
         raw = raw.reset_index(drop=True)
         parse = _categories if feature.is_category else _numbers
         column, missing, bad, reasons = parse(feature, raw)
+        if feature.is_category and feature.name in frame:
+            codes[feature.name] = np.asarray(column, dtype=object)
         for reason, mask in reasons:
             _collect(problems, mask, rows, feature.name, raw, reason)
         ok &= ~bad
@@ -375,7 +521,7 @@ def validate_frame(schema: Schema, frame: pd.DataFrame, *, first_row: int = 1) -
                 add_flag(number < feature.train_min, "below_training_range", feature.name)
 
     problems.sort(key=lambda p: (p.row, schema.names.index(p.field)))
-    return ValidatedFrame(pd.DataFrame(values), ok, problems, flag_masks, flag_names)
+    return ValidatedFrame(pd.DataFrame(values), ok, problems, flag_masks, flag_names, codes)
 
 
 def _fill(column, missing: np.ndarray, default):
@@ -389,13 +535,58 @@ def _fill(column, missing: np.ndarray, default):
 
 
 def _categories(feature: Feature, raw: pd.Series):
-    """Match a column against the known categories (surrounding spaces ignored)."""
+    """Match a column against the categories' codes and labels (as `_check_category` does).
+
+    Exact codes (nearly every cell of a file written by a program) are matched in one
+    vectorised pass; only the other cells' distinct values go through `code_for` and, when
+    they match nothing, `unknown_text`, so a column costs what its distinct spellings do.
+    Past SUGGEST_DISTINCT distinct near misses in one column, the rest are refused without
+    suggestions (the one way the reasons can differ from validate_record's).
+    """
     text = _text_cells(raw)
     missing = (text.isna() | (text == "")).to_numpy(dtype=bool)
-    good = text.isin(feature.categories).to_numpy(dtype=bool)
-    bad = ~missing & ~good
-    column = text.where(good, other=None).astype(object)
-    return column, missing, bad, [(_choices_text(feature), bad)]
+    exact = text.isin(feature.categories).to_numpy(dtype=bool)
+    column = text.where(exact, other=None).astype(object)
+    bad = np.zeros(len(raw), dtype=bool)
+    others = ~missing & ~exact
+    if not others.any():
+        return column, missing, bad, []
+    reasons = np.full(len(raw), "", dtype=object)
+    positions = np.flatnonzero(others)
+    spelt, spellings = pd.factorize(text.iloc[positions])
+    is_text = _is_text(raw.iloc[positions]).to_numpy(dtype=bool)
+    # One answer per (spelling, whether it was text): 3 and "3" get different reasons.
+    distinct, inverse = np.unique(spelt * 2 + is_text, return_inverse=True)
+    # Near misses get suggestions up to SUGGEST_DISTINCT distinct spellings: a hostile
+    # file of a million different words must not cost a million difflib searches.
+    answers = [
+        _category_answer(feature, spellings[d // 2], bool(d % 2), i < SUGGEST_DISTINCT)
+        for i, d in enumerate(distinct)
+    ]
+    codes = np.array([code for code, _ in answers], dtype=object)
+    why = np.array([reason for _, reason in answers], dtype=object)
+    found = codes[inverse]
+    column.iloc[positions] = found
+    bad[positions] = pd.isna(found)
+    reasons[positions] = why[inverse]
+    return column, missing, bad, [(reasons, bad)]
+
+
+def _category_answer(
+    feature: Feature, text: str, is_text: bool, suggest: bool
+) -> tuple[str | None, str]:
+    """(code, "") or (None, reason) for one distinct spelling of a column."""
+    code = feature.code_for(text) if is_text else None
+    if code is not None:
+        return code, ""
+    return None, unknown_text(feature, text if is_text else None, suggest=suggest)
+
+
+def _is_text(values: pd.Series) -> pd.Series:
+    """Which cells are text, as validate_record requires of a category (3 or ["Y"] are not)."""
+    if values.dtype == object:
+        return values.map(lambda v: isinstance(v, str)).astype(bool)
+    return pd.Series(pd.api.types.is_string_dtype(values.dtype), index=values.index)
 
 
 def _numbers(feature: Feature, raw: pd.Series):

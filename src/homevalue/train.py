@@ -31,7 +31,7 @@ from sklearn.preprocessing import OrdinalEncoder
 from homevalue import booster, config
 from homevalue.comps import neighbourhood_centres
 from homevalue.model import TRUSTED_TYPES, band_label, sha256_file, write_card_pin
-from homevalue.schema import Feature, Schema
+from homevalue.schema import Feature, Schema, readable
 
 MODEL_VERSION = "1.1.0"
 SOURCE = ("modeldata", "ames")
@@ -49,33 +49,77 @@ KEPT_SALE_CONDITIONS = ("Normal", "Partial")  # the rest are family, foreclosure
 # What a viewer can reasonably tell us about a house. Categories first: that is the column
 # order after the encoder, and so the order the fast path feeds the booster.
 FEATURES: tuple[Feature, ...] = (
-    Feature("Neighborhood", "category", "Neighbourhood", required=True),
-    Feature("Overall_Cond", "category", "Overall condition"),
-    Feature("Bldg_Type", "category", "Building type"),
-    Feature("Central_Air", "category", "Central air conditioning"),
-    Feature("Gr_Liv_Area", "integer", "Living area", "sq ft", 200, 10_000, required=True),
-    Feature("Total_Bsmt_SF", "integer", "Basement area", "sq ft", 0, 10_000),
-    Feature("Lot_Area", "integer", "Lot area", "sq ft", 500, 250_000),
-    Feature("Year_Built", "integer", "Year built", "", 1800, 2027, required=True),
     Feature(
-        "Year_Remod_Add",
-        "integer",
-        "Year remodelled",
-        "",
-        1800,
-        2027,
-        default_from="Year_Built",
-        at_least="Year_Built",
-        help="Same as the year built if never remodelled.",
+        "Neighborhood", "category", "Neighbourhood", required=True,
+        help="The Ames neighbourhood the house is in, as the city assessor names it.",
     ),
-    Feature("Garage_Cars", "integer", "Garage size", "cars", 0, 5),
-    Feature("Full_Bath", "integer", "Full bathrooms", "", 0, 6),
-    Feature("Half_Bath", "integer", "Half bathrooms", "", 0, 4),
-    Feature("Bedroom_AbvGr", "integer", "Bedrooms", "", 0, 10),
-    Feature("Fireplaces", "integer", "Fireplaces", "", 0, 5),
-    Feature("Longitude", "number", "Longitude", "°", -93.75, -93.50, required=True),
-    Feature("Latitude", "number", "Latitude", "°", 41.95, 42.10, required=True),
-)
+    Feature(
+        "Overall_Cond", "category", "Overall condition",
+        help="The state of the whole house as an assessor would rate it, from very poor to "
+        "excellent; most houses are Average.",
+    ),
+    Feature(
+        "Bldg_Type", "category", "Building type",
+        help="A detached house for one family, a townhouse (end or inside unit), a duplex, or "
+        "a house converted for two families.",
+    ),
+    Feature(
+        "Central_Air", "category", "Central air conditioning",
+        help="Whether the house has central air conditioning; window units do not count.",
+    ),
+    Feature(
+        "Gr_Liv_Area", "integer", "Living area", "sq ft", 200, 10_000, required=True,
+        help="Above-ground finished living area, excluding the basement: every finished floor, "
+        "measured to the outside of the walls.",
+    ),
+    Feature(
+        "Total_Bsmt_SF", "integer", "Basement area", "sq ft", 0, 10_000,
+        help="The basement's whole floor area, finished or not; 0 if there is no basement.",
+    ),
+    Feature(
+        "Lot_Area", "integer", "Lot area", "sq ft", 500, 250_000,
+        help="The whole plot the house stands on (an acre is 43,560 sq ft).",
+    ),
+    Feature(
+        "Year_Built", "integer", "Year built", "", 1800, 2027, required=True,
+        help="The year the house was first finished.",
+    ),
+    Feature(
+        "Year_Remod_Add", "integer", "Year remodelled", "", 1800, 2027,
+        default_from="Year_Built", at_least="Year_Built",
+        help="The year of the last remodel or addition; the year built if never remodelled.",
+    ),
+    Feature(
+        "Garage_Cars", "integer", "Garage size", "cars", 0, 5,
+        help="How many cars the garage holds; 0 if there is no garage.",
+    ),
+    Feature(
+        "Full_Bath", "integer", "Full bathrooms", "", 0, 6,
+        help="Bathrooms with a bath or shower, above ground (basement ones do not count).",
+    ),
+    Feature(
+        "Half_Bath", "integer", "Half bathrooms", "", 0, 4,
+        help="Toilet and basin without a bath or shower, above ground.",
+    ),
+    Feature(
+        "Bedroom_AbvGr", "integer", "Bedrooms", "", 0, 10,
+        help="Bedrooms above ground; bedrooms in the basement do not count.",
+    ),
+    Feature(
+        "Fireplaces", "integer", "Fireplaces", "", 0, 5,
+        help="How many fireplaces the house has.",
+    ),
+    Feature(
+        "Longitude", "number", "Longitude", "°", -93.75, -93.50, required=True,
+        help="Where the house is, east-west, in decimal degrees (negative: west of Greenwich); "
+        "placing the house on the map sets it.",
+    ),
+    Feature(
+        "Latitude", "number", "Latitude", "°", 41.95, 42.10, required=True,
+        help="Where the house is, north-south, in decimal degrees; placing the house on the "
+        "map sets it.",
+    ),
+)  # fmt: skip
 CATEGORY_ORDER = {  # ordinal order where one exists, so forms list choices sensibly
     "Overall_Cond": (
         "Very_Poor",
@@ -88,6 +132,59 @@ CATEGORY_ORDER = {  # ordinal order where one exists, so forms list choices sens
         "Very_Good",
         "Excellent",
     ),
+}
+# What the form shows for each code (De Cock's data documentation). The card carries them,
+# and validation accepts a label wherever it accepts the code (homevalue.schema).
+CATEGORY_LABELS: dict[str, dict[str, str]] = {
+    "Neighborhood": {
+        "Bloomington_Heights": "Bloomington Heights",
+        "Blueste": "Bluestem",
+        "Briardale": "Briardale",
+        "Brookside": "Brookside",
+        "Clear_Creek": "Clear Creek",
+        "College_Creek": "College Creek",
+        "Crawford": "Crawford",
+        "Edwards": "Edwards",
+        "Gilbert": "Gilbert",
+        "Green_Hills": "Green Hills",
+        "Greens": "Greens",
+        "Iowa_DOT_and_Rail_Road": "Iowa DOT & Rail Road",
+        "Landmark": "Landmark",
+        "Meadow_Village": "Meadow Village",
+        "Mitchell": "Mitchell",
+        "North_Ames": "North Ames",
+        "Northpark_Villa": "Northpark Villa",
+        "Northridge": "Northridge",
+        "Northridge_Heights": "Northridge Heights",
+        "Northwest_Ames": "Northwest Ames",
+        "Old_Town": "Old Town",
+        "Sawyer": "Sawyer",
+        "Sawyer_West": "Sawyer West",
+        "Somerset": "Somerset",
+        "South_and_West_of_Iowa_State_University": "South & West of Iowa State University",
+        "Stone_Brook": "Stone Brook",
+        "Timberland": "Timberland",
+        "Veenker": "Veenker",
+    },
+    "Overall_Cond": {
+        "Very_Poor": "Very poor",
+        "Poor": "Poor",
+        "Fair": "Fair",
+        "Below_Average": "Below average",
+        "Average": "Average",
+        "Above_Average": "Above average",
+        "Good": "Good",
+        "Very_Good": "Very good",
+        "Excellent": "Excellent",
+    },
+    "Bldg_Type": {
+        "OneFam": "Single-family detached",
+        "TwnhsE": "Townhouse, end unit",
+        "Twnhs": "Townhouse, inside unit",
+        "Duplex": "Duplex",
+        "TwoFmCon": "Two-family conversion",
+    },
+    "Central_Air": {"Y": "Yes", "N": "No"},
 }
 REFERENCE_COLUMNS = ["Sale_Price", "Year_Sold", "Mo_Sold"]
 LGBM_PARAMS = dict(
@@ -138,6 +235,12 @@ def split_sales(clean: pd.DataFrame) -> dict[str, pd.DataFrame]:
     return {"train": pd.concat([train, test[unseen]]), "test": test[~unseen]}
 
 
+def category_label(name: str, code: str) -> str:
+    """The label of a category code; a code the table lacks (new in the data) is shown made
+    readable rather than failing training."""
+    return CATEGORY_LABELS.get(name, {}).get(code) or readable(code)
+
+
 def build_schema(train: pd.DataFrame, places: pd.DataFrame | None = None) -> Schema:
     """Fill in what the training data says: ranges seen, categories, typical values.
 
@@ -158,8 +261,11 @@ def build_schema(train: pd.DataFrame, places: pd.DataFrame | None = None) -> Sch
             seen = set(column)
             order = CATEGORY_ORDER.get(feature.name) or tuple(sorted(seen))
             categories = tuple(c for c in order if c in seen)
+            labels = tuple(category_label(feature.name, c) for c in categories)
             default = typical[feature.name].mode()[0]
-            features.append(replace(feature, categories=categories, default=default))
+            features.append(
+                replace(feature, categories=categories, labels=labels, default=default)
+            )
         else:
             median = location.get(feature.name, float(typical[feature.name].median()))
             default = None if feature.default_from else round(median, 6)
@@ -450,6 +556,16 @@ def interval_table(card: dict) -> str:
     )
 
 
+def vocabulary_markdown(features: list[dict]) -> str:
+    """Every category's code and label, one line per field, for people reading the card."""
+    lines = []
+    for f in features:
+        if f["categories"]:
+            pairs = zip(f["categories"], f.get("labels") or f["categories"], strict=True)
+            lines.append(f"- `{f['name']}`: " + "; ".join(f"`{c}` {label}" for c, label in pairs))
+    return "\n".join(lines)
+
+
 def card_markdown(card: dict) -> str:
     """A short page for people; the JSON is what code reads."""
     m, i, d, cv = card["metrics"], card["interval"], card["data"], card["cross_validation"]
@@ -494,6 +610,10 @@ Data SHA-256 `{d["data_sha256"][:16]}…`.
 | field | label | type | unit | allowed (seen in training) | if missing |
 |---|---|---|---|---|---|
 {rows}
+
+## Categories: code and label
+Either is accepted, in any case and with spaces, underscores or hyphens alike.
+{vocabulary_markdown(card["features"])}
 
 ## Limits
 Sales in Ames, Iowa, 2006-2010: prices are in those years' dollars. Houses unlike any in

@@ -78,7 +78,7 @@ def form_values(page: Page, schema) -> dict:
     for feature in schema.features:
         raw = shown[feature.name]
         if feature.is_category:
-            codes = {category_label(code): code for code in feature.categories}
+            codes = dict(zip(feature.shown_labels, feature.categories, strict=True))
             values[feature.name] = codes.get(raw, raw)
         elif feature.kind == "integer":
             values[feature.name] = int(float(raw))
@@ -172,7 +172,7 @@ def test_each_control_reprices_the_house(price_page, model, default_house):
 
     before = page.inner_text(".hv-price")
     page.locator(".hv-row-Neighborhood select").select_option(
-        label=category_label("Northridge_Heights")
+        label=model.schema.by_name["Neighborhood"].label_of("Northridge_Heights")
     )
     changed(page, before)
     values = assert_priced_as_shown(page, model)
@@ -181,6 +181,19 @@ def test_each_control_reprices_the_house(price_page, model, default_house):
     centre = reference_centres(model.path)["Northridge_Heights"]
     assert (values[LAT], values[LON]) == pytest.approx(centre, abs=1e-6)  # as the form shows
     assert_comps_follow(page, model, values)
+
+
+def test_the_form_shows_the_cards_labels_and_help_texts(price_page, model):
+    """The viewer reads labels ("Single-family detached") and each field's help text; the
+    values behind the dropdown stay the codes the model takes."""
+    page = price_page
+    bldg = model.schema.by_name["Bldg_Type"]
+    options = page.locator(".hv-row-Bldg_Type select option")
+    expect(options).to_have_text(list(bldg.labels))
+    for feature in model.schema.features:
+        help_line = page.locator(f".hv-row-{feature.name} .hv-help")
+        expect(help_line).to_be_visible()
+        expect(help_line).to_have_text(feature.help)
 
 
 def test_clicking_the_map_moves_the_house_and_reprices_it(price_page, model, default_house):

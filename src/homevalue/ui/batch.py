@@ -22,6 +22,7 @@ from homevalue.batch import score_file
 from homevalue.errors import BatchFileError, BatchOutputError
 from homevalue.inbox import BatchDirs, run_history
 from homevalue.model import Model, load_model
+from homevalue.schema import choices_text
 from homevalue.ui import charts, maps, render
 from homevalue.ui.page import Panel, guarded, log, version_marker
 
@@ -338,10 +339,22 @@ class BatchPage:
         caption = f"Rejected rows: {render.count(len(rejected), 'problem')}" + (
             f" (first {TABLE_ROWS} shown)" if len(rejected) > TABLE_ROWS else ""
         )
-        return render.table(
+        table = render.table(
             shown,
             caption=caption,
             headers={"row": "Row", "field": "Field", "value": "Value", "reason": "Why"},
+        )
+        return table + self._allowed_values(set(rejected["field"]))
+
+    def _allowed_values(self, fields: set) -> str:
+        """Each refused category's full list, once under the table (a row names only the
+        nearest values)."""
+        by_name = self.model.schema.by_name
+        listed = [by_name[f] for f in sorted(fields) if f in by_name and by_name[f].is_category]
+        return "".join(
+            f'<p class="hv-hint hv-allowed">{render.esc(f.label)} ({render.esc(f.name)}) takes '
+            f"a code or a label, in any case: {render.esc(choices_text(f))}.</p>"
+            for f in listed
         )
 
     def _show_table(self) -> None:

@@ -31,8 +31,11 @@ def field_widget(feature: Feature, value=None) -> widgets.ValueWidget:
     value = feature.default if value is None else value
     style = {"description_width": LABEL_WIDTH}
     common = {"description": feature.label, "style": style, "continuous_update": False}
+    if feature.help:
+        common["tooltip"] = feature.help  # the label and input's title, on hover
     if feature.is_category:
-        options = [(render.category_label(c), c) for c in feature.categories]
+        # The card's labels show; the values stay codes (what predict_one gets back).
+        options = list(zip(feature.shown_labels, feature.categories, strict=True))
         common.pop("continuous_update")
         return widgets.Dropdown(options=options, value=value, **common)
     if feature.kind == "integer" and feature.max - feature.min <= SLIDER_MAX_STEPS:
@@ -63,10 +66,14 @@ class HouseForm:
 
     def _row(self, feature: Feature) -> widgets.Widget:
         hint = "" if feature.is_category else _range_hint(feature)
-        tooltip = f' title="{render.esc(feature.help)}"' if feature.help else ""
-        note = widgets.HTML(f'<span class="hv-hint"{tooltip}>{render.esc(hint)}</span>')
+        note = widgets.HTML(f'<span class="hv-hint">{render.esc(hint)}</span>')
+        # The card's help text, visible under the input (a tooltip alone is lost on touch
+        # screens and to screen readers).
+        help_text = widgets.HTML(
+            f'<div class="hv-help">{render.esc(feature.help)}</div>' if feature.help else ""
+        )
         row = widgets.VBox(
-            [widgets.HBox([self.inputs[feature.name], note]), self.errors[feature.name]]
+            [widgets.HBox([self.inputs[feature.name], note]), help_text, self.errors[feature.name]]
         )
         row.add_class(f"hv-row-{feature.name}")  # a stable handle for browser tests and CSS
         return row
