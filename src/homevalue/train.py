@@ -263,9 +263,7 @@ def build_schema(train: pd.DataFrame, places: pd.DataFrame | None = None) -> Sch
             categories = tuple(c for c in order if c in seen)
             labels = tuple(category_label(feature.name, c) for c in categories)
             default = typical[feature.name].mode()[0]
-            features.append(
-                replace(feature, categories=categories, labels=labels, default=default)
-            )
+            features.append(replace(feature, categories=categories, labels=labels, default=default))
         else:
             median = location.get(feature.name, float(typical[feature.name].median()))
             default = None if feature.default_from else round(median, 6)
