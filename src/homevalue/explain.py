@@ -67,12 +67,9 @@ def dollar_contributions(
 
 
 def category_text(feature: Feature, value: object) -> str:
-    """A category value as the form shows it (North_Ames -> North Ames).
-
-    The one place explanations name a category: it reads what `ui.render.category_label`
-    does, and switches to the card's label table when the card has one.
-    """
-    return str(value).replace("_", " ")
+    """A category value as the form shows it: the card's label (OneFam -> Single-family
+    detached)."""
+    return feature.label_of(str(value))
 
 
 def value_text(feature: Feature, value: object) -> str:

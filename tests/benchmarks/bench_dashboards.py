@@ -726,21 +726,15 @@ class Pricer:
 
     def __init__(self):
         from homevalue import load_model
-        from homevalue.ui.render import category_label
 
         self.model = load_model()
-        self.labels = {
-            f.name: {category_label(c): c for c in f.categories}
-            for f in self.model.schema.features
-            if f.is_category
-        }
 
     def record(self, form: dict) -> dict:
         record = {}
         for feature in self.model.schema.features:
             raw = form[feature.name]
             if feature.is_category:
-                record[feature.name] = self.labels[feature.name].get(raw, raw)
+                record[feature.name] = raw  # the label the form shows: predict_one reads it
             elif feature.kind == "integer":
                 record[feature.name] = int(float(raw.replace(",", "")))
             else:
@@ -756,9 +750,8 @@ class Pricer:
 
 async def price_house(seen: Visit, pricer: Pricer, area: int, home: str) -> dict:
     """Set the viewer's own house, then wait for the price `predict_one` gives for the form."""
-    from homevalue.ui.render import category_label
-
-    await seen.page.select_option(NEIGHBOURHOOD, value=category_label(home))
+    label = pricer.model.schema.by_name["Neighborhood"].label_of(home)
+    await seen.page.select_option(NEIGHBOURHOOD, value=label)
     await change(seen.page, AREA, str(area))
     form = await seen.page.evaluate(FORM_JS)
     expected = pricer.price(form)
@@ -767,7 +760,7 @@ async def price_house(seen: Visit, pricer: Pricer, area: int, home: str) -> dict
         arg=[expected], timeout=60_000, polling=100,
     )  # fmt: skip
     shown = await seen.page.inner_text(".hv-price")
-    mine = int(form["Gr_Liv_Area"]) == area and form["Neighborhood"] == category_label(home)
+    mine = int(form["Gr_Liv_Area"]) == area and form["Neighborhood"] == label
     return {"expected": expected, "shown": shown, "ok": mine and shown == expected}
 
 

@@ -32,7 +32,7 @@ from homevalue.ui.price import (
     accuracy_sentence,
     interval_sentence,
 )
-from homevalue.ui.render import category_label, money
+from homevalue.ui.render import money
 
 # The last comp circle (comps are drawn in table order) whose centre nothing covers and
 # that is not outlined: its index in the table and its centre in window coordinates.
@@ -93,7 +93,7 @@ def shown_answer(page: Page) -> tuple[str, str, str]:
 
 def expected_answer(values: dict, model) -> tuple[str, str, str]:
     p = homevalue.predict_one(values, model=model)
-    return money(p.price), interval_sentence(p), accuracy_sentence(p)
+    return money(p.price), interval_sentence(p), accuracy_sentence(p, model.schema)
 
 
 def assert_priced_as_shown(page: Page, model) -> dict:
@@ -232,7 +232,7 @@ def test_a_sold_house_on_the_map_can_be_the_starting_point(
         & (sales["Sale_Price"] == int(price.replace(",", "")))
         & (sales["Gr_Liv_Area"] == int(area.replace(",", "")))
         & (sales["Year_Built"] == int(built))
-        & (sales["Neighborhood"].map(category_label) == place)
+        & (sales["Neighborhood"].map(model.schema.by_name["Neighborhood"].label_of) == place)
     ]
     assert len(sale) == 1, f"the offer {offer!r} matches {len(sale)} sales"
     start.click()

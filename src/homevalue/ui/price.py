@@ -29,7 +29,7 @@ from homevalue.explain import Explanation
 from homevalue.export import Driver
 from homevalue.model import Model, load_model
 from homevalue.predict import Prediction, explain_prediction, predict_one, what_if
-from homevalue.schema import check_value, fmt, fmt_for
+from homevalue.schema import Schema, check_value, fmt, fmt_for
 from homevalue.ui import charts, maps, render
 from homevalue.ui.form import HouseForm
 from homevalue.ui.page import Panel, Throttle, guarded, page_path, request_query, version_marker
@@ -81,7 +81,7 @@ COMPS_FORMATS = {
 }  # fmt: skip
 
 
-def comps_frame(comps) -> pd.DataFrame:
+def comps_frame(comps, schema: Schema) -> pd.DataFrame:
     """The comps as the page and the export show them: what each sold for beside what the
     model says for it, numbered as the buttons that show one on the map. Built from plain
     columns: pandas' assign and map cost more than the whole search for the comps."""
@@ -94,15 +94,15 @@ def comps_frame(comps) -> pd.DataFrame:
         "model_price": said,
         "difference": said / sold - 1,
         "Gr_Liv_Area": comps["Gr_Liv_Area"].to_numpy(),
-        "Bldg_Type": [render.category_label(v) for v in comps["Bldg_Type"]],
+        "Bldg_Type": [schema.by_name["Bldg_Type"].label_of(v) for v in comps["Bldg_Type"]],
         "Year_Built": comps["Year_Built"].to_numpy(),
-        "Neighborhood": [render.category_label(v) for v in comps["Neighborhood"]],
+        "Neighborhood": [schema.by_name[HOOD].label_of(v) for v in comps[HOOD]],
         "sold": [f"{y}-{int(m):02d}" for y, m in comps[["Year_Sold", "Mo_Sold"]].to_numpy()],
     })  # fmt: skip
 
 
-def comps_table(comps) -> str:
-    return render.table(comps_frame(comps), headers=COMPS_HEADERS, formats=COMPS_FORMATS)
+def comps_table(comps, schema: Schema) -> str:
+    return render.table(comps_frame(comps, schema), headers=COMPS_HEADERS, formats=COMPS_FORMATS)
 
 
 def what_if_grid(feature, current: float) -> np.ndarray:
@@ -142,13 +142,13 @@ def held_for(p: Prediction) -> str:
     return f" (held for {p.interval_coverage:.0%} of the test sales priced {p.price_band['label']})"
 
 
-def accuracy_sentence(p: Prediction) -> str:
+def accuracy_sentence(p: Prediction, schema: Schema) -> str:
     """The holdout's median error for houses like this one, and what "like" means here."""
     here = p.accuracy_here
     if not here:
         return ""
     scope = (
-        render.category_label(here["value"])
+        schema.by_name[HOOD].label_of(here["value"])
         if here["scope"] == "neighbourhood"
         else f"homes priced {here['value']}"
     )
@@ -271,6 +271,10 @@ class PricePage:
         self.waterfall = charts.WaterfallChart()
         self.drivers_html = widgets.HTML()
 
+    def _label(self, code: str) -> str:
+        """A neighbourhood as the form names it (the card's label)."""
+        return self.schema.by_name[HOOD].label_of(code)
+
     def _importance(self, name: str) -> float:
         return self.model.card.get("feature_importance_gain_share", {}).get(name, 0.0)
 
@@ -338,7 +342,7 @@ class PricePage:
     def _describe_house(self) -> str:
         v = self.form.values()
         return (
-            f"{render.category_label(v['Neighborhood'])}, {fmt(v['Gr_Liv_Area'])} sq ft, built "
+            f"{self._label(v['Neighborhood'])}, {fmt(v['Gr_Liv_Area'])} sq ft, built "
             f"{v['Year_Built']}, at {v[LAT]:.4f}, {v[LON]:.4f}; "
             f"{fmt(len(self.sales))} sold houses on the map"
         )
@@ -351,7 +355,7 @@ class PricePage:
         return (
             f"Price {render.money(p.price)}, 80% interval "
             f"{render.money(p.low)} – {render.money(p.high)}{held_for(p)}; "
-            f"{accuracy_sentence(p)}; flags: {flags}; model {p.model_version}"
+            f"{accuracy_sentence(p, self.schema)}; flags: {flags}; model {p.model_version}"
         )
 
     def _describe_curve(self) -> str:
@@ -393,7 +397,7 @@ class PricePage:
         self.price_html.value = (
             f'<div class="hv-price">{render.money(p.price)}</div>'
             f'<div class="hv-interval">{render.esc(interval_sentence(p))}</div>'
-            f'<div class="hv-accuracy">{render.esc(accuracy_sentence(p))}</div>'
+            f'<div class="hv-accuracy">{render.esc(accuracy_sentence(p, self.schema))}</div>'
             + render.dollars_note(p.dollars_of)
         )
         self.flags_html.value = render.bullet_list(
@@ -415,7 +419,7 @@ class PricePage:
             building_type=values.get("Bldg_Type"), folder=self.model.path,
             with_model_price=True,
         )  # fmt: skip
-        self.comps_html.value = comps_table(self.comps)
+        self.comps_html.value = comps_table(self.comps, self.schema)
         options = [(str(i + 1), i) for i in range(len(self.comps))]
         if list(self.comp_choice.options) != options:
             self.comp_choice.options = options
@@ -443,10 +447,10 @@ class PricePage:
         if located == values[HOOD]:
             return ""
         return (
-            f"This spot is in {render.category_label(located)} by its nearest sales; it is "
-            f"priced as {render.category_label(values[HOOD])}, as chosen. Choose "
-            f"{render.category_label(located)}, or place the house in "
-            f"{render.category_label(values[HOOD])}, to make them agree."
+            f"This spot is in {self._label(located)} by its nearest sales; it is "
+            f"priced as {self._label(values[HOOD])}, as chosen. Choose "
+            f"{self._label(located)}, or place the house in "
+            f"{self._label(values[HOOD])}, to make them agree."
         )
 
     def _show_place(self, values: dict) -> None:
@@ -529,7 +533,7 @@ class PricePage:
         interval = card["interval"]
         return export.Valuation(
             title=(
-                f"{render.category_label(values['Neighborhood'])}, "
+                f"{self._label(values['Neighborhood'])}, "
                 f"{fmt(values['Gr_Liv_Area'])} sq ft, "
                 f"built {fmt(values['Year_Built'], grouping=False)}"
             ),
@@ -564,21 +568,19 @@ class PricePage:
         sales = self.model.card["interval"]["bands"][band]["n_test"]
         return export.Coverage(p.interval_coverage, f"houses priced {p.price_band['label']}", sales)
 
-    @staticmethod
-    def _export_accuracy(p: Prediction) -> export.Accuracy | None:
+    def _export_accuracy(self, p: Prediction) -> export.Accuracy | None:
         here = p.accuracy_here
         if not here or here["median_error_percent"] is None:
             return None
         scope = (
-            render.category_label(here["value"])
+            self._label(here["value"])
             if here["scope"] == "neighbourhood"
             else f"houses priced {here['value']}"
         )
         return export.Accuracy(here["median_error_percent"] / 100, scope, here["n_test"])
 
-    @staticmethod
-    def _export_field(feature, value) -> export.Field:
-        shown = render.category_label(value) if feature.is_category else fmt_for(feature, value)
+    def _export_field(self, feature, value) -> export.Field:
+        shown = feature.label_of(value) if feature.is_category else fmt_for(feature, value)
         return export.Field(feature.label, shown, feature.unit)
 
     def _export_comps(self) -> export.Table | None:
@@ -587,7 +589,7 @@ class PricePage:
         if comps is None or not len(comps):
             return None
         return export.Table.from_frame(
-            comps_frame(comps), headers=COMPS_HEADERS, formats=COMPS_FORMATS
+            comps_frame(comps, self.schema), headers=COMPS_HEADERS, formats=COMPS_FORMATS
         )
 
     def _export_curve(self) -> export.Curve | None:
@@ -660,7 +662,7 @@ class PricePage:
             f"<span>Sold {render.esc(int(sale['Year_Sold']))} for "
             f"<b>{render.money(sale['Sale_Price'])}</b>: {fmt(sale['Gr_Liv_Area'])} sq ft, "
             f"built {render.esc(int(sale['Year_Built']))}, "
-            f"{render.esc(render.category_label(sale['Neighborhood']))}.</span>"
+            f"{render.esc(self._label(sale[HOOD]))}.</span>"
         )
         self.offer.layout.display = "flex"
 
