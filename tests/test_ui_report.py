@@ -13,7 +13,8 @@ from ipyleaflet import GeoJSON
 from homevalue import config
 from homevalue.errors import ModelMissingError, ModelSchemaError
 from homevalue.model import read_card, write_card_pin
-from homevalue.ui import charts, render, report
+from homevalue.schema import Schema
+from homevalue.ui import charts, report
 from homevalue.ui import page as ui_page
 from homevalue.ui.page import Unavailable, build
 from homevalue.ui.report import ReportPage
@@ -203,7 +204,9 @@ def test_map_has_one_geojson_layer_with_a_circle_per_neighbourhood(page):
     layers = [layer for layer in page.neighbourhood_map.layers if isinstance(layer, GeoJSON)]
     assert len(layers) == 1
     features = layers[0].data["features"]
-    expected = set(page.holdout["Neighborhood"].map(render.category_label))
+    label = Schema.from_list(page.card["features"]).by_name["Neighborhood"].label_of
+    expected = set(page.holdout["Neighborhood"].map(label))  # the form's words, not codes
+    assert "South & West of Iowa State University" in expected
     assert len(features) == page.holdout["Neighborhood"].nunique() == len(expected)
     assert {f["properties"]["name"] for f in features} == expected
 

@@ -22,6 +22,7 @@ import pandas as pd
 from homevalue import config
 from homevalue.errors import ModelMissingError, ModelSchemaError
 from homevalue.model import FIX, band_label, dollars_of, read_card
+from homevalue.schema import readable
 from homevalue.ui import charts, maps, render
 from homevalue.ui.page import Panel, guarded, version_marker
 
@@ -110,13 +111,16 @@ def share_within(holdout: pd.DataFrame, tolerance: float) -> float:
     return float((signed_error(holdout).abs() <= tolerance).mean())
 
 
-def residuals_by_neighbourhood(holdout: pd.DataFrame) -> pd.DataFrame:
+def residuals_by_neighbourhood(
+    holdout: pd.DataFrame, label: Callable[[str], str] = readable
+) -> pd.DataFrame:
     """How the model did in each neighbourhood, most over-priced first.
 
-    Columns: Neighborhood; n (test sales); median_price (sale price); median_ape (median
-    absolute % error, as a fraction); median_bias (median signed error: + over-, - under-
-    priced); inside_share (share inside the 80% interval); Latitude, Longitude (mean of
-    its houses: where the map draws it). Sorted by bias, so systematic misses lead.
+    Columns: Neighborhood; label (as the form names it: `label` of the code); n (test
+    sales); median_price (sale price); median_ape (median absolute % error, as a fraction);
+    median_bias (median signed error: + over-, - under-priced); inside_share (share inside
+    the 80% interval); Latitude, Longitude (mean of its houses: where the map draws it).
+    Sorted by bias, so systematic misses lead.
     """
     error = signed_error(holdout)
     frame = holdout.assign(bias=error, ape=error.abs(), inside=inside_interval(holdout))
@@ -130,7 +134,9 @@ def residuals_by_neighbourhood(holdout: pd.DataFrame) -> pd.DataFrame:
         Longitude=("Longitude", "mean"),
     )
     order = ["median_bias", "Neighborhood"]
-    return table.reset_index().sort_values(order, ascending=[False, True], ignore_index=True)
+    table = table.reset_index().sort_values(order, ascending=[False, True], ignore_index=True)
+    table.insert(1, "label", table["Neighborhood"].map(label))
+    return table
 
 
 def short_money(value: float) -> str:
@@ -196,7 +202,7 @@ def circle_radius(n: int) -> float:
 def neighbourhood_geojson(table: pd.DataFrame) -> dict:
     """One circle per neighbourhood: colour = median signed error band, size = test sales."""
     shown = table.assign(
-        name=table["Neighborhood"].map(render.category_label),
+        name=table["label"],
         median_bias=table["median_bias"].round(4),
         median_ape=table["median_ape"].round(4),
         inside_share=table["inside_share"].round(4),
@@ -315,8 +321,8 @@ def _extremes(table: pd.DataFrame) -> str:
     high, low = solid.iloc[0], solid.iloc[-1]
     return (
         f"among those with {FEW_SALES}+ sales, most over-priced "
-        f"{render.category_label(high['Neighborhood'])} ({_signed_pct(high['median_bias'])}, "
-        f"n={high['n']}), most under-priced {render.category_label(low['Neighborhood'])} "
+        f"{high['label']} ({_signed_pct(high['median_bias'])}, "
+        f"n={high['n']}), most under-priced {low['label']} "
         f"({_signed_pct(low['median_bias'])}, n={low['n']})"
     )
 
@@ -328,7 +334,7 @@ def neighbourhood_summary(table: pd.DataFrame, unseen: list[str]) -> str:
         f"{int((table['n'] < FEW_SALES).sum())} with fewer than {FEW_SALES} sales"
     )
     if unseen:
-        text += f"; {NOT_IN_TRAINING}: {', '.join(render.category_label(n) for n in unseen)}"
+        text += f"; {NOT_IN_TRAINING}: {', '.join(unseen)}"
     return text + f"; map: one layer of {len(table)} circles"
 
 
@@ -482,9 +488,11 @@ class ReportPage:
         return _panel([chart, text], "Predicted vs actual", accuracy_summary(self.holdout))
 
     def _neighbourhoods(self) -> Panel:
-        table = residuals_by_neighbourhood(self.holdout)
-        known = self._known_neighbourhoods()
-        unseen = [n for n in table["Neighborhood"] if known and n not in known]
+        known, labels = self._known_neighbourhoods()
+        table = residuals_by_neighbourhood(
+            self.holdout, lambda code: labels.get(code, readable(code))
+        )
+        unseen = [r.label for r in table.itertuples() if known and r.Neighborhood not in known]
         self.neighbourhood_map, status = self._neighbourhood_map(table)
         children = [
             _html(_paragraph(NEIGHBOURHOOD_INTRO)),
@@ -494,9 +502,13 @@ class ReportPage:
         ]
         return _panel(children, "Residuals by neighbourhood", neighbourhood_summary(table, unseen))
 
-    def _known_neighbourhoods(self) -> list[str]:
+    def _known_neighbourhoods(self) -> tuple[list[str], dict[str, str]]:
+        """The neighbourhoods the model learned, and their labels (the card's vocabulary)."""
         by_name = {f["name"]: f for f in self.card.get("features", [])}
-        return list(by_name.get("Neighborhood", {}).get("categories") or [])
+        feature = by_name.get("Neighborhood", {})
+        known = list(feature.get("categories") or [])
+        labels = feature.get("labels") or [readable(code) for code in known]
+        return known, dict(zip(known, labels, strict=False))
 
     def _neighbourhood_map(self, table: pd.DataFrame):
         status = _html(_paragraph(HOVER_PROMPT))
@@ -556,7 +568,7 @@ def hover_handler(status: widgets.HTML) -> Callable:
 def neighbourhood_table_html(table: pd.DataFrame, known: list[str]) -> str:
     """The residuals table as shown: readable names, percentages, a note on weak rows."""
     shown = table.assign(
-        Neighborhood=table["Neighborhood"].map(render.category_label),
+        Neighborhood=table["label"],
         note=neighbourhood_notes(table, known),
     )
     columns = ["Neighborhood", "n", "median_price", "median_bias", "median_ape", "inside_share"]
