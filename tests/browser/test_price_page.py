@@ -47,6 +47,24 @@ UNCOVERED_COMP = """colour => {
   }
   return null;
 }"""
+# A point of the map with nothing on it (no sold house, marker or control), where a click
+# reaches the map itself: the nearest such point to the map's centre (the town; a point at
+# the map's edge can be outside the latitudes and longitudes a house may have).
+EMPTY_MAP_POINT = """scope => {
+  const map = document.querySelector(scope + ' .leaflet-container');
+  const box = map.getBoundingClientRect();
+  const spots = [];
+  for (let fy = 0.2; fy < 0.81; fy += 0.04) for (let fx = 0.2; fx < 0.81; fx += 0.04)
+    spots.push([fx, fy]);
+  spots.sort((a, b) => Math.hypot(a[0] - 0.5, a[1] - 0.5) - Math.hypot(b[0] - 0.5, b[1] - 0.5));
+  for (const [fx, fy] of spots) {
+    const x = box.left + box.width * fx, y = box.top + box.height * fy;
+    const hit = document.elementFromPoint(x, y);
+    if (hit && map.contains(hit) && !hit.closest('.leaflet-interactive, .leaflet-control,'
+        + ' .leaflet-marker-icon') && hit.tagName !== 'path') return {x, y};
+  }
+  return null;
+}"""
 UPDATE_TIMEOUT = 15_000  # ms for a change to come back as a new price
 COMPS_COLOUR = "#e66101"  # the comparable sales' circles, drawn over the sold houses
 READ_FORM = """names => Object.fromEntries(names.map(name => {
@@ -196,12 +214,20 @@ def test_the_form_shows_the_cards_labels_and_help_texts(price_page, model):
         expect(help_line).to_have_text(feature.help)
 
 
+def marker_in_map(page: Page) -> tuple[float, float]:
+    """Where the house's marker is inside the map (page scrolling moves both)."""
+    marker = page.locator(".hv-map .leaflet-marker-icon").bounding_box()
+    frame = page.locator(".hv-map .leaflet-container").bounding_box()
+    return marker["x"] - frame["x"], marker["y"] - frame["y"]
+
+
 def test_clicking_the_map_moves_the_house_and_reprices_it(price_page, model, default_house):
     page = price_page
     before = page.inner_text(".hv-price")
-    map_area = page.locator(".hv-map .leaflet-container")
-    box = map_area.bounding_box()
-    map_area.click(position={"x": box["width"] * 0.25, "y": box["height"] * 0.7})
+    page.locator(".hv-map").scroll_into_view_if_needed()
+    point = page.evaluate(EMPTY_MAP_POINT, ".hv-map")
+    assert point, "the map has no empty spot in view"
+    page.mouse.click(point["x"], point["y"])
     changed(page, before)
     values = assert_priced_as_shown(page, model)
     assert (values[LAT], values[LON]) != (default_house[LAT], default_house[LON])
@@ -215,13 +241,14 @@ def test_a_sold_house_on_the_map_can_be_the_starting_point(
     the form with it (its location too) and re-prices."""
     page = price_page
     before = assert_priced_as_shown(page, model)
-    marker = page.locator(".hv-map .leaflet-marker-icon").bounding_box()
-    page.mouse.click(*circle_point(page, ".hv-map", skip=COMPS_COLOUR))
+    sale = circle_point(page, ".hv-map", skip=COMPS_COLOUR)
+    marker = marker_in_map(page)
+    page.mouse.click(*sale)
     start = page.get_by_role("button", name="Start from this house")
     expect(start).to_be_visible(timeout=UPDATE_TIMEOUT)
     page.wait_for_timeout(1500)  # a map click, had one been sent, would have moved it by now
     assert form_values(page, model.schema) == before, "a click on a sale moved the house"
-    assert page.locator(".hv-map .leaflet-marker-icon").bounding_box() == marker
+    assert marker_in_map(page) == marker
     offer = page.get_by_text(re.compile(r"^Sold \d+ for")).inner_text()
     found = re.search(r"Sold (\d+) for \$([\d,]+): ([\d,]+) sq ft, built (\d+), (.+)\.", offer)
     assert found, f"unexpected offer text {offer!r}"
