@@ -459,3 +459,16 @@ def test_a_page_without_its_model_says_so_and_logs_why(modelless_voila, page):
     finally:
         if response.status_code == 200:
             server.shutdown_kernel(kernel_id(response.text))
+
+
+def test_the_template_stylesheet_closes_every_block():
+    """A block left open swallows every rule after it without a word from the browser (a
+    merge once dropped the print block's two closing braces, and with them the map's height
+    and the help texts' indent)."""
+    css = (PROJ_ROOT / "share/jupyter/voila/templates/homevalue/static/homevalue.css").read_text()
+    text = re.sub(r"/\*.*?\*/", "", css, flags=re.S)
+    depth = 0
+    for line, row in enumerate(text.splitlines(), 1):
+        depth += row.count("{") - row.count("}")
+        assert depth >= 0, f"a block closes twice by line {line}"
+    assert depth == 0, f"{depth} block(s) left open at the end of homevalue.css"
