@@ -302,6 +302,10 @@ def test_an_older_message_goes_when_a_newer_result_is_shown(page, model):
     assert "monday.csv" in page.latest_note.value
     page.sample_button.click()  # a newer result: the note about monday's output goes
     assert page.latest_note.value == "" and page.outcome.name == "new_listings.csv"
+    before = page.downloads_html.value
+    page.sample_button.click()  # the same file again is a new result, with new links
+    assert page.downloads_html.value != before
+    assert page.downloads_html.value.replace('"4"', '"3"') == before
 
 
 def test_an_unreadable_history_is_reported_not_fatal(model, tmp_path):

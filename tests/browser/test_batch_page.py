@@ -175,6 +175,12 @@ def test_a_file_that_is_not_a_csv_is_refused_in_the_browser(batch_page, tmp_path
     expect(error).to_contain_text("“listings.xlsx” is not a CSV file")
     assert page.locator(".hv-ok, .hv-notice").first.inner_text() == summary
 
+    # a newer result (the sample again, scored anew) takes the old message away
+    old_links = page.locator("a.hv-download").element_handles()
+    page.get_by_role("button", name="Use the sample listings").click()
+    expect(error).to_have_count(0, timeout=SCORE_TIMEOUT)
+    assert all(not link.evaluate("e => e.isConnected") for link in old_links)  # new links
+
 
 def test_a_download_link_saves_its_file(batch_page, tmp_path):
     """A click saves the file the link holds (homevalue.js turns the data: URL into a Blob):

@@ -230,11 +230,13 @@ def download_link(name: str, content: bytes, label: str) -> str:
     )
 
 
-def downloads_html(outcome: Outcome) -> str:
+def downloads_html(outcome: Outcome, result: int) -> str:
+    """The links of one result; `result` numbers the page's results, so the same file scored
+    again is new links too (the browser clears a message about an earlier file on it)."""
     stem = Path(outcome.name).stem
     n_scored = render.count(len(outcome.scored), "row")
     n_problems = render.count(len(outcome.rejected), "problem")
-    return '<p class="hv-downloads">' + " ".join([
+    return f'<p class="hv-downloads" data-hv-result="{result}">' + " ".join([
         download_link(f"{stem}.scored.csv", outcome.scored_csv,
                       f"Download the prices ({n_scored})"),
         download_link(f"{stem}.rejected.csv", outcome.rejected_csv,
@@ -265,6 +267,7 @@ class BatchPage:
         self.upload = widgets.FileUpload(accept=".csv", multiple=False, description="Upload CSV")
         self.upload.observe(guard(self._uploaded), names="value")
         self._quiet = False  # True while show() sets the sort controls itself
+        self._results = 0  # results shown so far
         self.sample_button = widgets.Button(
             description="Use the sample listings", icon="table", layout={"width": "auto"}
         )
@@ -450,7 +453,7 @@ class BatchPage:
         columns = shown_columns(scored)
         sort_column = PRICE if PRICE in columns else columns[0]
         table = self._table(scored, sort_column, self.descending.value)
-        downloads = downloads_html(outcome)
+        downloads = downloads_html(outcome, self._results + 1)
         located = map_sample(scored)
         layer = maps.points(
             located, ["price"], maps.colours(located["price"], maps.PRICE_BANDS, maps.BAND_COLOURS)
@@ -459,7 +462,7 @@ class BatchPage:
             f"<p class='hv-hint'>{len(located):,} of {len(scored):,} priced houses on the map.</p>"
         )
         # From here on only assignments: the page changes as a whole.
-        self.outcome = outcome
+        self.outcome, self._results = outcome, self._results + 1
         self._quiet = True
         try:
             self.sort_by.options = [(HEADERS.get(c, c), c) for c in columns]
