@@ -3,13 +3,16 @@ recovery after a crash, a history of runs, and silence on stderr when nobody wat
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -26,7 +29,16 @@ from batch_helpers import (
 import homevalue
 from homevalue import cli, config
 from homevalue.errors import BatchFileError
-from homevalue.inbox import BatchDirs, InboxBusy, exclusive_lock, run_history, run_inbox
+from homevalue.inbox import (
+    BatchDirs,
+    InboxBusy,
+    exclusive_lock,
+    now,
+    record_upload,
+    run_history,
+    run_inbox,
+)
+from homevalue.model import sha256_file
 
 
 @pytest.fixture(scope="module")
@@ -285,6 +297,49 @@ def test_a_killed_run_leaves_no_output_and_the_next_run_recovers(dirs, model, tm
 
 
 # --- history and cron ---------------------------------------------------------------------
+
+
+OLD_SCHEMA = """
+CREATE TABLE runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, started_at TEXT NOT NULL, finished_at TEXT,
+    file TEXT NOT NULL, sha256 TEXT NOT NULL, rows_scored INTEGER, rows_rejected INTEGER,
+    status TEXT NOT NULL, error TEXT, output TEXT, rejected_output TEXT, model_version TEXT,
+    pid INTEGER
+);
+INSERT INTO runs (started_at, file, sha256, status, rows_scored, rows_rejected)
+VALUES ('2026-01-05T02:00:00.000000Z', 'old.csv', 'abc', 'ok', 3, 1);
+"""
+
+
+def test_a_history_from_before_sources_is_read_and_then_extended(dirs, model):
+    """Histories written before runs had a source stay readable (their runs were the inbox's),
+    and the first writer adds the column without losing a row."""
+    with contextlib.closing(sqlite3.connect(dirs.history)) as db:
+        db.executescript(OLD_SCHEMA)
+
+    before = run_history(dirs.history)
+    assert before[["file", "source"]].values.tolist() == [["old.csv", "inbox"]]
+
+    record_upload(dirs.history, file="mine.csv", sha256="def", status="ok",
+                  started_at=now(), rows_scored=2, rows_rejected=0)  # fmt: skip
+    write_csv(houses(4), dirs.inbox / "new.csv")
+    run(dirs, model)
+
+    history = run_history(dirs.history)
+    assert history[["file", "source"]].values.tolist() == [
+        ["new.csv", "inbox"], ["mine.csv", "page"], ["old.csv", "inbox"]
+    ]  # fmt: skip
+
+
+def test_a_page_upload_of_the_same_content_does_not_stop_the_inbox_scoring_it(dirs, model):
+    """A page upload's outputs went to its viewer: the inbox must still write its own."""
+    path = write_csv(houses(5), dirs.inbox / "monday.csv")
+    record_upload(dirs.history, file="monday.csv", sha256=sha256_file(path), status="ok",
+                  started_at=now(), rows_scored=5, rows_rejected=0)  # fmt: skip
+
+    (summary,) = run(dirs, model)
+
+    assert summary["status"] == "ok" and Path(summary["output"]).exists()
 
 
 def test_run_history_is_newest_first(dirs, model):

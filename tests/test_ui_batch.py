@@ -13,9 +13,11 @@ import pytest
 from homevalue import config
 from homevalue.batch import score_file
 from homevalue.errors import BatchFileError
-from homevalue.inbox import run_inbox
+from homevalue.inbox import run_history, run_inbox
+from homevalue.predict import PRICE_COLUMNS
 from homevalue.ui import BatchPage, render
-from homevalue.ui.batch import check_upload, sample_listings, sort_rows
+from homevalue.ui.batch import check_upload, sample_listings, sort_rows, utc_time
+from homevalue.ui.page import FRIENDLY
 
 XSS = "<img src=x onerror=alert(1)>"
 
@@ -154,27 +156,156 @@ def test_sorting_numbers_as_numbers(page):
     ):
         page.descending.value = descending
         first_row = page.table_html.value.split("<tbody>")[1].split("</tr>")[0]
-        assert f"<td>{expected:.0f}</td>" in first_row
+        assert first_row.startswith(f'<tr><td class="num">{render.money(expected)}</td>')
+
+
+def header_row(html: str) -> list[str]:
+    return re.findall(r"<th>(.*?)</th>", html.split("</thead>")[0])
+
+
+def body_rows(html: str) -> list[list[str]]:
+    body = html.split("<tbody>")[1]
+    return [re.findall(r"<td[^>]*>(.*?)</td>", row) for row in body.split("</tr>")[:-1]]
+
+
+def test_the_table_leads_with_the_prices_as_money_and_the_download_keeps_its_order(page):
+    headers = header_row(page.table_html.value)
+    assert headers[:7] == ["Predicted price", "Low (80% range)", "High (80% range)", "Flags",
+                           "Model", "Dollars of", "Row"]  # fmt: skip
+    scored = page.outcome.scored
+    inputs = [c for c in scored.columns if c not in PRICE_COLUMNS and c != "row"]
+    assert headers[7:] == inputs
+    first = body_rows(page.table_html.value)[0]
+    top = page.outcome.prices.max()  # highest first
+    row = scored.loc[page.outcome.prices.idxmax()]
+    assert first[:3] == [render.money(top), render.money(float(row["price_low"])),
+                         render.money(float(row["price_high"]))]  # fmt: skip
+    assert first[3:7] == [row["flags"], row["model_version"], row["dollars_of"], row["row"]]
+    # the download keeps the batch job's documented order: the file's columns, then prices
+    header = downloaded(page, "scored").decode().splitlines()[0].split(",")
+    assert header[-len(PRICE_COLUMNS) :] == PRICE_COLUMNS and header == list(scored.columns)
+    # the sort menu lists the columns as the table does
+    assert [label for label, _ in page.sort_by.options][:2] == headers[:2]
+
+
+def run_monday(page: BatchPage, model) -> None:
+    inbox = page.dirs.inbox
+    inbox.mkdir(parents=True, exist_ok=True)
+    (inbox / "monday.csv").write_bytes(sample_listings()[1])
+    run_inbox(inbox, model=model, settle_seconds=0)
 
 
 def test_history_shows_the_batch_jobs_runs_and_opens_the_latest_output(page, model):
     assert "has not run yet" in page.history_html.value
-    inbox = page.dirs.inbox
-    inbox.mkdir(parents=True)
-    name, content = sample_listings()
-    (inbox / "monday.csv").write_bytes(content)
-    run_inbox(inbox, model=model, settle_seconds=0)
+    run_monday(page, model)
     page.show_history()
     assert "monday.csv" in page.history_html.value and ">ok<" in page.history_html.value
-    page.score("other.csv", content)
-    page.open_latest()
-    assert page.outcome.name == "monday.csv"
-    assert "batch job&#x27;s output for monday.csv" in page.status.value
-
-
-def test_opening_the_latest_output_when_there_is_none_says_so(page):
+    page.score("other.csv", sample_listings()[1])
     page.latest_button.click()
-    assert "No finished CSV run" in page.status.value
+    assert page.outcome.name == "monday.csv"
+    # the confirmation is beside the button, not up at the upload
+    assert "batch job&#x27;s output for monday.csv (run 1, started " in page.latest_note.value
+    assert page.status.value == ""
+
+
+def test_history_times_are_readable_and_counts_are_whole_numbers(page, model):
+    run_monday(page, model)
+    (page.dirs.inbox / "broken.csv").write_bytes(b"a,b\n1,2\n")  # failed: no counts
+    run_inbox(page.dirs.inbox, model=model, settle_seconds=0)
+    page.show_history()
+    runs = run_history(page.dirs.history)
+    shown = body_rows(page.history_html.value)
+    assert header_row(page.history_html.value)[:4] == ["Started (UTC)", "File", "From", "Status"]
+    started = datetime.fromisoformat(runs["started_at"].iloc[1].replace("Z", "+00:00"))
+    assert shown[1][:6] == [started.strftime("%Y-%m-%d %H:%M UTC"), "monday.csv", "inbox", "ok",
+                            f"{runs['rows_scored'].iloc[1]:.0f}",
+                            f"{runs['rows_rejected'].iloc[1]:.0f}"]  # fmt: skip
+    assert shown[0][1] == "broken.csv" and shown[0][3:6] == ["failed", "", ""]
+    assert utc_time("2026-11-30T23:05:09.123456Z") == "2026-11-30 23:05 UTC"
+    assert utc_time(None) == "" and utc_time("not a time") == "not a time"
+
+
+def test_open_the_latest_output_is_disabled_until_a_run_has_output(page, model):
+    assert page.latest_button.disabled
+    assert "has its output on disk" in page.latest_button.tooltip
+    upload(page, "mine.csv", sample_listings()[1])  # a page upload has no output to open
+    assert page.latest_button.disabled
+    run_monday(page, model)
+    page.refresh_button.click()
+    assert not page.latest_button.disabled
+    for output in page.dirs.outbox.iterdir():  # the outputs were cleared away
+        output.unlink()
+    page.refresh_button.click()
+    assert page.latest_button.disabled
+    page.latest_button.click()  # a page drawn before they went still says why
+    assert "No finished CSV run" in page.latest_note.value
+
+
+def test_page_uploads_are_recorded_in_the_history_with_their_source(page, reference):
+    name, content = sample_listings()  # the sample the page opened on is not recorded
+    assert run_history(page.dirs.history).empty
+    houses = reference.head(10).drop(columns=["Sale_Price"]).astype(object)
+    houses.loc[3, "Gr_Liv_Area"] = "huge"
+    upload(page, "mine.csv", csv_bytes(houses))
+    upload(page, "x.csv", b"a,b\n1,2\n")
+    page.sample_button.click()
+
+    runs = run_history(page.dirs.history)
+    assert runs[["file", "source", "status"]].values.tolist() == [
+        ["x.csv", "page", "failed"], ["mine.csv", "page", "ok"]
+    ]  # fmt: skip
+    assert runs["rows_scored"].tolist()[1:] == [9] and runs["rows_rejected"].tolist()[1:] == [1]
+    assert runs[["rows_scored", "rows_rejected"]].iloc[0].isna().all()
+    assert "lacks required column" in runs["error"].iloc[0]
+    assert (runs["model_version"] == page.model.version).all()
+    assert runs["output"].isna().all()  # the outputs went to the viewer
+    shown = body_rows(page.history_html.value)
+    assert [row[1:4] for row in shown] == [["x.csv", "page upload", "failed"],
+                                           ["mine.csv", "page upload", "ok"]]  # fmt: skip
+
+
+def test_a_history_that_cannot_take_an_upload_leaves_the_viewer_their_result(page, reference):
+    page.dirs.history.parent.mkdir(parents=True)
+    page.dirs.history.write_bytes(b"this is not a database" * 100)
+    houses = reference.head(5).drop(columns=["Sale_Price"]).astype(object)
+    upload(page, "mine.csv", csv_bytes(houses))
+    assert page.outcome.name == "mine.csv" and page.status.value == ""
+    assert page.dirs.history.read_bytes() == b"this is not a database" * 100  # left alone
+
+
+def test_a_result_that_fails_to_show_leaves_the_previous_one_whole(page, reference, monkeypatch):
+    """Summary, table, downloads and messages change together: never one file's downloads
+    beside another's table, and no message about an earlier file beside a newer result."""
+    houses = reference.head(8).drop(columns=["Sale_Price"]).astype(object)
+    upload(page, "first.csv", csv_bytes(houses))
+    shown = [w.value for w in (page.summary_html, page.table_html, page.downloads_html)]
+
+    def broken(_frame):
+        raise RuntimeError("the map cannot be drawn")
+
+    monkeypatch.setattr("homevalue.ui.batch.map_sample", broken)
+    upload(page, "second.csv", csv_bytes(houses.head(4)))
+    assert page.status.value == render.notice(FRIENDLY)
+    assert page.outcome.name == "first.csv"
+    assert [w.value for w in (page.summary_html, page.table_html, page.downloads_html)] == shown
+
+    monkeypatch.undo()
+    upload(page, "third.csv", csv_bytes(houses.head(4)))
+    assert page.status.value == "" and "third.csv: 4 rows" in page.summary_html.value
+    assert 'download="third.scored.csv"' in page.downloads_html.value
+
+
+def test_an_older_message_goes_when_a_newer_result_is_shown(page, model):
+    run_monday(page, model)
+    page.refresh_button.click()
+    page.latest_button.click()
+    assert "monday.csv" in page.latest_note.value
+    page.sample_button.click()  # a newer result: the note about monday's output goes
+    assert page.latest_note.value == "" and page.outcome.name == "new_listings.csv"
+    before = page.downloads_html.value
+    page.sample_button.click()  # the same file again is a new result, with new links
+    assert page.downloads_html.value != before
+    assert page.downloads_html.value.replace('"4"', '"3"') == before
 
 
 def test_an_unreadable_history_is_reported_not_fatal(model, tmp_path):
@@ -188,9 +319,10 @@ def test_an_unreadable_history_is_reported_not_fatal(model, tmp_path):
     )
     assert str(inbox.parent) not in page.history_html.value  # no server paths for viewers
     assert len(page.outcome.scored) > 0  # the rest of the page works
-    page.latest_button.click()
-    assert "history file could not be read" in page.status.value
-    assert str(inbox.parent) not in page.status.value
+    assert page.latest_button.disabled
+    page.latest_button.click()  # a page drawn before the history broke
+    assert "history file could not be read" in page.latest_note.value
+    assert str(inbox.parent) not in page.latest_note.value
 
 
 def test_a_wide_upload_is_refused_with_the_limit_and_the_last_result_stays(page, tmp_path):

@@ -8,7 +8,8 @@ Layout beside the inbox (default `./batch/inbox`):
     batch/outbox/    <name>.run<id>.scored.csv and <name>.run<id>.rejected.csv
     batch/archive/   inputs whose outputs are safely on disk
     batch/failed/    inputs that cannot be scored, each with <name>.error.txt saying why
-    batch/history.sqlite   one row per file per run
+    batch/history.sqlite   one row per file per run, and one per upload on the batch page
+                           (source "page"; its outputs went to the viewer, not the outbox)
     batch/.inbox.lock      held while a run is going; a second run refuses to start
 
 Order of work per file: record "running", write outputs atomically, record "ok", then move
@@ -69,10 +70,16 @@ CREATE TABLE IF NOT EXISTS runs (
     output TEXT,
     rejected_output TEXT,
     model_version TEXT,
-    pid INTEGER
+    pid INTEGER,
+    source TEXT NOT NULL DEFAULT 'inbox'
 );
 CREATE INDEX IF NOT EXISTS runs_sha256 ON runs (sha256, status);
 """
+# Where a run came from: the cron job's inbox, or a viewer's upload on the batch page (whose
+# outputs were the viewer's downloads, so it has no output on disk).
+SOURCES = ("inbox", "page")
+# A history written before runs had a source: its rows were all inbox runs.
+ADD_SOURCE = "ALTER TABLE runs ADD COLUMN source TEXT NOT NULL DEFAULT 'inbox'"
 
 
 class InboxBusy(HomevalueError):
@@ -154,6 +161,7 @@ def connect(history: Path) -> sqlite3.Connection:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")
         db.executescript(SCHEMA)
+        _add_source(db)
         # A truncated file can open and still hold broken pages: find them now, not mid-run.
         problems = [row[0] for row in db.execute("PRAGMA quick_check")]
         if problems != ["ok"]:
@@ -162,6 +170,21 @@ def connect(history: Path) -> sqlite3.Connection:
         db.close()
         raise
     return db
+
+
+def _columns(db: sqlite3.Connection) -> set[str]:
+    return {row[1] for row in db.execute("PRAGMA table_info(runs)")}
+
+
+def _add_source(db: sqlite3.Connection) -> None:
+    """Give an older history its `source` column; a process doing the same meanwhile wins."""
+    if "source" in _columns(db):
+        return
+    try:
+        db.execute(ADD_SOURCE)
+    except sqlite3.OperationalError as error:
+        if "duplicate column" not in str(error):
+            raise
 
 
 def is_damaged(error: sqlite3.Error) -> bool:
@@ -229,16 +252,55 @@ def _last_run_id(outbox: Path) -> int:
     return 0
 
 
+def record_upload(
+    history: Path,
+    *,
+    file: str,
+    sha256: str,
+    status: str,
+    started_at: str,
+    rows_scored: int | None = None,
+    rows_rejected: int | None = None,
+    error: str | None = None,
+    model_version: str | None = None,
+) -> int:
+    """Add a finished page upload to the history; its id.
+
+    One INSERT of a finished row (never "running", which the next inbox run would mark
+    interrupted), under sqlite's own locking, so it is safe while the cron job writes. A
+    damaged history raises sqlite3.DatabaseError and is left for the inbox job to set aside.
+    """
+    with contextlib.closing(connect(history)) as db:
+        return db.execute(
+            "INSERT INTO runs (started_at, finished_at, file, sha256, rows_scored, "
+            "rows_rejected, status, error, model_version, pid, source) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'page')",
+            (started_at, now(), file, sha256, rows_scored, rows_rejected, status, error,
+             model_version, os.getpid()),
+        ).lastrowid  # fmt: skip
+
+
+# `source` last: the CLI's columns stay where scripts reading them expect them.
+HISTORY_COLUMNS = ["id", "started_at", "finished_at", "file", "status", "rows_scored",
+                   "rows_rejected", "error", "output", "rejected_output", "model_version",
+                   "source"]  # fmt: skip
+
+
 def run_history(history: Path, limit: int = 50) -> pd.DataFrame:
-    """The latest runs, newest first (empty table if the job never ran)."""
-    columns = ["id", "started_at", "finished_at", "file", "status", "rows_scored",
-               "rows_rejected", "error", "output", "rejected_output", "model_version"]  # fmt: skip
+    """The latest runs, newest first (empty table if the job never ran).
+
+    Read-only, so a history written before runs had a source is read as it is: its runs
+    are all the inbox's.
+    """
     if not Path(history).exists():
-        return pd.DataFrame(columns=columns)
+        return pd.DataFrame(columns=HISTORY_COLUMNS)
     try:
         with contextlib.closing(sqlite3.connect(f"file:{history}?mode=ro", uri=True)) as db:
+            present = _columns(db)
+            selected = ["'inbox' AS source" if c not in present and c == "source" else c
+                        for c in HISTORY_COLUMNS]  # fmt: skip
             return pd.read_sql_query(
-                f"SELECT {', '.join(columns)} FROM runs ORDER BY id DESC LIMIT ?", db,
+                f"SELECT {', '.join(selected)} FROM runs ORDER BY id DESC LIMIT ?", db,
                 params=(limit,),
             )  # fmt: skip
     except (sqlite3.Error, pd.errors.DatabaseError) as error:  # pandas wraps sqlite's errors
@@ -310,7 +372,9 @@ def _score_one(db, dirs: BatchDirs, path: Path, seen, model: Model, progress) ->
 def _score_and_file(db, dirs: BatchDirs, path: Path, seen, model: Model, progress) -> dict:
     digest = sha256_file(path)
     earlier = db.execute(
-        "SELECT id, file FROM runs WHERE sha256=? AND status='ok' ORDER BY id LIMIT 1", (digest,)
+        "SELECT id, file FROM runs WHERE sha256=? AND status='ok' AND source='inbox' "
+        "ORDER BY id LIMIT 1",
+        (digest,),
     ).fetchone()
     if earlier:
         moved = move_aside(path, dirs.archive)

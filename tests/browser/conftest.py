@@ -127,8 +127,14 @@ class Problems:
 
 @pytest.fixture(scope="package")
 def server(tmp_path_factory) -> Iterator[VoilaServer]:
-    """`make serve` on notebooks/, shared by every browser test."""
-    with serve(tmp_path_factory.mktemp("voila") / "server.log") as running:
+    """`make serve` on notebooks/, shared by every browser test.
+
+    Its batch folder is the test's own: the batch page records uploads in the job's history,
+    which by default is `./batch/` of the checkout.
+    """
+    folder = tmp_path_factory.mktemp("voila")
+    inbox = {"HOMEVALUE_BATCH_INBOX": str(folder / "batch" / "inbox")}
+    with serve(folder / "server.log", env=inbox) as running:
         yield running
 
 

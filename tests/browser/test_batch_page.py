@@ -17,7 +17,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from browser.screenshots import open_page
-from homevalue.ui.batch import PRICE, Outcome, score_upload, summary_text
+from homevalue.ui.batch import Outcome, score_upload, summary_text
 
 SCORE_TIMEOUT = 30_000  # ms: the upload crosses the websocket and is scored in the kernel
 XSS = "<img src=x onerror=alert(1)>"
@@ -54,6 +54,11 @@ def table_rows(table) -> list[list[str]]:
     return table.locator("tbody tr").evaluate_all(
         "rows => rows.map(r => [...r.cells].map(c => c.textContent))"
     )
+
+
+def dollars(cells: list[str]) -> list[int]:
+    """$139,331 -> 139331: the table's prices as the file holds them."""
+    return [int(c.replace("$", "").replace(",", "")) for c in cells]
 
 
 def column(table, name: str) -> list[str]:
@@ -105,13 +110,26 @@ def test_an_upload_shows_counts_rejections_results_and_downloads(
     assert table_rows(rejected) == reasons.to_numpy(str).tolist()
     results = page.locator("table.hv-rows")
     expect(results.locator("caption")).to_have_text(f"{scored} priced houses")
-    prices = [int(p) for p in column(results, PRICE)]
+    headers = results.locator("thead th").all_inner_texts()
+    assert headers[:3] == ["Predicted price", "Low (80% range)", "High (80% range)"]
+    prices = dollars(column(results, "Predicted price"))
     assert prices == sorted(outcome.prices.astype(int), reverse=True)  # highest first
+    first_cell = results.locator("tbody tr").first.locator("td").first
+    assert first_cell.bounding_box()["x"] < page.viewport_size["width"] / 2  # on screen
 
     name, data = link_csv(page, "scored")
     assert (name, data) == ("listings_part.scored.csv", outcome.scored_csv)
     assert len(data.decode().splitlines()) == scored + 1  # a header and every priced house
     assert link_csv(page, "rejected") == ("listings_part.rejected.csv", outcome.rejected_csv)
+
+    # the upload is in the job's history, as a page upload; the page has no output to open
+    history = page.locator("table.hv-table", has=page.locator("th", has_text="Started (UTC)"))
+    upload_row = history.locator("tbody tr").first
+    expect(upload_row).to_contain_text("listings_part.csv")
+    assert table_rows(history)[0][1:6] == [
+        "listings_part.csv", "page upload", "ok", str(scored), str(rejected_rows)
+    ]  # fmt: skip
+    expect(page.get_by_role("button", name="Open the latest output")).to_be_disabled()
 
     page.get_by_label("Sort by").select_option("Gr_Liv_Area")
     page.get_by_role("button", name="Lowest first").click()
@@ -156,6 +174,12 @@ def test_a_file_that_is_not_a_csv_is_refused_in_the_browser(batch_page, tmp_path
     error = page.locator(".hv-upload-error")
     expect(error).to_contain_text("“listings.xlsx” is not a CSV file")
     assert page.locator(".hv-ok, .hv-notice").first.inner_text() == summary
+
+    # a newer result (the sample again, scored anew) takes the old message away
+    old_links = page.locator("a.hv-download").element_handles()
+    page.get_by_role("button", name="Use the sample listings").click()
+    expect(error).to_have_count(0, timeout=SCORE_TIMEOUT)
+    assert all(not link.evaluate("e => e.isConnected") for link in old_links)  # new links
 
 
 def test_a_download_link_saves_its_file(batch_page, tmp_path):

@@ -8,8 +8,11 @@ from a file is escaped: an upload is untrusted text.
 from __future__ import annotations
 
 import base64
+import hashlib
+import sqlite3
 import tempfile
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 
@@ -20,8 +23,9 @@ import pandas as pd
 from homevalue import config
 from homevalue.batch import score_file
 from homevalue.errors import BatchFileError, BatchOutputError
-from homevalue.inbox import BatchDirs, run_history
+from homevalue.inbox import BatchDirs, now, record_upload, run_history
 from homevalue.model import Model, load_model
+from homevalue.predict import PRICE_COLUMNS
 from homevalue.schema import choices_text
 from homevalue.ui import charts, maps, render
 from homevalue.ui.page import Panel, guarded, log, version_marker
@@ -39,6 +43,18 @@ SERVER_FULL = (
 TABLE_ROWS = 100  # rows shown in the results table; the download has them all
 MAP_POINTS = 5_000  # more would make the map layer slow to send; a spread sample is shown
 PRICE = "predicted_price"
+MONEY_COLUMNS = ("predicted_price", "price_low", "price_high")
+# The results table's names for the scored file's own columns (the input's keep theirs).
+HEADERS = {
+    "row": "Row", "predicted_price": "Predicted price", "price_low": "Low (80% range)",
+    "price_high": "High (80% range)", "flags": "Flags", "model_version": "Model",
+    "dollars_of": "Dollars of",
+}  # fmt: skip
+HISTORY_HEADERS = {
+    "started_at": "Started (UTC)", "file": "File", "source": "From", "status": "Status",
+    "rows_scored": "Scored", "rows_rejected": "Rejected", "error": "Error",
+}  # fmt: skip
+SOURCE_NAMES = {"inbox": "inbox", "page": "page upload"}
 
 
 def sample_listings() -> tuple[str, bytes]:
@@ -142,12 +158,90 @@ def sort_rows(frame: pd.DataFrame, column: str, descending: bool) -> pd.DataFram
     return frame.iloc[order]
 
 
+def shown_columns(frame: pd.DataFrame) -> list[str]:
+    """The price first (what a viewer came for), then the row number and the file's own
+    columns; the download keeps the batch job's documented order."""
+    prices = [c for c in PRICE_COLUMNS if c in frame]
+    return prices + [c for c in frame.columns if c not in prices]
+
+
+def results_table(rows: pd.DataFrame, caption: str) -> str:
+    """The scored rows with their prices as money (the file holds them as plain numbers)."""
+    shown = rows[shown_columns(rows)].copy()
+    for column in MONEY_COLUMNS:
+        if column in shown:
+            shown[column] = pd.to_numeric(shown[column], errors="coerce")
+    formats = dict.fromkeys(MONEY_COLUMNS, render.money)
+    return render.table(shown, headers=HEADERS, formats=formats, caption=caption, rows=True)
+
+
+def utc_time(stamp: object) -> str:
+    """2026-11-30T03:43:39.123456Z -> 2026-11-30 03:43 UTC: the history's times as people
+    read them. The kernel cannot know the viewer's time zone, so the zone is said."""
+    if stamp is None or pd.isna(stamp) or stamp == "":
+        return ""
+    try:
+        when = datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
+    except ValueError:
+        return str(stamp)  # shown as recorded rather than hidden
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def whole(value: object) -> str:
+    """A count from the history (NaN where a run has none) as an integer, or blank."""
+    number = pd.to_numeric(value, errors="coerce")
+    return "" if pd.isna(number) else f"{int(number):,}"
+
+
+def history_table(runs: pd.DataFrame) -> str:
+    shown = pd.DataFrame(
+        {
+            "started_at": runs["started_at"].map(utc_time),
+            "file": runs["file"],
+            "source": runs["source"].map(lambda s: SOURCE_NAMES.get(s, s)),
+            "status": runs["status"],
+            "rows_scored": runs["rows_scored"].map(whole),
+            "rows_rejected": runs["rows_rejected"].map(whole),
+            "error": runs["error"].fillna(""),
+        }
+    )
+    return render.table(shown, headers=HISTORY_HEADERS)
+
+
+def latest_outputs(runs: pd.DataFrame) -> list:
+    """The finished inbox runs whose CSV outputs are still on disk, newest first."""
+    done = runs[(runs["status"] == "ok") & runs["output"].notna()]
+    return [
+        run
+        for run in done.itertuples()
+        if Path(run.output).suffix == ".csv"
+        and Path(run.output).exists()
+        and Path(run.rejected_output).exists()
+    ]
+
+
 def download_link(name: str, content: bytes, label: str) -> str:
     payload = base64.b64encode(content).decode("ascii")
     return (
         f'<a class="hv-download" download="{render.esc(name)}" '
         f'href="data:text/csv;base64,{payload}">{render.esc(label)}</a>'
     )
+
+
+def downloads_html(outcome: Outcome, result: int) -> str:
+    """The links of one result; `result` numbers the page's results, so the same file scored
+    again is new links too (the browser clears a message about an earlier file on it)."""
+    stem = Path(outcome.name).stem
+    n_scored = render.count(len(outcome.scored), "row")
+    n_problems = render.count(len(outcome.rejected), "problem")
+    return f'<p class="hv-downloads" data-hv-result="{result}">' + " ".join([
+        download_link(f"{stem}.scored.csv", outcome.scored_csv,
+                      f"Download the prices ({n_scored})"),
+        download_link(f"{stem}.rejected.csv", outcome.rejected_csv,
+                      f"Download the rejected rows ({n_problems})"),
+    ]) + "</p>"  # fmt: skip
 
 
 def map_sample(frame: pd.DataFrame, limit: int = MAP_POINTS) -> pd.DataFrame:
@@ -172,6 +266,8 @@ class BatchPage:
         guard = guarded(self.status)
         self.upload = widgets.FileUpload(accept=".csv", multiple=False, description="Upload CSV")
         self.upload.observe(guard(self._uploaded), names="value")
+        self._quiet = False  # True while show() sets the sort controls itself
+        self._results = 0  # results shown so far
         self.sample_button = widgets.Button(
             description="Use the sample listings", icon="table", layout={"width": "auto"}
         )
@@ -193,7 +289,7 @@ class BatchPage:
             options=[("Highest first", True), ("Lowest first", False)]
         )
         for control in (self.sort_by, self.descending):
-            control.observe(guard(lambda _: self._show_table()), names="value")
+            control.observe(guard(lambda _: self._quiet or self._show_table()), names="value")
         self.table_html = widgets.HTML()
         self.downloads_html = widgets.HTML()
         self.map = maps.ames_map(height="380px")
@@ -207,9 +303,12 @@ class BatchPage:
         self.refresh_button = widgets.Button(description="Refresh", icon="refresh")
         self.refresh_button.on_click(guard(lambda _: self.show_history()))
         self.latest_button = widgets.Button(
-            description="Open the latest output", icon="folder-open", layout={"width": "auto"}
-        )
-        self.latest_button.on_click(guard(lambda _: self.open_latest()))
+            description="Open the latest output", icon="folder-open", layout={"width": "auto"},
+            disabled=True,
+        )  # fmt: skip
+        # What the button did (or why it could not), beside it rather than up at the upload.
+        self.latest_note = widgets.HTML()
+        self.latest_button.on_click(guarded(self.latest_note)(lambda _: self.open_latest()))
         self.show_history()
 
     # --- panels ---------------------------------------------------------------------------
@@ -255,7 +354,10 @@ class BatchPage:
 
     @property
     def history(self) -> Panel:
-        buttons = widgets.HBox([self.refresh_button, self.latest_button])
+        buttons = widgets.HBox(
+            [self.refresh_button, self.latest_button, self.latest_note],
+            layout={"flex_flow": "row wrap", "align_items": "center"},
+        )
         return Panel(
             [buttons, self.history_html], title="Batch job history",
             summary=lambda: "the latest runs of the batch job, newest first, from its history file",
@@ -282,14 +384,19 @@ class BatchPage:
             return
         item = files[0]
         try:
-            self.score(item["name"], bytes(item["content"]))
+            self.score(item["name"], bytes(item["content"]), source="page")
         finally:
             # Drop the bytes (up to 50 MB held by the widget) and let the same file be
             # chosen again; the resulting empty change is ignored above.
             self.upload.value = ()
 
-    def score(self, name: str, content: bytes) -> None:
-        """Score a file's bytes and show the outcome; a refused file leaves the last one shown."""
+    def score(self, name: str, content: bytes, *, source: str | None = None) -> None:
+        """Score a file's bytes and show the outcome; a refused file leaves the last one shown.
+
+        A viewer's upload (`source="page"`) goes into the batch job's history, refused or
+        not, as an inbox run does; the bundled sample does not (every page opens on it).
+        """
+        started = now()
         self.status.value = ""
         total = max(content.count(b"\n"), 1)
         self.progress.value, self.progress.layout.visibility = 0, "visible"
@@ -297,40 +404,77 @@ class BatchPage:
             outcome = score_upload(
                 name, content, model=self.model, on_rows=lambda n: self._progressed(n, total)
             )
+        except (BatchFileError, BatchOutputError) as error:
+            status = "failed" if isinstance(error, BatchFileError) else "error"
+            self._record(source, name, content, started, status, error=str(error))
+            raise
         finally:
             self.progress.layout.visibility = "hidden"
         self.show(outcome)
+        self._record(source, name, content, started, "ok", outcome=outcome)
+
+    def _record(self, source, name, content, started, status, *, outcome=None, error=None):
+        """Add an upload to the history; a history that cannot take it is logged, and the
+        viewer keeps their result (the history is the operator's to fix)."""
+        if source is None:
+            return
+        counts = {}
+        if outcome is not None:
+            rejected_rows = outcome.rejected.get("row", pd.Series(dtype=str)).nunique()
+            counts = {"rows_scored": len(outcome.scored), "rows_rejected": int(rejected_rows)}
+        try:
+            record_upload(
+                self.dirs.history, file=Path(name).name or name, started_at=started,
+                sha256=hashlib.sha256(content).hexdigest(), status=status, error=error,
+                model_version=self.model.version, **counts,
+            )  # fmt: skip
+        except (sqlite3.Error, OSError) as problem:
+            log.error("cannot record an upload in the history %s: %s", self.dirs.history, problem)
+            return
+        self.show_history()
 
     def _progressed(self, rows: int, total: int) -> None:
         self.progress.value = min(rows / total, 1.0)
 
-    def show(self, outcome: Outcome) -> None:
-        self.outcome = outcome
-        self.summary_html.value = (
-            render.ok(summary_text(outcome))
-            if len(outcome.rejected) == 0
-            else render.notice(summary_text(outcome))
+    def show(self, outcome: Outcome, *, latest: str = "") -> None:
+        """Show a scored file in every panel in one step, with `latest` beside its button.
+
+        Everything is rendered before any widget changes, so a failure on the way leaves the
+        previous file shown whole (and the error), never one file's downloads beside
+        another's table; the messages are replaced in the same step, so none about an
+        earlier file outlives this one.
+        """
+        scored = outcome.scored
+        summary = summary_text(outcome)
+        summary = render.ok(summary) if outcome.rejected.empty else render.notice(summary)
+        rejected = self._rejected_table(outcome.rejected)
+        flags = scored.get("flags", pd.Series(dtype=str))
+        stats = render.definition_table(price_statistics(outcome.prices, flags))
+        columns = shown_columns(scored)
+        sort_column = PRICE if PRICE in columns else columns[0]
+        table = self._table(scored, sort_column, self.descending.value)
+        downloads = downloads_html(outcome, self._results + 1)
+        located = map_sample(scored)
+        layer = maps.points(
+            located, ["price"], maps.colours(located["price"], maps.PRICE_BANDS, maps.BAND_COLOURS)
         )
-        self.rejected_html.value = self._rejected_table(outcome.rejected)
-        prices = outcome.prices
-        self.stats_html.value = render.definition_table(
-            price_statistics(prices, outcome.scored.get("flags", pd.Series(dtype=str)))
+        map_note = (
+            f"<p class='hv-hint'>{len(located):,} of {len(scored):,} priced houses on the map.</p>"
         )
-        charts.set_histogram(self.histogram, prices.dropna())
-        columns = list(outcome.scored.columns)
-        self.sort_by.options = columns
-        self.sort_by.value = PRICE if PRICE in columns else columns[0]
-        self._show_table()
-        self._show_map()
-        stem = Path(outcome.name).stem
-        n_scored = render.count(len(outcome.scored), "row")
-        n_problems = render.count(len(outcome.rejected), "problem")
-        self.downloads_html.value = '<p class="hv-downloads">' + " ".join([
-            download_link(f"{stem}.scored.csv", outcome.scored_csv,
-                          f"Download the prices ({n_scored})"),
-            download_link(f"{stem}.rejected.csv", outcome.rejected_csv,
-                          f"Download the rejected rows ({n_problems})"),
-        ]) + "</p>"  # fmt: skip
+        # From here on only assignments: the page changes as a whole.
+        self.outcome, self._results = outcome, self._results + 1
+        self._quiet = True
+        try:
+            self.sort_by.options = [(HEADERS.get(c, c), c) for c in columns]
+            self.sort_by.value = sort_column
+        finally:
+            self._quiet = False
+        self.status.value, self.latest_note.value = "", latest
+        self.summary_html.value, self.rejected_html.value = summary, rejected
+        self.stats_html.value, self.table_html.value = stats, table
+        self.downloads_html.value = downloads
+        self.houses_layer.data, self.map_note.value = layer, map_note
+        charts.set_histogram(self.histogram, outcome.prices.dropna())
 
     def _rejected_table(self, rejected: pd.DataFrame) -> str:
         if rejected.empty:
@@ -360,43 +504,35 @@ class BatchPage:
     def _show_table(self) -> None:
         if self.outcome is None:
             return
-        rows = sort_rows(self.outcome.scored, self.sort_by.value, self.descending.value)
+        self.table_html.value = self._table(
+            self.outcome.scored, self.sort_by.value, self.descending.value
+        )
+
+    @staticmethod
+    def _table(scored: pd.DataFrame, column: str, descending: bool) -> str:
+        rows = sort_rows(scored, column, descending)
         caption = f"{render.count(len(rows), 'priced house')}" + (
             f" (first {TABLE_ROWS} shown; the download has all)" if len(rows) > TABLE_ROWS else ""
         )
-        self.table_html.value = render.table(rows.head(TABLE_ROWS), caption=caption, rows=True)
-
-    def _show_map(self) -> None:
-        located = map_sample(self.outcome.scored)
-        colour = maps.colours(located["price"], maps.PRICE_BANDS, maps.BAND_COLOURS)
-        self.houses_layer.data = maps.points(located, ["price"], colour)
-        shown = len(located)
-        total = len(self.outcome.scored)
-        self.map_note.value = (
-            f"<p class='hv-hint'>{shown:,} of {total:,} priced houses on the map.</p>"
-        )
+        return results_table(rows.head(TABLE_ROWS), caption)
 
     def show_history(self) -> None:
+        """The latest runs; "Open the latest output" is enabled only when one has output."""
         try:
-            runs = self._runs(limit=20)
+            runs = self._runs(limit=200)
         except BatchFileError as error:
+            self.latest_button.disabled = True
             self.history_html.value = render.notice(str(error))
             return
+        self.latest_button.disabled = not latest_outputs(runs)
+        self.latest_button.tooltip = (
+            "" if not self.latest_button.disabled
+            else "No run of the batch job has its output on disk yet."
+        )  # fmt: skip
         if runs.empty:
             self.history_html.value = "<p class='hv-hint'>The batch job has not run yet.</p>"
             return
-        shown = runs[["started_at", "file", "status", "rows_scored", "rows_rejected", "error"]]
-        self.history_html.value = render.table(
-            shown,
-            headers={
-                "started_at": "Started",
-                "file": "File",
-                "status": "Status",
-                "rows_scored": "Scored",
-                "rows_rejected": "Rejected",
-                "error": "Error",
-            },
-        )
+        self.history_html.value = history_table(runs.head(20))
 
     def _runs(self, limit: int) -> pd.DataFrame:
         """The job's latest runs; if unreadable, the reason is logged and the viewer told."""
@@ -408,14 +544,12 @@ class BatchPage:
 
     def open_latest(self) -> None:
         """Show the newest successful run's outputs, as if the file had been uploaded here."""
-        runs = self._runs(limit=200)
-        done = runs[(runs["status"] == "ok") & runs["output"].notna()]
-        for run in done.itertuples():
-            scored, rejected = Path(run.output), Path(run.rejected_output)
-            if scored.suffix == ".csv" and scored.exists() and rejected.exists():
-                self.show(read_outputs(run.file, scored, rejected))
-                self.status.value = render.ok(
-                    f"Showing the batch job's output for {run.file} (run {run.started_at})."
-                )
-                return
-        raise BatchFileError("No finished CSV run of the batch job has its output on disk yet.")
+        found = latest_outputs(self._runs(limit=200))
+        if not found:
+            raise BatchFileError("No finished CSV run of the batch job has its output on disk yet.")
+        run = found[0]
+        outcome = read_outputs(run.file, Path(run.output), Path(run.rejected_output))
+        self.show(outcome, latest=render.ok(
+            f"Showing the batch job's output for {run.file} "
+            f"(run {run.id}, started {utc_time(run.started_at)})."
+        ))  # fmt: skip

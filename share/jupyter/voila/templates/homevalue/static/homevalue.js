@@ -277,12 +277,19 @@
       }
     }
   }
+  // New download links mean a newer result: a message about a file refused before it goes.
+  function isNewResult(node) {
+    return node.matches(".hv-downloads") || node.querySelector(".hv-downloads") !== null;
+  }
   onReady(function () {
     new MutationObserver(function (mutations) {
       mutations.forEach(function (mutation) {
         mutation.addedNodes.forEach(function (node) {
           if (node.nodeType === 1) {
             clickNewDownloads(node);
+            if (isNewResult(node)) {
+              clearUploadMessages();
+            }
           }
         });
       });
