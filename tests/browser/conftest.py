@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from voila_server import VoilaServer, serve
 
 from browser.screenshots import VIEWPORT, launch
@@ -217,7 +218,13 @@ def close(tab: Page) -> None:
         return
     tab.close(run_before_unload=True)
     if not tab.is_closed():
-        tab.wait_for_event("close", timeout=10_000)
+        try:
+            tab.wait_for_event("close", timeout=30_000)
+        except PlaywrightTimeoutError:
+            # Once in a full CI run a tab's renderer took over 10 s to close after its
+            # unload handlers; close it outright. Whether its kernel was shut down, which is
+            # what a viewer's leaving must do, is still checked by the caller.
+            tab.close()
 
 
 def wait_for_kernel_shutdown(server: VoilaServer, kernel: str) -> bool:
