@@ -291,14 +291,13 @@ def what_if(record: Mapping, feature: str, values, *, model: Model | None = None
         return pd.DataFrame(columns=[feature, "price", "low", "high"])
     matrix = np.repeat(encode(model, clean), len(kept), axis=0)
     column = schema.names.index
-    varied = np.array(kept, dtype=np.float64) if not spec.is_category else None
     if spec.is_category:
         codes = model.category_codes[feature]
         matrix[:, column(feature)] = [codes[value] for value in kept]
     else:
+        varied = np.array(kept, dtype=np.float64)
         matrix[:, column(feature)] = varied
         for follower in followers:
             matrix[:, column(follower.name)] = np.maximum(clean[follower.name], varied)
     price, low, high, _, _ = finish(model, model.predict_log(matrix))
-    values = kept
-    return pd.DataFrame({feature: values, "price": price, "low": low, "high": high})
+    return pd.DataFrame({feature: kept, "price": price, "low": low, "high": high})

@@ -334,7 +334,7 @@ class PricePage:
     # --- summaries (the panels' text, compared by nbval) ------------------------------
 
     def _describe(self) -> str:
-        place = self._place_problem()
+        place = self._place_problem(self.form.values())
         return f"{self._describe_house()}\n{self._describe_price()}" + (
             f"\n{place}" if place else ""
         )
@@ -440,9 +440,8 @@ class PricePage:
 
     # --- location and neighbourhood -------------------------------------------------
 
-    def _place_problem(self) -> str:
+    def _place_problem(self, values: dict) -> str:
         """The notice when the chosen neighbourhood is not the one the spot is in."""
-        values = self.form.values()
         located = neighbourhood_at(values[LAT], values[LON], folder=self.model.path)
         if located == values[HOOD]:
             return ""
@@ -454,7 +453,7 @@ class PricePage:
         )
 
     def _show_place(self, values: dict) -> None:
-        problem = self._place_problem()
+        problem = self._place_problem(values)
         self.place_html.value = render.notice(problem) if problem else ""
         centre = self.centres.get(values[HOOD])
         moved = self.moved_from is not None and centre == (values[LAT], values[LON])
