@@ -230,6 +230,24 @@
     };
   });
 
+  /* ------------------------------------------------------------------ map legends */
+
+  // On a phone a map's legend is folded to its title (homevalue.css) so it covers no map;
+  // a tap on the title unfolds or folds it. Caught before Leaflet sees it, so the tap does
+  // not also place the house under the legend.
+  document.addEventListener(
+    "click",
+    function (event) {
+      var title = event.target.closest && event.target.closest("div.leaflet-control-legend > h4");
+      if (!title) {
+        return;
+      }
+      event.stopPropagation();
+      title.parentElement.classList.toggle("hv-legend-open");
+    },
+    true
+  );
+
   /* ------------------------------------------------------------------ downloads */
 
   // The batch page offers its results as <a class="hv-download" download href="data:...">.
