@@ -1,4 +1,5 @@
-"""Screenshots of every page in light and dark theme, for the README and for review.
+"""Screenshots of every page in light and dark theme, and on a phone and a tablet (the first
+screen), for the README and for review.
 
 Usage: python tests/browser/screenshots.py [OUT_DIR [BASE_URL]]
 Without BASE_URL it starts Voilà as `make serve` does (tests/voila_server.py) and stops it
@@ -21,6 +22,8 @@ CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--no-first-run"]  # fmt: skip
 VIEWPORT = {"width": 1280, "height": 900}
+# A phone and a tablet, shot in the light theme only, as the first screen a viewer sees.
+SIZES = {"phone": {"width": 390, "height": 844}, "tablet": {"width": 768, "height": 1024}}
 THEMES = ("light", "dark")
 READY_TIMEOUT = 60_000  # ms: a page whose kernel starts cold on a busy machine
 # page name -> (path under the server, element that shows once the page is built)
@@ -78,6 +81,14 @@ def take(base_url: str, out: Path) -> list[Path]:
                 open_page(page, base_url, name, theme)
                 written.append(shoot(page, out, name, theme))
                 page.close(run_before_unload=True)  # Voilà then shuts the page's kernel down
+        for size, viewport in SIZES.items():
+            for name in PAGES:
+                page = browser.new_page(viewport=viewport)
+                open_page(page, base_url, name)
+                page.wait_for_timeout(1500)
+                written.append(out / f"{name}-{size}.png")
+                page.screenshot(path=str(written[-1]))
+                page.close(run_before_unload=True)
         browser.close()
     return written
 

@@ -285,11 +285,17 @@ class PricePage:
         """The form on the left; the price, the map and the offer to start from a sale on
         the right, so the answer stays in view while the form is filled in."""
         form = widgets.VBox([widgets.HTML("<h3>The house</h3>"), self.form.box])
-        answer = widgets.VBox(
+        # Two parts, so a phone's one column can put the price first and the map after the
+        # form (homevalue.css); side by side they read as one column.
+        top = widgets.VBox(
             [
                 version_marker(self.model.version),
                 self.status, self.price_html, self.flags_html, self.link_html,
                 self.download_box,
+            ]
+        )  # fmt: skip
+        where = widgets.VBox(
+            [
                 widgets.HTML(
                     "<h3>Where it is</h3><p class='hv-hint'>Click the map or drag the marker "
                     "to place the house (its neighbourhood follows the sales around it); "
@@ -299,8 +305,12 @@ class PricePage:
                 self.place_html, self.keep_button, self.map, self.offer,
             ]
         )  # fmt: skip
+        answer = widgets.VBox([top, where])
         form.layout, answer.layout = {"flex": "1 1 420px"}, {"flex": "1 1 420px"}
         box = widgets.HBox([form, answer], layout={"flex_flow": "row wrap"})
+        for widget, css in ((box, "hv-main"), (answer, "hv-answer"), (top, "hv-answer-top"),
+                            (where, "hv-answer-map")):  # fmt: skip
+            widget.add_class(css)
         return Panel([box], title="Price a home", summary=self._describe)
 
     @property
@@ -516,7 +526,7 @@ class PricePage:
             [s.text for s in steps], [s.start for s in steps], [s.end for s in steps],
             [s.kind == "total" for s in steps],
         )  # fmt: skip
-        self.drivers_html.value = render.bullet_list((s.text for s in steps), css="hv-sr-only")
+        self.drivers_html.value = render.bullet_list((s.text for s in steps), css="hv-sr-only hv-drivers-list")
 
     # --- the valuation to take away ----------------------------------------------------
 

@@ -58,7 +58,7 @@ NEIGHBOURHOOD_INTRO = (
     "the median signed error (red: priced too high, blue: too low). The table gives the same "
     "figures, most over-priced first."
 )
-HOVER_PROMPT = "Point at a circle to see its neighbourhood's figures."
+HOVER_PROMPT = "Point at or tap a circle to see its neighbourhood's figures."
 IMPORTANCE_CAPTION = (
     "Computed once at training time from LightGBM's split gain and stored in the card of "
     "model {version}; this page reads it and recomputes nothing. Gain says how much the trees "
@@ -515,6 +515,7 @@ class ReportPage:
         layer = maps.layer("Median error by neighbourhood", neighbourhood_geojson(table))
         layer.hover_style = {"weight": 3, "fillOpacity": 1}
         layer.on_hover(guarded(status)(hover_handler(status)))
+        layer.on_click(guarded(status)(hover_handler(status)))  # a touch screen has no hover
         m = maps.ames_map()
         m.add(layer)
         m.add(maps.legend("Median error (predicted vs sale)", maps.error_legend()))
@@ -546,9 +547,8 @@ class ReportPage:
             f"<h4>{render.esc(title)}</h4>{render.definition_table(pairs)}"
             for title, pairs in sections
         )
-        # break-word (not anywhere) breaks only a hash that overflows, never the labels.
-        wrapped = f'<div style="overflow-wrap: break-word">{body}</div>'
-        return _panel([_html(wrapped)], "Provenance", provenance_summary(self.card))
+        # A hash or a long source breaks inside its cell (homevalue.css, .hv-pairs td).
+        return _panel([_html(body)], "Provenance", provenance_summary(self.card))
 
 
 def hover_handler(status: widgets.HTML) -> Callable:

@@ -230,6 +230,39 @@
     };
   });
 
+  /* ------------------------------------------------------------------ map legends */
+
+  // On a phone a map's legend is folded to its title (homevalue.css) so it covers no map;
+  // a tap on the title unfolds or folds it. Caught before Leaflet sees it, so the tap does
+  // not also place the house under the legend.
+  document.addEventListener(
+    "click",
+    function (event) {
+      var title = event.target.closest && event.target.closest("div.leaflet-control-legend > h4");
+      if (!title) {
+        return;
+      }
+      event.stopPropagation();
+      title.parentElement.classList.toggle("hv-legend-open");
+    },
+    true
+  );
+
+  // A press on a map makes Leaflet focus the map (for its arrow keys) and then restore the
+  // window's scroll; this template scrolls inside a panel instead, so the focus would jump
+  // the page by up to a screen under the viewer's finger. Focusing it first without
+  // scrolling makes Leaflet's keyboard handler (already focused) leave it alone.
+  document.addEventListener(
+    "mousedown",
+    function (event) {
+      var map = event.target.closest && event.target.closest(".leaflet-container");
+      if (map && document.activeElement !== map && map.tabIndex >= 0) {
+        map.focus({ preventScroll: true });
+      }
+    },
+    true
+  );
+
   /* ------------------------------------------------------------------ downloads */
 
   // The batch page offers its results as <a class="hv-download" download href="data:...">.
