@@ -71,3 +71,16 @@ def test_a_legend_is_folded_on_a_phone_and_a_tap_unfolds_it(sized: Page):
     legend.locator("h4").click()
     assert legend.bounding_box()["height"] > folded * 2
     assert folded < 40
+
+
+@pytest.mark.parametrize("sized", [("price_a_home", "phone")], ids=["phone"], indirect=True)
+def test_why_this_price_is_a_readable_list_on_a_phone(sized: Page):
+    """The waterfall's labels leave a phone's bars no room: its steps show as words."""
+    steps = sized.locator("ul.hv-drivers-list li")
+    steps.first.scroll_into_view_if_needed()
+    assert steps.count() >= 3
+    box = steps.first.bounding_box()
+    assert box and box["width"] > 200 and box["height"] >= 16
+    assert sized.locator(".hv-waterfall").evaluate("e => getComputedStyle(e).visibility") == (
+        "hidden"
+    )
