@@ -9,6 +9,12 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON3 ?= python3
 PORT ?= 8866
+# `make serve-replicas`: how many Voilà servers behind nginx on PORT, their ports
+# (comma-separated; default PORT+1, PORT+2, ...) and the folder for nginx's config, pid and
+# the logs (default: a new folder in $TMPDIR).
+REPLICAS ?= 2
+REPLICA_PORTS ?=
+RUN_DIR ?=
 # The folder `make serve` and `make lab` open (the tests serve a temporary one).
 NOTEBOOKS ?= notebooks
 # Extra Voilà options for `make serve` on top of voila.json, e.g. the benchmark's
@@ -24,7 +30,7 @@ TEMPLATE_FILES := $(shell find share/jupyter/voila/templates/homevalue -type f 2
 # Jupyter refuses to run as root unless told to (containers, CI machines).
 LAB_ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 
-.PHONY: help install serve api test lint format model bench lock lab notebooks screenshots clean distclean
+.PHONY: help install serve serve-replicas api test lint format model bench lock lab notebooks screenshots clean distclean
 
 ## Show this help
 help:
@@ -48,6 +54,13 @@ serve: $(VENV)/.installed
 	mkdir -p $(NOTEBOOKS)
 	@echo "Serving $(NOTEBOOKS)/ on http://localhost:$(PORT)/"
 	$(PY) -m homevalue.dashboards --no-browser --port=$(PORT) --Voila.port_retries=0 $(VOILA_ARGS) $(NOTEBOOKS)/
+
+## Serve notebooks/ with REPLICAS=2 Voilà servers behind nginx on PORT, each viewer kept on one (README "Several servers")
+serve-replicas: $(VENV)/.installed
+	mkdir -p $(NOTEBOOKS)
+	$(PY) -m homevalue.dashboards.replicas --replicas=$(REPLICAS) --port=$(PORT) \
+	    --notebooks=$(NOTEBOOKS) --voila-args='$(VOILA_ARGS)' \
+	    $(if $(REPLICA_PORTS),--replica-ports=$(REPLICA_PORTS)) $(if $(RUN_DIR),--run-dir=$(RUN_DIR))
 
 ## Serve the prediction API on http://127.0.0.1:8000/ (docs at /docs; API_PORT=... API_WORKERS=... API_HOST=...)
 api: $(VENV)/.installed

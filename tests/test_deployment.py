@@ -1,8 +1,9 @@
 """deploy/nginx/homevalue.conf in front of `make serve` and the API, as the README deploys it.
 
-nginx (Debian's, which .ci/run installs) runs the committed file with only its addresses,
-names and certificate swapped for this test's: a self-signed certificate for localhost, the
-dashboards on one TLS port and the API on another (the file tells them apart by name).
+nginx (Debian's, which .ci/run installs) runs the committed file and its snippets with only
+its addresses, names and certificate swapped for this test's: a self-signed certificate for
+localhost, the dashboards on one TLS port and the API on another (the file tells them apart
+by name).
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ def certificate(folder: Path) -> tuple[Path, Path]:
 
 def site(config: str, ports: dict[str, int], cert: Path, key: Path) -> str:
     """The committed site with this test's ports, names and certificate, nothing else."""
-    config = config.replace("server 127.0.0.1:8866;", f"server 127.0.0.1:{ports['voila']};")
+    config = config.replace("server 127.0.0.1:8866 ", f"server 127.0.0.1:{ports['voila']} ")
     config = config.replace("server 127.0.0.1:8000;", f"server 127.0.0.1:{ports['api']};")
     config = re.sub(r"\n\s*listen \[::\]:\d+[^;]*;", "", config)
     config = config.replace("listen 80;", f"listen 127.0.0.1:{ports['http']};")
@@ -85,6 +86,8 @@ def deployed(tmp_path_factory) -> Iterator[dict]:
             env={**os.environ, "HOMEVALUE_API_KEYS": API_KEY},
         )  # fmt: skip
         (folder / "site.conf").write_text(site(CONFIG.read_text(), ports, cert, key))
+        # The site's `include snippets/...` resolves next to nginx.conf, as in /etc/nginx.
+        shutil.copytree(CONFIG.parent / "snippets", folder / "snippets")
         (folder / "nginx.conf").write_text(
             f"pid {folder}/nginx.pid;\nerror_log {folder}/error.log;\nevents {{}}\n"
             f"http {{\n  access_log {folder}/access.log;\n"
@@ -115,6 +118,8 @@ def test_the_proxy_serves_a_page_over_tls_and_its_kernel_websocket(deployed):
     page = requests.get(url + PRICE_PAGE, verify=deployed["cert"], timeout=120)
     assert page.status_code == 200
     assert page.headers["Strict-Transport-Security"].startswith("max-age=")
+    # The sticky route (for several servers), only over TLS from the browser.
+    assert re.search(r"hv_route=[^,]+; HttpOnly; SameSite=Lax; Secure", page.headers["Set-Cookie"])
     ssl = {"ca_certs": deployed["cert"]}
     with KernelChannel(url, kernel_id(page.text), sslopt=ssl) as channel:
         channel.update(channel.model_id("Living area"), {"value": 2600})
