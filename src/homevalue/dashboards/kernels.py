@@ -8,7 +8,7 @@ one for every GET of a page, with no limit: 30 GETs without a browser left 60 ke
   the host has `host_memory_floor_mb` free, and their address has a kernel left in its
   budget (`kernels_per_client_per_minute`); otherwise the page answers 503 "busy" at once;
 - a kernel that no browser ever connects to (a GET from a script) is shut down
-  `unclaimed_seconds` after its page was ready, instead of after the ten-minute idle cull;
+  `unclaimed_seconds` after its page was ready, instead of waiting for the idle cull;
 - culling: a kernel whose page has gone (its websocket closed without Voilà's shutdown
   beacon: a crashed tab, a lost network) goes after `cull_idle_timeout` idle seconds, as
   upstream culls with `cull_connected` false; a page still open keeps its kernel until it
