@@ -5,9 +5,11 @@ The same parts are attacked through a real Voilà server in tests/test_dashboard
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import time
+from datetime import timedelta
 from types import SimpleNamespace
 
 import pytest
@@ -157,3 +159,40 @@ def test_a_kernel_that_has_not_started_has_no_idle_time_yet():
     manager._kernels["starting"] = ServerKernelManager()
     assert manager._seconds_idle("starting") == float("inf")
     assert manager._seconds_idle("gone") == float("inf")
+
+
+@pytest.mark.parametrize(
+    ("connections", "idle_seconds", "state", "culled"),
+    [
+        (0, 299, "idle", False),  # a gone viewer's kernel, not idle long enough yet
+        (0, 301, "idle", True),  # ... and then culled
+        (1, 301, "idle", False),  # an open page outlives a gone one's timeout
+        (1, 14_399, "idle", False),
+        (1, 14_401, "idle", True),  # ... until its own, much longer, limit
+        (2, 14_401, "busy", False),  # never while it works
+    ],
+)
+def test_culling_takes_a_gone_viewers_kernel_soon_and_an_open_pages_only_after_hours(
+    connections, idle_seconds, state, culled
+):
+    from jupyter_server._tz import utcnow
+
+    manager = LimitedKernelManager(
+        cull_idle_timeout=300, cull_connected=False, connected_idle_timeout=14_400
+    )
+    manager._kernels["k"] = SimpleNamespace(
+        execution_state=state,
+        kernel_name="python3",
+        kernel_spec=SimpleNamespace(metadata={}),
+        last_activity=utcnow() - timedelta(seconds=idle_seconds),
+    )
+    manager._kernel_connections["k"] = connections
+    shut = []
+
+    async def shutdown_kernel(kernel_id, now=False, restart=False):
+        shut.append(kernel_id)
+        manager._kernels.pop(kernel_id)
+
+    manager.shutdown_kernel = shutdown_kernel
+    asyncio.run(manager.cull_kernel_if_idle("k"))
+    assert shut == (["k"] if culled else [])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import re
 import threading
 import urllib.parse
 
@@ -488,3 +489,70 @@ def test_without_voilas_answer_the_page_keeps_its_defaults(monkeypatch):
 
 def test_the_price_says_the_years_of_its_dollars(page):
     assert "All prices are in 2006–2010 dollars" in page.price_html.value
+
+
+def address_of(page: PricePage) -> str | None:
+    """The query the page asks the browser to keep in its address (homevalue.js), if any."""
+    found = re.search(r'data-hv-address="([^"]*)"', page.link_html.value)
+    return html.unescape(found[1]) if found else None
+
+
+def test_the_address_follows_the_house_once_the_viewer_has_the_page(page, model):
+    """A preheated kernel's page (built before anyone asked) leaves the address alone; from
+    the viewer's request on, every reprice asks for the canonical share query."""
+    assert address_of(page) is None
+    page.apply_request({})
+    assert address_of(page) is None  # a plain first visit keeps its plain address
+    page.form.inputs["Gr_Liv_Area"].value = 2345
+    assert address_of(page) == "?" + share_query(page.form.values(), model.schema)
+    assert "Gr_Liv_Area=2345" in address_of(page)
+
+
+def test_a_whole_house_in_the_address_is_kept_and_said_so(page, model):
+    page.form.inputs["Gr_Liv_Area"].value = 2222
+    query = dict(urllib.parse.parse_qsl(share_query(page.form.values(), model.schema)))
+    returning = PricePage(model)
+    returning.apply_request(query)
+    assert returning.last == page.last
+    kept = returning.kept_html.value
+    assert "Your house from before was kept" in kept
+    assert "2,222 sq ft" in kept
+    assert 'class="hv-start-again" href="?"' in kept  # outside Voilà: the page, no query
+    assert address_of(returning) == "?" + share_query(page.form.values(), model.schema)
+    returning.form.inputs["Fireplaces"].value = 3
+    assert returning.kept_html.value == ""  # said once; the viewer has moved on
+
+
+def test_a_partial_link_is_not_said_to_be_kept(page):
+    page.apply_request({"Gr_Liv_Area": "1800", "lat": "42.03", "lon": "-93.62"})
+    assert page.kept_html.value == ""
+    assert "Gr_Liv_Area=1800" in address_of(page)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"Gr_Liv_Area": "1" * 3000},
+        {f"field{i}": "1" for i in range(100)},
+    ],
+)
+def test_a_link_too_long_is_refused_whole_and_replaced_by_the_canonical_one(page, model, query):
+    before = page.form.values()
+    page.apply_request(query)
+    assert "The link is too long" in page.status.value
+    assert "nothing from it was used" in page.status.value
+    assert page.form.values() == before
+    assert address_of(page) == "?" + share_query(before, model.schema)
+
+
+def test_a_link_with_many_bad_values_lists_a_few_and_counts_the_rest(page, model):
+    query = {f"{'x' * 100}{i}": "<script>alert(1)</script>" for i in range(9)}
+    query["Year_Built"] = "<img src=x onerror=alert(1)>"
+    page.apply_request(query)
+    status = page.status.value
+    assert status.count("is not a field of this model") == 5
+    assert "and 5 more" in status
+    assert "x" * 41 not in status  # a key is shown cut to 40 characters
+    assert "<script" not in status and "<img" not in status  # escaped
+    assert address_of(page) == "?" + share_query(page.form.values(), model.schema)
+    assert page.kept_html.value == ""

@@ -160,6 +160,12 @@ KERNELS_PER_CLIENT_PER_MINUTE = 10
 # long; 20 viewers arriving at once on 2 cores connected within 70 s (bench).
 UNCLAIMED_KERNEL_SECONDS = 120.0
 
+# A price page's link (its URL query, also what the page keeps in the browser's address):
+# every field of a house takes about 400 characters; anything far longer is refused whole.
+LINK_MAX_CHARS = 2048
+LINK_MAX_FIELDS = 64
+LINK_PROBLEMS_SHOWN = 5  # a link's unusable values listed in its notice (the rest counted)
+
 
 @dataclass(frozen=True)
 class DashboardLimits:

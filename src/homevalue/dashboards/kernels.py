@@ -8,7 +8,11 @@ one for every GET of a page, with no limit: 30 GETs without a browser left 60 ke
   the host has `host_memory_floor_mb` free, and their address has a kernel left in its
   budget (`kernels_per_client_per_minute`); otherwise the page answers 503 "busy" at once;
 - a kernel that no browser ever connects to (a GET from a script) is shut down
-  `unclaimed_seconds` after its page was ready, instead of after the ten-minute idle cull;
+  `unclaimed_seconds` after its page was ready, instead of waiting for the idle cull;
+- culling: a kernel whose page has gone (its websocket closed without Voilà's shutdown
+  beacon: a crashed tab, a lost network) goes after `cull_idle_timeout` idle seconds, as
+  upstream culls with `cull_connected` false; a page still open keeps its kernel until it
+  has been idle `connected_idle_timeout` seconds, much longer;
 - a kernel over `kernel_memory_limit_mb` is shut down (its viewer sees "connection lost"),
   and when the host runs short of memory the largest viewer kernel goes first, so the
   server never meets the kernel's out-of-memory killer.
@@ -30,7 +34,7 @@ import psutil
 from jupyter_server._tz import utcnow
 from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
 from tornado.ioloop import IOLoop
-from traitlets import TraitError
+from traitlets import Integer, TraitError
 
 from homevalue import config
 
@@ -98,6 +102,14 @@ def process_rss(pid: int | None) -> int:
 
 class LimitedKernelManager(AsyncMappingKernelManager):
     """jupyter_server's kernel manager with a cap, a per-client budget and a memory ceiling."""
+
+    connected_idle_timeout = Integer(
+        0,
+        config=True,
+        help="""Seconds a kernel whose page is still connected may stay idle before it is
+        culled (0: never). Kernels without a connection follow cull_idle_timeout; set
+        cull_connected to false so that one applies only to them.""",
+    )
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -173,6 +185,28 @@ class LimitedKernelManager(AsyncMappingKernelManager):
         self._connected_once.discard(kernel_id)
         self._unclaimed_since.pop(kernel_id, None)
         return super().remove_kernel(kernel_id)
+
+    # --- culling -----------------------------------------------------------------------
+
+    async def cull_kernel_if_idle(self, kernel_id: str) -> None:
+        """Upstream's culling (with `cull_connected` false: kernels whose viewer has gone),
+        then the much longer idle limit for a page that is still open."""
+        await super().cull_kernel_if_idle(kernel_id)
+        kernel = self._kernels.get(kernel_id)
+        if (
+            kernel is None
+            or self.connected_idle_timeout <= 0
+            or not self._kernel_connections.get(kernel_id, 0)
+            or getattr(kernel, "execution_state", None) == "busy"
+        ):
+            return
+        idle = self._seconds_idle(kernel_id)
+        if idle != float("inf") and idle > self.connected_idle_timeout:
+            await self._stop(
+                kernel_id,
+                f"its page is open but was idle for {idle:.0f} s "
+                f"(limit {self.connected_idle_timeout} s)",
+            )
 
     # --- the watchdog ------------------------------------------------------------------
 

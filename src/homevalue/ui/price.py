@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from ipyleaflet import Marker
 
-from homevalue import export
+from homevalue import config, export
 from homevalue.comps import (
     COMPS_RULE_TEXT,
     comparable_sales,
@@ -175,6 +175,11 @@ class PricePage:
         self.curve = None
         self.centres = reference_centres(self.model.path)
         self.moved_from: tuple[float, float] | None = None  # the spot before a chosen move
+        # Whether the share link also tells the browser to keep the house in its address
+        # (homevalue.js, "address"): from the viewer's request on, never for the page a
+        # preheated kernel builds before anyone asked for it.
+        self.address_follows = False
+        self.kept: dict | None = None  # the house a returning viewer's address brought back
         self._build_map()
         self._build_answer()
         self._build_what_if()
@@ -224,6 +229,7 @@ class PricePage:
         self.price_html = widgets.HTML()
         self.flags_html = widgets.HTML()
         self.link_html = widgets.HTML()
+        self.kept_html = widgets.HTML()
         self.comps_html = widgets.HTML()
         self.comp_choice = widgets.ToggleButtons(
             options=[],
@@ -290,7 +296,7 @@ class PricePage:
         top = widgets.VBox(
             [
                 version_marker(self.model.version),
-                self.status, self.price_html, self.flags_html, self.link_html,
+                self.kept_html, self.status, self.price_html, self.flags_html, self.link_html,
                 self.download_box,
             ]
         )  # fmt: skip
@@ -397,6 +403,8 @@ class PricePage:
             return
         self.form.show_problems([])
         self.status.value = ""
+        if self.kept is not None and values != self.kept:
+            self.kept, self.kept_html.value = None, ""  # said once; the house is theirs now
         self.last = prediction
         self._show_price(prediction)
         self._update_location(values)
@@ -413,10 +421,18 @@ class PricePage:
         self.flags_html.value = render.bullet_list(
             f.message for f in p.flags if f.code != "default_used"
         )
-        href = f"{page_path()}?{share_query(self.form.values(), self.schema)}"
+        self._show_link()
+
+    def _show_link(self) -> None:
+        """The share link; once the viewer has the page, it also carries the query for the
+        browser's address (data-hv-address), so Reload, a bookmark or a new kernel brings
+        this house back. Always the canonical query, never what a link was typed as."""
+        query = share_query(self.form.values(), self.schema)
+        address = f' data-hv-address="?{render.esc(query)}"' if self.address_follows else ""
         self.link_html.value = (
-            f'<a class="hv-share" href="{render.esc(href)}" target="_blank">'
-            "Link to this house</a> <span class='hv-hint'>(copy it to share this estimate)</span>"
+            f'<a class="hv-share" href="{render.esc(f"{page_path()}?{query}")}"{address} '
+            'target="_blank">Link to this house</a> '
+            "<span class='hv-hint'>(copy it to share this estimate)</span>"
         )
 
     def _update_location(self, values: dict) -> None:
@@ -543,11 +559,7 @@ class PricePage:
         values = p.inputs
         interval = card["interval"]
         return export.Valuation(
-            title=(
-                f"{self._label(values['Neighborhood'])}, "
-                f"{fmt(values['Gr_Liv_Area'])} sq ft, "
-                f"built {fmt(values['Year_Built'], grouping=False)}"
-            ),
+            title=self._house_title(values),
             price=p.price, low=p.low, high=p.high, level=interval["level"],
             inputs=tuple(self._export_field(f, values[f.name]) for f in self.schema.features),
             model_version=p.model_version,
@@ -562,6 +574,13 @@ class PricePage:
             comps_note=comps_summary(self.comps),
             curve=self._export_curve(),
         )  # fmt: skip
+
+    def _house_title(self, values: dict) -> str:
+        """North Ames, 1,800 sq ft, built 1960: a house in a few words."""
+        return (
+            f"{self._label(values['Neighborhood'])}, {fmt(values['Gr_Liv_Area'])} sq ft, "
+            f"built {fmt(values['Year_Built'], grouping=False)}"
+        )
 
     def _export_drivers(self) -> export.Drivers | None:
         """The waterfall's steps (the same top drivers and "other features" as the page)."""
@@ -692,14 +711,46 @@ class PricePage:
         self.guard(self._apply_query)(request_query() if query is None else query)
 
     def _apply_query(self, query: dict) -> None:
-        values, problems = self.query_values(query)
+        """Fill the form from the link; from here on the browser's address follows the house
+        (a link that changed nothing is replaced by the canonical one for the house shown)."""
+        self.address_follows = True
+        house = {k: v for k, v in query.items() if k not in VOILA_PARAMETERS}
+        size = sum(len(str(k)) + len(str(v)) + 2 for k, v in house.items())
+        if size > config.LINK_MAX_CHARS or len(house) > config.LINK_MAX_FIELDS:
+            self.status.value = render.notice(
+                f"The link is too long ({size:,} characters in {len(house):,} fields; a house "
+                f"takes at most {config.LINK_MAX_CHARS:,} characters in "
+                f"{config.LINK_MAX_FIELDS} fields): nothing from it was used."
+            )
+            self._show_link()
+            return
+        values, problems = self.query_values(house)
         values = self._agree(values)
         if values:
             self.form.set_values(values)
         if problems:
+            shown = problems[: config.LINK_PROBLEMS_SHOWN]
+            more = len(problems) - len(shown)
             self.status.value = render.notice(
-                "The link had values that were not used: " + "; ".join(problems)
+                "The link had values that were not used: "
+                + "; ".join(shown)
+                + (f"; and {more:,} more" if more else "")
             )
+        elif set(values) >= set(self.schema.names):
+            self._say_kept(values)
+        if house and self.last is not None:
+            self._show_link()
+
+    def _say_kept(self, values: dict) -> None:
+        """A whole house in the address (this page wrote it, or a shared link): say it was
+        kept, and offer the typical house (the page without its query)."""
+        self.kept = self.form.values()
+        self.kept_html.value = (
+            '<div class="hv-kept" role="status">Your house from before was kept: '
+            f"{render.esc(self._house_title(self.kept))}. "
+            f'<a class="hv-start-again" href="{render.esc(page_path() or "?")}">Start again</a>'
+            " with a typical house.</div>"
+        )
 
     def _agree(self, values: dict) -> dict:
         """A link's place and neighbourhood, as the form would set them: a spot without a
@@ -726,7 +777,7 @@ class PricePage:
                 continue
             name = QUERY_ALIASES.get(key.lower(), key)
             if name not in self.schema.by_name:
-                problems.append(f"{key} is not a field of this model")
+                problems.append(f"{key!s:.40} is not a field of this model")
                 continue
             value, reason = check_value(self.schema.by_name[name], raw)
             if reason:

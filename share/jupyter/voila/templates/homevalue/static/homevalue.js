@@ -8,7 +8,8 @@
  *  3. upload guard: on a page that renders [data-hv-upload-limit-bytes], a chosen file
  *     that is too big or not a .csv never reaches the widget (nor the websocket);
  *  4. connection lost: a notice when the kernel's websocket closes or the kernel dies;
- *  5. leaving: make sure Voilà's "shut my kernel down" beacon will be accepted.
+ *  5. leaving: make sure Voilà's "shut my kernel down" beacon will be accepted;
+ *  6. address: the price page's house is kept in the browser's address as it changes.
  */
 (function () {
   "use strict";
@@ -327,6 +328,41 @@
         });
       });
     }).observe(document.body, { childList: true, subtree: true });
+  });
+
+  /* ------------------------------------------------------------------ 6. address */
+
+  // After each reprice the price page's share link carries data-hv-address="?<its query>"
+  // (homevalue.ui.price): the same page with every field of the house. The address bar is
+  // set to it with history.replaceState (not pushState: Back leaves the page rather than
+  // stepping through every keystroke), so Reload, a bookmark or a new kernel brings the
+  // house back. Only a query string for this same path is ever written, and only one made
+  // of URL-encoded characters within a size limit; anything else is ignored.
+  var ADDRESS_MAX_CHARS = 4096;
+  var ADDRESS_QUERY = /^\?[A-Za-z0-9_.~%+=&-]*$/;
+
+  function followAddress() {
+    var source = document.querySelector("[data-hv-address]");
+    if (!source || !window.history || typeof window.history.replaceState !== "function") {
+      return;
+    }
+    var query = source.getAttribute("data-hv-address") || "";
+    if (query.length > ADDRESS_MAX_CHARS || !ADDRESS_QUERY.test(query)) {
+      return;
+    }
+    if (query !== window.location.search) {
+      window.history.replaceState(window.history.state, "", window.location.pathname + query);
+    }
+  }
+
+  onReady(function () {
+    followAddress();
+    new MutationObserver(followAddress).observe(document.body, {
+      childList: true,
+      subtree: true,
+      attributes: true,
+      attributeFilter: ["data-hv-address"],
+    });
   });
 
   /* ------------------------------------------------------------------ printing */
