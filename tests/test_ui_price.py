@@ -60,9 +60,12 @@ def test_a_retrained_schema_gets_its_own_form(model):
     assert "sq ft" in form.box.children[-1].children[0].children[1].value
 
 
-def test_small_counts_get_sliders_and_areas_unbounded_boxes(model):
+def test_small_counts_get_steppers_and_areas_unbounded_boxes(model):
     by_name = model.schema.by_name
-    assert type(field_widget(by_name["Garage_Cars"])).__name__ == "IntSlider"
+    cars = by_name["Garage_Cars"]
+    stepper = field_widget(cars)
+    assert type(stepper).__name__ == "BoundedIntText"  # a number box with up/down arrows
+    assert (stepper.min, stepper.max) == (cars.min, cars.max)  # the card's allowed range
     # unbounded on purpose: an out-of-range entry must reach validation and get its message
     assert type(field_widget(by_name["Gr_Liv_Area"])).__name__ == "IntText"
 
