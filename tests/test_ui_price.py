@@ -15,6 +15,7 @@ from homevalue.ui import page as ui_page
 from homevalue.ui.form import HouseForm, field_widget
 from homevalue.ui.page import FRIENDLY
 from homevalue.ui.price import HIGHLIGHT_STYLE, LAT, LON, share_query
+from homevalue.ui.render import money
 
 
 @pytest.fixture
@@ -491,3 +492,19 @@ def test_without_voilas_answer_the_page_keeps_its_defaults(monkeypatch):
 
 def test_the_price_says_the_years_of_its_dollars(page):
     assert "All prices are in 2006–2010 dollars" in page.price_html.value
+
+
+def test_the_live_region_says_the_settled_price_or_the_field_to_fix(page, model):
+    """What a screen reader hears: the price and its range, or which field stops a price."""
+    p = page.last
+    assert page.announcement.value == (
+        f"Price {money(p.price)}, between {money(p.low)} and {money(p.high)}."
+    )
+    page.form.inputs["Gr_Liv_Area"].value = 50_000
+    label = model.schema.by_name["Gr_Liv_Area"].label
+    assert page.announcement.value == f"Price not updated: fix {label}."
+    page.form.inputs["Gr_Liv_Area"].value = 2_000
+    assert page.announcement.value == f"Price {money(page.last.price)}, between " + (
+        f"{money(page.last.low)} and {money(page.last.high)}."
+    )
+    assert page.last.price != p.price
