@@ -16,6 +16,7 @@ from homevalue.ui import page as ui_page
 from homevalue.ui.form import HouseForm, field_widget
 from homevalue.ui.page import FRIENDLY
 from homevalue.ui.price import HIGHLIGHT_STYLE, LAT, LON, share_query
+from homevalue.ui.render import money
 
 
 @pytest.fixture
@@ -61,9 +62,12 @@ def test_a_retrained_schema_gets_its_own_form(model):
     assert "sq ft" in form.box.children[-1].children[0].children[1].value
 
 
-def test_small_counts_get_sliders_and_areas_unbounded_boxes(model):
+def test_small_counts_get_steppers_and_areas_unbounded_boxes(model):
     by_name = model.schema.by_name
-    assert type(field_widget(by_name["Garage_Cars"])).__name__ == "IntSlider"
+    cars = by_name["Garage_Cars"]
+    stepper = field_widget(cars)
+    assert type(stepper).__name__ == "BoundedIntText"  # a number box with up/down arrows
+    assert (stepper.min, stepper.max) == (cars.min, cars.max)  # the card's allowed range
     # unbounded on purpose: an out-of-range entry must reach validation and get its message
     assert type(field_widget(by_name["Gr_Liv_Area"])).__name__ == "IntText"
 
@@ -556,3 +560,19 @@ def test_a_link_with_many_bad_values_lists_a_few_and_counts_the_rest(page, model
     assert "<script" not in status and "<img" not in status  # escaped
     assert address_of(page) == "?" + share_query(page.form.values(), model.schema)
     assert page.kept_html.value == ""
+
+
+def test_the_live_region_says_the_settled_price_or_the_field_to_fix(page, model):
+    """What a screen reader hears: the price and its range, or which field stops a price."""
+    p = page.last
+    assert page.announcement.value == (
+        f"Price {money(p.price)}, between {money(p.low)} and {money(p.high)}."
+    )
+    page.form.inputs["Gr_Liv_Area"].value = 50_000
+    label = model.schema.by_name["Gr_Liv_Area"].label
+    assert page.announcement.value == f"Price not updated: fix {label}."
+    page.form.inputs["Gr_Liv_Area"].value = 2_000
+    assert page.announcement.value == f"Price {money(page.last.price)}, between " + (
+        f"{money(page.last.low)} and {money(page.last.high)}."
+    )
+    assert page.last.price != p.price

@@ -71,8 +71,6 @@ READ_FORM = """names => Object.fromEntries(names.map(name => {
   const row = document.querySelector('.hv-row-' + name);
   const select = row.querySelector('select');
   if (select) return [name, select.value];
-  const handle = row.querySelector('.noUi-handle');
-  if (handle) return [name, handle.getAttribute('aria-valuenow')];
   return [name, row.querySelector('input').value];
 }))"""
 
@@ -165,16 +163,14 @@ def changed(page: Page, before: str) -> None:
 
 
 def test_each_control_reprices_the_house(price_page, model, default_house):
-    """The default house is priced on load; a slider, a number and a dropdown each re-price
-    it, and the interval and the comps follow."""
+    """The default house is priced on load; a count's stepper, a number and a dropdown each
+    re-price it, and the interval and the comps follow."""
     page = price_page
     assert assert_priced_as_shown(page, model) == default_house
     assert_comps_follow(page, model, default_house)
 
     before = page.inner_text(".hv-price")
-    handle = page.locator(".hv-row-Full_Bath .noUi-handle")
-    handle.focus()
-    handle.press("ArrowRight")
+    page.locator(".hv-row-Full_Bath input").press("ArrowUp")
     changed(page, before)
     assert assert_priced_as_shown(page, model)["Full_Bath"] == default_house["Full_Bath"] + 1
 

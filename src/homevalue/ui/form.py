@@ -1,9 +1,16 @@
 """The house form, built from the model card's schema, never from a list in a notebook.
 
 A retrained model with other features gets the right form without anyone editing a page:
-categories become dropdowns, small counts sliders, everything else a number box whose
+categories become dropdowns, small counts steppers, everything else a number box whose
 range and training range are written beside it. Number boxes are not bounded on purpose:
 an out-of-range entry must reach validation and get its message, not be silently clamped.
+
+A count (bathrooms, cars) is a stepper: a number box bounded to the card's range, with the
+browser's own up/down arrows, typed digits and arrow keys, 44 px tall (homevalue.css). A
+slider's 34 px handle was hard to hit on a touch screen and had no accessible name. Every
+input's description is a <label for=...> of it (ipywidgets 8 links the two for text,
+number and select inputs), so a screen reader reads "Garage size" and Playwright's
+`get_by_label("Garage size")` finds the input.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ from homevalue.errors import Problem
 from homevalue.schema import Feature, Schema, fmt_for
 from homevalue.ui import render
 
-SLIDER_MAX_STEPS = 10  # counts (bathrooms, cars) get a slider; areas and years a box
+STEPPER_MAX_STEPS = 10  # counts (bathrooms, cars) get a stepper; areas and years a box
 LABEL_WIDTH = "170px"  # fits the longest label, "Central air conditioning"
 
 
@@ -38,10 +45,15 @@ def field_widget(feature: Feature, value=None) -> widgets.ValueWidget:
         options = list(zip(feature.shown_labels, feature.categories, strict=True))
         common.pop("continuous_update")
         return widgets.Dropdown(options=options, value=value, **common)
-    if feature.kind == "integer" and feature.max - feature.min <= SLIDER_MAX_STEPS:
-        return widgets.IntSlider(
+    if feature.kind == "integer" and feature.max - feature.min <= STEPPER_MAX_STEPS:
+        # Each arrow press or typed digit re-prices (throttled); the bounds are the card's
+        # allowed range, so a count is never out of range (as a slider never was).
+        common["continuous_update"] = True
+        stepper = widgets.BoundedIntText(
             value=int(value), min=int(feature.min), max=int(feature.max), **common
         )
+        stepper.add_class("hv-stepper")
+        return stepper
     if feature.kind == "integer":
         return widgets.IntText(value=int(value or 0), **common)
     return widgets.FloatText(value=value, step=0.0005, **common)
@@ -124,7 +136,8 @@ class HouseForm:
         if isinstance(widget, widgets.Dropdown):
             return value
         number = float(value)
-        return int(number) if isinstance(widget, widgets.IntText | widgets.IntSlider) else number
+        whole = isinstance(widget, widgets.IntText | widgets.BoundedIntText)
+        return int(number) if whole else number
 
     def show_problems(self, problems: list[Problem]) -> None:
         """Mark each bad field with its reason and clear the others."""

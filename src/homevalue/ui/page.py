@@ -122,6 +122,34 @@ class Throttle:
         self.action()
 
 
+class Debounce:
+    """Run `action` once changes have paused for `delay` seconds (the last call wins).
+
+    For what a person hears, not sees: a screen reader told every intermediate price while
+    a count is stepped would queue them all. Without a running event loop (tests, nbval)
+    every call runs at once.
+    """
+
+    def __init__(self, action: Callable[[], None], delay: float = 0.6):
+        self.action = action
+        self.delay = delay
+        self.pending: asyncio.TimerHandle | None = None
+
+    def __call__(self, *_ignored) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.action()
+            return
+        if self.pending is not None:
+            self.pending.cancel()
+        self.pending = loop.call_later(self.delay, self._run)
+
+    def _run(self) -> None:
+        self.pending = None
+        self.action()
+
+
 # How long a preheated kernel waits for its viewer's request before giving up on the query.
 REQUEST_TIMEOUT_SECONDS = 10
 
@@ -166,6 +194,19 @@ def _voila_request_variables() -> dict[str, str]:
 def page_path() -> str:
     """The page's own path on the server (for shareable links), or "" outside Voilà."""
     return os.environ.get("SCRIPT_NAME", "")
+
+
+def live_region() -> widgets.HTML:
+    """A polite live region (role="status"), heard by screen readers and not seen.
+
+    ipywidgets cannot set ARIA attributes; homevalue.js gives every `.hv-live` widget its
+    role and aria-live once it is drawn. The widget's own element is the region, so it
+    exists before its first text, as assistive technologies require to announce a change.
+    """
+    region = widgets.HTML()
+    region.add_class("hv-live")
+    region.add_class("hv-sr-only")
+    return region
 
 
 def version_marker(version: str) -> widgets.HTML:

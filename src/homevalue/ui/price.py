@@ -32,7 +32,16 @@ from homevalue.predict import Prediction, explain_prediction, predict_one, what_
 from homevalue.schema import Schema, check_value, fmt, fmt_for
 from homevalue.ui import charts, maps, render
 from homevalue.ui.form import HouseForm
-from homevalue.ui.page import Panel, Throttle, guarded, page_path, request_query, version_marker
+from homevalue.ui.page import (
+    Debounce,
+    Panel,
+    Throttle,
+    guarded,
+    live_region,
+    page_path,
+    request_query,
+    version_marker,
+)
 
 LAT, LON = "Latitude", "Longitude"
 QUERY_ALIASES = {"lat": LAT, "latitude": LAT, "lon": LON, "lng": LON, "longitude": LON}
@@ -227,6 +236,9 @@ class PricePage:
 
     def _build_answer(self) -> None:
         self.price_html = widgets.HTML()
+        # What a screen reader says after a change: the price settled on, once.
+        self.announcement = live_region()
+        self._announce = Debounce(self.guard(self._announce_price))
         self.flags_html = widgets.HTML()
         self.link_html = widgets.HTML()
         self.kept_html = widgets.HTML()
@@ -296,7 +308,8 @@ class PricePage:
         top = widgets.VBox(
             [
                 version_marker(self.model.version),
-                self.kept_html, self.status, self.price_html, self.flags_html, self.link_html,
+                self.kept_html, self.status, self.price_html, self.announcement,
+                self.flags_html, self.link_html,
                 self.download_box,
             ]
         )  # fmt: skip
@@ -400,12 +413,14 @@ class PricePage:
                 if self.last
                 else "Fix the marked field to get a price."
             )
+            self._announce()
             return
         self.form.show_problems([])
         self.status.value = ""
         if self.kept is not None and values != self.kept:
             self.kept, self.kept_html.value = None, ""  # said once; the house is theirs now
         self.last = prediction
+        self._announce()
         self._show_price(prediction)
         self._update_location(values)
         self._update_what_if()
@@ -434,6 +449,21 @@ class PricePage:
             'target="_blank">Link to this house</a> '
             "<span class='hv-hint'>(copy it to share this estimate)</span>"
         )
+
+    def _announce_price(self) -> None:
+        """Say the price (and range) the form has settled on, or that a field needs fixing:
+        a short sentence, unlike the panel, so hearing it after each change is bearable."""
+        p, problems = self.last, [n for n, e in self.form.errors.items() if e.value]
+        if problems:
+            labels = ", ".join(self.schema.by_name[n].label for n in problems)
+            text = f"Price not updated: fix {labels}."
+        elif p is None:
+            text = ""
+        else:
+            low, high = render.money(p.low), render.money(p.high)
+            text = f"Price {render.money(p.price)}, between {low} and {high}."
+        if self.announcement.value != render.esc(text):
+            self.announcement.value = render.esc(text)
 
     def _update_location(self, values: dict) -> None:
         lat, lon = values[LAT], values[LON]

@@ -101,6 +101,47 @@
     });
   });
 
+  /* ------------------------------------------------------------ accessibility (a11y) */
+
+  // ipywidgets cannot set ARIA attributes from Python. A widget given the class `hv-live`
+  // (homevalue.ui.page.live_region) is a polite live region: its own element, which keeps
+  // living while its text changes, gets role="status", so a screen reader announces each
+  // new text once (the kernel debounces it: only the price a change settled on).
+  function markLiveRegion(element) {
+    if (element.matches && element.matches(".hv-live:not([role])")) {
+      element.setAttribute("role", "status");
+      element.setAttribute("aria-live", "polite");
+      element.setAttribute("aria-atomic", "true");
+    }
+  }
+
+  function markLiveRegions(root) {
+    Array.prototype.forEach.call(root.querySelectorAll(".hv-live:not([role])"), markLiveRegion);
+  }
+
+  onReady(function () {
+    markLiveRegions(document);
+    // A widget's classes may be set after its element is attached: watch both.
+    new MutationObserver(function (mutations) {
+      mutations.forEach(function (mutation) {
+        if (mutation.type === "attributes") {
+          markLiveRegion(mutation.target);
+        }
+        Array.prototype.forEach.call(mutation.addedNodes, function (added) {
+          if (added.nodeType === 1) {
+            markLiveRegion(added);
+            markLiveRegions(added);
+          }
+        });
+      });
+    }).observe(document.body, {
+      childList: true,
+      subtree: true,
+      attributes: true,
+      attributeFilter: ["class"],
+    });
+  });
+
   /* ------------------------------------------------------------------ 3. upload guard */
 
   var MB = 1024 * 1024;
