@@ -271,6 +271,14 @@ def test_table_escapes_names(tiny):
     assert "<script>" not in markup and "&lt;script&gt;" in markup
 
 
+def test_a_table_that_may_scroll_sideways_is_a_named_tab_stop(tiny):
+    """A keyboard scrolls a wide table (on a phone, every table may be) only if its box
+    takes focus; a screen reader names the stop by the table's caption or label."""
+    markup = report.neighbourhood_table_html(report.residuals_by_neighbourhood(tiny), known=[])
+    assert '<div class="hv-table-wrap" tabindex="0" role="region" ' in markup
+    assert 'aria-label="Errors by neighbourhood"' in markup
+
+
 # ---------------------------------------------------------------- refusals
 
 

@@ -207,7 +207,7 @@ def history_table(runs: pd.DataFrame) -> str:
             "error": runs["error"].fillna(""),
         }
     )
-    return render.table(shown, headers=HISTORY_HEADERS)
+    return render.table(shown, headers=HISTORY_HEADERS, label="Run history")
 
 
 def latest_outputs(runs: pd.DataFrame) -> list:

@@ -111,7 +111,10 @@ def comps_frame(comps, schema: Schema) -> pd.DataFrame:
 
 
 def comps_table(comps, schema: Schema) -> str:
-    return render.table(comps_frame(comps, schema), headers=COMPS_HEADERS, formats=COMPS_FORMATS)
+    return render.table(
+        comps_frame(comps, schema), headers=COMPS_HEADERS, formats=COMPS_FORMATS,
+        label="Comparable sales",
+    )  # fmt: skip
 
 
 def what_if_grid(feature, current: float) -> np.ndarray:

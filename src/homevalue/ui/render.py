@@ -89,8 +89,11 @@ def table(
     formats: Mapping[str, object] | None = None,
     caption: str = "",
     rows: bool = False,
+    label: str = "",
 ) -> str:
     """A small HTML table; `headers` renames columns, `formats` maps column -> callable.
+
+    `label` names the table's scrolling box for screen readers (short; else the caption).
 
     `rows=True` keeps each row on one line (a file's own rows, many columns wide).
     """
@@ -103,8 +106,12 @@ def table(
         for row in frame.itertuples(index=False)
     )
     cap = f"<caption>{esc(caption)}</caption>" if caption else ""
+    # The wrap scrolls sideways when the table is wider than the screen: a tab stop with a
+    # name, so a keyboard can scroll it too (axe: scrollable-region-focusable).
+    name = esc(label or caption or "Table")
     return (
-        f'<div class="hv-table-wrap"><table class="hv-table{" hv-rows" if rows else ""}">'
+        f'<div class="hv-table-wrap" tabindex="0" role="region" aria-label="{name}">'
+        f'<table class="hv-table{" hv-rows" if rows else ""}">'
         f"{cap}<thead><tr>{head}</tr>"
         f"</thead><tbody>{body}</tbody></table></div>"
     )

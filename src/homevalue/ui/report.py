@@ -574,6 +574,7 @@ def neighbourhood_table_html(table: pd.DataFrame, known: list[str]) -> str:
     columns = ["Neighborhood", "n", "median_price", "median_bias", "median_ape", "inside_share"]
     return render.table(
         shown[[*columns, "note"]],
+        label="Errors by neighbourhood",
         headers={
             "Neighborhood": "Neighbourhood", "n": "Test sales", "median_price": "Median sale",
             "median_bias": "Median error", "median_ape": "Median miss",
@@ -624,6 +625,7 @@ def coverage_table_html(
     table = pd.concat([bands[columns + extra], overall], ignore_index=True)
     return render.table(
         table,
+        label="Interval coverage by price band",
         headers={
             "band": "Predicted price", "n": "Test sales",
             "coverage": "Sale inside the range", "median_width": "Median range width",
