@@ -18,12 +18,15 @@ the widget manager needs to fetch state: without this a viewer could create widg
 size in the kernel), and kernel errors and stderr go to the server's log instead of the
 viewer (ipywidgets sends a full traceback, with server paths, for a malformed update).
 
-A kernel the server shuts down (idle culling, the page's shutdown beacon from another tab,
-`DELETE /api/kernels/<id>`, the memory ceiling) has its viewers' websockets closed here.
-jupyter_server leaves them open and silent (it reports only restarts and failed restarts),
-so the page's kernel connection would never learn that its kernel is gone; closed, it
-reports it the supported way (its connection status), which the template's
-connection-lost notice follows.
+A kernel the server shuts down (idle culling, `DELETE /api/kernels/<id>`, the memory
+ceiling) is reported to its viewers here: jupyter_server leaves their websockets open and
+silent (it reports only restarts and failed restarts), so a page's kernel connection would
+never learn that its kernel is gone. Each socket gets the kernel status "dead", as
+jupyter_server sends for a restart that failed, then is closed. The page's kernel
+connection (@jupyterlab/services) reports "dead" and stops: the template's connection-lost
+notice follows that status. Closing alone would not do: the connection would retry the
+socket, and each retry of a missing kernel's socket logs a traceback on Voilà (its 404 page
+needs a `static_path` Voilà does not set).
 """
 
 from __future__ import annotations
@@ -109,12 +112,16 @@ class ViewerKernelConnection(ZMQChannelsWebsocketConnection):
         super().disconnect()
 
     def _close_if_kernel_gone(self) -> None:
-        """A shut-down kernel leaves its websockets open and silent: close this one, so the
-        page's kernel connection reports the loss (a few dict lookups every 2 s per page)."""
+        """A shut-down kernel leaves its websockets open and silent: tell this one's page its
+        kernel is dead, then close it (a dict lookup every 2 s per open page)."""
         if self.kernel_id in self.multi_kernel_manager:
             return
         self._kernel_watch.stop()
         self.log.info("kernel %s: shut down, closing its viewer's websocket", self.kernel_id)
+        try:
+            self._send_status_message("dead")
+        except Exception as error:  # the socket is closing anyway: say so in the log only
+            self.log.info("kernel %s: could not send its dead status: %r", self.kernel_id, error)
         self.websocket_handler.close(GOING_AWAY, "kernel shut down")
 
     def handle_incoming_message(self, incoming_msg) -> None:
