@@ -396,6 +396,25 @@ def test_the_page_survives_its_kernel_dying(voila, open_page):
     assert voila.process.poll() is None, "the server died with the kernel"
 
 
+def test_a_kernel_shut_down_by_the_server_closes_its_websocket(voila, open_page):
+    """jupyter_server leaves a shut-down kernel's websockets open and silent; ours tells the
+    page its kernel is dead (the status a failed restart gets), then closes the socket."""
+    status, body = open_page("price_a_home.ipynb")
+    assert status == 200
+    with KernelChannel(voila.url, kernel_id(body), timeout=20) as channel:
+        info = channel.send("kernel_info_request", {})
+        channel.replies_until(info["header"]["msg_id"], "kernel_info_reply", 30)
+        voila.shutdown_kernel(kernel_id(body))  # as idle culling or another tab's beacon
+        channel.ws.settimeout(15)
+        received = []
+        with pytest.raises(websocket.WebSocketConnectionClosedException):
+            while True:  # what the kernel sent before it went, then the closing frame
+                received.append(channel.recv())
+    last = received[-1]
+    assert (last["header"]["msg_type"], last["content"]) == ("status", {"execution_state": "dead"})
+    assert "shut down, closing its viewer's websocket" in voila.log()
+
+
 BROKEN_NOTEBOOK = "model_report.ipynb"  # has a pooled kernel in voila.json
 
 

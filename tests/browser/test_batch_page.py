@@ -17,6 +17,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from browser.screenshots import open_page
+from homevalue import config
 from homevalue.ui.batch import Outcome, score_upload, summary_text
 
 SCORE_TIMEOUT = 30_000  # ms: the upload crosses the websocket and is scored in the kernel
@@ -24,7 +25,15 @@ XSS = "<img src=x onerror=alert(1)>"
 
 
 @pytest.fixture
-def batch_page(page, server) -> Page:
+def sent_bytes(page) -> list[int]:
+    """The size of every websocket frame the page sends, from before it opens."""
+    sizes: list[int] = []
+    page.on("websocket", lambda ws: ws.on("framesent", lambda data: sizes.append(len(data))))
+    return sizes
+
+
+@pytest.fixture
+def batch_page(page, server, sent_bytes) -> Page:
     open_page(page, server.url, "score_a_batch")
     return page
 
@@ -164,22 +173,45 @@ def test_markup_in_an_upload_is_shown_as_text_and_never_run(
     assert problems.dialogs == [], "the upload ran a script"
 
 
-def test_a_file_that_is_not_a_csv_is_refused_in_the_browser(batch_page, tmp_path):
+def refused_before_sending(page: Page, sent_bytes: list[int], path: Path, message: str) -> None:
+    """Pick the file: the template's guard shows `message` and nothing goes to the kernel
+    (no websocket frame at all while the page settles; the file's bytes would be one)."""
+    summary = page.locator(".hv-ok, .hv-notice").first.inner_text()
+    page.wait_for_timeout(500)  # the page's own start-up traffic is over
+    before = len(sent_bytes)
+    upload(page, path)
+    expect(page.locator(".hv-upload-error")).to_contain_text(message)
+    page.wait_for_timeout(2000)  # room for a read and a send that should not happen
+    assert sent_bytes[before:] == [], f"the page sent frames of {sent_bytes[before:]} bytes"
+    assert page.locator(".hv-ok, .hv-notice").first.inner_text() == summary
+
+
+def test_a_file_that_is_not_a_csv_is_refused_in_the_browser(batch_page, sent_bytes, tmp_path):
     """The template's guard stops it before it is sent; the sample's results stay."""
     page = batch_page
-    summary = page.locator(".hv-ok, .hv-notice").first.inner_text()
     path = tmp_path / "listings.xlsx"
     path.write_bytes(b"PK\x03\x04 not a csv")
-    upload(page, path)
+    refused_before_sending(page, sent_bytes, path, "“listings.xlsx” is not a CSV file")
     error = page.locator(".hv-upload-error")
-    expect(error).to_contain_text("“listings.xlsx” is not a CSV file")
-    assert page.locator(".hv-ok, .hv-notice").first.inner_text() == summary
 
     # a newer result (the sample again, scored anew) takes the old message away
     old_links = page.locator("a.hv-download").element_handles()
     page.get_by_role("button", name="Use the sample listings").click()
     expect(error).to_have_count(0, timeout=SCORE_TIMEOUT)
     assert all(not link.evaluate("e => e.isConnected") for link in old_links)  # new links
+
+
+def test_a_file_over_the_limit_is_refused_in_the_browser(batch_page, sent_bytes, tmp_path):
+    """Over the upload limit (config.UPLOAD_LIMIT_BYTES) by one byte: the viewer is told
+    why and what to do, and not one byte of it crosses the websocket."""
+    path = tmp_path / "listings.csv"
+    with path.open("wb") as big:
+        big.truncate(config.UPLOAD_LIMIT_BYTES + 1)  # sparse: no 50 MB written to disk
+    limit_mb = config.UPLOAD_LIMIT_BYTES // 2**20
+    refused_before_sending(
+        batch_page, sent_bytes, path, f"“listings.csv” is {limit_mb} MB; the limit is {limit_mb} MB"
+    )
+    expect(batch_page.locator(".hv-upload-error")).to_contain_text("Split it into smaller files")
 
 
 def test_a_download_link_saves_its_file(batch_page, tmp_path):

@@ -17,6 +17,16 @@ checked before anything reads it, a viewer may open only the widget-control comm
 the widget manager needs to fetch state: without this a viewer could create widgets of any
 size in the kernel), and kernel errors and stderr go to the server's log instead of the
 viewer (ipywidgets sends a full traceback, with server paths, for a malformed update).
+
+A kernel the server shuts down (idle culling, `DELETE /api/kernels/<id>`, the memory
+ceiling) is reported to its viewers here: jupyter_server leaves their websockets open and
+silent (it reports only restarts and failed restarts), so a page's kernel connection would
+never learn that its kernel is gone. Each socket gets the kernel status "dead", as
+jupyter_server sends for a restart that failed, then is closed. The page's kernel
+connection (@jupyterlab/services) reports "dead" and stops: the template's connection-lost
+notice follows that status. Closing alone would not do: the connection would retry the
+socket, and each retry of a missing kernel's socket logs a traceback on Voilà (its 404 page
+needs a `static_path` Voilà does not set).
 """
 
 from __future__ import annotations
@@ -26,6 +36,7 @@ import re
 
 from jupyter_server.services.kernels.connection.channels import ZMQChannelsWebsocketConnection
 from tornado import web
+from tornado.ioloop import PeriodicCallback
 
 V1_PROTOCOL = "v1.kernel.websocket.jupyter.org"
 CHANNELS = frozenset({"shell", "control", "stdin", "iopub"})
@@ -35,6 +46,9 @@ MAX_PARTS = 4 + 16
 VIEWER_COMM_TARGETS = frozenset({"jupyter.widget.control"})
 # A closing frame's code for "policy violation" (RFC 6455 section 7.4.1).
 POLICY_VIOLATION = 1008
+# ... and for "going away": the kernel behind the socket was shut down.
+GOING_AWAY = 1001
+KERNEL_WATCH_MS = 2000  # how often an open socket checks that its kernel still exists
 LOGGED_TEXT = 2000  # characters of a kernel's stderr or traceback kept per log line
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
@@ -83,6 +97,32 @@ class ViewerKernelConnection(ZMQChannelsWebsocketConnection):
             self.websocket_handler.set_header("Content-Type", "text/plain; charset=UTF-8")
             raise web.Finish(refusal + "\n")
         await super().prepare()
+
+    def connect(self):
+        connected = super().connect()
+        if connected is not None:  # None: the connection failed and is already closed
+            self._kernel_watch = PeriodicCallback(self._close_if_kernel_gone, KERNEL_WATCH_MS)
+            self._kernel_watch.start()
+        return connected
+
+    def disconnect(self) -> None:
+        watch = getattr(self, "_kernel_watch", None)
+        if watch is not None:
+            watch.stop()
+        super().disconnect()
+
+    def _close_if_kernel_gone(self) -> None:
+        """A shut-down kernel leaves its websockets open and silent: tell this one's page its
+        kernel is dead, then close it (a dict lookup every 2 s per open page)."""
+        if self.kernel_id in self.multi_kernel_manager:
+            return
+        self._kernel_watch.stop()
+        self.log.info("kernel %s: shut down, closing its viewer's websocket", self.kernel_id)
+        try:
+            self._send_status_message("dead")
+        except Exception as error:  # the socket is closing anyway: say so in the log only
+            self.log.info("kernel %s: could not send its dead status: %r", self.kernel_id, error)
+        self.websocket_handler.close(GOING_AWAY, "kernel shut down")
 
     def handle_incoming_message(self, incoming_msg) -> None:
         try:

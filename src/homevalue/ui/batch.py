@@ -316,7 +316,12 @@ class BatchPage:
     @property
     def controls(self) -> Panel:
         schema = self.model.schema
-        limit = f'<span data-hv-upload-limit-bytes="{config.UPLOAD_LIMIT_BYTES}"></span>'
+        # The template's upload guard (homevalue.js) reads the limit here, and finds the
+        # upload's file input through Voilà's widget manager by this model id.
+        limit = (
+            f'<span data-hv-upload-limit-bytes="{config.UPLOAD_LIMIT_BYTES}" '
+            f'data-hv-upload-model="{render.esc(self.upload.model_id)}"></span>'
+        )
         hint = widgets.HTML(
             f"{limit}<p class='hv-hint'>A CSV with a header row, one house per row, up to "
             f"{config.UPLOAD_LIMIT_BYTES // 2**20} MB. Required columns: "

@@ -1,15 +1,18 @@
 /*
  * homevalue template, browser side. Loaded in <head> of every page (index.html.j2), before
- * Voilà's own voila.js, so that the WebSocket and file-input hooks below are in place
- * before Voilà and the widgets create anything.
+ * Voilà's own voila.js. It replaces no browser global and patches no prototype: it listens
+ * to the document and to what Voilà's frontend exposes (window.jupyterapp, its widget
+ * manager and that manager's kernel connection).
  *
  *  1. loading indicator: step counter while Voilà streams the executed cells;
  *  2. footer: "model <version>" once the page renders [data-hv-model-version];
  *  3. upload guard: on a page that renders [data-hv-upload-limit-bytes], a chosen file
  *     that is too big or not a .csv never reaches the widget (nor the websocket);
- *  4. connection lost: a notice when the kernel's websocket closes or the kernel dies;
+ *  4. connection lost: a notice when the page's kernel connection is lost or its kernel dies;
  *  5. leaving: make sure Voilà's "shut my kernel down" beacon will be accepted;
  *  6. address: the price page's house is kept in the browser's address as it changes.
+ * Unnumbered: accessibility (the price's live region), map legends (fold on a phone; a
+ * press on a map does not scroll the page), downloads, printing.
  */
 (function () {
   "use strict";
@@ -250,27 +253,54 @@
   // A file input that is part of the page: the capture phase at the document runs first.
   document.addEventListener("change", guardFileChange, true);
 
-  // ipywidgets' FileUpload keeps its <input type=file> out of the document (it only calls
-  // input.click() from its button), so its change event never reaches the document. Such an
-  // input gets the guard on itself, in the capture phase, which at the target runs before
-  // the widget's own (bubble-phase) listener.
+  // ipywidgets' FileUpload (@jupyter-widgets/controls, widget_upload.ts: FileUploadView)
+  // keeps its <input type=file> out of the document: its button's click calls
+  // fileInput.click(), and the input's own 'change' listener reads every chosen file
+  // (FileReader) into the model, which sends it over the websocket. That change event
+  // reaches no document listener, so the guard goes on the input itself, in the capture
+  // phase, which at the target runs before the widget's own listener. The input is reached
+  // through Voilà's widget manager: the page names the upload's model
+  // ([data-hv-upload-model]), the manager gives the model (get_model), the model its views
+  // (model.views), each view its fileInput. Done when the button is clicked (capture phase,
+  // before the widget's own click handler opens the chooser): the views are resolved long
+  // before the viewer has picked a file.
   var guardedInputs = new WeakSet();
   function guardInput(input) {
-    if (input.type === "file" && !guardedInputs.has(input)) {
+    if (input instanceof HTMLInputElement && input.type === "file" && !guardedInputs.has(input)) {
       guardedInputs.add(input);
       input.addEventListener("change", guardFileChange, true);
     }
   }
-  ["click", "showPicker"].forEach(function (name) {
-    var original = HTMLInputElement.prototype[name];
-    if (typeof original !== "function") {
+
+  function guardUploadViews() {
+    var named = document.querySelector("[data-hv-upload-model]");
+    var manager = window.jupyterapp && window.jupyterapp.widgetManager;
+    if (!named || !manager || typeof manager.get_model !== "function") {
       return;
     }
-    HTMLInputElement.prototype[name] = function () {
-      guardInput(this);
-      return original.apply(this, arguments);
-    };
-  });
+    Promise.resolve(manager.get_model(named.getAttribute("data-hv-upload-model")))
+      .then(function (model) {
+        var views = (model && model.views) || {};
+        Object.keys(views).forEach(function (key) {
+          Promise.resolve(views[key]).then(function (view) {
+            guardInput(view && view.fileInput);
+          });
+        });
+      })
+      .catch(function (err) {
+        console.warn("homevalue: the upload guard could not find the upload widget", err);
+      });
+  }
+
+  document.addEventListener(
+    "click",
+    function (event) {
+      if (event.target && event.target.closest && event.target.closest(".widget-upload")) {
+        guardUploadViews();
+      }
+    },
+    true
+  );
 
   /* ------------------------------------------------------------------ map legends */
 
@@ -443,21 +473,30 @@
 
   /* ------------------------------------------------------------------ 4. connection lost */
 
-  // The notice shows while any of these holds:
-  //  - gone: the kernel died, was restarted (its widgets are lost) or shut down, or the
-  //    connection gave up: only a reload helps, so it stays;
-  //  - socketDown: the kernel's websocket has been closed for longer than a grace period
-  //    (a network blip reconnects on its own within it);
-  //  - serverAway: the server did not answer twice in a row.
+  // One source: the page's kernel connection (@jupyterlab/services KernelConnection), which
+  // Voilà's widget-manager plugin creates for the page's kernel and keeps as
+  // window.jupyterapp.widgetManager.kernel (voila 0.5, packages/widgets_manager8/src/index.ts;
+  // main.ts sets window.jupyterapp once the app has started; there is no event for that, so
+  // it is looked for every 250 ms until it appears). Its signals:
+  //  - statusChanged: "autorestarting"/"restarting" (the kernel died and the server started
+  //    it again: the page's widgets are gone) or "dead": only a reload helps;
+  //  - connectionStatusChanged: "connecting" (the websocket closed and it is retrying: a
+  //    network blip reconnects within the grace period, a stopped server does not),
+  //    "connected", "disconnected" (it gave up): only a reload helps.
+  // A kernel the server shuts down (idle culling, DELETE /api/kernels/<id>) has its
+  // websocket closed by the server (homevalue.dashboards.channels), so it shows up here too.
+  // Voilà's plugin makes no widget manager when the page's kernel no longer exists as the
+  // page starts: that is the same loss, told at once.
   var RECONNECT_GRACE_MS = 4000;
-  var state = { gone: false, socketDown: false, serverAway: false };
-  var reasons = { gone: "", socketDown: "", serverAway: "" };
+  var KERNEL_SEARCH_MS = 120000; // the app starts within seconds; stop looking after this
+  var state = { gone: false, socketDown: false };
+  var reasons = { gone: "", socketDown: "" };
   var unloading = false;
   var graceTimer = null;
-  var kernelSignalsWatched = false; // true once we follow Voilà's kernel connection itself
 
   window.addEventListener("beforeunload", function () {
-    unloading = true; // Voilà closes the kernel on unload: that is not a lost connection
+    // Voilà disposes of the kernel connection on unload ("dead"): that is not a lost one.
+    unloading = true;
   });
   window.addEventListener("pagehide", function () {
     unloading = true;
@@ -473,7 +512,7 @@
       return;
     }
     var notice = document.getElementById("hv-connection-lost");
-    var which = state.gone ? "gone" : state.socketDown ? "socketDown" : state.serverAway ? "serverAway" : "";
+    var which = state.gone ? "gone" : state.socketDown ? "socketDown" : "";
     if (notice) {
       notice.hidden = !which;
       notice.setAttribute("data-reason", which ? reasons[which] : "");
@@ -487,33 +526,10 @@
     }
     state[kind] = value;
     reasons[kind] = reason || "";
-    if (value && window.console) {
+    if (value) {
       console.warn("homevalue: connection to the server lost (" + reason + ")");
     }
     renderNotice();
-  }
-
-  hv.connectionState = function () {
-    return { gone: state.gone, socketDown: state.socketDown, serverAway: state.serverAway };
-  };
-
-  // The socket closed: say so unless stillDown() is false after the grace period.
-  function socketClosed(reason, stillDown) {
-    if (graceTimer) {
-      return;
-    }
-    graceTimer = setTimeout(function () {
-      graceTimer = null;
-      if (stillDown()) {
-        setLost("socketDown", true, reason);
-      }
-    }, RECONNECT_GRACE_MS);
-  }
-
-  function socketOpen() {
-    clearTimeout(graceTimer);
-    graceTimer = null;
-    setLost("socketDown", false);
   }
 
   onReady(function () {
@@ -535,14 +551,7 @@
     }
   }
 
-  // Primary: Voilà's kernel connection (@jupyterlab/services KernelConnection), created by
-  // its widget-manager plugin as window.jupyterapp.widgetManager.kernel.
-  //  - statusChanged: "autorestarting"/"restarting" (the server restarted a dead kernel:
-  //    the page's widgets are gone) or "dead";
-  //  - connectionStatusChanged: "connecting" (websocket closed, retrying), "connected",
-  //    "disconnected" (gave up after its reconnect attempts).
   function watchKernel(kernel) {
-    kernelSignalsWatched = true;
     function onStatus(_sender, status) {
       if (status === "dead" || status === "autorestarting" || status === "restarting") {
         setLost("gone", true, "kernel " + status);
@@ -550,11 +559,16 @@
     }
     function onConnection(_sender, status) {
       if (status === "connected") {
-        socketOpen();
-      } else if (status === "connecting") {
-        socketClosed("reconnecting", function () {
-          return kernel.connectionStatus !== "connected";
-        });
+        clearTimeout(graceTimer);
+        graceTimer = null;
+        setLost("socketDown", false);
+      } else if (status === "connecting" && !graceTimer) {
+        graceTimer = setTimeout(function () {
+          graceTimer = null;
+          if (kernel.connectionStatus !== "connected") {
+            setLost("socketDown", true, "reconnecting");
+          }
+        }, RECONNECT_GRACE_MS);
       } else if (status === "disconnected") {
         setLost("gone", true, "disconnected");
       }
@@ -565,77 +579,26 @@
     onConnection(kernel, kernel.connectionStatus);
   }
 
-  // Ask the server whether the page's kernel still exists. Needed because a kernel shut
-  // down by the server (idle culling, /voila/api/shutdown) leaves the browser's websocket
-  // open and silent: jupyter_server sends no status and does not close it
-  // (services/kernels/connection/channels.py only reports restarts and failed restarts).
-  var KERNEL_CHECK_MS = 30000;
-  var failedChecks = 0;
-  function checkKernelExists(config) {
-    var url = (config.baseUrl || "/") + "api/kernels/" + encodeURIComponent(config.kernelId);
-    return fetch(url, { credentials: "same-origin", cache: "no-store" })
-      .then(function (response) {
-        failedChecks = 0;
-        setLost("serverAway", false);
-        if (response.status === 404) {
-          setLost("gone", true, "kernel not found");
-        }
-      })
-      .catch(function () {
-        failedChecks += 1;
-        if (failedChecks >= 2) {
-          setLost("serverAway", true, "server unreachable");
-        }
-      });
-  }
-
-  function keepCheckingKernel(config) {
-    var timer = null;
-    function schedule() {
-      clearTimeout(timer);
-      timer = setTimeout(tick, KERNEL_CHECK_MS);
-    }
-    function tick() {
-      if (state.gone) {
-        return;
-      }
-      if (document.hidden) {
-        schedule(); // a background tab asks again when it is looked at
-        return;
-      }
-      checkKernelExists(config).then(schedule, schedule);
-    }
-    document.addEventListener("visibilitychange", function () {
-      if (!document.hidden) {
-        tick();
-      }
-    });
-    schedule();
-  }
-
   onReady(function () {
-    var config = pageConfig();
-    if (!config.kernelId) {
+    if (!pageConfig().kernelId) {
       return; // not a page with a kernel
     }
-    keepCheckingKernel(config);
-    var deadline = Date.now() + 120000;
+    var deadline = Date.now() + KERNEL_SEARCH_MS;
     (function findKernel() {
-      var app = window.jupyterapp; // set by voila.js once the app has started
-      if (app) {
-        var manager = app.widgetManager;
-        var kernel = manager && manager.kernel;
-        if (kernel && kernel.statusChanged && kernel.connectionStatusChanged) {
-          watchKernel(kernel);
-        } else if (!manager) {
-          // Voilà found no kernel for the page (plugins/widget/plugins.ts returns early
-          // when getKernelModel finds nothing): ask the server before saying anything.
-          checkKernelExists(config);
+      var app = window.jupyterapp;
+      if (!app) {
+        if (Date.now() < deadline) {
+          setTimeout(findKernel, 250);
         }
-        return; // otherwise: an unknown Voilà, the WebSocket fallback below does the work
+        return;
       }
-      if (Date.now() < deadline) {
-        setTimeout(findKernel, 250);
+      var kernel = app.widgetManager && app.widgetManager.kernel;
+      if (kernel && kernel.statusChanged && kernel.connectionStatusChanged) {
+        watchKernel(kernel);
+      } else if (!app.widgetManager) {
+        setLost("gone", true, "kernel not found");
+      } else {
+        console.warn("homevalue: this Voilà exposes no kernel connection; no connection notice");
       }
     })();
   });
@@ -656,93 +619,4 @@
       .fetch(config.baseUrl || "/", { credentials: "same-origin", cache: "no-store" })
       .catch(function () {}); // offline: the culler still ends the kernel
   });
-
-  // Fallback (and the only way if Voilà's frontend changes): follow the kernel's websockets
-  // ourselves. Kernel channels are /api/kernels/<id>/channels; a socket that closes without
-  // another one opening within the grace period, or a kernel status "restarting"/"dead"
-  // seen on one, means the page lost its kernel. Ignored while the kernel signals are
-  // watched, so the two never disagree.
-  var NativeWebSocket = window.WebSocket;
-  var openKernelSockets = 0;
-  var KERNEL_CHANNELS = /\/api\/kernels\/[^/]+\/channels/;
-
-  function kernelStatusOf(data) {
-    try {
-      var msg;
-      if (typeof data === "string") {
-        msg = JSON.parse(data);
-      } else if (data instanceof ArrayBuffer && data.byteLength >= 8) {
-        // v1.kernel.websocket.jupyter.org: offset count, offsets, then
-        // channel, header, parent_header, metadata, content, buffers...
-        var view = new DataView(data);
-        var count = Number(view.getBigUint64(0, true));
-        if (count < 6) {
-          return null;
-        }
-        var offsets = [];
-        for (var i = 1; i <= count; i++) {
-          offsets.push(Number(view.getBigUint64(8 * i, true)));
-        }
-        var decoder = new TextDecoder();
-        var part = function (k) {
-          return decoder.decode(new Uint8Array(data, offsets[k], offsets[k + 1] - offsets[k]));
-        };
-        msg = { header: JSON.parse(part(1)), content: JSON.parse(part(4)) };
-      } else {
-        return null;
-      }
-      if (msg && msg.header && msg.header.msg_type === "status" && msg.content) {
-        return msg.content.execution_state;
-      }
-    } catch (err) {
-      /* not a message we understand: ignore */
-    }
-    return null;
-  }
-
-  function followKernelSocket(socket) {
-    var opened = false;
-    socket.addEventListener("open", function () {
-      opened = true;
-      openKernelSockets += 1;
-      if (!kernelSignalsWatched) {
-        socketOpen();
-      }
-    });
-    socket.addEventListener("close", function () {
-      if (opened) {
-        openKernelSockets -= 1;
-      }
-      if (!kernelSignalsWatched && openKernelSockets === 0) {
-        socketClosed("websocket closed", function () {
-          return !kernelSignalsWatched && openKernelSockets === 0;
-        });
-      }
-    });
-    socket.addEventListener("message", function (event) {
-      if (kernelSignalsWatched) {
-        return;
-      }
-      var status = kernelStatusOf(event.data);
-      if (status === "restarting" || status === "dead") {
-        setLost("gone", true, "kernel " + status);
-      }
-    });
-  }
-
-  if (typeof NativeWebSocket === "function") {
-    var HomevalueWebSocket = function (url, protocols) {
-      var socket =
-        protocols === undefined ? new NativeWebSocket(url) : new NativeWebSocket(url, protocols);
-      if (KERNEL_CHANNELS.test(String(url))) {
-        followKernelSocket(socket);
-      }
-      return socket;
-    };
-    HomevalueWebSocket.prototype = NativeWebSocket.prototype;
-    ["CONNECTING", "OPEN", "CLOSING", "CLOSED"].forEach(function (name) {
-      HomevalueWebSocket[name] = NativeWebSocket[name];
-    });
-    window.WebSocket = HomevalueWebSocket;
-  }
 })();
