@@ -21,7 +21,7 @@ from pathlib import Path
 
 import psutil
 import requests
-from voila_server import PROJ_ROOT, START_TIMEOUT, TEST_LIMITS, free_port
+from voila_server import PROJ_ROOT, START_TIMEOUT, TEST_LIMITS, free_port, process_tree, stop_group
 
 STOP_TIMEOUT = 40  # s: nginx, then each replica shutting its kernels down
 
@@ -49,11 +49,7 @@ class Replicas:
 
     def processes(self) -> list[psutil.Process]:
         """make, the launcher, nginx, the replicas and their kernels."""
-        try:
-            leader = psutil.Process(self.process.pid)
-            return [leader, *leader.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            return []
+        return process_tree(self.process.pid)
 
     def server(self, number: int) -> psutil.Process:
         """Replica `number`'s Voilà server process."""
@@ -95,14 +91,7 @@ class Replicas:
 
     def stop(self) -> None:
         """Ctrl-C, as in the terminal; then kill whatever is still there after STOP_TIMEOUT."""
-        processes = self.processes()
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGINT)
-        _, alive = psutil.wait_procs(processes, timeout=STOP_TIMEOUT)
-        for process in alive:
-            with contextlib.suppress(psutil.Error):
-                process.kill()
-        psutil.wait_procs(alive, timeout=5)
+        stop_group(self.process.pid, self.processes(), signal.SIGINT, STOP_TIMEOUT)
 
 
 @contextlib.contextmanager

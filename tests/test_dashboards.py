@@ -19,6 +19,7 @@ from jupyter_server.services.kernels.connection.base import (
     deserialize_msg_from_ws_v1,
     serialize_msg_to_ws_v1,
 )
+from traitlets import TraitError
 
 from homevalue import config
 from homevalue.dashboards.app import client_address, log_request
@@ -196,3 +197,24 @@ def test_culling_takes_a_gone_viewers_kernel_soon_and_an_open_pages_only_after_h
     manager.shutdown_kernel = shutdown_kernel
     asyncio.run(manager.cull_kernel_if_idle("k"))
     assert shut == (["k"] if culled else [])
+
+
+def test_culling_skips_a_kernel_still_starting():
+    """A kernel being started (a pool refill) has no last activity yet: upstream's culler
+    reads the unset trait and logs a traceback; a starting kernel is not idle."""
+
+    class Starting(SimpleNamespace):
+        @property
+        def last_activity(self):
+            raise TraitError("The 'last_activity' trait expected a datetime, not None.")
+
+    manager = LimitedKernelManager(cull_idle_timeout=300, cull_connected=False)
+    manager._kernels["k"] = Starting(execution_state="starting", kernel_name="python3")
+    shut = []
+
+    async def shutdown_kernel(kernel_id, now=False, restart=False):
+        shut.append(kernel_id)
+
+    manager.shutdown_kernel = shutdown_kernel
+    asyncio.run(manager.cull_kernel_if_idle("k"))
+    assert shut == []

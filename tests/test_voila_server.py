@@ -12,13 +12,11 @@ import html.parser
 import inspect
 import json
 import re
-import signal
 import time
 import urllib.parse
 import uuid
 from pathlib import Path
 
-import psutil
 import pytest
 import websocket  # websocket-client, installed with jupyter_server
 from ipyleaflet import TileLayer
@@ -379,11 +377,7 @@ def test_the_page_survives_its_kernel_dying(voila, open_page):
     status, body = open_page("price_a_home.ipynb")
     assert status == 200
     dead = kernel_id(body)
-    processes = voila.kernel_processes(dead)
-    assert processes, f"no process found for kernel {dead}"
-    for process in processes:
-        process.send_signal(signal.SIGKILL)
-    psutil.wait_procs(processes, timeout=10)
+    voila.kill_kernel(dead)
 
     status, body = open_page("price_a_home.ipynb")
     assert status == 200

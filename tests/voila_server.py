@@ -65,11 +65,7 @@ class VoilaServer:
 
     def processes(self) -> list[psutil.Process]:
         """make, the shell, Voilà and the kernels (kernels run in their own sessions)."""
-        try:
-            leader = psutil.Process(self.process.pid)
-            return [leader, *leader.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            return []
+        return process_tree(self.process.pid)
 
     def server_process(self) -> psutil.Process:
         """The Voilà server itself, not make, its shell or a kernel."""
@@ -98,6 +94,14 @@ class VoilaServer:
                 if any(kernel_id in part for part in process.cmdline()):
                     found.append(process)
         return found
+
+    def kill_kernel(self, kernel_id: str) -> None:
+        """SIGKILL the kernel's processes, as a crash or the OOM killer would, and wait."""
+        processes = self.kernel_processes(kernel_id)
+        assert processes, f"no process found for kernel {kernel_id}"
+        for process in processes:
+            process.send_signal(signal.SIGKILL)
+        psutil.wait_procs(processes, timeout=10)
 
     def get(self, path: str, **kwargs) -> requests.Response:
         return requests.get(self.url + path, timeout=PAGE_TIMEOUT, **kwargs)
@@ -195,16 +199,31 @@ def _wait_until_up(server: VoilaServer) -> None:
     raise RuntimeError(f"Voilà did not answer within {START_TIMEOUT} s:\n" + server.log()[-3000:])
 
 
-def _stop(server: VoilaServer) -> None:
-    """SIGTERM the group (Voilà then shuts its kernels down), then SIGKILL what is left."""
-    processes = server.processes()
+def process_tree(pid: int) -> list[psutil.Process]:
+    """The process and all its descendants; empty once it is gone."""
+    try:
+        leader = psutil.Process(pid)
+        return [leader, *leader.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def stop_group(
+    group: int, processes: list[psutil.Process], sig: int, timeout: float = STOP_TIMEOUT
+) -> None:
+    """Send `sig` to the process group, give `processes` `timeout` s to go, kill the rest."""
     with contextlib.suppress(ProcessLookupError):
-        os.killpg(server.process.pid, signal.SIGTERM)
-    _, alive = psutil.wait_procs(processes, timeout=STOP_TIMEOUT)
+        os.killpg(group, sig)
+    _, alive = psutil.wait_procs(processes, timeout=timeout)
     for process in alive:
         with contextlib.suppress(psutil.Error):
             process.kill()
     psutil.wait_procs(alive, timeout=5)
+
+
+def _stop(server: VoilaServer) -> None:
+    """SIGTERM the group (Voilà then shuts its kernels down), then SIGKILL what is left."""
+    stop_group(server.process.pid, server.processes(), signal.SIGTERM)
     with contextlib.suppress(subprocess.TimeoutExpired):
         server.process.wait(timeout=5)
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import signal
 
-import psutil
 import pytest
 import requests
 from playwright.sync_api import Page, expect
@@ -51,12 +50,7 @@ def notice(page: Page):
 def test_a_killed_kernel_shows_the_notice_in_the_same_tab(page, server):
     open_settled(page, f"{server.url}voila/render/price_a_home.ipynb")
     expect(notice(page)).to_be_hidden()
-    kernel = page_kernel(page)
-    processes = server.kernel_processes(kernel)
-    assert processes, f"no process found for kernel {kernel}"
-    for process in processes:
-        process.send_signal(signal.SIGKILL)
-    psutil.wait_procs(processes, timeout=10)
+    server.kill_kernel(page_kernel(page))
 
     expect(notice(page)).to_be_visible(timeout=NOTICE_TIMEOUT)
     expect(notice(page)).to_contain_text("Connection to the server was lost")

@@ -190,7 +190,11 @@ class LimitedKernelManager(AsyncMappingKernelManager):
 
     async def cull_kernel_if_idle(self, kernel_id: str) -> None:
         """Upstream's culling (with `cull_connected` false: kernels whose viewer has gone),
-        then the much longer idle limit for a page that is still open."""
+        then the much longer idle limit for a page that is still open. A kernel still
+        starting (a pool refill) has no last activity yet: upstream would read the unset
+        trait and log a traceback, and a starting kernel is not idle anyway."""
+        if kernel_id in self._kernels and self._seconds_idle(kernel_id) == float("inf"):
+            return
         await super().cull_kernel_if_idle(kernel_id)
         kernel = self._kernels.get(kernel_id)
         if (
