@@ -196,3 +196,46 @@ def test_culling_takes_a_gone_viewers_kernel_soon_and_an_open_pages_only_after_h
     manager.shutdown_kernel = shutdown_kernel
     asyncio.run(manager.cull_kernel_if_idle("k"))
     assert shut == (["k"] if culled else [])
+
+
+def test_a_pool_refill_runs_at_low_priority_until_a_viewer_takes_it(monkeypatch, caplog):
+    """A refill's imports and notebook (about 2 CPU-s) must not slow the viewers already
+    there: it starts at nice REFILL_NICE and is back at 0 once taken from the pool (where
+    this user may lower a nice value; otherwise the log says so, once)."""
+    import os
+    import subprocess
+    import sys
+
+    import psutil
+    from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
+
+    from homevalue.dashboards import kernels
+
+    sleepers = [subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])]
+    sleepers.append(subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]))
+    try:
+        manager = LimitedKernelManager()
+
+        async def start(self, **kwargs):
+            kernel_id = f"k{len(manager._kernels)}"
+            pid = sleepers[len(manager._kernels)].pid
+            manager._kernels[kernel_id] = SimpleNamespace(provisioner=SimpleNamespace(pid=pid))
+            return kernel_id
+
+        monkeypatch.setattr(AsyncMappingKernelManager, "start_kernel", start)
+        monkeypatch.setattr(kernels, "REFILL_DEFER_SECONDS", 0)
+        refill = asyncio.run(manager.start_kernel(env={"VOILA_PREHEAT": "True"}))
+        own = asyncio.run(manager.start_kernel(env={}))
+        nice = [psutil.Process(p.pid).nice for p in sleepers]
+        assert (nice[0](), nice[1]()) == (kernels.REFILL_NICE, 0)  # a viewer's: never lowered
+        manager._restore_priority(pooled={refill})  # still waiting in the pool
+        assert nice[0]() == kernels.REFILL_NICE
+        manager._restore_priority(pooled=set())  # a viewer took it
+        if os.geteuid() == 0:
+            assert nice[0]() == 0
+        else:
+            assert "keep nice" in caplog.text
+        assert own not in manager._niced and refill not in manager._niced
+    finally:
+        for sleeper in sleepers:
+            sleeper.kill()

@@ -15,7 +15,10 @@ one for every GET of a page, with no limit: 30 GETs without a browser left 60 ke
   has been idle `connected_idle_timeout` seconds, much longer;
 - a kernel over `kernel_memory_limit_mb` is shut down (its viewer sees "connection lost"),
   and when the host runs short of memory the largest viewer kernel goes first, so the
-  server never meets the kernel's out-of-memory killer.
+  server never meets the kernel's out-of-memory killer;
+- a pool refill never starves viewers: it waits (up to `REFILL_DEFER_SECONDS`) while the
+  host's CPUs are busy, then starts at a lower CPU priority (nice `REFILL_NICE`) for its
+  imports and notebook, and gets the normal priority back once a viewer takes it.
 
 Voilà's pool of preheated kernels is built on top of this class
 (`VoilaConfiguration.multi_kernel_manager_class` in voila.json), so its refills count and
@@ -42,6 +45,12 @@ MB = 2**20
 WATCH_SECONDS = 1.0  # how often kernel memory and unclaimed kernels are checked
 REFILL_WAIT_SECONDS = 1.0  # how often a pool refill at the cap looks for room
 CLIENTS_REMEMBERED = 10_000  # addresses whose budget is tracked (least recent dropped)
+# A pool refill (a kernel starting and running its notebook: about 2 CPU-s, bench) waits
+# while the host's CPUs are busier than this, at most REFILL_DEFER_SECONDS, and runs at
+# nice REFILL_NICE until a viewer takes it: the viewers already there come first.
+REFILL_BUSY_PERCENT = 60.0
+REFILL_DEFER_SECONDS = 20.0
+REFILL_NICE = 10
 
 
 class KernelLimitReached(Exception):
@@ -86,6 +95,17 @@ class ClientBudget:
         return (1 - bucket.tokens) / rate if rate else float("inf")
 
 
+def set_nice(pid: int | None, nice: int) -> bool:
+    """Set a process's nice value; False if it is gone or this user may not."""
+    if pid is None:
+        return False
+    try:
+        psutil.Process(pid).nice(nice)
+    except (psutil.Error, OSError):
+        return False
+    return True
+
+
 def process_rss(pid: int | None) -> int:
     """Resident memory of a kernel process in bytes (0 if it is gone).
 
@@ -118,6 +138,8 @@ class LimitedKernelManager(AsyncMappingKernelManager):
         self._starting = 0
         self._connected_once: set[str] = set()
         self._unclaimed_since: dict[str, float] = {}
+        self._niced: set[str] = set()  # pool kernels started at REFILL_NICE, not yet taken
+        self._renice_refused = False
         self.log.info(
             "kernel limits: at most %d kernels, %d new per client per minute, %d MB each, "
             "%d MB of host memory kept free; unclaimed kernels go after %g s",
@@ -171,11 +193,40 @@ class LimitedKernelManager(AsyncMappingKernelManager):
                     retry_after=60,
                 )
             await asyncio.sleep(REFILL_WAIT_SECONDS)
+        if refill:
+            await self._wait_for_quiet_host()
         self._starting += 1
         try:
-            return await super().start_kernel(**kwargs)
+            kernel_id = await super().start_kernel(**kwargs)
         finally:
             self._starting -= 1
+        if refill and set_nice(self._pid(kernel_id), REFILL_NICE):
+            self._niced.add(kernel_id)
+        return kernel_id
+
+    async def _wait_for_quiet_host(self) -> None:
+        """Hold a refill while the host's CPUs are busy (viewers' kernels building their
+        pages, Voilà sending them), at most REFILL_DEFER_SECONDS."""
+        psutil.cpu_percent(None)  # the next reading covers the time since this one
+        deadline = time.monotonic() + REFILL_DEFER_SECONDS
+        while time.monotonic() < deadline:
+            await asyncio.sleep(REFILL_WAIT_SECONDS)
+            if psutil.cpu_percent(None) < REFILL_BUSY_PERCENT:
+                return
+
+    def _restore_priority(self, pooled: set[str]) -> None:
+        """A refill a viewer has taken runs at the normal priority again (lowering a nice
+        value needs CAP_SYS_NICE or a RLIMIT_NICE, e.g. systemd's LimitNICE=; without it
+        the kernel stays at REFILL_NICE, which is said once in the log)."""
+        for kernel_id in self._niced - pooled:
+            self._niced.discard(kernel_id)
+            if not set_nice(self._pid(kernel_id), 0) and not self._renice_refused:
+                self._renice_refused = True
+                self.log.warning(
+                    "taken pool kernels keep nice %d: this user may not lower a nice value "
+                    "(give the server CAP_SYS_NICE or RLIMIT_NICE)",
+                    REFILL_NICE,
+                )
 
     def notify_connect(self, kernel_id: str) -> None:
         self._connected_once.add(kernel_id)
@@ -183,6 +234,7 @@ class LimitedKernelManager(AsyncMappingKernelManager):
 
     def remove_kernel(self, kernel_id: str):
         self._connected_once.discard(kernel_id)
+        self._niced.discard(kernel_id)
         self._unclaimed_since.pop(kernel_id, None)
         return super().remove_kernel(kernel_id)
 
@@ -236,6 +288,7 @@ class LimitedKernelManager(AsyncMappingKernelManager):
         """One round: memory ceiling, unclaimed kernels, host memory pressure."""
         now = time.monotonic()
         pooled = self._pooled()
+        self._restore_priority(pooled)
         sizes: dict[str, int] = {}
         for kernel_id in list(self._kernels):
             rss = process_rss(self._pid(kernel_id))
