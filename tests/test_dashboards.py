@@ -128,6 +128,18 @@ def test_limits_default_from_the_machine_and_read_the_environment(monkeypatch):
     assert (limits.max_kernels, limits.trusted_proxies) == (7, ("127.0.0.1", "::1"))
 
 
+@pytest.mark.parametrize(("memory_mb", "size"), [(2_048, 2), (16_384, 4), (24_105, 6), (65_536, 8)])
+def test_the_price_pool_is_sized_from_memory_within_voila_json_bounds(monkeypatch, memory_mb, size):
+    """As many typical kernels as fit in 5% of the memory, between voila.json's pool_size
+    and pool_max; a pool without pool_max keeps its size."""
+    monkeypatch.delenv("HOMEVALUE_POOL_MEMORY_SHARE", raising=False)
+    monkeypatch.setattr(config, "machine_memory_mb", lambda: memory_mb)
+    pools = json.loads((config.PROJ_ROOT / "voila.json").read_text())
+    sized = config.pool_sizes(pools["VoilaKernelManager"]["kernel_pools_config"])
+    assert sized["price_a_home.ipynb"] == {"pool_size": size, "pool_max": 8}
+    assert sized["score_a_batch.ipynb"] == {"pool_size": 1}
+
+
 @pytest.mark.parametrize(
     ("status", "level"), [(200, "INFO"), (404, "WARNING"), (503, "WARNING"), (500, "ERROR")]
 )

@@ -39,6 +39,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -399,8 +400,10 @@ def memory_mib(processes: list[psutil.Process]) -> dict:
 
 def voila_settings() -> dict:
     """Pool sizes per page and the culling settings, as voila.json gives them to viewers."""
+    from homevalue.config import pool_sizes
+
     config = json.loads(VOILA_JSON.read_text())
-    pools = config["VoilaKernelManager"]["kernel_pools_config"]
+    pools = pool_sizes(config["VoilaKernelManager"]["kernel_pools_config"])
     default = pools.get("default", {}).get("pool_size", 0)
     notebooks = sorted(p.name for p in (PROJ_ROOT / "notebooks").glob("*.ipynb"))
     sizes = {nb: pools.get(nb, {}).get("pool_size", default) for nb in notebooks}
@@ -982,8 +985,13 @@ def log(message: str) -> None:
 
 async def start_server(stack, sampler: Sampler, name: str, folder: Path, voila_args: str = ""):
     """Start `make serve` (in a thread: it blocks until Voilà answers) and watch it."""
+    # The pools as viewers get them: sized from memory (the tests' servers are not).
+    from homevalue.config import POOL_MEMORY_SHARE
+
+    share = os.environ.get("HOMEVALUE_POOL_MEMORY_SHARE", str(POOL_MEMORY_SHARE))
+    env = {"HOMEVALUE_POOL_MEMORY_SHARE": share}
     server = await asyncio.to_thread(
-        stack.enter_context, serve(folder / f"voila-{name}.log", voila_args=voila_args)
+        stack.enter_context, serve(folder / f"voila-{name}.log", env=env, voila_args=voila_args)
     )
     sampler.servers[name] = server
     log(f"{name} server on {server.url} {voila_args}")

@@ -150,6 +150,10 @@ class LimitedKernelManager(AsyncMappingKernelManager):
             self.limits.unclaimed_seconds,
         )
         IOLoop.current().add_callback(self._watch_forever)
+        # Voilà's pool (when this class is its base) fills after this: size it first.
+        if isinstance(getattr(self, "kernel_pools_config", None), dict):
+            self.kernel_pools_config = config.pool_sizes(self.kernel_pools_config)
+            self.log.info("preheated pools: %s", self.kernel_pools_config)
 
     # --- admission ---------------------------------------------------------------------
 
