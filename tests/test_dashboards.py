@@ -235,7 +235,6 @@ def test_a_pool_refill_runs_at_low_priority_until_a_viewer_takes_it(monkeypatch,
             return kernel_id
 
         monkeypatch.setattr(AsyncMappingKernelManager, "start_kernel", start)
-        monkeypatch.setattr(kernels, "REFILL_DEFER_SECONDS", 0)
         refill = asyncio.run(manager.start_kernel(env={"VOILA_PREHEAT": "True"}))
         own = asyncio.run(manager.start_kernel(env={}))
         nice = [psutil.Process(p.pid).nice for p in sleepers]

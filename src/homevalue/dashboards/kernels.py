@@ -16,9 +16,11 @@ one for every GET of a page, with no limit: 30 GETs without a browser left 60 ke
 - a kernel over `kernel_memory_limit_mb` is shut down (its viewer sees "connection lost"),
   and when the host runs short of memory the largest viewer kernel goes first, so the
   server never meets the kernel's out-of-memory killer;
-- a pool refill never starves viewers: it waits (up to `REFILL_DEFER_SECONDS`) while the
-  host's CPUs are busy, then starts at a lower CPU priority (nice `REFILL_NICE`) for its
-  imports and notebook, and gets the normal priority back once a viewer takes it.
+- a pool refill never starves viewers: it starts at a lower CPU priority (nice
+  `REFILL_NICE`) for its imports and notebook, and gets the normal priority back once a
+  viewer takes it. It is not held back while the host is busy: Voilà hands a viewer the
+  pool's next kernel even while it is still starting, so a held refill would hold that
+  viewer too (the bench's 20 viewers waited twice as long).
 
 Voilà's pool of preheated kernels is built on top of this class
 (`VoilaConfiguration.multi_kernel_manager_class` in voila.json), so its refills count and
@@ -45,11 +47,8 @@ MB = 2**20
 WATCH_SECONDS = 1.0  # how often kernel memory and unclaimed kernels are checked
 REFILL_WAIT_SECONDS = 1.0  # how often a pool refill at the cap looks for room
 CLIENTS_REMEMBERED = 10_000  # addresses whose budget is tracked (least recent dropped)
-# A pool refill (a kernel starting and running its notebook: about 2 CPU-s, bench) waits
-# while the host's CPUs are busier than this, at most REFILL_DEFER_SECONDS, and runs at
+# A pool refill (a kernel starting and running its notebook: about 2 CPU-s, bench) runs at
 # nice REFILL_NICE until a viewer takes it: the viewers already there come first.
-REFILL_BUSY_PERCENT = 60.0
-REFILL_DEFER_SECONDS = 20.0
 REFILL_NICE = 10
 
 
@@ -197,8 +196,6 @@ class LimitedKernelManager(AsyncMappingKernelManager):
                     retry_after=60,
                 )
             await asyncio.sleep(REFILL_WAIT_SECONDS)
-        if refill:
-            await self._wait_for_quiet_host()
         self._starting += 1
         try:
             kernel_id = await super().start_kernel(**kwargs)
@@ -207,16 +204,6 @@ class LimitedKernelManager(AsyncMappingKernelManager):
         if refill and set_nice(self._pid(kernel_id), REFILL_NICE):
             self._niced.add(kernel_id)
         return kernel_id
-
-    async def _wait_for_quiet_host(self) -> None:
-        """Hold a refill while the host's CPUs are busy (viewers' kernels building their
-        pages, Voilà sending them), at most REFILL_DEFER_SECONDS."""
-        psutil.cpu_percent(None)  # the next reading covers the time since this one
-        deadline = time.monotonic() + REFILL_DEFER_SECONDS
-        while time.monotonic() < deadline:
-            await asyncio.sleep(REFILL_WAIT_SECONDS)
-            if psutil.cpu_percent(None) < REFILL_BUSY_PERCENT:
-                return
 
     def _restore_priority(self, pooled: set[str]) -> None:
         """A refill a viewer has taken runs at the normal priority again (lowering a nice
