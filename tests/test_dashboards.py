@@ -129,6 +129,18 @@ def test_limits_default_from_the_machine_and_read_the_environment(monkeypatch):
     assert (limits.max_kernels, limits.trusted_proxies) == (7, ("127.0.0.1", "::1"))
 
 
+@pytest.mark.parametrize(("memory_mb", "size"), [(2_048, 2), (16_384, 4), (24_105, 6), (65_536, 8)])
+def test_the_price_pool_is_sized_from_memory_within_voila_json_bounds(monkeypatch, memory_mb, size):
+    """As many typical kernels as fit in 5% of the memory, between voila.json's pool_size
+    and pool_max; a pool without pool_max keeps its size."""
+    monkeypatch.delenv("HOMEVALUE_POOL_MEMORY_SHARE", raising=False)
+    monkeypatch.setattr(config, "machine_memory_mb", lambda: memory_mb)
+    pools = json.loads((config.PROJ_ROOT / "voila.json").read_text())
+    sized = config.pool_sizes(pools["VoilaKernelManager"]["kernel_pools_config"])
+    assert sized["price_a_home.ipynb"] == {"pool_size": size, "pool_max": 8}
+    assert sized["score_a_batch.ipynb"] == {"pool_size": 1}
+
+
 @pytest.mark.parametrize(
     ("status", "level"), [(200, "INFO"), (404, "WARNING"), (503, "WARNING"), (500, "ERROR")]
 )
@@ -218,3 +230,45 @@ def test_culling_skips_a_kernel_still_starting():
     manager.shutdown_kernel = shutdown_kernel
     asyncio.run(manager.cull_kernel_if_idle("k"))
     assert shut == []
+
+
+def test_a_pool_refill_runs_at_low_priority_until_a_viewer_takes_it(monkeypatch, caplog):
+    """A refill's imports and notebook (about 2 CPU-s) must not slow the viewers already
+    there: it starts at nice REFILL_NICE and is back at 0 once taken from the pool (where
+    this user may lower a nice value; otherwise the log says so, once)."""
+    import os
+    import subprocess
+    import sys
+
+    import psutil
+    from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
+
+    from homevalue.dashboards import kernels
+
+    sleepers = [subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])]
+    sleepers.append(subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]))
+    try:
+        manager = LimitedKernelManager()
+
+        async def start(self, **kwargs):
+            kernel_id = f"k{len(manager._kernels)}"
+            pid = sleepers[len(manager._kernels)].pid
+            manager._kernels[kernel_id] = SimpleNamespace(provisioner=SimpleNamespace(pid=pid))
+            return kernel_id
+
+        monkeypatch.setattr(AsyncMappingKernelManager, "start_kernel", start)
+        refill = asyncio.run(manager.start_kernel(env={"VOILA_PREHEAT": "True"}))
+        own = asyncio.run(manager.start_kernel(env={}))
+        nice = [psutil.Process(p.pid).nice for p in sleepers]
+        assert (nice[0](), nice[1]()) == (kernels.REFILL_NICE, 0)  # a viewer's: never lowered
+        manager._restore_priority(pooled={refill})  # still waiting in the pool
+        assert nice[0]() == kernels.REFILL_NICE
+        manager._restore_priority(pooled=set())  # a viewer took it
+        if os.geteuid() == 0:
+            assert nice[0]() == 0
+        else:
+            assert "keep nice" in caplog.text
+        assert own not in manager._niced and refill not in manager._niced
+    finally:
+        for sleeper in sleepers:
+            sleeper.kill()

@@ -50,6 +50,48 @@ def test_each_field_shows_its_help_text_from_the_card(model):
     assert bldg["Single-family detached"] == "OneFam"
 
 
+def models_of(widget) -> set[str]:
+    """The model ids a widget's view needs: itself, its layout and style, its children's."""
+    found, todo = set(), [widget]
+    while todo:
+        w = todo.pop()
+        if w.model_id in found:
+            continue
+        found.add(w.model_id)
+        todo += [getattr(w, name) for name in ("layout", "style") if getattr(w, name, None)]
+        todo += list(getattr(w, "children", ()))
+    return found
+
+
+def test_the_form_rows_share_their_layout_and_style_models(model):
+    """A row was 16 widget models (each input, note and box its own Layout and style):
+    each is a message and an object the browser builds before the page draws. Rows share
+    them now: a row adds only its own widgets (input, 3 texts, 2 boxes)."""
+    form = HouseForm(model.schema)
+    rows = form.box.children
+    shared = models_of(rows[0]) & models_of(rows[1])
+    assert len(shared) == 3  # one Layout, the label style and the text style
+    for row in rows:
+        assert len(models_of(row) - shared) == 6
+    # the label width is still every input's
+    assert {w.style.description_width for w in form.inputs.values()} == {"170px"}
+
+
+def test_the_sold_houses_come_once_the_browser_has_drawn_the_map(page, model):
+    """~470 kB of GeoJSON left the page's first widget state: the browser reports the map's
+    bounds once it has drawn it, and then the sold houses come, once, marked on the map."""
+    assert page.sales_layer.data["features"] == []
+    assert "hv-sales-shown" not in page.map._dom_classes
+    page.map.set_trait("south", 42.0)  # what the browser's first bounds report sets
+    features = page.sales_layer.data["features"]
+    assert len(features) == len(page.sales)
+    assert {f["properties"]["Sale_ID"] for f in features} == set(page.sales["Sale_ID"])
+    assert "hv-sales-shown" in page.map._dom_classes
+    page.sales_layer.data = {"type": "FeatureCollection", "features": []}
+    page.map.set_trait("south", 41.9)  # panning later sends bounds again: nothing is sent twice
+    assert page.sales_layer.data["features"] == []
+
+
 def test_a_retrained_schema_gets_its_own_form(model):
     """A feature the notebook never heard of appears in the form with its own widget."""
     extra = homevalue.Feature(

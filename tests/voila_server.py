@@ -38,7 +38,12 @@ STOP_TIMEOUT = 20
 PAGE_TIMEOUT = 120  # a page is streamed while its cells run
 # The tests (and the benchmark's crowds) open pages from one address far faster than a person
 # does; the per-client budget has its own tests (tests/test_dashboard_security.py).
-TEST_LIMITS = {"HOMEVALUE_KERNELS_PER_CLIENT_PER_MINUTE": "1000"}
+# Their pools are voila.json's pool_size (2 price kernels), not sized from this machine's
+# memory, so the tests count the same kernels everywhere (the bench sets the share back).
+TEST_LIMITS = {
+    "HOMEVALUE_KERNELS_PER_CLIENT_PER_MINUTE": "1000",
+    "HOMEVALUE_POOL_MEMORY_SHARE": "0",
+}
 UPSTREAM_CLASSES = [
     "--Voila.kernel_websocket_connection_class="
     "jupyter_server.services.kernels.connection.channels.ZMQChannelsWebsocketConnection",

@@ -187,6 +187,32 @@ def machine_memory_mb() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
 
 
+# The preheated pools: a pool's kernels wait, built, for the next viewers (a burst takes
+# them at once, each saving its viewer a cold start of about 2 CPU-s). A pool with a
+# "pool_max" in voila.json gets as many typical kernels as fit in this share of the
+# machine's memory, between its "pool_size" and its "pool_max" (HOMEVALUE_POOL_MEMORY_SHARE;
+# 0: voila.json's pool_size).
+POOL_MEMORY_SHARE = 0.05
+
+
+def pool_size_from_memory(least: int, most: int) -> int:
+    """A preheated pool's size: KERNEL_TYPICAL_MB kernels in POOL_MEMORY_SHARE of the
+    machine's memory (6 on 24 GiB), at least `least` and at most `most`."""
+    share = float(os.environ.get("HOMEVALUE_POOL_MEMORY_SHARE", POOL_MEMORY_SHARE))
+    fits = int(machine_memory_mb() * share / KERNEL_TYPICAL_MB)
+    return max(least, min(most, fits))
+
+
+def pool_sizes(pools: dict) -> dict:
+    """voila.json's kernel_pools_config with each "pool_max" entry sized from memory."""
+    return {
+        name: {**entry, "pool_size": pool_size_from_memory(entry["pool_size"], entry["pool_max"])}
+        if "pool_max" in entry
+        else entry
+        for name, entry in pools.items()
+    }
+
+
 def default_max_kernels() -> int:
     """As many typical kernels as fit in the dashboards' share of this machine's memory."""
     return max(4, int(machine_memory_mb() * KERNEL_MEMORY_SHARE / KERNEL_TYPICAL_MB))

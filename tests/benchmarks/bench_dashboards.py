@@ -39,6 +39,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -95,6 +96,11 @@ TTI_COLD_MEDIAN_S = 3.5
 LATENCY_MEDIAN_MS = 100.0
 LATENCY_P95_MS = 250.0
 KERNEL_RSS_MAX_MIB = 200.0
+# What the server spends per new price-page viewer (process accounting, not the browser's).
+SERVER_CPU_PER_VIEWER_S = 0.5
+SERVER_RSS_PER_KERNEL_MB = 130.0  # MB = 10^6 bytes
+CROWD_PAGE_READY_P95_S = 15.0  # the largest crowd, arriving over --arrive-within seconds
+MB = 10**6
 
 # How the bench drives the pages.
 BURST = 6  # interactions per burst
@@ -394,8 +400,10 @@ def memory_mib(processes: list[psutil.Process]) -> dict:
 
 def voila_settings() -> dict:
     """Pool sizes per page and the culling settings, as voila.json gives them to viewers."""
+    from homevalue.config import pool_sizes
+
     config = json.loads(VOILA_JSON.read_text())
-    pools = config["VoilaKernelManager"]["kernel_pools_config"]
+    pools = pool_sizes(config["VoilaKernelManager"]["kernel_pools_config"])
     default = pools.get("default", {}).get("pool_size", 0)
     notebooks = sorted(p.name for p in (PROJ_ROOT / "notebooks").glob("*.ipynb"))
     sizes = {nb: pools.get(nb, {}).get("pool_size", default) for nb in notebooks}
@@ -552,6 +560,7 @@ class Run:
     servers: dict[str, VoilaServer]
     settings: dict
     loads: int
+    arrival_s: float = 0.0  # a crowd's viewers arrive spread over this many seconds
     beacons: list[str] = field(default_factory=list)  # every normal leave's outcome
     outputs: int = 0  # cell outputs of a healthy price page, once a load has shown them
 
@@ -588,13 +597,21 @@ def describe(error: Exception) -> str:
 async def preheated_load(run: Run) -> tuple[dict, list[dict], list[dict]]:
     """A fresh-cache load, a burst right away (the pool refilling), a burst when quiet."""
     started, busy, idle = time.time(), [], []
+    before = cpu_account(run.servers["preheated"])
     async with tab(run, "preheated") as seen:
         await load(seen)
+        loaded = cpu_account(run.servers["preheated"])
         busy = await burst(seen.page, BURST)
         for item in busy:
             item["during_refill"] = refill_busy(run.sampler, "preheated", started, item["wall"])
         seen.marks["refill_settle"] = await settle(run.sampler, run.expected(preheated=1))
         seen.marks["refill_done_after_s"] = time.time() - started - QUIET_WINDOW_S
+        # The server's CPU for this viewer: until the page was interactive, and in all
+        # (with the burst and the pool's replacement kernel, whose start is new_kernels_s).
+        seen.marks["server_cpu"] = {
+            "load": cpu_spent(before, loaded, 1),
+            "with_refill": cpu_spent(before, cpu_account(run.servers["preheated"]), 1),
+        }
         idle = await burst(seen.page, BURST)
     return seen.marks, busy, idle
 
@@ -629,6 +646,8 @@ async def measure_loads(run: Run) -> dict:
     out = {"preheated_fresh": [], "cold_fresh": [], "preheated_warm": []}
     latency = {"after_load": [], "idle": [], "cold_page": []}
     await warm_up(run)
+    if not run.loads:  # --loads 0: only the later phases
+        return {"loads": out, "latency": latency}
     warm = await new_context(run.browser)
     await warm_load(run, warm)
     for i in range(run.loads):
@@ -774,6 +793,9 @@ async def viewer(run: Run, server: str, pricer: Pricer, i: int, via_landing: boo
     try:
         await load(seen, timeout=VIEWER_TIMEOUT_MS, outputs=run.outputs)
         out["tti_ms"] = seen.marks["tti"]
+        # The server's part: the page's HTML complete (every cell run and sent), before
+        # the browser starts the widgets.
+        out["page_ready_ms"] = mark(seen.marks, "response_end")
         out.update(await price_house(seen, pricer, area, home))
     except Exception as error:  # a timeout, a crashed page: counted, not fatal
         out["error"] = describe(error)
@@ -781,6 +803,12 @@ async def viewer(run: Run, server: str, pricer: Pricer, i: int, via_landing: boo
         with contextlib.suppress(Exception):
             out["shown"] = await seen.page.inner_text(".hv-price", timeout=1000)
     return out
+
+
+async def arrive(run: Run, server: str, pricer: Pricer, i: int, n: int) -> dict:
+    """Viewer i of n, arriving evenly spread over `run.arrival_s` (0: all at once)."""
+    await asyncio.sleep(run.arrival_s * i / max(1, n - 1))
+    return await viewer(run, server, pricer, i, via_landing=i % 2 == 1)
 
 
 def reached(marks: dict) -> dict:
@@ -794,18 +822,61 @@ def server_memory(server: VoilaServer) -> dict:
     processes = server.processes()
     kernels = [p for p in processes if is_kernel(p)]
     total = memory_mib(processes)
-    per_kernel = [memory_mib([k])["rss"] for k in kernels]
-    return {**total, "kernels": len(kernels), "kernel_rss": stats(per_kernel)}
+    each = [memory_mib([k]) for k in kernels]
+    return {
+        **total,
+        "kernels": len(kernels),
+        **{f"kernel_{key}": stats([m[key] for m in each]) for key in ("rss", "uss", "pss")},
+    }
+
+
+# Process accounting: what the server itself spends, apart from the browser on this machine.
+ProcessKey = tuple[int, float]  # (pid, start time): a pid reused later is another process
+
+
+def cpu_account(server: VoilaServer) -> dict[ProcessKey, tuple[float, bool]]:
+    """CPU-seconds (user + system) so far of each of the server's processes, with the
+    children they have reaped (a kernel that exited is counted by the Voilà process that
+    waited for it), and whether each is a kernel."""
+    out = {}
+    for process in server.processes():
+        with contextlib.suppress(psutil.Error):
+            t = process.cpu_times()
+            spent = t.user + t.system + t.children_user + t.children_system
+            out[(process.pid, process.create_time())] = (spent, is_kernel(process))
+    return out
+
+
+def cpu_spent(before: dict, after: dict, viewers: int) -> dict:
+    """CPU-seconds the server spent between two accounts: the Voilà process (and make),
+    the kernels (new ones whole, the pool's since `before`), and per new viewer. A process
+    gone by `after` was reaped by its parent, whose children's times now hold it whole, so
+    its share in `before` is taken off."""
+    kernels = voila = fresh = 0.0
+    for key, (spent, kernel) in after.items():
+        delta = spent - before.get(key, (0.0, kernel))[0]
+        if kernel:
+            kernels += delta
+            fresh += delta if key not in before else 0.0
+        else:
+            voila += delta
+    voila -= sum(spent for key, (spent, _k) in before.items() if key not in after)
+    new = sum(1 for key, (_s, kernel) in after.items() if kernel and key not in before)
+    total = voila + kernels
+    return {"voila_s": voila, "kernels_s": kernels, "new_kernels_s": fresh, "total_s": total,
+            "new_kernels": new, "per_viewer_s": total / viewers if viewers else None}  # fmt: skip
 
 
 async def crowd(run: Run, server: str, n: int, pricer: Pricer) -> tuple[list[dict], dict]:
-    """N viewers at once (every other one came through the landing page, so has the _xsrf
-    cookie); the peak RSS while they load and the memory once all are done."""
+    """N viewers arriving within `run.arrival_s` (every other one came through the landing
+    page, so has the _xsrf cookie); the server's CPU (process accounting),
+    the peak RSS while they load and the memory once all are done."""
     start, dropped = time.time(), iopub_timeouts(run.servers[server])
-    viewers = await asyncio.gather(
-        *(viewer(run, server, pricer, i, via_landing=i % 2 == 1) for i in range(n))
-    )
+    before = cpu_account(run.servers[server])
+    viewers = await asyncio.gather(*(arrive(run, server, pricer, i, n) for i in range(n)))
+    spent = cpu_spent(before, cpu_account(run.servers[server]), n)
     memory = server_memory(run.servers[server])
+    memory["accounting"] = spent
     memory["iopub_timeouts"] = iopub_timeouts(run.servers[server]) - dropped
     samples = run.sampler.between(start, time.time())
     memory["peak_rss"] = max([s.rss.get(server, 0.0) for s in samples] + [memory["rss"]])
@@ -830,13 +901,15 @@ def iopub_timeouts(server: VoilaServer) -> int:
 
 def crowd_summary(viewers: list[dict], memory: dict) -> dict:
     ok = sum(v["ok"] for v in viewers)
-    keep = ("i", "area", "neighbourhood", "via_landing", "ok", "tti_ms", "expected", "shown",
+    keep = ("i", "area", "neighbourhood", "via_landing", "ok", "tti_ms", "page_ready_ms",
+            "expected", "shown",
             "error", "reached", "beacon")  # fmt: skip
     return {
         "viewers": len(viewers),
         "ok": ok,
         "success_rate": ok / len(viewers),
         "tti_ms": stats([v.get("tti_ms") for v in viewers]),
+        "page_ready_ms": stats([v.get("page_ready_ms") for v in viewers]),
         "memory": memory,
         "errors": [v["error"] for v in viewers if "error" in v][:5],
         "each": [{k: v[k] for k in keep if k in v} for v in viewers],
@@ -912,8 +985,13 @@ def log(message: str) -> None:
 
 async def start_server(stack, sampler: Sampler, name: str, folder: Path, voila_args: str = ""):
     """Start `make serve` (in a thread: it blocks until Voilà answers) and watch it."""
+    # The pools as viewers get them: sized from memory (the tests' servers are not).
+    from homevalue.config import POOL_MEMORY_SHARE
+
+    share = os.environ.get("HOMEVALUE_POOL_MEMORY_SHARE", str(POOL_MEMORY_SHARE))
+    env = {"HOMEVALUE_POOL_MEMORY_SHARE": share}
     server = await asyncio.to_thread(
-        stack.enter_context, serve(folder / f"voila-{name}.log", voila_args=voila_args)
+        stack.enter_context, serve(folder / f"voila-{name}.log", env=env, voila_args=voila_args)
     )
     sampler.servers[name] = server
     log(f"{name} server on {server.url} {voila_args}")
@@ -934,7 +1012,7 @@ async def run_phases(args, folder: Path, sampler: Sampler, browser) -> dict:
             "preheated": await start_server(hot, sampler, "preheated", folder),
             "cold": await start_server(cold, sampler, "cold", folder, "--preheat_kernel=False"),
         }
-        run = Run(browser, sampler, servers, settings, args.loads)
+        run = Run(browser, sampler, servers, settings, args.loads, args.arrive_within)
         found["initial_settle"] = await settle(sampler, run.expected())
         found.update(await measure_loads(run))
         stop_server(cold, sampler, "cold")
@@ -1022,6 +1100,19 @@ def timeline(loads: list[dict]) -> dict[str, float]:
     return found
 
 
+def server_cpu_per_load(loads: list[dict]) -> dict:
+    """Per preheated load (one viewer, server otherwise quiet): the server's CPU-seconds
+    until interactive, in all (with the burst and the pool's replacement kernel), and the
+    replacement kernel's own start."""
+    cpu = [m["server_cpu"] for m in loads if "server_cpu" in m]
+    return {
+        "load": stats([c["load"]["total_s"] for c in cpu]),
+        "load_voila": stats([c["load"]["voila_s"] for c in cpu]),
+        "with_refill": stats([c["with_refill"]["total_s"] for c in cpu]),
+        "refill_kernel": stats([c["with_refill"]["new_kernels_s"] for c in cpu]),
+    }
+
+
 def latency_summary(latency: dict) -> dict:
     groups = dict(latency)
     groups["during_refill"] = [r for r in latency["after_load"] if r.get("during_refill")]
@@ -1047,6 +1138,7 @@ def summarise(found: dict, args, duration: float) -> dict:
         "conditions": conditions(args, found.pop("settings")),
         "tti_ms": {name: stats([m.get("tti") for m in loads[name]]) for name in VARIANTS},
         "timeline_ms": {name: timeline(loads[name]) for name in VARIANTS},
+        "server_cpu_per_load_s": server_cpu_per_load(loads["preheated_fresh"]),
         "refill_done_after_load_s": stats(
             [m.get("refill_done_after_s") for m in loads["preheated_fresh"]]
         ),
@@ -1065,6 +1157,7 @@ def conditions(args, settings: dict) -> dict:
         "loads": args.loads,
         "viewers": args.viewers,
         "vanish_viewers": args.vanish,
+        "arrive_within_s": args.arrive_within,
         "interactions_per_burst": BURST,
         "interaction_spacing_ms": SPACING_S * 1000,
         "pool_sizes": settings["pool_sizes"],
@@ -1165,7 +1258,7 @@ def viewer_targets(out: dict) -> list[dict]:
         tti = s["tti_ms"]
         rows.append(
             target_row(
-                f"{n} viewers at once: own price correct (TTI median/p95)",
+                f"{n} viewers: own price correct (TTI median/p95)",
                 f"{s['ok']}/{s['viewers']} ({_s(tti.get('median'))})",
                 _s(tti.get("p95")),
                 "all",
@@ -1208,8 +1301,63 @@ def by_arrival(left: dict[str, int], n: int) -> str:
     )
 
 
+def server_targets(out: dict) -> list[dict]:
+    """Item 7: the server's CPU and memory per new viewer, and the largest crowd's
+    page-ready time (the page's HTML complete: the server's part of a load)."""
+    rows = []
+    per_load = out.get("server_cpu_per_load_s", {}).get("with_refill", {})
+    if per_load.get("n"):
+        rows.append(
+            target_row(
+                "server CPU per new viewer, one at a time (load + 6 changes + pool refill)",
+                f"{per_load['median']:.2f} CPU-s",
+                f"{per_load['p95']:.2f} CPU-s",
+                f"median ≤ {SERVER_CPU_PER_VIEWER_S} CPU-s",
+                per_load["median"] <= SERVER_CPU_PER_VIEWER_S,
+            )
+        )
+    if not out["viewers"]:
+        return rows
+    n, s = max(out["viewers"].items(), key=lambda item: int(item[0]))
+    a, m, ready = s["memory"]["accounting"], s["memory"], s["page_ready_ms"]
+    rows.append(
+        target_row(
+            f"{n} viewers: server CPU per viewer (Voilà {a['voila_s']:.1f} + kernels "
+            f"{a['kernels_s']:.1f} CPU-s in all)",
+            f"{a['per_viewer_s']:.2f} CPU-s",
+            "—",
+            f"≤ {SERVER_CPU_PER_VIEWER_S} CPU-s",
+            a["per_viewer_s"] <= SERVER_CPU_PER_VIEWER_S,
+        )
+    )
+    rss = m["kernel_rss"]
+    if rss.get("n"):
+        rows.append(
+            target_row(
+                f"{n} viewers: RSS per kernel (PSS {m['kernel_pss']['median'] * MIB / MB:.0f} MB)",
+                f"{rss['median'] * MIB / MB:.0f} MB",
+                f"{rss['p95'] * MIB / MB:.0f} MB",
+                f"≤ {SERVER_RSS_PER_KERNEL_MB:.0f} MB",
+                rss["p95"] * MIB / MB <= SERVER_RSS_PER_KERNEL_MB,
+            )
+        )
+    if ready.get("n"):
+        rows.append(
+            target_row(
+                f"{n} viewers arriving within {out['conditions'].get('arrive_within_s', 0):.0f} s: "
+                "server page-ready (HTML complete)",
+                _s(ready["median"]),
+                _s(ready["p95"]),
+                f"p95 ≤ {CROWD_PAGE_READY_P95_S:.0f} s",
+                ready["p95"] / 1000 <= CROWD_PAGE_READY_P95_S and s["ok"] == s["viewers"],
+            )
+        )
+    return rows
+
+
 def targets(out: dict) -> list[dict]:
-    return tti_targets(out) + latency_targets(out) + memory_targets(out) + viewer_targets(out)
+    return (tti_targets(out) + latency_targets(out) + memory_targets(out)
+            + viewer_targets(out) + server_targets(out))  # fmt: skip
 
 
 def steps(line: dict[str, float]) -> list[tuple[float, str, str]]:
@@ -1402,6 +1550,36 @@ def md_viewers(out: dict) -> list[str]:
     return lines
 
 
+def md_server(out: dict) -> list[str]:
+    lines = ["| what | median CPU-s | p95 CPU-s |", "|---|---:|---:|"]
+    names = {
+        "load": "one viewer: until interactive (Voilà + kernel)",
+        "load_voila": "… of which the Voilà process",
+        "with_refill": "one viewer: in all, with 6 changes and the pool refill",
+        "refill_kernel": "… of which the replacement kernel (start, imports, notebook)",
+    }
+    for key, label in names.items():
+        st = out.get("server_cpu_per_load_s", {}).get(key, {})
+        if st.get("n"):
+            lines.append(f"| {label} | {st['median']:.2f} | {st['p95']:.2f} |")
+    lines += [
+        "",
+        "| N | server CPU-s (Voilà / kernels) | per viewer | new kernels | kernel RSS "
+        "MB median | kernel PSS MB median | page-ready median / p95 |",
+        "|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for n, s in out["viewers"].items():
+        a, m, r = s["memory"]["accounting"], s["memory"], s["page_ready_ms"]
+        lines.append(
+            f"| {n} | {a['total_s']:.1f} ({a['voila_s']:.1f} / {a['kernels_s']:.1f}) | "
+            f"{a['per_viewer_s']:.2f} | {a['new_kernels']} | "
+            f"{m['kernel_rss'].get('median', 0) * MIB / MB:.0f} | "
+            f"{m['kernel_pss'].get('median', 0) * MIB / MB:.0f} | "
+            f"{_s(r.get('median'))} / {_s(r.get('p95'))} |"
+        )
+    return lines
+
+
 def md_conditions(out: dict) -> list[str]:
     c = out["conditions"]
     pools = ", ".join(f"{nb} {size}" for nb, size in c["pool_sizes"].items())
@@ -1420,7 +1598,8 @@ def md_conditions(out: dict) -> list[str]:
         "between two values), timed in the page from the committed change to the new price "
         "text in the DOM.",
         f"- Kernel pools (voila.json): {pools}.",
-        f"- Viewers: N = {', '.join(map(str, c['viewers']))} at once in one browser (one "
+        f"- Viewers: N = {', '.join(map(str, c['viewers']))} arriving evenly over "
+        f"{c['arrive_within_s']:g} s in one browser (one "
         "context each), on the preheated server with voila.json's settings; viewer i sets "
         "living area 1000 + 50·i and one of "
         f"{len(NEIGHBOURHOODS)} neighbourhoods, and its price is checked against "
@@ -1482,13 +1661,23 @@ def markdown(out: dict) -> str:
         "",
         "### Concurrent viewers (price page)",
         "",
-        "All N open the page at the same moment; TTI is over the viewers that got a page "
+        "The N viewers arrive evenly spread over the first `--arrive-within` seconds "
+        "(Conditions); TTI is over the viewers that got a page "
         "(a page whose loading screen went with fewer cell outputs than a healthy one "
         "fails at once: it will never show a price). Memory is taken once all are done, "
         "the peak while they load. The browser runs on the same cores as the server (CPU "
         "column), which a real viewer's does not.",
         "",
         *md_viewers(out),
+        "",
+        "### What the server spends per viewer",
+        "",
+        "Process accounting (psutil cpu_times, user + system, of the Voilà process and of "
+        "every kernel, children included), so the browser's CPU on the same cores is left "
+        "out. One at a time: a preheated load, its 6 changes and the pool's replacement "
+        "kernel. A crowd: everything the server spent while the N viewers loaded and priced.",
+        "",
+        *md_server(out),
         "",
         "### Conditions",
         "",
@@ -1508,6 +1697,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--loads", type=int, default=10, help="page loads per variant")
     parser.add_argument("--viewers", default="5,10,20", help="concurrent viewer counts")
+    parser.add_argument("--arrive-within", type=float, default=10.0,
+                        help="a crowd's viewers arrive spread over this many seconds")  # fmt: skip
     parser.add_argument("--vanish", type=int, default=5, help="viewers that vanish (0: skip)")
     parser.add_argument("--strict", action="store_true", help="exit 1 if a target is missed")
     parser.add_argument("--no-write", action="store_true", help="print, do not write docs/")

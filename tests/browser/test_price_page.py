@@ -79,6 +79,8 @@ READ_FORM = """names => Object.fromEntries(names.map(name => {
 def price_page(page, server) -> Page:
     open_page(page, server.url, "price_a_home")
     expect(page.locator(".hv-form")).to_be_visible()
+    # The sold houses come after first paint, once the browser has drawn the map.
+    expect(page.locator(".hv-map.hv-sales-shown")).to_be_attached()
     return page
 
 

@@ -15,7 +15,12 @@ one for every GET of a page, with no limit: 30 GETs without a browser left 60 ke
   has been idle `connected_idle_timeout` seconds, much longer;
 - a kernel over `kernel_memory_limit_mb` is shut down (its viewer sees "connection lost"),
   and when the host runs short of memory the largest viewer kernel goes first, so the
-  server never meets the kernel's out-of-memory killer.
+  server never meets the kernel's out-of-memory killer;
+- a pool refill never starves viewers: it starts at a lower CPU priority (nice
+  `REFILL_NICE`) for its imports and notebook, and gets the normal priority back once a
+  viewer takes it. It is not held back while the host is busy: Voilà hands a viewer the
+  pool's next kernel even while it is still starting, so a held refill would hold that
+  viewer too (the bench's 20 viewers waited twice as long).
 
 Voilà's pool of preheated kernels is built on top of this class
 (`VoilaConfiguration.multi_kernel_manager_class` in voila.json), so its refills count and
@@ -42,6 +47,9 @@ MB = 2**20
 WATCH_SECONDS = 1.0  # how often kernel memory and unclaimed kernels are checked
 REFILL_WAIT_SECONDS = 1.0  # how often a pool refill at the cap looks for room
 CLIENTS_REMEMBERED = 10_000  # addresses whose budget is tracked (least recent dropped)
+# A pool refill (a kernel starting and running its notebook: about 2 CPU-s, bench) runs at
+# nice REFILL_NICE until a viewer takes it: the viewers already there come first.
+REFILL_NICE = 10
 
 
 class KernelLimitReached(Exception):
@@ -86,6 +94,17 @@ class ClientBudget:
         return (1 - bucket.tokens) / rate if rate else float("inf")
 
 
+def set_nice(pid: int | None, nice: int) -> bool:
+    """Set a process's nice value; False if it is gone or this user may not."""
+    if pid is None:
+        return False
+    try:
+        psutil.Process(pid).nice(nice)
+    except (psutil.Error, OSError):
+        return False
+    return True
+
+
 def process_rss(pid: int | None) -> int:
     """Resident memory of a kernel process in bytes (0 if it is gone).
 
@@ -118,6 +137,8 @@ class LimitedKernelManager(AsyncMappingKernelManager):
         self._starting = 0
         self._connected_once: set[str] = set()
         self._unclaimed_since: dict[str, float] = {}
+        self._niced: set[str] = set()  # pool kernels started at REFILL_NICE, not yet taken
+        self._renice_refused = False
         self.log.info(
             "kernel limits: at most %d kernels, %d new per client per minute, %d MB each, "
             "%d MB of host memory kept free; unclaimed kernels go after %g s",
@@ -128,6 +149,10 @@ class LimitedKernelManager(AsyncMappingKernelManager):
             self.limits.unclaimed_seconds,
         )
         IOLoop.current().add_callback(self._watch_forever)
+        # Voilà's pool (when this class is its base) fills after this: size it first.
+        if isinstance(getattr(self, "kernel_pools_config", None), dict):
+            self.kernel_pools_config = config.pool_sizes(self.kernel_pools_config)
+            self.log.info("preheated pools: %s", self.kernel_pools_config)
 
     # --- admission ---------------------------------------------------------------------
 
@@ -173,9 +198,26 @@ class LimitedKernelManager(AsyncMappingKernelManager):
             await asyncio.sleep(REFILL_WAIT_SECONDS)
         self._starting += 1
         try:
-            return await super().start_kernel(**kwargs)
+            kernel_id = await super().start_kernel(**kwargs)
         finally:
             self._starting -= 1
+        if refill and set_nice(self._pid(kernel_id), REFILL_NICE):
+            self._niced.add(kernel_id)
+        return kernel_id
+
+    def _restore_priority(self, pooled: set[str]) -> None:
+        """A refill a viewer has taken runs at the normal priority again (lowering a nice
+        value needs CAP_SYS_NICE or a RLIMIT_NICE, e.g. systemd's LimitNICE=; without it
+        the kernel stays at REFILL_NICE, which is said once in the log)."""
+        for kernel_id in self._niced - pooled:
+            self._niced.discard(kernel_id)
+            if not set_nice(self._pid(kernel_id), 0) and not self._renice_refused:
+                self._renice_refused = True
+                self.log.warning(
+                    "taken pool kernels keep nice %d: this user may not lower a nice value "
+                    "(give the server CAP_SYS_NICE or RLIMIT_NICE)",
+                    REFILL_NICE,
+                )
 
     def notify_connect(self, kernel_id: str) -> None:
         self._connected_once.add(kernel_id)
@@ -183,6 +225,7 @@ class LimitedKernelManager(AsyncMappingKernelManager):
 
     def remove_kernel(self, kernel_id: str):
         self._connected_once.discard(kernel_id)
+        self._niced.discard(kernel_id)
         self._unclaimed_since.pop(kernel_id, None)
         return super().remove_kernel(kernel_id)
 
@@ -240,6 +283,7 @@ class LimitedKernelManager(AsyncMappingKernelManager):
         """One round: memory ceiling, unclaimed kernels, host memory pressure."""
         now = time.monotonic()
         pooled = self._pooled()
+        self._restore_priority(pooled)
         sizes: dict[str, int] = {}
         for kernel_id in list(self._kernels):
             rss = process_rss(self._pid(kernel_id))

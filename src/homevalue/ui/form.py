@@ -11,6 +11,10 @@ slider's 34 px handle was hard to hit on a touch screen and had no accessible na
 input's description is a <label for=...> of it (ipywidgets 8 links the two for text,
 number and select inputs), so a screen reader reads "Garage size" and Playwright's
 `get_by_label("Garage size")` finds the input.
+
+Every row's parts share one Layout and one style model (`_Shared`): ipywidgets otherwise
+gives each widget its own, and a row was 16 models. Each model is a message and a JavaScript
+object the browser builds before the page can draw; nothing changes these shared ones.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 import ipywidgets as widgets
+from ipywidgets.widgets.widget_description import DescriptionStyle
+from ipywidgets.widgets.widget_string import HTMLStyle
 
 from homevalue.errors import Problem
 from homevalue.schema import Feature, Schema, fmt_for
@@ -33,11 +39,32 @@ def _range_hint(feature: Feature) -> str:
     return f"sold houses: {low} – {high}{unit}"
 
 
-def field_widget(feature: Feature, value=None) -> widgets.ValueWidget:
+class _Shared:
+    """The Layout and style models a form's rows share (built once per form: a model
+    belongs to the kernel that made it). Never changed after: a change would show on
+    every row."""
+
+    def __init__(self):
+        self.layout = widgets.Layout()
+        self.label = DescriptionStyle(description_width=LABEL_WIDTH)
+        self.html = HTMLStyle()
+
+    def html_widget(self, value: str = "") -> widgets.HTML:
+        return widgets.HTML(value, layout=self.layout, style=self.html)
+
+    def box(self, kind: type[widgets.Box], children: list) -> widgets.Box:
+        return kind(children, layout=self.layout)
+
+
+def field_widget(
+    feature: Feature, value=None, shared: _Shared | None = None
+) -> widgets.ValueWidget:
     """The input widget for one feature, starting at `value` (default: the feature's)."""
     value = feature.default if value is None else value
-    style = {"description_width": LABEL_WIDTH}
+    style = shared.label if shared else {"description_width": LABEL_WIDTH}
     common = {"description": feature.label, "style": style, "continuous_update": False}
+    if shared:
+        common["layout"] = shared.layout
     if feature.help:
         common["tooltip"] = feature.help  # the label and input's title, on hover
     if feature.is_category:
@@ -65,8 +92,11 @@ class HouseForm:
     def __init__(self, schema: Schema):
         self.schema = schema
         start = schema.default_record()  # e.g. remodelled = built unless said otherwise
-        self.inputs = {f.name: field_widget(f, start[f.name]) for f in schema.features}
-        self.errors = {f.name: widgets.HTML() for f in schema.features}
+        self._shared = _Shared()
+        self.inputs = {
+            f.name: field_widget(f, start[f.name], self._shared) for f in schema.features
+        }
+        self.errors = {f.name: self._shared.html_widget() for f in schema.features}
         self._callbacks: list[Callable[[], None]] = []
         self._implications: list[Callable[[str, object], Mapping | None]] = []
         self._names = {id(widget): name for name, widget in self.inputs.items()}
@@ -78,15 +108,15 @@ class HouseForm:
 
     def _row(self, feature: Feature) -> widgets.Widget:
         hint = "" if feature.is_category else _range_hint(feature)
-        note = widgets.HTML(f'<span class="hv-hint">{render.esc(hint)}</span>')
+        shared = self._shared
+        note = shared.html_widget(f'<span class="hv-hint">{render.esc(hint)}</span>')
         # The card's help text, visible under the input (a tooltip alone is lost on touch
         # screens and to screen readers).
-        help_text = widgets.HTML(
+        help_text = shared.html_widget(
             f'<div class="hv-help">{render.esc(feature.help)}</div>' if feature.help else ""
         )
-        row = widgets.VBox(
-            [widgets.HBox([self.inputs[feature.name], note]), help_text, self.errors[feature.name]]
-        )
+        line = shared.box(widgets.HBox, [self.inputs[feature.name], note])
+        row = shared.box(widgets.VBox, [line, help_text, self.errors[feature.name]])
         row.add_class(f"hv-row-{feature.name}")  # a stable handle for browser tests and CSS
         return row
 

@@ -205,10 +205,12 @@ class PricePage:
 
     def _build_map(self) -> None:
         self.map = maps.ames_map(height="520px")
-        colour = maps.colours(self.sales["Sale_Price"], maps.PRICE_BANDS, maps.BAND_COLOURS)
-        self.sales_layer = maps.layer(
-            "Sold houses", maps.points(self.sales, SALE_PROPERTIES, colour), opacity=0.7
-        )
+        # The sold houses (~470 kB of GeoJSON) were most of the page's widget state, which
+        # the browser receives and builds before it draws anything: they come once the
+        # browser has drawn the map (it reports the map's bounds then), after first paint.
+        self.sales_layer = maps.layer("Sold houses", opacity=0.7)
+        self.sales_shown = False
+        self.map.observe(self.guard(self.show_sales), names="south")
         self.comps_layer = maps.layer("Comparable sales", opacity=1.0, radius=9)
         self.comps_layer.on_click(self.guard(self._comp_clicked))
         values = self.form.values()
@@ -236,6 +238,15 @@ class PricePage:
         )
         self.keep_button.on_click(self.guard(self._keep_spot))
         self.keep_button.layout.display = "none"
+
+    def show_sales(self, _change=None) -> None:
+        """Fill the sold houses' layer, once; the map's class `hv-sales-shown` says so."""
+        if self.sales_shown:
+            return
+        self.sales_shown = True
+        colour = maps.colours(self.sales["Sale_Price"], maps.PRICE_BANDS, maps.BAND_COLOURS)
+        self.sales_layer.data = maps.points(self.sales, SALE_PROPERTIES, colour)
+        self.map.add_class("hv-sales-shown")
 
     def _build_answer(self) -> None:
         self.price_html = widgets.HTML()
