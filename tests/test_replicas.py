@@ -23,6 +23,7 @@ import pytest
 import requests
 from replicas_server import Replicas, serve_replicas
 
+from homevalue.config import POOL_MEMORY_SHARE
 from homevalue.dashboards.replicas import (
     TEMPLATE,
     nginx_config,
@@ -65,14 +66,18 @@ def test_replica_ports_default_to_the_ones_after_the_proxys_and_bad_lists_are_re
             replica_ports(8866, count, given)
 
 
-def test_the_replicas_trust_the_local_proxy_and_share_the_kernel_budget(monkeypatch):
+def test_the_replicas_trust_the_local_proxy_and_share_the_kernel_and_pool_budgets(monkeypatch):
     monkeypatch.setattr("homevalue.config.default_max_kernels", lambda: 90)
     env = replica_environment(3, {"HOMEVALUE_TRUSTED_PROXIES": "10.0.0.5", "MAKEFLAGS": "-j"})
     assert env["HOMEVALUE_TRUSTED_PROXIES"] == "10.0.0.5,127.0.0.1"
     assert env["HOMEVALUE_MAX_KERNELS"] == "30"
+    assert float(env["HOMEVALUE_POOL_MEMORY_SHARE"]) == pytest.approx(POOL_MEMORY_SHARE / 3)
     assert "MAKEFLAGS" not in env
-    chosen = replica_environment(3, {"HOMEVALUE_MAX_KERNELS": "12"})
-    assert chosen["HOMEVALUE_MAX_KERNELS"] == "12"  # an operator's number is kept
+    chosen = replica_environment(
+        3, {"HOMEVALUE_MAX_KERNELS": "12", "HOMEVALUE_POOL_MEMORY_SHARE": "0.2"}
+    )
+    assert chosen["HOMEVALUE_MAX_KERNELS"] == "12"  # an operator's numbers are kept
+    assert chosen["HOMEVALUE_POOL_MEMORY_SHARE"] == "0.2"
 
 
 def test_the_config_lists_every_replica_and_uses_the_shared_snippets(tmp_path):

@@ -84,12 +84,15 @@ def nginx_config(template: str, *, listen: str, ports: Sequence[int], run_dir: P
 def replica_environment(count: int, environ: dict[str, str]) -> dict[str, str]:
     """The replicas' environment: nginx on 127.0.0.1 is a trusted proxy (so each viewer keeps
     their own page budget), and unless HOMEVALUE_MAX_KERNELS is set, the machine's kernel
-    budget is shared out between the replicas instead of each one claiming all of it."""
+    budget, and the memory their preheated pools may take, are shared out between the
+    replicas instead of each one claiming all of it."""
     env = dict(environ)
     proxies = [p.strip() for p in env.get("HOMEVALUE_TRUSTED_PROXIES", "").split(",")]
     env["HOMEVALUE_TRUSTED_PROXIES"] = ",".join(p for p in [*proxies, "127.0.0.1"] if p)
     if not env.get("HOMEVALUE_MAX_KERNELS"):
         env["HOMEVALUE_MAX_KERNELS"] = str(max(4, config.default_max_kernels() // count))
+    if not env.get("HOMEVALUE_POOL_MEMORY_SHARE"):
+        env["HOMEVALUE_POOL_MEMORY_SHARE"] = str(config.POOL_MEMORY_SHARE / count)
     for name in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL"):  # make's jobserver is not theirs
         env.pop(name, None)
     return env
