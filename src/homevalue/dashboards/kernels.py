@@ -247,8 +247,8 @@ class LimitedKernelManager(AsyncMappingKernelManager):
             or getattr(kernel, "execution_state", None) == "busy"
         ):
             return
-        idle = self._seconds_idle(kernel_id)
-        if idle != float("inf") and idle > self.connected_idle_timeout:
+        idle = self._seconds_idle(kernel_id)  # finite: a started kernel has last activity
+        if idle > self.connected_idle_timeout:
             await self._stop(
                 kernel_id,
                 f"its page is open but was idle for {idle:.0f} s "

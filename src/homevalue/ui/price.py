@@ -476,8 +476,7 @@ class PricePage:
         else:
             low, high = render.money(p.low), render.money(p.high)
             text = f"Price {render.money(p.price)}, between {low} and {high}."
-        if self.announcement.value != render.esc(text):
-            self.announcement.value = render.esc(text)
+        self.announcement.value = render.esc(text)  # unchanged words: traitlets sends nothing
 
     def _update_location(self, values: dict) -> None:
         lat, lon = values[LAT], values[LON]
@@ -781,11 +780,11 @@ class PricePage:
                 + (f"; and {more:,} more" if more else "")
             )
         elif set(values) >= set(self.schema.names):
-            self._say_kept(values)
+            self._say_kept()
         if house and self.last is not None:
             self._show_link()
 
-    def _say_kept(self, values: dict) -> None:
+    def _say_kept(self) -> None:
         """A whole house in the address (this page wrote it, or a shared link): say it was
         kept, and offer the typical house (the page without its query)."""
         self.kept = self.form.values()
