@@ -8,6 +8,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import subprocess
+import sys
 import time
 from datetime import timedelta
 from types import SimpleNamespace
@@ -137,7 +140,7 @@ def test_the_price_pool_is_sized_from_memory_within_voila_json_bounds(monkeypatc
     monkeypatch.setattr(config, "machine_memory_mb", lambda: memory_mb)
     pools = json.loads((config.PROJ_ROOT / "voila.json").read_text())
     sized = config.pool_sizes(pools["VoilaKernelManager"]["kernel_pools_config"])
-    assert sized["price_a_home.ipynb"] == {"pool_size": size, "pool_max": 8}
+    assert sized["price_a_home.ipynb"]["pool_size"] == size
     assert sized["score_a_batch.ipynb"] == {"pool_size": 1}
 
 
@@ -272,3 +275,38 @@ def test_a_pool_refill_runs_at_low_priority_until_a_viewer_takes_it(monkeypatch,
     finally:
         for sleeper in sleepers:
             sleeper.kill()
+
+
+def test_only_the_price_pages_kernels_go_without_pyarrow():
+    """pyarrow is a third of a price kernel's memory; the batch page needs it for Parquet."""
+    pools = json.loads((config.PROJ_ROOT / "voila.json").read_text())["VoilaKernelManager"][
+        "kernel_pools_config"
+    ]
+    lean = {
+        name
+        for name, pool in pools.items()
+        if pool.get("kernel_env_variables", {}).get("HOMEVALUE_WITHOUT_PYARROW") == "1"
+    }
+    assert lean == {"price_a_home.ipynb"}
+
+
+def test_the_price_page_runs_and_prices_without_pyarrow(tmp_path):
+    """Every cell of the price notebook, as its kernel runs them, with pyarrow held back."""
+    notebook = json.loads((config.PROJ_ROOT / "notebooks" / "price_a_home.ipynb").read_text())
+    cells = ["".join(c["source"]) for c in notebook["cells"] if c["cell_type"] == "code"]
+    script = "\n".join(cells) + (
+        "\nimport sys\n"
+        "assert sys.modules['pyarrow'] is None, 'pyarrow was imported'\n"
+        "assert page.last is not None and page.last.price > 0\n"
+        "print('priced without pyarrow:', round(page.last.price))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        env={**os.environ, "HOMEVALUE_WITHOUT_PYARROW": "1"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "priced without pyarrow" in done.stdout

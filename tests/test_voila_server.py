@@ -140,6 +140,19 @@ def test_page_is_served_by_a_preheated_kernel(voila, rendered, page):
     assert f"Using pre-heated kernel: {kernel} for {page}" in voila.log()
 
 
+@pytest.mark.parametrize(
+    ("page", "has_arrow"), [("price_a_home.ipynb", False), ("score_a_batch.ipynb", True)]
+)
+def test_only_the_batch_pages_kernel_loads_pyarrow(voila, open_page, page, has_arrow):
+    """voila.json holds pyarrow back from the price page's kernels (a third of their memory);
+    the batch page reads Parquet with it."""
+    status, html = open_page(page)
+    assert status == 200
+    (kernel,) = voila.kernel_processes(kernel_id(html))
+    maps = Path(f"/proc/{kernel.pid}/maps").read_text()
+    assert ("libarrow" in maps) == has_arrow
+
+
 def test_landing_page_lists_the_pages(voila):
     response = voila.get("")
     assert response.status_code == 200

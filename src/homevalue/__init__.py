@@ -3,6 +3,16 @@
 The names a notebook, the batch job or the API needs; everything else is internal.
 """
 
+import os
+import sys
+
+# pandas imports pyarrow whenever it is installed, and pyarrow is a third of a price page's
+# kernel (45 MiB of 154); that page never reads Arrow data. voila.json sets this variable for
+# the price page's kernels only, so pandas there keeps strings in Python objects instead.
+# It must run before pandas is first imported, which is why it sits here.
+if os.environ.get("HOMEVALUE_WITHOUT_PYARROW") == "1" and "pandas" not in sys.modules:
+    sys.modules.setdefault("pyarrow", None)
+
 from homevalue.comps import comparable_sales
 from homevalue.errors import (
     BatchFileError,
