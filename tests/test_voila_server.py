@@ -12,6 +12,7 @@ import html.parser
 import inspect
 import json
 import re
+import sys
 import time
 import urllib.parse
 import uuid
@@ -332,6 +333,22 @@ def test_contents_api_gives_no_notebook_content(voila, page):
     if response.status_code == 200:
         assert response.json()["content"] is None
     assert not any(marker in response.text for marker in NOTEBOOK_JSON)
+
+
+def test_a_returning_viewer_keeps_the_lab_extensions_content_hashed_files(voila):
+    """Named by their content, they may be kept a year; Voilà said `no-cache` for all, so
+    every return asked again for ~80 files. Files without a hash in the name still ask."""
+    static = Path(sys.prefix) / "share/jupyter/labextensions/jupyter-leaflet/static"
+    (entry,) = [p.name for p in static.glob("remoteEntry.*.js")]
+    chunk = next(p.name for p in static.glob("*.js") if p.name[0].isdigit())
+    for name, expected in [
+        (entry, "public, max-age=31536000, immutable"),
+        (chunk, "public, max-age=31536000, immutable"),
+        ("style.js", "no-cache"),
+    ]:
+        response = voila.get(f"voila/labextensions/jupyter-leaflet/static/{name}")
+        assert response.status_code == 200, name
+        assert response.headers["Cache-Control"] == expected, name
 
 
 def test_template_assets_are_served(voila):

@@ -15,6 +15,7 @@ import logging
 import os
 import re
 
+from jupyter_server.base.handlers import FileFindHandler
 from tornado import web
 from traitlets import default
 from voila.app import Voila
@@ -24,6 +25,9 @@ from homevalue import config
 from homevalue.dashboards.kernels import KernelLimitReached
 
 SECRET_PARAMETER = re.compile(r"(?i)([?&](?:token|_xsrf)=)[^&#]*")
+# A built lab extension's file whose name carries its content hash: remoteEntry.<hash>.js,
+# <chunk>.<hash>.js, <hash>.png.
+CONTENT_HASHED = re.compile(r"[/.][0-9a-f]{16,}\.\w+$")
 access_log = logging.getLogger("tornado.access")
 
 
@@ -105,6 +109,19 @@ class ViewerPageHandler(TornadoVoilaHandler):
         )
 
 
+class LabExtensionFiles(FileFindHandler):
+    """Voilà serves the lab extensions' files with `no-cache`, so a returning viewer's browser
+    asks for each of them again (about 80 requests for the price page, each a 304 the server
+    has to work out). A file whose name carries its content hash changes name when it
+    changes, so the browser may keep it; the others (style.js, package.json) are asked for
+    again as before."""
+
+    def set_headers(self) -> None:
+        super().set_headers()
+        if CONTENT_HASHED.search(self.request.path):
+            self.set_header("Cache-Control", "public, max-age=31536000, immutable")
+
+
 class DashboardServer(Voila):
     """Voilà serving our pages through ViewerPageHandler; opt-in token from the environment
     (`HOMEVALUE_DASHBOARD_TOKEN`, or `--token`), never written to the access log."""
@@ -117,9 +134,9 @@ class DashboardServer(Voila):
         return {**super().init_settings(), "log_function": log_request}
 
     def init_handlers(self) -> list:
+        ours = {TornadoVoilaHandler: ViewerPageHandler, FileFindHandler: LabExtensionFiles}
         return [
-            (rule[0], ViewerPageHandler, *rule[2:]) if rule[1] is TornadoVoilaHandler else rule
-            for rule in super().init_handlers()
+            (rule[0], ours.get(rule[1], rule[1]), *rule[2:]) for rule in super().init_handlers()
         ]
 
 
