@@ -61,6 +61,25 @@ BATCH_MAX_CELL_CHARS = 32_767
 BATCH_MAX_LINE_BYTES = 1024 * 1024
 
 
+# `homevalue batch score --workers N` (a Dask LocalCluster, homevalue.scaleout): scoring is
+# CPU-bound, so worker processes past the CPUs only share them, each with its own model copy
+# in memory; more is refused (HOMEVALUE_BATCH_MAX_WORKERS raises it).
+# `--cluster ADDRESS`: how long to wait for the scheduler to answer, then for it to have a
+# worker, before saying which is missing (HOMEVALUE_DASK_CONNECT_SECONDS).
+DASK_CONNECT_SECONDS = 10.0
+
+
+def batch_max_workers() -> int:
+    """Most --workers for a local cluster: this machine's CPUs, or HOMEVALUE_BATCH_MAX_WORKERS."""
+    return int(os.environ.get("HOMEVALUE_BATCH_MAX_WORKERS") or os.cpu_count() or 1)
+
+
+def dask_connect_seconds() -> float:
+    """The wait for a Dask scheduler (and a worker), overridable with
+    HOMEVALUE_DASK_CONNECT_SECONDS."""
+    return float(os.environ.get("HOMEVALUE_DASK_CONNECT_SECONDS", DASK_CONNECT_SECONDS))
+
+
 def batch_settle_seconds() -> float:
     """The settle window, overridable with HOMEVALUE_BATCH_SETTLE_SECONDS (0 = none)."""
     return float(os.environ.get("HOMEVALUE_BATCH_SETTLE_SECONDS", BATCH_SETTLE_SECONDS))

@@ -81,6 +81,11 @@ class BatchFileChangedError(HomevalueError):
     """The input changed while it was being scored: it is still being written."""
 
 
+class ClusterError(HomevalueError):
+    """A Dask cluster cannot score the run: unreachable, without workers, or with a worker
+    that prices differently from this client or cannot see the run's files."""
+
+
 class ApiKeyError(HomevalueError):
     """The configured API keys cannot be used: the API refuses to start rather than run open
     by mistake. The message names the setting and the key's position, never a key."""
