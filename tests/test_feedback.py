@@ -189,6 +189,15 @@ def test_one_page_may_send_so_many_reports_an_hour(feedback_store):
     assert len(rows(feedback_store)) == 5
 
 
+def test_a_sender_that_counts_its_own_reports_is_refused_before_the_store(feedback_store):
+    sent = [feedback.stamp(NOON - timedelta(minutes=m)) for m in (70, 40, 20, 5)]
+    feedback.check_recent(sent, 4, "page", now=NOON)  # one is over an hour old
+    with pytest.raises(FeedbackLimitError, match="this page has sent 3") as caught:
+        feedback.check_recent(sent, 3, "page", now=NOON)
+    assert caught.value.retry_after == 20 * 60  # when the one 40 minutes old turns an hour
+    assert not feedback_store.exists()
+
+
 def test_an_api_client_has_its_own_hourly_limit(feedback_store):
     for _ in range(LIMITS.per_api_client_per_hour):
         feedback.record(priced(), Sale(182_000), source="api", client="api:k", limits=LIMITS,

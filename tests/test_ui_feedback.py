@@ -94,9 +94,18 @@ def test_no_report_while_a_field_is_marked(page, feedback_store):
 def test_one_page_is_one_sender_for_the_flood_limit(model, feedback_store, monkeypatch):
     monkeypatch.setenv("HOMEVALUE_FEEDBACK_PER_SESSION_PER_HOUR", "2")
     first, second = PricePage(model), PricePage(model)
-    for _ in range(3):
+    for _ in range(2):
         first.feedback_box.sale_price.value = "182,000"
         first.feedback_box.sale_button.click()
+    keep = feedback.record
+
+    def store_untouched(*args, **kwargs):
+        raise AssertionError("a page over its limit opened the store")
+
+    monkeypatch.setattr(feedback, "record", store_untouched)  # refused in the kernel
+    first.feedback_box.sale_price.value = "182,000"
+    first.feedback_box.sale_button.click()
+    monkeypatch.setattr(feedback, "record", keep)
     assert "Not recorded: this page has sent 2 reports in the last hour" in (
         first.feedback_box.result.value)  # fmt: skip
     second.feedback_box.sale_price.value = "182,000"

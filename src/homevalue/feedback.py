@@ -438,6 +438,30 @@ def _wait_text(seconds: int) -> str:
     return f"{seconds / 3600:.1f} hours"
 
 
+def _hourly_refusal(sent: int, oldest: str | None, source: str, now: datetime):
+    frees = _parse_stamp(oldest) + HOUR if oldest else now + HOUR  # a limit of 0: none
+    wait = max(1, math.ceil((frees - now).total_seconds()))
+    who = "this page" if source == "page" else "this API client (its key, or its address)"
+    return FeedbackLimitError(
+        f"{who} has sent {sent} reports in the last hour, the most taken from one sender; "
+        f"try again in {_wait_text(wait)}",
+        retry_after=wait,
+    )
+
+
+def check_recent(
+    recorded: list[str], per_hour: int, source: str, now: datetime | None = None
+) -> None:
+    """Refuse, before the store is opened, a sender that knows it has sent `per_hour`
+    reports in the last hour (the `recorded_at` of its receipts): a page clicked in a loop
+    then costs its own kernel a comparison, not the store's write lock. `record` checks
+    the same in the store, which stays the authority."""
+    now = now or datetime.now(UTC)
+    recent = sorted(at for at in recorded if at > stamp(now - HOUR))
+    if len(recent) >= per_hour:
+        raise _hourly_refusal(len(recent), recent[0] if recent else None, source, now)
+
+
 def _check_flood(
     db: sqlite3.Connection,
     client: str,
@@ -453,14 +477,7 @@ def _check_flood(
         (client, stamp(now - HOUR)),
     ).fetchone()
     if sent >= per_hour:
-        frees = _parse_stamp(oldest) + HOUR if oldest else now + HOUR  # a limit of 0: none
-        wait = max(1, math.ceil((frees - now).total_seconds()))
-        who = "this page" if source == "page" else "this API client (its key, or its address)"
-        raise FeedbackLimitError(
-            f"{who} has sent {sent} reports in the last hour, the most taken from one sender; "
-            f"try again in {_wait_text(wait)}",
-            retry_after=wait,
-        )
+        raise _hourly_refusal(sent, oldest, source, now)
     midnight = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     (today,) = db.execute(
         "SELECT COUNT(*) FROM feedback WHERE created_at >= ?", (stamp(midnight),)

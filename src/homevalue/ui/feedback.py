@@ -191,6 +191,8 @@ class FeedbackBox:
             return None
         try:
             report = checked()
+            sent = [r.recorded_at for r in self.receipts]
+            feedback.check_recent(sent, config.feedback_limits().per_session_per_hour, "page")
             receipt = feedback.record(
                 prediction, report, source="page", client=self.client, path=self.path
             )
