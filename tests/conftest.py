@@ -58,3 +58,12 @@ def no_settle_window(monkeypatch):
     """
     monkeypatch.setenv("HOMEVALUE_BATCH_SETTLE_SECONDS", "0")
     monkeypatch.setenv("HOMEVALUE_BATCH_LOOK_SECONDS", "0")
+
+
+@pytest.fixture(autouse=True)
+def feedback_store(tmp_path, monkeypatch):
+    """Each test's feedback goes to its own store, never to the checkout's batch/ folder
+    (the API's and the pages' tests report houses)."""
+    path = tmp_path / "feedback.sqlite"
+    monkeypatch.setenv("HOMEVALUE_FEEDBACK_DB", str(path))
+    return path

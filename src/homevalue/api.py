@@ -10,6 +10,8 @@ Answers are written as JSON directly (no pydantic on the request path).
     POST /v1/predict   a house {field: value}, or a list of up to API_MAX_HOUSES of them;
                        `?explain=true` (or `"explain": true` in a house) adds why the price
                        is what it is: each field's contribution, in dollars (homevalue.explain)
+    POST /v1/feedback  a house as priced with its actual sale price, or with why its price
+                       looks wrong: re-priced here and kept (homevalue.feedback)
     GET  /v1/model     the model card: schema, metrics, interval, versions, limits
     GET  /healthz      the process answers (liveness)
     GET  /readyz       the model is loaded (readiness; 503 until it is)
@@ -25,6 +27,7 @@ a wrong one, checked before routing, so a new route cannot be left open by mista
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import math
@@ -40,13 +43,22 @@ import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
-from homevalue import apikeys, config, openapi
+from homevalue import apikeys, config, feedback, openapi
 from homevalue.apikeys import KeyRing
-from homevalue.errors import ApiKeyError, ModelError, Problem, ValidationError, shown
+from homevalue.errors import (
+    ApiKeyError,
+    FeedbackLimitError,
+    FeedbackStoreError,
+    ModelError,
+    Problem,
+    ValidationError,
+    shown,
+)
 from homevalue.model import Model, load_model
-from homevalue.predict import predict_one
+from homevalue.predict import Prediction, predict_one
 from homevalue.schema import Schema
 
 log = logging.getLogger("homevalue.api")
@@ -58,6 +70,7 @@ CARD_KEYS = (
     "cross_validation", "interval", "accuracy_here", "price_bounds", "data", "versions",
 )  # fmt: skip
 PREDICT_PATH = "/v1/predict"
+FEEDBACK_PATH = "/v1/feedback"
 EXPLAIN_KEY = "explain"  # in a house or the query: not a field, the option to explain
 EXPLAIN_VALUES = {"true": True, "1": True, "false": False, "0": False}
 
@@ -76,10 +89,12 @@ class ApiError(Exception):
         detail: str,
         problems: list[dict] | None = None,
         problems_total: int = 0,
+        headers: dict[str, str] | None = None,
     ):
         super().__init__(detail)
         self.status, self.code, self.detail = status, code, detail
         self.problems, self.problems_total = problems, problems_total
+        self.headers = headers or {}
 
 
 class JsonAnswer(JSONResponse):
@@ -154,17 +169,19 @@ def invalid(
 # --- the request: read, parse, price -------------------------------------------------------
 
 
-async def read_body(request: Request, limit: int) -> bytes:
+HOUSES_ADVICE = (
+    f"send at most {config.API_MAX_HOUSES} houses per request, or use the batch job for files"
+)
+
+
+async def read_body(request: Request, limit: int, advice: str = HOUSES_ADVICE) -> bytes:
     """The body, refused with 413 as soon as it is known to exceed `limit`, never read whole.
 
     Not FastAPI's `max_body_size`: when Content-Length is over the limit, Starlette replaces
     whatever the app answers with a plain-text 413, and clients here get JSON errors.
     """
     too_large = ApiError(
-        413,
-        "body_too_large",
-        f"the request body is over {limit:,} bytes: send at most {config.API_MAX_HOUSES} "
-        "houses per request, or use the batch job for files",
+        413, "body_too_large", f"the request body is over {limit:,} bytes: {advice}"
     )
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
@@ -200,8 +217,8 @@ def check_separators(body: bytes) -> None:
         raise invalid([(None, Problem("body", f"{separators:,} ',' and ':'", reason))])
 
 
-def parse_houses(body: bytes, max_houses: int) -> tuple[list, bool]:
-    """(houses, whether one house was sent alone) from a JSON body, or a 422 saying why not.
+def parse_json(body: bytes) -> object:
+    """A JSON body, or a 422 saying why it is not one.
 
     The bytes are decoded strictly first: `json.loads` would let surrogates written as bytes
     through (it decodes with "surrogatepass"), and those are not UTF-8.
@@ -217,6 +234,12 @@ def parse_houses(body: bytes, max_houses: int) -> tuple[list, bool]:
     except (ValueError, RecursionError) as error:  # JSONDecodeError, NaN, nesting
         reason = f"is not valid JSON ({str(error)[:80]})"
         raise invalid([(None, Problem("body", None, reason))]) from None
+    return data
+
+
+def parse_houses(body: bytes, max_houses: int) -> tuple[list, bool]:
+    """(houses, whether one house was sent alone) from a JSON body, or a 422 saying why not."""
+    data = parse_json(body)
     if isinstance(data, dict):
         return [data], True
     if isinstance(data, list) and len(data) <= max_houses:
@@ -311,6 +334,60 @@ def price_houses(model: Model, houses: list, single: bool, explain: bool = False
     return priced
 
 
+# --- feedback: a house as priced, and its sale price or what looks wrong -------------------
+
+
+def check_feedback(model: Model, payload: object) -> tuple[Prediction, feedback.Report]:
+    """The house re-priced (the report is kept against the server's price, not one the
+    client could send) and the report; every problem in both refused at once in a 422,
+    the house's named `house.<field>`."""
+    house, report, problems = feedback.read_request(payload, model.card)
+    prediction = None
+    if isinstance(payload, Mapping) and "house" in payload:
+        if crowded := too_many_keys(model.schema, house):
+            found = [crowded]
+        else:
+            found = unknown_fields(model.schema, house, config.API_MAX_PROBLEMS)[0]
+            try:
+                prediction = predict_one(house, model=model)
+            except ValidationError as error:
+                found = error.problems + found
+        problems += [
+            Problem("house" if p.field == "record" else f"house.{p.field}", p.value, p.reason)
+            for p in found
+        ]
+    if problems or prediction is None or report is None:
+        raise invalid([(None, p) for p in problems])
+    return prediction, report
+
+
+def feedback_sender(request: Request, keys: KeyRing | None) -> str:
+    """Whom a report counts against for the flood limit: the API key it came with, or its
+    address when the API is open (behind a proxy, the proxy's: one limit for all). Kept
+    as a digest, never the key or the address itself."""
+    if keys is not None:
+        who = b"key:" + (apikeys.presented_key(request.scope["headers"]) or b"")
+    else:
+        who = b"addr:" + (request.client.host if request.client else "unknown").encode()
+    return "api:" + hashlib.sha256(who).hexdigest()[:24]
+
+
+async def keep_feedback(prediction: Prediction, report: feedback.Report, sender: str) -> dict:
+    """`feedback.record` off the event loop (it may wait for another process's write), its
+    refusals as 429 and 503 with Retry-After."""
+    try:
+        receipt = await run_in_threadpool(
+            feedback.record, prediction, report, source="api", client=sender
+        )
+    except FeedbackLimitError as error:
+        retry = {"Retry-After": str(error.retry_after)}
+        raise ApiError(429, "too_many_reports", str(error), headers=retry) from None
+    except FeedbackStoreError as error:
+        retry = {"Retry-After": str(error.retry_after)} if error.retry_after else {}
+        raise ApiError(503, "feedback_unavailable", str(error), headers=retry) from None
+    return receipt.to_dict()
+
+
 # --- the model, loaded at start-up and retried until it loads ------------------------------
 
 
@@ -361,6 +438,11 @@ def public_card(card: dict) -> dict:
             "max_keys_per_house": config.API_MAX_KEYS_PER_HOUSE,
             "max_problems_listed": config.API_MAX_PROBLEMS,
             "max_explained_per_request": config.API_MAX_EXPLAINED,
+            "max_feedback_body_bytes": config.FEEDBACK_MAX_BODY_BYTES,
+            "max_feedback_comment_chars": config.FEEDBACK_COMMENT_MAX_CHARS,
+            "feedback_reports_per_client_per_hour": (
+                config.feedback_limits().per_api_client_per_hour
+            ),
         },
     }
 
@@ -456,7 +538,9 @@ async def on_api_error(request: Request, error: ApiError) -> JSONResponse:
     extra = {}
     if error.problems is not None:
         extra = {"problems": error.problems, "problems_total": error.problems_total}
-    return error_response(error.status, error.code, error.detail, **extra)
+    response = error_response(error.status, error.code, error.detail, **extra)
+    response.headers.update(error.headers)
+    return response
 
 
 HTTP_ERRORS = {
@@ -539,6 +623,20 @@ def create_app(model_dir: Path | str | None = None) -> FastAPI:
         priced = price_houses(model, houses, single, explain)
         return JsonAnswer(priced[0] if single else priced)
 
+    @app.post(
+        FEEDBACK_PATH,
+        summary="Report a priced house's actual sale price, or that its price looks wrong",
+        status_code=201,
+        response_model=openapi.FeedbackReceipt,
+        responses=openapi.FEEDBACK_RESPONSES,
+    )
+    async def report_feedback(request: Request) -> JSONResponse:
+        model = slot.require()
+        body = await read_body(request, config.FEEDBACK_MAX_BODY_BYTES, openapi.ONE_REPORT)
+        prediction, report = check_feedback(model, parse_json(body))
+        kept = await keep_feedback(prediction, report, feedback_sender(request, keys))
+        return JsonAnswer(kept, status_code=201)
+
     @app.get(
         "/v1/model",
         summary="The model card: schema, metrics, interval, versions, limits",
@@ -572,6 +670,7 @@ def create_app(model_dir: Path | str | None = None) -> FastAPI:
         )
         model = slot.get()
         document = openapi.document_request(document, PREDICT_PATH, model.schema if model else None)
+        document = openapi.document_feedback(document, FEEDBACK_PATH, model is not None)
         if keys is not None:
             document = openapi.document_keys(document, config.API_OPEN_PATHS)
         if model is not None:

@@ -115,6 +115,66 @@ def batch_inbox() -> Path:
     return Path(os.environ.get("HOMEVALUE_BATCH_INBOX", BATCH_INBOX))
 
 
+# Feedback (homevalue.feedback): sale prices and "this price looks wrong" reports from the
+# price page and POST /v1/feedback, in one SQLite file beside the batch history (so the
+# dashboards and the API of one machine share it; HOMEVALUE_FEEDBACK_DB moves it).
+FEEDBACK_DB_NAME = "feedback.sqlite"
+# How long a report waits for another process's write before it is refused as "busy" (a
+# write takes milliseconds; a viewer or client is told to try again in a moment).
+FEEDBACK_BUSY_SECONDS = 5.0
+# A reported sale price outside the training sales' prices (the card's data.price_range)
+# widened by this factor each way is refused as absurd: $8,750 to $2,500,000 for the shipped
+# model. Wide enough for an unusual house and for today's dollars (the model's are
+# 2006-2010's), narrow enough to catch a price typed in thousands ("182" for $182,000) or
+# with digits too many.
+FEEDBACK_PRICE_FACTOR = 4.0
+# A "looks wrong" comment: a sentence or two, one line or a few. Longer text is not feedback
+# on one price, and every character is kept for someone to read.
+FEEDBACK_COMMENT_MAX_CHARS = 500
+# Floods: reports in the last hour from one viewer's page (its kernel's session: reloading
+# starts another, which the dashboards' kernel budget per address bounds) and from one API
+# client (its API key, or its address when the API is open). Over them a report is refused
+# with when to try again, and nothing is written. A person reports a handful of houses; a
+# client app may send its sales as they close.
+FEEDBACK_PER_SESSION_PER_HOUR = 10
+FEEDBACK_PER_API_CLIENT_PER_HOUR = 200
+# Reports kept per UTC day in all, whoever sends them: bounds the store's growth (a report
+# is about 1 KB, so at most about 10 MB a day) whatever the number of sessions or keys.
+FEEDBACK_MAX_ROWS_PER_DAY = 10_000
+# One POST /v1/feedback: a house and a report is under 2 KB; far more is not one report.
+FEEDBACK_MAX_BODY_BYTES = 16 * 1024
+
+
+def feedback_db() -> Path:
+    """The feedback store, overridable with HOMEVALUE_FEEDBACK_DB (default: beside the batch
+    history, `batch/feedback.sqlite`)."""
+    default = batch_inbox().parent / FEEDBACK_DB_NAME
+    return Path(os.environ.get("HOMEVALUE_FEEDBACK_DB") or default)
+
+
+@dataclass(frozen=True)
+class FeedbackLimits:
+    per_session_per_hour: int
+    per_api_client_per_hour: int
+    max_rows_per_day: int
+    busy_seconds: float
+
+
+def feedback_limits() -> FeedbackLimits:
+    """The feedback limits, each overridable by its environment variable."""
+    env = os.environ.get
+    return FeedbackLimits(
+        per_session_per_hour=int(
+            env("HOMEVALUE_FEEDBACK_PER_SESSION_PER_HOUR", FEEDBACK_PER_SESSION_PER_HOUR)
+        ),
+        per_api_client_per_hour=int(
+            env("HOMEVALUE_FEEDBACK_PER_API_CLIENT_PER_HOUR", FEEDBACK_PER_API_CLIENT_PER_HOUR)
+        ),
+        max_rows_per_day=int(env("HOMEVALUE_FEEDBACK_MAX_ROWS_PER_DAY", FEEDBACK_MAX_ROWS_PER_DAY)),
+        busy_seconds=float(env("HOMEVALUE_FEEDBACK_BUSY_SECONDS", FEEDBACK_BUSY_SECONDS)),
+    )
+
+
 # The HTTP API (`make api`, homevalue.api). Loopback by default: exposing it to other machines
 # is a deliberate `--host 0.0.0.0` (or HOMEVALUE_API_HOST), normally behind a proxy.
 API_HOST = os.environ.get("HOMEVALUE_API_HOST", "127.0.0.1")
