@@ -81,6 +81,11 @@ class BatchFileChangedError(HomevalueError):
     """The input changed while it was being scored: it is still being written."""
 
 
+class MetricsTokenError(HomevalueError):
+    """HOMEVALUE_METRICS_TOKEN is set but unusable: the server refuses to start rather than
+    serve its metrics to whoever reaches it. The message never shows the token."""
+
+
 class ApiKeyError(HomevalueError):
     """The configured API keys cannot be used: the API refuses to start rather than run open
     by mistake. The message names the setting and the key's position, never a key."""
