@@ -186,6 +186,13 @@ def test_api_keys_neither_open_nor_close_the_metrics(monkeypatch):
         assert client.get("/metrics", headers={"X-API-Key": key}).status_code == 403
 
 
+def test_a_scraper_asking_for_openmetrics_gets_it(local):
+    accept = {"Accept": "application/openmetrics-text; version=1.0.0"}
+    response = local.get("/metrics", headers=accept)
+    assert response.headers["content-type"].startswith("application/openmetrics-text")
+    assert response.text.endswith("# EOF\n") and "homevalue_api_requests" in response.text
+
+
 def test_metrics_are_not_in_the_openapi_document(local):
     assert config.METRICS_PATH not in local.get("/openapi.json").json()["paths"]
 
