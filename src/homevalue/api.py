@@ -15,6 +15,7 @@ Answers are written as JSON directly (no pydantic on the request path).
     GET  /v1/model     the model card: schema, metrics, interval, versions, limits
     GET  /healthz      the process answers (liveness)
     GET  /readyz       the model is loaded (readiness; 503 until it is)
+    GET  /metrics      Prometheus metrics, for this machine or a token only (homevalue.metrics)
 
 Run it with `make api` (uvicorn, settings in homevalue.config). One JSON line per request
 goes to stderr (logger `homevalue.api.access`); nothing from the body is logged.
@@ -22,18 +23,23 @@ goes to stderr (logger `homevalue.api.access`); nothing from the body is logged.
 Access is open unless API keys are configured (homevalue.apikeys); then every route but the
 probes needs `Authorization: Bearer <key>` or `X-API-Key: <key>`: 401 without one, 403 with
 a wrong one, checked before routing, so a new route cannot be left open by mistake.
+`/metrics` is not for API clients: it has its own guard (homevalue.metrics).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import logging
 import math
+import os
+import shutil
 import sys
+import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from importlib.metadata import version as installed_version
@@ -42,7 +48,9 @@ from pathlib import Path
 import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CollectorRegistry
+from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
@@ -52,11 +60,13 @@ from homevalue.errors import (
     ApiKeyError,
     FeedbackLimitError,
     FeedbackStoreError,
+    MetricsTokenError,
     ModelError,
     Problem,
     ValidationError,
     shown,
 )
+from homevalue.metrics import ApiMetrics, MetricsAccess, exposition
 from homevalue.model import Model, load_model
 from homevalue.predict import Prediction, predict_one
 from homevalue.schema import Schema
@@ -395,17 +405,21 @@ class ModelSlot:
     """The served model. A failed load is logged and retried at the next request, so the
     process stays alive (healthz) but not ready (readyz) and recovers after `make model`."""
 
-    def __init__(self, folder: Path | None):
+    def __init__(self, folder: Path | None, metrics: ApiMetrics | None = None):
         self.folder = folder
+        self.metrics = metrics
         self.model: Model | None = None
         self.card_json: dict | None = None
         self._last_error = ""
 
     def get(self) -> Model | None:
         if self.model is None:
+            started = time.perf_counter()
             try:
                 model = load_model(self.folder)
             except Exception as error:  # any reason at all: the server must keep answering
+                if self.metrics:
+                    self.metrics.observe_load(started, None)
                 if str(error) != self._last_error:
                     # A ModelError's sentence names the file and the fix; anything else
                     # is a bug, whose traceback the operator needs.
@@ -413,6 +427,8 @@ class ModelSlot:
                     log.error("the model could not be loaded: %s", error, exc_info=trace)
                     self._last_error = str(error)
                 return None
+            if self.metrics:
+                self.metrics.observe_load(started, model.version)
             self.card_json = public_card(model.card)
             self.model = model
             log.info("model %s loaded from %s", model.version, model.path)
@@ -452,6 +468,8 @@ def public_card(card: dict) -> dict:
 NO_KEY = "this API needs a key: send it as `Authorization: Bearer <key>` or `X-API-Key: <key>`"
 WRONG_KEY = "this API key is not accepted here: check it with whoever runs this API"
 OPEN_PATHS = frozenset(config.API_OPEN_PATHS)
+# Not behind the API keys, which are the client apps': /metrics has its own guard.
+KEYLESS_PATHS = OPEN_PATHS | {config.METRICS_PATH}
 
 
 class RequireKey:
@@ -467,7 +485,7 @@ class RequireKey:
         self.app, self.keys = app, keys
 
     async def __call__(self, scope, receive, send) -> None:
-        if self.keys is None or scope["type"] != "http" or _route_path(scope) in OPEN_PATHS:
+        if self.keys is None or scope["type"] != "http" or _route_path(scope) in KEYLESS_PATHS:
             await self.app(scope, receive, send)
             return
         presented = apikeys.presented_key(scope["headers"])
@@ -490,10 +508,11 @@ def _route_path(scope) -> str:
 
 class AccessLog:
     """One JSON line per request: when, the method, the route's template (never the raw path
-    or its query), the status, the latency and the model version; nothing from the body."""
+    or its query), the status, the latency and the model version; nothing from the body.
+    The same observation goes to the request metrics."""
 
-    def __init__(self, app, slot: ModelSlot):
-        self.app, self.slot = app, slot
+    def __init__(self, app, slot: ModelSlot, metrics: ApiMetrics):
+        self.app, self.slot, self.metrics = app, slot, metrics
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
@@ -511,15 +530,18 @@ class AccessLog:
         try:
             await self.app(scope, receive, observed)
         finally:
+            took = time.perf_counter() - start
+            route = getattr(scope.get("route"), "path", None)
             line = {
                 "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
                 "method": scope["method"],
-                "route": getattr(scope.get("route"), "path", None),
+                "route": route,
                 "status": status,
-                "latency_ms": round((time.perf_counter() - start) * 1000, 3),
+                "latency_ms": round(took * 1000, 3),
                 "model_version": self.slot.version,
             }
             access_log.info(json.dumps(line))
+            self.metrics.observe_request(route, scope["method"], status, took)
 
 
 def configure_logging() -> None:
@@ -582,12 +604,37 @@ def log_access_mode(keys: KeyRing | None) -> None:
         )
 
 
+def metrics_response(request: Request, access: MetricsAccess, metrics: ApiMetrics) -> Response:
+    """The metrics in Prometheus' text format, if this request may read them.
+
+    With several workers (PROMETHEUS_MULTIPROC_DIR, set by `main`), every worker's figures
+    are read from that folder and added up, whichever worker answers the scrape.
+    """
+    peer = request.client.host if request.client else None
+    refusal = access.refusal(peer, request.headers.keys(), request.headers.get("authorization"))
+    if refusal is not None:
+        code = "unauthorized" if refusal.status == 401 else "forbidden"
+        response = error_response(refusal.status, code, refusal.detail)
+        if refusal.status == 401:
+            response.headers["WWW-Authenticate"] = 'Bearer realm="homevalue-metrics"'
+        return response
+    registry = metrics.registry
+    if os.environ.get(MULTIPROCESS_VARIABLE):
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
+    body, content_type = exposition(registry, request.headers.get("accept"))
+    return Response(body, headers={"Content-Type": content_type, "Cache-Control": "no-store"})
+
+
 def create_app(model_dir: Path | str | None = None) -> FastAPI:
     """The API for the model in `model_dir` (default: the configured model folder), with
-    the API keys configured now (raises ApiKeyError if a setting holds no usable key)."""
+    the API keys and metrics token configured now (raises ApiKeyError or MetricsTokenError
+    if a setting is unusable)."""
     configure_logging()
     keys = apikeys.load_keys()
-    slot = ModelSlot(Path(model_dir) if model_dir else None)
+    access = MetricsAccess.from_environment()
+    metrics = ApiMetrics()
+    slot = ModelSlot(Path(model_dir) if model_dir else None, metrics)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -602,9 +649,9 @@ def create_app(model_dir: Path | str | None = None) -> FastAPI:
         lifespan=lifespan,
         redoc_url=None,
     )
-    app.state.slot, app.state.keys = slot, keys
+    app.state.slot, app.state.keys, app.state.metrics = slot, keys, metrics
     app.add_middleware(RequireKey, keys=keys)
-    app.add_middleware(AccessLog, slot=slot)  # outermost: refusals are logged too
+    app.add_middleware(AccessLog, slot=slot, metrics=metrics)  # outermost: refusals count too
     app.add_exception_handler(ApiError, on_api_error)
     app.add_exception_handler(HTTPException, on_http_error)
     app.add_exception_handler(Exception, on_unexpected)
@@ -621,6 +668,7 @@ def create_app(model_dir: Path | str | None = None) -> FastAPI:
         body = await read_body(request, config.API_MAX_BODY_BYTES)
         houses, single = parse_houses(body, config.API_MAX_HOUSES)
         priced = price_houses(model, houses, single, explain)
+        metrics.predictions.labels(model.version).inc(len(priced))
         return JsonAnswer(priced[0] if single else priced)
 
     @app.post(
@@ -661,6 +709,10 @@ def create_app(model_dir: Path | str | None = None) -> FastAPI:
         model = slot.require()
         return JsonAnswer({"status": "ready", "model_version": model.version})
 
+    @app.get(config.METRICS_PATH, include_in_schema=False)
+    async def metrics_route(request: Request) -> Response:
+        return metrics_response(request, access, metrics)
+
     def openapi_document() -> dict:
         """Generated once the model is loaded, so the body shows the card's fields."""
         if app.openapi_schema:
@@ -694,7 +746,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:  # checked here too, so a bad setting is one line, not each worker's traceback
         keys = apikeys.load_keys()
-    except ApiKeyError as error:
+        MetricsAccess.from_environment()
+    except (ApiKeyError, MetricsTokenError) as error:
         parser.exit(2, f"{parser.prog}: {error}\n")
     import uvicorn  # only the server needs it; tests use the app in-process
 
@@ -705,19 +758,44 @@ def main(argv: list[str] | None = None) -> None:
         file=sys.stderr,
         flush=True,
     )
-    uvicorn.run(
-        "homevalue.api:app",
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        access_log=False,  # ours is structured (AccessLog)
-        log_level="info",
-        # The C event loop and parser: about 40% more throughput and a quarter less latency
-        # here, and uvloop sets TCP_NODELAY on connections the multi-worker supervisor
-        # accepts, which asyncio does not (uvicorn#3149: +40 ms per keep-alive request).
-        loop="uvloop",
-        http="httptools",
-    )
+    with shared_metrics(args.workers):
+        uvicorn.run(
+            "homevalue.api:app",
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            access_log=False,  # ours is structured (AccessLog)
+            log_level="info",
+            # The C event loop and parser: about 40% more throughput and a quarter less latency
+            # here, and uvloop sets TCP_NODELAY on connections the multi-worker supervisor
+            # accepts, which asyncio does not (uvicorn#3149: +40 ms per keep-alive request).
+            loop="uvloop",
+            http="httptools",
+        )
+
+
+MULTIPROCESS_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+
+
+@contextlib.contextmanager
+def shared_metrics(workers: int) -> Iterator[None]:
+    """With several workers, a fresh folder where each keeps its figures, so a scrape
+    (answered by any one worker) reports them all; removed when the server stops.
+
+    The variable must be set before the workers import prometheus_client, which they do
+    after this (uvicorn spawns them). An operator's own PROMETHEUS_MULTIPROC_DIR is used as
+    it is (then emptying it between runs is theirs to do, as prometheus-client says).
+    """
+    if workers <= 1 or os.environ.get(MULTIPROCESS_VARIABLE):
+        yield
+        return
+    folder = tempfile.mkdtemp(prefix="homevalue-metrics-")
+    os.environ[MULTIPROCESS_VARIABLE] = folder
+    try:
+        yield
+    finally:
+        del os.environ[MULTIPROCESS_VARIABLE]
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 if __name__ == "__main__":

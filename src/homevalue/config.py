@@ -222,6 +222,28 @@ def api_key_settings() -> tuple[str | None, str | None]:
 # tens of KB whatever is sent.
 API_MAX_PROBLEMS = 50
 
+# Prometheus metrics, `GET /metrics` on the API and on the dashboards' server
+# (homevalue.metrics). They tell traffic, load and the model version, which anonymous viewers
+# have no business reading: without a token they are served only to this machine, asked
+# directly (a loopback peer, no proxy's X-Forwarded-For/Forwarded/X-Real-IP); with
+# HOMEVALUE_METRICS_TOKEN set, only to a request carrying `Authorization: Bearer <token>`
+# (Prometheus' `authorization: {credentials_file: ...}`), loopback included.
+METRICS_PATH = "/metrics"
+METRICS_TOKEN_VARIABLE = "HOMEVALUE_METRICS_TOKEN"
+METRICS_TOKEN_MIN_LENGTH = 16
+# The API's latency histogram: a price takes about 1 ms (p50) and 7 ms (p99) on 2 cores, a
+# list of 100 houses or ten explanations tens of ms; anything past a second is an incident.
+METRICS_LATENCY_BUCKETS = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+)  # fmt: skip
+# The dashboards' page histogram: a page is streamed while its cells run, 1-3 s (bench).
+METRICS_PAGE_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 60.0)
+
+
+def metrics_token() -> str | None:
+    """HOMEVALUE_METRICS_TOKEN as set (None when unset), re-read at each start."""
+    return os.environ.get(METRICS_TOKEN_VARIABLE)
+
 
 # The dashboards' limits (homevalue.dashboards), each overridable by its environment variable.
 # A page's kernel measured 154-172 MB RSS (tests/benchmarks/bench_dashboards.py): budget 200.

@@ -86,6 +86,11 @@ class ClusterError(HomevalueError):
     that prices differently from this client or cannot see the run's files."""
 
 
+class MetricsTokenError(HomevalueError):
+    """HOMEVALUE_METRICS_TOKEN is set but unusable: the server refuses to start rather than
+    serve its metrics to whoever reaches it. The message never shows the token."""
+
+
 class ApiKeyError(HomevalueError):
     """The configured API keys cannot be used: the API refuses to start rather than run open
     by mistake. The message names the setting and the key's position, never a key."""

@@ -5,7 +5,9 @@ manager (homevalue.dashboards.kernels) for room before a page starts or takes a 
 a busy server answers 503 "busy, try again in a minute" at once instead of running out of
 memory, and which lets the query's `?theme=`/`?template=` choose the preheated pool's
 pages whenever Voilà would ignore them anyway (upstream compares them even when
-overriding is disabled, so any such query started a cold kernel).
+overriding is disabled, so any such query started a cold kernel). The server also serves
+Prometheus metrics at `/metrics` (homevalue.dashboards.metrics), to this machine only or
+with the metrics token, and the page handler counts each page it serves there.
 Everything else is configured in voila.json and read by Voilà as usual.
 """
 
@@ -16,6 +18,7 @@ import os
 import re
 
 from jupyter_server.base.handlers import FileFindHandler
+from jupyter_server.utils import url_path_join
 from tornado import web
 from traitlets import default
 from voila.app import Voila
@@ -23,12 +26,16 @@ from voila.tornado.handler import TornadoVoilaHandler
 
 from homevalue import config
 from homevalue.dashboards.kernels import KernelLimitReached
+from homevalue.dashboards.metrics import DashboardMetrics, MetricsHandler
+from homevalue.errors import MetricsTokenError
+from homevalue.metrics import MetricsAccess
 
 SECRET_PARAMETER = re.compile(r"(?i)([?&](?:token|_xsrf)=)[^&#]*")
 # A built lab extension's file whose name carries its content hash: remoteEntry.<hash>.js,
 # <chunk>.<hash>.js, <hash>.png.
 CONTENT_HASHED = re.compile(r"[/.][0-9a-f]{16,}\.\w+$")
 access_log = logging.getLogger("tornado.access")
+METRICS_SETTING = "homevalue_metrics"  # the tornado setting the page handler counts in
 
 
 def log_request(handler: web.RequestHandler) -> None:
@@ -63,11 +70,13 @@ class ViewerPageHandler(TornadoVoilaHandler):
     """Voilà's page handler, admitting a viewer only while there is room for their kernel."""
 
     retry_after = 60
+    page: str | None = None  # the notebook this request asked for, for the page counter
 
     @web.authenticated
     async def get(self, path=None):
         page = path or self.notebook_path or ""
         if page.lower().endswith(".ipynb"):
+            self.page = page
             limits = self.kernel_manager.limits
             address = client_address(
                 self.request.remote_ip or "",
@@ -90,6 +99,12 @@ class ViewerPageHandler(TornadoVoilaHandler):
         self.log.warning("503 busy for %s: %s", self.request.path, busy.reason)
         self.retry_after = busy.retry_after
         self.send_error(503)
+
+    def on_finish(self) -> None:
+        metrics: DashboardMetrics | None = self.settings.get(METRICS_SETTING)
+        if self.page is not None and metrics is not None:
+            metrics.observe_page(self.page, self.get_status(), self.request.request_time())
+        super().on_finish()
 
     def write_error(self, status_code: int, **kwargs) -> None:
         if status_code == 503:
@@ -131,11 +146,20 @@ class DashboardServer(Voila):
         return os.environ.get(config.DASHBOARD_TOKEN_ENV) or None
 
     def init_settings(self) -> dict:
-        return {**super().init_settings(), "log_function": log_request}
+        try:  # before any kernel starts
+            access = MetricsAccess.from_environment()
+        except MetricsTokenError as error:  # one line, not a traceback
+            self.log.critical("%s", error)
+            self.exit(2)
+        settings = super().init_settings()  # makes the kernel manager the metrics read
+        self.metrics = DashboardMetrics(self.kernel_manager, access)
+        return {**settings, "log_function": log_request, METRICS_SETTING: self.metrics}
 
     def init_handlers(self) -> list:
         ours = {TornadoVoilaHandler: ViewerPageHandler, FileFindHandler: LabExtensionFiles}
-        return [
+        metrics = (url_path_join(self.server_url, config.METRICS_PATH), MetricsHandler,
+                   {"metrics": self.metrics})  # fmt: skip
+        return [metrics] + [
             (rule[0], ours.get(rule[1], rule[1]), *rule[2:]) for rule in super().init_handlers()
         ]
 
