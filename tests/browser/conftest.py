@@ -19,6 +19,7 @@ import time
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
@@ -142,6 +143,7 @@ def server(tmp_path_factory) -> Iterator[VoilaServer]:
     folder = tmp_path_factory.mktemp("voila")
     inbox = {"HOMEVALUE_BATCH_INBOX": str(folder / "batch" / "inbox")}
     with serve(folder / "server.log", env=inbox) as running:
+        running.inbox = Path(inbox["HOMEVALUE_BATCH_INBOX"])  # the Monitoring page's runs
         yield running
 
 
