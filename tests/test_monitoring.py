@@ -8,7 +8,9 @@ file and the card's bins with plain numpy, never copied from the code under test
 from __future__ import annotations
 
 import contextlib
+import json
 import math
+import shutil
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -32,7 +34,10 @@ from homevalue.drift import (
     sum_profiles,
 )
 from homevalue.inbox import BatchDirs, connect, record_upload, run_history, run_inbox
+from homevalue.model import load_model, write_card_pin
 from homevalue.monitor import parse_since, read_window
+from homevalue.predict import score_frame
+from homevalue.ui.batch import BatchPage
 from homevalue.ui.monitoring import EMPTY_STATE, MonitoringPage
 
 # --- PSI by hand ---------------------------------------------------------------------------
@@ -83,8 +88,6 @@ def reference(model):
 
 def test_profiles_of_parts_add_up_to_the_whole(reference, model):
     sales = pd.read_csv(model.path / config.REFERENCE_SALES)
-    from homevalue.predict import score_frame
-
     whole = score_frame(sales, model=model)
     prices = whole.scored[PRICE].to_numpy()
     parts = [profile_rows(reference, whole.inputs[s], prices[s])
@@ -176,8 +179,6 @@ def test_a_command_line_run_is_recorded_with_its_drift_chunk_by_chunk(tmp_path, 
 
 
 def test_an_upload_on_the_batch_page_is_recorded_with_its_drift(tmp_path, model):
-    from homevalue.ui.batch import BatchPage
-
     sales = pd.read_csv(model.path / config.REFERENCE_SALES)
     source = sample_file(tmp_path / "upload.csv", sales, 120, seed=3)
     page = BatchPage(model, inbox=tmp_path / "batch" / "inbox")
@@ -280,8 +281,9 @@ def test_the_page_with_history_shows_volume_drift_and_prices(tmp_path, model, re
     assert "Living area" in first_row  # worst first
     assert "f6.csv" in page.runs_html.value and "f7.csv" in page.runs_html.value
     assert "1,196 scored" in page.volume_html.value
-    shares = page.price_chart.marks[0].y
-    assert shares.shape == (2, reference.price.bins) and shares[1].sum() == pytest.approx(1)
+    period, training = (mark.y for mark in page.price_chart.marks)
+    assert period.sum() == pytest.approx(1) and training.sum() == pytest.approx(1)
+    assert len(period) == len(training) == reference.price.bins
     assert page.volume_chart.layout.display is None
     # the text forms (what nbval compares) state no live figure
     assert "1,196" not in repr(page.overview) + repr(page.drift) + repr(page.prices)
@@ -308,3 +310,21 @@ def test_other_model_profiles_are_not_pooled(tmp_path, model, reference):
     window = read_window(history, None, reference)
     assert window.pooled is None and window.other_model_runs == 1
     assert OTHER == "other/missing"
+
+
+def test_a_card_without_a_training_distribution_is_said_not_a_failure(tmp_path, model):
+    """A model trained before drift was measured: scoring goes on without a profile, and
+    the page and `homevalue monitor` say drift is not measured."""
+    folder = tmp_path / "old-model"
+    shutil.copytree(model.path, folder)
+    card = json.loads((folder / config.CARD_JSON).read_text())
+    del card["training_distribution"]
+    (folder / config.CARD_JSON).write_text(json.dumps(card))
+    write_card_pin(folder)
+    page = MonitoringPage(folder, inbox=tmp_path / "batch" / "inbox")
+    assert "not measured" in page.drift_html.value and "not measured" in repr(page.drift)
+    assert page.price_chart.layout.display == "none"
+    sales = pd.read_csv(model.path / config.REFERENCE_SALES)
+    source = sample_file(tmp_path / "f.csv", sales, 30, seed=9)
+    result = score_file(source, tmp_path / "out", model=load_model(folder))
+    assert result.profile is None and result.rows_scored == 28

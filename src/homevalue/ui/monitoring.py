@@ -164,6 +164,13 @@ def runs_table_html(window: Window, labels: dict[str, str]) -> str:
                         caption="Latest runs, newest first")  # fmt: skip
 
 
+def price_bin_labels(edges) -> list[str]:
+    """Short names for the price chart's bins: "< $111k", "$111k–128k", "≥ $282k"."""
+    short = [f"{edge / 1000:,.0f}k" for edge in edges]
+    middle = [f"${low}–{high}" for low, high in zip(short[:-1], short[1:], strict=True)]
+    return [f"< ${short[0]}", *middle, f"≥ ${short[-1]}"]
+
+
 def price_summary(reference: Reference | None) -> str:
     if reference is None:
         return "no training distribution in the model card"
@@ -281,17 +288,20 @@ class MonitoringPage:
 
     @staticmethod
     def _price_chart() -> bq.Figure:
-        x, y = bq.OrdinalScale(), bq.LinearScale(min=0)
-        bars = bq.Bars(
-            scales={"x": x, "y": y}, type="grouped", padding=0.2,
-            colors=[COLOURS["training"], COLOURS["period"]], labels=["Training", "This period"],
-            display_legend=True,
+        """The period's share per bin as bars, training's as a line with dots over them."""
+        x, y = bq.OrdinalScale(), bq.LinearScale(min=0, max=0.2)
+        scales = {"x": x, "y": y}
+        bars = bq.Bars(scales=scales, padding=0.2, colors=[COLOURS["period"]],
+                       labels=["This period"], display_legend=True)  # fmt: skip
+        training = bq.Lines(
+            scales=scales, colors=[COLOURS["training"]], marker="circle", stroke_width=2,
+            labels=["Training"], display_legend=True,
         )  # fmt: skip
-        axes = [bq.Axis(scale=x, label="Predicted price", tick_rotate=-35),
+        axes = [bq.Axis(scale=x, label="Predicted price", tick_rotate=-35, label_offset="64px"),
                 bq.Axis(scale=y, side="left", label="Share of houses", tick_format=".0%",
                         label_offset="50px")]  # fmt: skip
         figure = bq.Figure(
-            marks=[bars], axes=axes, legend_location="top-right",
+            marks=[bars, training], axes=axes, legend_location="top-right",
             fig_margin={**charts.MARGIN, "bottom": 90},
             layout={"width": "100%", "height": "320px"},
         )  # fmt: skip
@@ -350,15 +360,24 @@ class MonitoringPage:
         ) + drift_grid_html(window, self.labels)
 
     def _show_prices(self, window: Window) -> None:
+        if self.reference is None:
+            self.price_chart.layout.display = "none"
+            self.price_html.value = _paragraph("No training prices to compare with (see above).")
+            return
         shares = price_shares(window)
-        bars = self.price_chart.marks[0]
-        with bars.hold_sync():
-            bars.x = list(shares["bin"])
-            bars.y = np.vstack([shares["training"].to_numpy(float),
-                                shares["period"].fillna(0).to_numpy(float)])  # fmt: skip
+        bars, training = self.price_chart.marks
+        period = shares["period"].fillna(0).to_numpy(float)
+        highest = float(max(period.max(initial=0), shares["training"].max()))
+        ticks = charts.linear_ticks(0, highest, charts.Y_TICKS, outer=True)
+        scale, axis = bars.scales["y"], self.price_chart.axes[1]
+        with bars.hold_sync(), training.hold_sync(), scale.hold_sync(), axis.hold_sync():
+            scale.max, axis.tick_values = ticks[-1], ticks
+            labels = price_bin_labels(self.reference.price.edges)
+            bars.x, bars.y = labels, period
+            training.x, training.y = labels, shares["training"].to_numpy(float)
         if window.pooled is None or window.pooled.rows == 0:
             self.price_html.value = _paragraph(
-                "No prices in this period: the bars show the training sales alone."
+                "No prices in this period: the line shows the training sales alone."
             )
             return
         value, judged = window.pooled.psi[PRICE], window.pooled.level(PRICE)
