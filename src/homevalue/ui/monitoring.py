@@ -203,9 +203,13 @@ class MonitoringPage:
         self.refresh_button.on_click(guard(lambda _: self.refresh()))
         self.volume_html, self.runs_html = _html(), _html()
         self.volume_chart = self._volume_chart()
+        # A chart is in the page only while it has something to draw: bqplot drawing a
+        # hidden (0 x 0) figure sets negative sizes, which the browser logs as errors.
+        self.volume_box = widgets.Box(layout={"width": "100%"})
         self.drift_html = _html()
         self.price_html = _html()
         self.price_chart = self._price_chart()
+        self.price_box = widgets.Box([self.price_chart], layout={"width": "100%"})
         self.refresh()
 
     def apply_request(self, query=None) -> None:
@@ -220,7 +224,7 @@ class MonitoringPage:
             layout={"flex_flow": "row wrap", "align_items": "center"},
         )
         children = [version_marker(self.card["model_version"]), controls, self.status,
-                    self.volume_html, self.volume_chart, self.runs_html]  # fmt: skip
+                    self.volume_html, self.volume_box, self.runs_html]  # fmt: skip
         return Panel(
             children, title="Runs over time",
             summary=lambda: "rows scored and rejected per day, and the latest runs (inbox, "
@@ -242,7 +246,7 @@ class MonitoringPage:
         dollars = render.dollars_note(
             "-".join(str(y) for y in self.card.get("data", {}).get("sale_years", ["?", "?"]))
         )
-        children = [_html(_paragraph(PRICE_LEAD) + dollars), self.price_chart, self.price_html]
+        children = [_html(_paragraph(PRICE_LEAD) + dollars), self.price_box, self.price_html]
         return Panel(
             children, title="Predicted prices against training",
             summary=lambda: price_summary(self.reference),
@@ -297,12 +301,12 @@ class MonitoringPage:
             scales=scales, colors=[COLOURS["training"]], marker="circle", stroke_width=2,
             labels=["Training"], display_legend=True,
         )  # fmt: skip
-        axes = [bq.Axis(scale=x, label="Predicted price", tick_rotate=-35, label_offset="64px"),
+        axes = [bq.Axis(scale=x, label="Predicted price"),
                 bq.Axis(scale=y, side="left", label="Share of houses", tick_format=".0%",
                         label_offset="50px")]  # fmt: skip
         figure = bq.Figure(
             marks=[bars, training], axes=axes, legend_location="top-right",
-            fig_margin={**charts.MARGIN, "bottom": 90},
+            fig_margin=charts.MARGIN,
             layout={"width": "100%", "height": "320px"},
         )  # fmt: skip
         figure.add_class("hv-chart")
@@ -328,7 +332,7 @@ class MonitoringPage:
     def _show_volume(self, window: Window) -> None:
         if window.runs.empty:
             self.volume_html.value = render.ok(EMPTY_STATE)
-            self.volume_chart.layout.display = "none"
+            self.volume_box.children = ()
             self.runs_html.value = ""
             return
         self.volume_html.value = _paragraph(_sentence(volume_text(window)))
@@ -337,7 +341,7 @@ class MonitoringPage:
         with bars.hold_sync():
             bars.x = list(days["day"])
             bars.y = np.vstack([days["scored"].to_numpy(float), days["rejected"].to_numpy(float)])
-        self.volume_chart.layout.display = "none" if days.empty else None
+        self.volume_box.children = () if days.empty else (self.volume_chart,)
         self.runs_html.value = runs_table_html(window, self.labels)
 
     def _show_drift(self, window: Window) -> None:
@@ -361,7 +365,7 @@ class MonitoringPage:
 
     def _show_prices(self, window: Window) -> None:
         if self.reference is None:
-            self.price_chart.layout.display = "none"
+            self.price_box.children = ()
             self.price_html.value = _paragraph("No training prices to compare with (see above).")
             return
         shares = price_shares(window)
