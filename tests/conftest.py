@@ -50,6 +50,15 @@ def reference(model: homevalue.Model) -> pd.DataFrame:
 
 
 @pytest.fixture(autouse=True)
+def own_batch_folder(monkeypatch, tmp_path_factory):
+    """The batch job's default folder is the test's own: `homevalue batch score` records its
+    runs in the history beside the default inbox, which is otherwise `./batch/` of the
+    checkout (subprocesses inherit the variable too)."""
+    folder = tmp_path_factory.mktemp("batch")
+    monkeypatch.setenv("HOMEVALUE_BATCH_INBOX", str(folder / "inbox"))
+
+
+@pytest.fixture(autouse=True)
 def no_settle_window(monkeypatch):
     """Test files are written a moment before the inbox runs; the window has its own test.
 

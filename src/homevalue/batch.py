@@ -26,6 +26,7 @@ import pandas as pd
 
 from homevalue import config
 from homevalue import explain as explaining
+from homevalue.drift import Profile, reference_of
 from homevalue.errors import BatchFileChangedError, BatchFileError, BatchOutputError, shown
 from homevalue.model import Model, load_model
 from homevalue.predict import PRICE_COLUMNS, score_frame
@@ -46,6 +47,9 @@ class BatchResult:
     rows_scored: int
     rows_rejected: int
     model_version: str
+    # The valid rows' histograms in the training distribution's bins (homevalue.drift):
+    # additive, so the parts of a run sum to the run. None if the card has no such bins.
+    profile: Profile | None = None
 
     @property
     def rows_read(self) -> int:
@@ -475,6 +479,8 @@ def score_file(
     columns = _columns_of(source, limits)
     model = model or load_model()
     check_columns(columns, model, source.name, explain)
+    reference = reference_of(model.card)
+    profile = reference.empty_profile() if reference is not None else None
     with writes():
         out_dir.mkdir(parents=True, exist_ok=True)
     scored_path, rejected_path = output_paths(source, out_dir, tag)
@@ -493,6 +499,8 @@ def score_file(
                 with writes():
                     scored_sink.write(result.scored)
                     rejected_sink.write(result.rejected)
+                if profile is not None:  # drift: this chunk's valid rows, binned
+                    profile.add(reference, result.inputs, result.scored["predicted_price"])
                 counts["scored"] += len(result.scored)
                 counts["rejected_rows"] += len(chunk) - len(result.scored)
                 first_row += len(chunk)
@@ -522,7 +530,7 @@ def score_file(
         raise
     return BatchResult(
         source, scored_path, rejected_path, counts["scored"], counts["rejected_rows"],
-        model.version,
+        model.version, profile,
     )  # fmt: skip
 
 

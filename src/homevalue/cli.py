@@ -6,11 +6,15 @@
     homevalue batch inbox [--inbox DIR]        score every new file in the inbox (cron)
     homevalue batch history [--inbox DIR]      show recent inbox runs
     homevalue batch schema                     the columns a file may have, and their values
+    homevalue monitor [--since 7d] [--inbox DIR] [--fail-on act|watch]
+                                               the period's runs: volume, rejections, drift
 
 Exit codes: 0 done, 1 a file or the model could not be used, an output folder could not be
 written or a cluster could not be used (the message says which; the other files of a run
-are still scored), 75 another inbox run is going (cron simply tries again
-next time). Problems are one line on stderr, never a traceback.
+are still scored), 2 a usage error (a bad option, such as `--since 7x`), 3 `monitor` found
+drift at or over its threshold (config.EXIT_DRIFT: cron mails the summary), 75 another
+inbox run is going (cron simply tries again next time). Problems are one line on stderr,
+never a traceback.
 """
 
 from __future__ import annotations
@@ -86,16 +90,49 @@ def _parser() -> argparse.ArgumentParser:
                 "whatever it is, a file must also look the same twice, "
                 f"{config.BATCH_LOOK_SECONDS:g} s apart (env HOMEVALUE_BATCH_LOOK_SECONDS)",
             )  # fmt: skip
+    _monitor_parser(commands)
     return parser
+
+
+def _since(text: str):
+    from homevalue.monitor import parse_since
+
+    try:
+        return parse_since(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _monitor_parser(commands) -> None:
+    monitor = commands.add_parser(
+        "monitor", help="the batch runs of a period: volume, rejections, drift against the "
+        f"training data; exit {config.EXIT_DRIFT} when drift crosses a threshold (cron alert)",
+    )  # fmt: skip
+    monitor.add_argument(
+        "--since", type=_since, default="7d", metavar="PERIOD",
+        help="the period: 90m, 24h, 7d (default), 2w, a UTC date such as 2026-11-23, or all",
+    )  # fmt: skip
+    monitor.add_argument(
+        "--inbox", type=Path, default=None,
+        help=f"the batch job whose history to read (default {config.BATCH_INBOX}, env "
+        "HOMEVALUE_BATCH_INBOX)",
+    )  # fmt: skip
+    monitor.add_argument(
+        "--fail-on", choices=("act", "watch"), default="act",
+        help=f"exit {config.EXIT_DRIFT} when a PSI reaches this threshold (act "
+        f"{config.PSI_ACT:g}, default; watch {config.PSI_WATCH:g})",
+    )  # fmt: skip
 
 
 def _score(args) -> int:
     from homevalue.batchrun import ScoreOptions, check_outputs, input_files, score_here
+    from homevalue.inbox import now
     from homevalue.model import load_model
 
     _check_cluster_options(args)
     files = input_files(args.paths)
     check_outputs(files, args.out)
+    started = now()
     on_cluster = args.workers is not None or args.cluster is not None
     # One process scores with score_file's 2 threads; on a cluster each task has one thread,
     # and a worker scores as many files at once as it has threads.
@@ -104,6 +141,8 @@ def _score(args) -> int:
         run = _score_on_cluster(args, files, load_model(), options)
     else:
         run = score_here(files, args.out, None, options)
+    for result in run.files:  # by this client alone: workers never open the history
+        _record_score(result.source, result, started)
     for failure in run.failures:
         print(f"homevalue: {failure.error}", file=sys.stderr)
     if run.files:
@@ -172,6 +211,41 @@ def _print_run(run, dollars_of: str) -> None:
 ALLOWED_VALUES = config.BATCH_SCHEMA_HINT
 
 
+def _record_score(source: Path, result, started: str) -> None:
+    """Add a scored file to the batch job's history (source "cli"), with its drift, so the
+    Monitoring page and `homevalue monitor` count it. A history that cannot take it is
+    warned about on stderr; the outputs are written and the exit stays 0."""
+    from homevalue.inbox import BatchDirs, record_upload
+    from homevalue.model import load_model, sha256_file
+
+    history = BatchDirs(config.batch_inbox()).history
+    try:
+        record_upload(
+            history, file=Path(source).name, sha256=sha256_file(source), status="ok",
+            started_at=started, rows_scored=result.rows_scored,
+            rows_rejected=result.rows_rejected, model_version=result.model_version,
+            source="cli", profile=result.profile, card=load_model().card,
+        )  # fmt: skip
+    except (OSError, sqlite3.Error) as error:
+        logging.getLogger("homevalue").warning(
+            "the run was scored but not recorded in the history %s: %s", history, error
+        )
+
+
+def _monitor(args) -> int:
+    from homevalue.drift import reference_of
+    from homevalue.inbox import BatchDirs
+    from homevalue.model import read_card
+    from homevalue.monitor import read_window, report
+
+    history = BatchDirs(args.inbox or config.batch_inbox()).history
+    card = read_card()
+    window = read_window(history, args.since, reference_of(card))
+    text, crossed = report(window, history, args.fail_on, card["model_version"])
+    print(text)
+    return config.EXIT_DRIFT if crossed else 0
+
+
 def _schema(_args) -> int:
     from homevalue.model import load_model
     from homevalue.schema import describe_schema
@@ -217,7 +291,8 @@ def _warnings_on_stderr() -> Iterator[None]:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    action = {"score": _score, "inbox": _inbox, "history": _history, "schema": _schema}[args.job]
+    jobs = {"score": _score, "inbox": _inbox, "history": _history, "schema": _schema}
+    action = _monitor if args.command == "monitor" else jobs[args.job]
     try:
         with _warnings_on_stderr():
             return action(args)

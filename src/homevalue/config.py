@@ -80,6 +80,33 @@ def dask_connect_seconds() -> float:
     return float(os.environ.get("HOMEVALUE_DASK_CONNECT_SECONDS", DASK_CONNECT_SECONDS))
 
 
+# Drift monitoring (homevalue.drift): each batch run's inputs and prices against the training
+# distribution in the model card, by the population stability index (PSI).
+# Bins per numeric input: the training data's deciles (a feature with at most this many
+# distinct values gets one bin per value); categories get one bin per level plus "other".
+DRIFT_BINS = 10
+# PSI thresholds, the credit-scoring convention PSI was made for (Siddiqi, "Credit Risk
+# Scorecards", Wiley 2006; Yurdakul, "Statistical properties of the population stability
+# index", 2018): under 0.10 no real change; 0.10 to 0.25 a change worth watching; 0.25 and
+# over a shift to act on (look at the inputs; retrain if they are genuine).
+PSI_WATCH = 0.10
+PSI_ACT = 0.25
+# The share given to an empty bin (of the run or of training) so the logarithm stays finite;
+# Evidently's PSI does the same with 0.0001. One empty bin where training had 10% adds
+# about 0.1 x ln(0.1 / 0.0001) = 0.69: a real shift still reads as one.
+PSI_EPSILON = 1e-4
+# Below this many valid rows a run's PSI is shown but not judged: sampling noise alone gives
+# PSI of about (bins - 1) / rows (it is a chi-square over rows), 0.2 for 44 rows in 10 bins.
+# At 500 rows the 95th percentile of that noise is under 0.10 even for the 29 bins of the
+# neighbourhood (chi-square 41.3 / 500 = 0.083).
+DRIFT_MIN_ROWS = 500
+# The latest runs the Monitoring page and `homevalue monitor` list one by one.
+MONITOR_RUNS_SHOWN = 12
+# `homevalue monitor` exits with this when a PSI reaches PSI_ACT (1 stays "could not run",
+# 2 a usage error such as a bad --since), so cron can mail an alert.
+EXIT_DRIFT = 3
+
+
 def batch_settle_seconds() -> float:
     """The settle window, overridable with HOMEVALUE_BATCH_SETTLE_SECONDS (0 = none)."""
     return float(os.environ.get("HOMEVALUE_BATCH_SETTLE_SECONDS", BATCH_SETTLE_SECONDS))

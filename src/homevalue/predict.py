@@ -67,6 +67,9 @@ class ScoredFrame:
 
     scored: pd.DataFrame
     rejected: pd.DataFrame
+    # The scored rows as the booster got them (one column per input, categories as codes):
+    # what drift monitoring bins (homevalue.drift). None where a caller has no matrix.
+    inputs: np.ndarray | None = None
 
 
 def encode(model: Model, clean: Mapping) -> np.ndarray:
@@ -250,7 +253,8 @@ def score_frame(
         [(p.row, p.field, "" if p.value is None else str(p.value), p.reason) for p in problems],
         columns=["row", "field", "value", "reason"],
     )
-    return ScoredFrame(scored, rejected)
+    inputs = matrix[ok] if matrix is not None else np.empty((0, len(model.schema.names)))
+    return ScoredFrame(scored, rejected, inputs)
 
 
 def predict_frame(frame: pd.DataFrame, *, model: Model | None = None) -> pd.DataFrame:

@@ -147,6 +147,7 @@ def server(tmp_path_factory) -> Iterator[VoilaServer]:
         "HOMEVALUE_FEEDBACK_DB": str(folder / "batch" / "feedback.sqlite"),
     }
     with serve(folder / "server.log", env=env) as running:
+        running.inbox = Path(env["HOMEVALUE_BATCH_INBOX"])  # the Monitoring page's runs
         yield running
 
 

@@ -16,7 +16,7 @@ from playwright.sync_api import Page, expect
 from browser import axe
 from browser.screenshots import THEMES, open_page
 
-PAGES = ("price_a_home", "score_a_batch", "model_report")
+PAGES = ("price_a_home", "score_a_batch", "model_report", "monitoring")
 UPDATE_TIMEOUT = 15_000  # ms for a change to come back as a new price
 MAX_TABS = 80  # from the top of the page to the garage's stepper, with room to spare
 FOCUSED = """() => {
