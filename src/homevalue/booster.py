@@ -145,7 +145,10 @@ class NativeBooster:
 
     def __del__(self) -> None:
         if getattr(self, "_handle", None) and self._handle.value:
-            _library().LGBM_BoosterFree(self._handle)
+            try:
+                _library().LGBM_BoosterFree(self._handle)
+            except ImportError:  # at interpreter exit, finding the library again is too late
+                pass
             self._handle = ctypes.c_void_p()
 
     def predict(self, matrix: np.ndarray, *, threads: int = 1) -> np.ndarray:
