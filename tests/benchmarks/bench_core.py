@@ -808,14 +808,21 @@ def notes(batch: dict, breakdown: dict) -> list[str]:
                 f"{s['naive']['cpu_s_per_100k_rows']:.2f} CPU s per 100k rows) for "
                 f"{s['throughput_ratio']:.2f}x its throughput."
             )
-    said += [
+    said.append(
         f"- Ours holds one chunk ({breakdown['chunk_rows']:,} rows) at a time, so its peak "
         "memory is set by the chunk size, not the file; naive holds the whole file plus a "
-        "copy.",
-        "- The sample keeps reference sales from neighbourhoods the model never trained on; "
-        "ours rejects them with a reason, naive silently prices them (the encoder turns an "
-        "unknown category into NaN).",
-    ]
+        "copy."
+    )
+    rejected = sum(
+        s["ours"]["rows_rejected"]
+        for entry in batch["sizes"].values()
+        for s in entry["by_threads"].values()
+    )
+    if rejected:
+        said.append(
+            "- Ours rejects rows the model cannot price (with a reason); naive prices them "
+            "silently (the encoder turns an unknown category into NaN)."
+        )
     return said
 
 
