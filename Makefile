@@ -53,6 +53,7 @@ $(VENV)/.installed: pyproject.toml $(CONSTRAINTS) $(TEMPLATE_FILES)
 	test -x $(PY) || $(PYTHON3) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip 2>&1 | { grep -v "$(PIP_NOISE)" || true; }
 	$(PY) -m pip install -c $(CONSTRAINTS) -e '.[test]' 2>&1 | { grep -v "$(PIP_NOISE)" || true; }
+	$(PY) -m homevalue.compiled  # compile model/'s trees into the cache (~12 s; README "Performance")
 	touch $@
 
 ## Serve notebooks/ with Voilà on http://localhost:8866/ (PORT=... to change; settings in voila.json; limits in README "Deployment")
@@ -120,6 +121,7 @@ airflow-lock:
 ## Retrain the model into model/
 model: $(VENV)/.installed
 	$(PY) -m homevalue.train
+	$(PY) -m homevalue.compiled
 
 ## Run the benchmarks (writes docs/benchmarks.json and docs/benchmarks.md)
 bench: $(VENV)/.installed
