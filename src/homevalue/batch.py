@@ -431,6 +431,8 @@ def neutralise_formulas(frame: pd.DataFrame) -> pd.DataFrame:
         if values.dtype != object and not pd.api.types.is_string_dtype(values.dtype):
             continue
         text = values if isinstance(values.dtype, pd.StringDtype) else values.astype("string")
+        if not _has_bytes(text, _FORMULA_BYTES):  # digits and words alone: nothing to look at
+            continue
         risky = text.str.startswith(FORMULA_START).fillna(False).to_numpy(dtype=bool, copy=True)
         if not risky.any():
             continue
@@ -503,21 +505,39 @@ def csv_bytes(frame: pd.DataFrame, *, header: bool) -> bytes | None:
     return names.getvalue().encode() + lines
 
 
-_SPECIAL_BYTES = np.zeros(256, dtype=bool)
-_SPECIAL_BYTES[[ord('"'), ord(","), ord("\r"), ord("\n")]] = True
+def _byte_set(characters: str) -> np.ndarray:
+    found = np.zeros(256, dtype=bool)
+    found[[ord(c) for c in characters]] = True
+    return found
+
+
+_SPECIAL_BYTES = _byte_set('",\r\n')  # what the csv module quotes a cell for
+_FORMULA_BYTES = _byte_set("".join(FORMULA_START))
 
 
 def _has_special_bytes(values) -> bool:
-    """Whether any cell of an Arrow text column holds a byte the csv module quotes for.
+    return _has_bytes(values, _SPECIAL_BYTES)
+
+
+def _has_bytes(values, wanted: np.ndarray) -> bool:
+    """Whether any cell of a text column (Arrow's, or pandas' Arrow-backed) holds one of the
+    `wanted` bytes.
 
     One lookup over the column's character data (a few ms per million cells), where the
     per-cell regular expression, replace and join cost ~60 ms a column per 200,000 rows.
     (A byte of a cell outside the array's slice can only give a needless, harmless pass.)
     """
+    import pyarrow as pa
+
+    if isinstance(values, pd.Series):
+        try:
+            values = pa.array(values, type=pa.string(), from_pandas=True)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            return True  # not plain text: let the caller look cell by cell
     chunks = values.chunks if hasattr(values, "chunks") else [values]
     for chunk in chunks:
         data = chunk.buffers()[2]
-        if data is not None and _SPECIAL_BYTES[np.frombuffer(data, dtype=np.uint8)].any():
+        if data is not None and wanted[np.frombuffer(data, dtype=np.uint8)].any():
             return True
     return False
 
