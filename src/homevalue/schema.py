@@ -443,8 +443,18 @@ class ValidatedFrame:
         n = len(self.ok)
         if not self.flag_masks:
             return np.full(n, "", dtype=object)
-        patterns, inverse = np.unique(np.column_stack(self.flag_masks), axis=0, return_inverse=True)
         names = np.array(self.flag_names, dtype=object)
+        if len(self.flag_masks) > 63:  # more flags than bits in a key: rows compared whole
+            patterns, inverse = np.unique(
+                np.column_stack(self.flag_masks), axis=0, return_inverse=True
+            )
+        else:  # each row's flags as the bits of one integer: a 1-D unique, ~10x faster
+            keys = np.zeros(n, dtype=np.uint64)
+            for bit, mask in enumerate(self.flag_masks):
+                keys |= mask.astype(np.uint64) << np.uint64(bit)
+            distinct, inverse = np.unique(keys, return_inverse=True)
+            bits = np.uint64(1) << np.arange(len(self.flag_masks), dtype=np.uint64)
+            patterns = (distinct[:, None] & bits) != 0
         texts = np.array([";".join(names[pattern]) for pattern in patterns], dtype=object)
         return texts[inverse.reshape(-1)]
 
@@ -616,6 +626,20 @@ def _parse_numbers(cells: pd.Series) -> np.ndarray:
     return parsed.to_numpy(zero_copy_only=False)
 
 
+def _ascii_digits(cells: pd.Series) -> np.ndarray:
+    """Which cells are one or more of the digits 0-9 and nothing else (Arrow's ASCII test:
+    other scripts' digits are not ASCII, so they are left to the regular expressions)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    try:
+        text = pa.array(cells, type=pa.string(), from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return np.zeros(len(cells), dtype=bool)
+    found = pc.fill_null(pc.ascii_is_decimal(text), False)
+    return np.asarray(found.to_numpy(zero_copy_only=False), dtype=bool).copy()
+
+
 def _numbers(feature: Feature, raw: pd.Series):
     """Parse a column to floats and say, per row, why a value is not acceptable."""
     bool_column = pd.api.types.is_bool_dtype(raw.dtype)  # numpy bool, "boolean", bool[pyarrow]
@@ -634,14 +658,23 @@ def _numbers(feature: Feature, raw: pd.Series):
     else:
         cells = _text_cells(raw.where(~wrong_type, other=None))
         missing = (cells.isna() | (cells == "")).to_numpy(dtype=bool) & ~wrong_type
-        is_number = cells.str.fullmatch(NUMBER_TEXT).fillna(False).to_numpy(dtype=bool)
-        non_finite_text = cells.str.fullmatch(NON_FINITE_TEXT).fillna(False).to_numpy(dtype=bool)
+        # Digits alone (nearly every cell of an integer column) are a number without the
+        # regular expression: one ASCII test, a third of its time; the rest are matched.
+        is_number = _ascii_digits(cells)
+        rest = ~is_number & ~missing
+        if rest.any():
+            matched = cells[rest].str.fullmatch(NUMBER_TEXT).fillna(False)
+            is_number[rest] = matched.to_numpy(dtype=bool)
         # pandas runs `\d` through Python's re whenever a cell is not ASCII, as validate_record.
-        # Only cells that are not ASCII numbers can be one: matching every cell cost as much
-        # as the number match itself (20 ms per 200,000 cells) on every numeric column.
+        # Only cells that are not ASCII numbers can be one, or "inf"/"nan": matching every
+        # cell cost as much as the number match itself (20 ms per 200,000 cells) a column.
         suspects = ~is_number & ~missing
         if suspects.any():
-            other = cells[suspects].str.fullmatch(OTHER_DIGITS_TEXT).fillna(False)
+            unusual = cells[suspects]
+            non_finite_text[suspects] = (
+                unusual.str.fullmatch(NON_FINITE_TEXT).fillna(False).to_numpy(dtype=bool)
+            )
+            other = unusual.str.fullmatch(OTHER_DIGITS_TEXT).fillna(False)
             other_digits[suspects] = other.to_numpy(dtype=bool)
         number = np.full(len(raw), np.nan)
         number[is_number] = _parse_numbers(cells[is_number])
