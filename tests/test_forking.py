@@ -103,10 +103,13 @@ def test_a_forked_kernel_runs_in_its_own_environment_folder_and_session(tmp_path
             seen = await evaluate(
                 manager,
                 "[os.getpid(), os.getppid(), os.getcwd(), os.environ['VOILA_REQUEST_URL'], "
-                "os.getsid(0), 'ipywidgets' in sys.modules]",
-                "import os, sys",
+                "os.getsid(0), 'ipywidgets' in sys.modules, "
+                "IPKernelApp.instance().parent_handle]",
+                "import os, sys\nfrom ipykernel.kernelapp import IPKernelApp",
             )
-            assert seen == [pid, zygote.pid, str(tmp_path), "http://x/price?a=1", pid, True]
+            assert seen == [
+                pid, zygote.pid, str(tmp_path), "http://x/price?a=1", pid, True, os.getpid()
+            ]  # fmt: skip
             # a kernel's command line, connection file included (ps, the tests, the bench)
             command = psutil.Process(pid).cmdline()
             assert command[1:3] == ["-m", "ipykernel_launcher"]

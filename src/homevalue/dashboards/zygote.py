@@ -237,7 +237,9 @@ def kernel_app_class(server: int) -> type:
 
 
 def run_kernel(app_class: type, args: list[str]) -> None:
-    app = app_class.instance()
+    # IPKernelApp read JPY_PARENT_PID into its default when the zygote imported it: the
+    # server's pid (which also keeps the kernel from printing "To connect another client")
+    app = app_class.instance(parent_handle=int(os.environ.get("JPY_PARENT_PID") or 0))
     app.initialize(args)
     # ipywidgets registers its comm targets at import, when a kernel is running: it was
     # imported here before there was one.
