@@ -227,13 +227,15 @@ def watch_server(server: int) -> None:
 def kernel_app_class(server: int) -> type:
     """ipykernel's IPKernelApp watching the server's pidfd in place of its parent poller
     (made once, in the zygote: a traitlets class takes a while to set up)."""
-    from ipykernel.kernelapp import IPKernelApp
+    from ipykernel import kernelapp
 
-    class ForkedKernelApp(IPKernelApp):
+    # The same name, so the kernel's log lines read "[IPKernelApp] ..." as a cold kernel's
+    # (what operators and the browser tests filter on).
+    class IPKernelApp(kernelapp.IPKernelApp):
         def init_poller(self) -> None:
             watch_server(server)
 
-    return ForkedKernelApp
+    return IPKernelApp
 
 
 def run_kernel(app_class: type, args: list[str]) -> None:
