@@ -10,6 +10,7 @@ exits with the server, and starts cold (logged) whenever forking cannot serve it
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -51,9 +52,36 @@ def run(coroutine):
 
 
 async def started(env: dict | None = None, cwd: Path | None = None) -> AsyncKernelManager:
+    """A kernel, once this environment's zygote is ready (a kernel asked for while it
+    imports starts cold: test_a_kernel_asked_for_while_the_zygote_imports_starts_cold)."""
+    env = {**os.environ, **(env or {})}
+    cwd = str(cwd or os.getcwd())
+    with contextlib.suppress(forking.ZygoteUnavailable):
+        await forking.ZYGOTES.get(sys.executable, env, cwd, logging.getLogger("test"))
     manager = AsyncKernelManager(kernel_name="python3")
-    await manager.start_kernel(env={**os.environ, **(env or {})}, cwd=str(cwd or os.getcwd()))
+    await manager.start_kernel(env=env, cwd=cwd)
     return manager
+
+
+def test_a_kernel_asked_for_while_the_zygote_imports_starts_cold():
+    """Voilà's pool counts only once its first kernel has started: the first kernels do not
+    wait for the zygote's imports (the server's first viewers would get kernels outside
+    the pool); once it is ready, kernels fork."""
+
+    async def check():
+        first = AsyncKernelManager(kernel_name="python3")
+        await first.start_kernel(env=dict(os.environ))
+        try:
+            assert isinstance(first.provisioner.process, subprocess.Popen)
+            second = await started()
+            try:
+                zygote_of(second)
+            finally:
+                await second.shutdown_kernel(now=True)
+        finally:
+            await first.shutdown_kernel(now=True)
+
+    run(check())
 
 
 async def evaluate(manager: AsyncKernelManager, expression: str, code: str = "") -> object:
@@ -314,14 +342,16 @@ def test_the_dashboards_preload_leaves_nothing_a_fork_would_lose(without_pyarrow
 
 
 SERVER = """
-import asyncio, os, sys, time
+import asyncio, logging, os, sys, time
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_client.provisioning import KernelProvisionerFactory
 from homevalue import config
+from homevalue.dashboards import forking
 KernelProvisionerFactory.instance().default_provisioner_name = "homevalue-fork"
 config.ZYGOTE_PRELOAD = {preload!r}
 
 async def main():
+    await forking.ZYGOTES.get(sys.executable, dict(os.environ), os.getcwd(), logging.getLogger())
     manager = AsyncKernelManager(kernel_name="python3")
     await manager.start_kernel()
     process = manager.provisioner.process

@@ -49,6 +49,14 @@ class ZygoteUnavailable(Exception):
     """This kernel cannot be forked; the reason goes to the log and the kernel starts cold."""
 
 
+class ZygoteStarting(ZygoteUnavailable):
+    """The zygote is still importing: this kernel starts cold rather than wait for it.
+
+    Voilà counts a preheated pool as present only once its first kernel has started, so a
+    first kernel held for the zygote's imports would send the server's first viewers to
+    kernels outside the pool (without the pool's environment)."""
+
+
 def import_profile(env: dict[str, str]) -> tuple[tuple[str, str], ...]:
     """The part of a kernel's environment its imports may read: all but Voilà's per-kernel
     variables, which differ for every kernel and are set in the fork."""
@@ -238,9 +246,27 @@ class Zygotes:
         return zygote
 
     async def get(self, python: str, env: dict[str, str], cwd: str, log) -> Zygote:
+        """The zygote for this environment, started if need be and waited for."""
         zygote = self._zygote(python, env, cwd, log)
         await zygote.wait_ready(config.ZYGOTE_READY_SECONDS)
         return zygote
+
+    async def ready(self, python: str, env: dict[str, str], cwd: str, log) -> Zygote:
+        """The zygote for this environment if it is ready; ZygoteStarting while it imports
+        (started if need be, and checked once it is ready: a failure is logged then)."""
+        zygote = self._zygote(python, env, cwd, log)
+        if not zygote.ready.done():
+            asyncio.ensure_future(self._check_ready(zygote, log))
+            raise ZygoteStarting(f"the fork server (pid {zygote.pid}) is still starting")
+        await zygote.wait_ready(config.ZYGOTE_READY_SECONDS)
+        return zygote
+
+    @staticmethod
+    async def _check_ready(zygote: Zygote, log) -> None:
+        with contextlib.suppress(ZygoteUnavailable):
+            await zygote.wait_ready(config.ZYGOTE_READY_SECONDS)
+            return
+        log.warning("the kernel fork server (pid %d) failed: %s", zygote.pid, zygote.failed)
 
     def stop(self) -> None:
         """Stop every zygote (their kernels keep running): for tests."""
@@ -325,8 +351,10 @@ class ForkingProvisioner(LocalProvisioner):
         )
         if why is None:
             try:
-                zygote = await ZYGOTES.get(cmd[0], env, cwd, self.log)
+                zygote = await ZYGOTES.ready(cmd[0], env, cwd, self.log)
                 pid, pidfd = await zygote.fork(cmd[0], args, env, cwd, config.ZYGOTE_FORK_SECONDS)
+            except ZygoteStarting as error:
+                self.log.info("kernel %s starts cold: %s", self.kernel_id, error)
             except ZygoteUnavailable as error:
                 self.log.warning("kernel %s starts cold: %s", self.kernel_id, error)
             else:
