@@ -42,7 +42,7 @@ def forking_provisioner(monkeypatch):
     factory = KernelProvisionerFactory.instance()
     monkeypatch.setattr(factory, "default_provisioner_name", "homevalue-fork")
     monkeypatch.setattr(config, "ZYGOTE_PRELOAD", LIGHT_PRELOAD)
-    monkeypatch.delenv(config.KERNEL_FORK_ENV, raising=False)
+    monkeypatch.setenv(config.KERNEL_FORK_ENV, "1")
     yield
     forking.ZYGOTES.stop()
 
@@ -266,8 +266,12 @@ def test_a_zygote_that_fails_leaves_kernels_to_start_cold_with_a_warning(monkeyp
     run(check())
 
 
-def test_forking_can_be_turned_off(monkeypatch):
-    monkeypatch.setenv(config.KERNEL_FORK_ENV, "0")
+@pytest.mark.parametrize("setting", ["0", None])
+def test_forking_can_be_turned_off_and_is_off_by_default(monkeypatch, setting):
+    if setting is None:
+        monkeypatch.delenv(config.KERNEL_FORK_ENV)
+    else:
+        monkeypatch.setenv(config.KERNEL_FORK_ENV, setting)
 
     async def check():
         manager = await started()
@@ -348,6 +352,7 @@ from jupyter_client.provisioning import KernelProvisionerFactory
 from homevalue import config
 from homevalue.dashboards import forking
 KernelProvisionerFactory.instance().default_provisioner_name = "homevalue-fork"
+os.environ[config.KERNEL_FORK_ENV] = "1"
 config.ZYGOTE_PRELOAD = {preload!r}
 
 async def main():

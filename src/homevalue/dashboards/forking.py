@@ -7,10 +7,11 @@ restarter, interrupts, shutdown, the culler, the memory watch in kernels.py) see
 kernel's pid and process group as before: signals go through a pidfd (the kernel is the
 zygote's child, not ours), and the zygote reports each kernel's exit status.
 
-A kernel is started cold, as upstream does, with a warning in the log, when forking cannot
-serve it: HOMEVALUE_KERNEL_FORK=0, a command other than ipykernel_launcher's, a zygote that
-failed to start, reported a fork hazard or died (a new one is started after
-ZYGOTE_RETRY_SECONDS). A kernel's environment decides its zygote: kernels whose
+A kernel is started cold, as upstream does, when forking is off (HOMEVALUE_KERNEL_FORK, off
+by default) or cannot serve it: its zygote is still importing (the pools' first kernels,
+at start: logged as info), or, with a warning, a command other than ipykernel_launcher's,
+a zygote that failed to start, reported a fork hazard (not retried) or died (a new one is
+started after ZYGOTE_RETRY_SECONDS). A kernel's environment decides its zygote: kernels whose
 environments differ beyond Voilà's per-kernel variables (VOILA_*, JPY_*) import under
 different settings (thread counts, HOMEVALUE_* switches), so they get different zygotes.
 
