@@ -21,6 +21,11 @@ NOTEBOOKS ?= notebooks
 # VOILA_ARGS=--preheat_kernel=False (the defaults are right for viewers).
 VOILA_ARGS ?=
 CONSTRAINTS := .ci/constraints.txt
+# Airflow (deploy/airflow/) in a virtual environment of its own, so its pins never meet ours:
+# its requirement and the full lock of that environment (`make airflow-lock` rewrites it).
+AIRFLOW_VENV ?= .venv-airflow
+AIRFLOW_REQUIREMENTS := deploy/airflow/requirements.txt
+AIRFLOW_CONSTRAINTS := deploy/airflow/constraints.txt
 # pip warns once per line about find-links/index locations that do not exist on this
 # machine; the warnings are harmless, so they are dropped (pip's exit status is kept).
 PIP_NOISE := is ignored: it is neither
@@ -30,7 +35,8 @@ TEMPLATE_FILES := $(shell find share/jupyter/voila/templates/homevalue -type f 2
 # Jupyter refuses to run as root unless told to (containers, CI machines).
 LAB_ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 
-.PHONY: help install serve serve-replicas api test lint format model bench lock lab notebooks screenshots clean distclean
+.PHONY: help install serve serve-replicas api test lint format model bench lock lab notebooks screenshots clean distclean \
+        airflow-venv airflow-test airflow-lock
 
 ## Show this help
 help:
@@ -47,6 +53,7 @@ $(VENV)/.installed: pyproject.toml $(CONSTRAINTS) $(TEMPLATE_FILES)
 	test -x $(PY) || $(PYTHON3) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip 2>&1 | { grep -v "$(PIP_NOISE)" || true; }
 	$(PY) -m pip install -c $(CONSTRAINTS) -e '.[test]' 2>&1 | { grep -v "$(PIP_NOISE)" || true; }
+	$(PY) -m homevalue.compiled  # compile model/'s trees into the cache (~12 s; README "Performance")
 	touch $@
 
 ## Serve notebooks/ with Voilà on http://localhost:8866/ (PORT=... to change; settings in voila.json; limits in README "Deployment")
@@ -74,17 +81,47 @@ test: $(VENV)/.installed
 
 ## Check code style with ruff (lint + format check)
 lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check src tests
-	$(VENV)/bin/ruff format --check src tests
+	$(VENV)/bin/ruff check src tests deploy/airflow
+	$(VENV)/bin/ruff format --check src tests deploy/airflow
 
 ## Reformat the code and apply ruff's safe fixes
 format: $(VENV)/.installed
-	$(VENV)/bin/ruff format src tests
-	$(VENV)/bin/ruff check --fix src tests
+	$(VENV)/bin/ruff format src tests deploy/airflow
+	$(VENV)/bin/ruff check --fix src tests deploy/airflow
+
+## Create .venv-airflow: Airflow alone, pinned by deploy/airflow/constraints.txt, and a migrated metadata db
+airflow-venv: $(AIRFLOW_VENV)/.installed
+
+# Rebuilt from nothing when the pins change, so nothing of an older Airflow stays behind. The
+# metadata database is migrated once here (a test copies it instead of migrating again).
+$(AIRFLOW_VENV)/.installed: $(AIRFLOW_REQUIREMENTS) $(AIRFLOW_CONSTRAINTS)
+	rm -rf $(AIRFLOW_VENV)
+	$(PYTHON3) -m venv $(AIRFLOW_VENV)
+	$(AIRFLOW_VENV)/bin/python -m pip install -c $(AIRFLOW_CONSTRAINTS) pip 2>&1 | { grep -v "$(PIP_NOISE)" || true; }
+	$(AIRFLOW_VENV)/bin/python -m pip install -c $(AIRFLOW_CONSTRAINTS) -r $(AIRFLOW_REQUIREMENTS) 2>&1 \
+	    | { grep -v "$(PIP_NOISE)" || true; }
+	mkdir -p $(AIRFLOW_VENV)/metadata
+	AIRFLOW_HOME=$(abspath $(AIRFLOW_VENV))/metadata AIRFLOW__CORE__LOAD_EXAMPLES=False \
+	    $(AIRFLOW_VENV)/bin/airflow db migrate >$(AIRFLOW_VENV)/metadata/migrate.log 2>&1 \
+	    || { tail -n 30 $(AIRFLOW_VENV)/metadata/migrate.log >&2; exit 1; }
+	touch $@
+
+## Run the Airflow DAG with `airflow dags test` against a temporary batch folder (README "Airflow")
+airflow-test: $(VENV)/.installed $(AIRFLOW_VENV)/.installed
+	$(PY) -m pytest -o addopts="" -p no:cacheprovider tests/test_airflow_dag.py
+
+## Rewrite deploy/airflow/constraints.txt from the packages installed in .venv-airflow
+airflow-lock:
+	@test -x $(AIRFLOW_VENV)/bin/python || { echo "no $(AIRFLOW_VENV): run 'make airflow-venv' first" >&2; exit 1; }
+	{ echo "# Full lock of $(AIRFLOW_VENV) (Airflow's own environment), written by 'make airflow-lock'. Do not edit."; \
+	  $(AIRFLOW_VENV)/bin/python -m pip freeze --all; \
+	} > $(AIRFLOW_CONSTRAINTS).tmp
+	mv $(AIRFLOW_CONSTRAINTS).tmp $(AIRFLOW_CONSTRAINTS)
 
 ## Retrain the model into model/
 model: $(VENV)/.installed
 	$(PY) -m homevalue.train
+	$(PY) -m homevalue.compiled
 
 ## Run the benchmarks (writes docs/benchmarks.json and docs/benchmarks.md)
 bench: $(VENV)/.installed
@@ -121,6 +158,6 @@ clean:
 	find . -path ./$(VENV) -prune -o -type d -name __pycache__ -exec rm -rf {} +
 	rm -rf .pytest_cache .ruff_cache .hypothesis
 
-## clean, then remove .venv
+## clean, then remove .venv and .venv-airflow
 distclean: clean
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(AIRFLOW_VENV)

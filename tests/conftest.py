@@ -50,6 +50,15 @@ def reference(model: homevalue.Model) -> pd.DataFrame:
 
 
 @pytest.fixture(autouse=True)
+def own_batch_folder(monkeypatch, tmp_path_factory):
+    """The batch job's default folder is the test's own: `homevalue batch score` records its
+    runs in the history beside the default inbox, which is otherwise `./batch/` of the
+    checkout (subprocesses inherit the variable too)."""
+    folder = tmp_path_factory.mktemp("batch")
+    monkeypatch.setenv("HOMEVALUE_BATCH_INBOX", str(folder / "inbox"))
+
+
+@pytest.fixture(autouse=True)
 def no_settle_window(monkeypatch):
     """Test files are written a moment before the inbox runs; the window has its own test.
 
@@ -58,3 +67,12 @@ def no_settle_window(monkeypatch):
     """
     monkeypatch.setenv("HOMEVALUE_BATCH_SETTLE_SECONDS", "0")
     monkeypatch.setenv("HOMEVALUE_BATCH_LOOK_SECONDS", "0")
+
+
+@pytest.fixture(autouse=True)
+def feedback_store(tmp_path, monkeypatch):
+    """Each test's feedback goes to its own store, never to the checkout's batch/ folder
+    (the API's and the pages' tests report houses)."""
+    path = tmp_path / "feedback.sqlite"
+    monkeypatch.setenv("HOMEVALUE_FEEDBACK_DB", str(path))
+    return path

@@ -523,6 +523,9 @@ def test_the_model_card(client, model):
         "max_keys_per_house": config.API_MAX_KEYS_PER_HOUSE,
         "max_problems_listed": config.API_MAX_PROBLEMS,
         "max_explained_per_request": config.API_MAX_EXPLAINED,
+        "max_feedback_body_bytes": config.FEEDBACK_MAX_BODY_BYTES,
+        "max_feedback_comment_chars": config.FEEDBACK_COMMENT_MAX_CHARS,
+        "feedback_reports_per_client_per_hour": config.FEEDBACK_PER_API_CLIENT_PER_HOUR,
     }
     assert "artifact_sha256" not in card
 

@@ -77,6 +77,7 @@ def test_without_keys_the_api_is_open_and_says_so_once(good_house, api_log_lines
 
 GUARDED = [
     ("POST", PREDICT),
+    ("POST", "/v1/feedback"),
     ("GET", "/v1/model"),
     ("GET", "/docs"),
     ("GET", "/openapi.json"),

@@ -180,6 +180,50 @@ def test_chunk_size_changes_nothing_and_rows_are_numbered_in_the_whole_file(tmp_
     assert scored.loc[scored[ID] == "006", "Garage_Cars"].item() == given.loc[5, "Garage_Cars"]
 
 
+def _many_blocks(tmp_path) -> tuple[pd.DataFrame, Path]:
+    """20,000 houses (about 2.6 MB): Arrow's reader takes a CSV in blocks of 1 MiB."""
+    big = pd.concat([houses(50)] * 400, ignore_index=True)
+    big[ID] = [f"{i:06d}" for i in range(1, len(big) + 1)]
+    big["note"] = np.resize(["plain", 'a "quoted", word', "two\nlines", "", "-7", "=1+1"], len(big))
+    source = write_csv(big, tmp_path / "big.csv")
+    assert source.stat().st_size > 2 * 2**20
+    return big, source
+
+
+def test_a_file_of_several_arrow_blocks_comes_out_row_for_row(tmp_path, model):
+    big, source = _many_blocks(tmp_path)
+
+    whole = score(source, tmp_path / "whole", model, chunk_rows=100_000)
+    parts = score(source, tmp_path / "parts", model, chunk_rows=4_999)  # chunks span blocks
+
+    assert whole.scored_path.read_bytes() == parts.scored_path.read_bytes()
+    scored = read_text_csv(whole.scored_path)
+    expected = big.assign(note=big["note"].where(big["note"] != "=1+1", "'=1+1"))
+    pd.testing.assert_frame_equal(scored[list(big.columns)], expected)
+    assert scored["row"].astype(int).tolist() == list(range(1, len(big) + 1))
+    # byte for byte what pandas' writer made of the same cells
+    pandas_wrote = scored.to_csv(index=False, lineterminator="\r\n").encode()
+    assert whole.scored_path.read_bytes() == pandas_wrote
+
+
+def test_a_ragged_row_past_arrows_first_blocks_is_named_as_before(tmp_path, model):
+    """Arrow stops at a row of another width; pandas' reader then says where, as always."""
+    big, source = _many_blocks(tmp_path)
+    lines = source.read_bytes().split(b"\n")
+    at = next(i for i in range(15_000, len(lines)) if lines[i].endswith(b",plain"))
+    lines[at] += b",surplus,cells"
+    source.write_bytes(b"\n".join(lines))
+    width = len(big.columns)
+
+    with pytest.raises(
+        homevalue.BatchFileError,
+        match=rf"^big\.csv cannot be read as CSV: .*Expected {width} fields in line \d+, "
+        rf"saw {width + 2}",
+    ):
+        score(source, tmp_path / "out", model, chunk_rows=4_999)
+    assert everything_in(tmp_path / "out") == []
+
+
 # --- bad rows -----------------------------------------------------------------------------
 
 

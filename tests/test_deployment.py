@@ -152,6 +152,21 @@ def test_the_api_answers_through_the_proxy_to_its_key_holders(deployed, good_hou
     assert priced.status_code == 200 and priced.json()["price"] > 0
 
 
+def test_metrics_are_refused_through_the_proxy_and_served_to_this_machine(deployed):
+    """/metrics is for this machine (or a token holder): nginx runs on this machine too, so
+    what it forwards must be told apart (its X-Forwarded-For), on both names."""
+    ports = deployed["ports"]
+    for port in (ports["dashboards"], ports["tls_api"]):
+        answer = requests.get(
+            f"https://localhost:{port}/metrics", verify=deployed["cert"], timeout=10
+        )
+        assert answer.status_code == 403, answer.text
+        assert "HOMEVALUE_METRICS_TOKEN" in answer.text and "homevalue_" not in answer.text
+    for port, name in ((ports["voila"], "homevalue_dashboards_"), (ports["api"], "homevalue_api_")):
+        answer = requests.get(f"http://localhost:{port}/metrics", timeout=10)
+        assert answer.status_code == 200 and name in answer.text
+
+
 def test_a_websocket_through_the_proxy_without_the_v1_protocol_is_refused(deployed):
     url = dashboards_url(deployed)
     page = requests.get(url + PRICE_PAGE, verify=deployed["cert"], timeout=120)

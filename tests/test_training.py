@@ -48,7 +48,9 @@ def assert_same(got, expected, where: str) -> None:
         assert got == expected, where
 
 
-@pytest.mark.parametrize("section", ["metrics", "cross_validation", "interval", "accuracy_here"])
+@pytest.mark.parametrize(
+    "section", ["metrics", "cross_validation", "interval", "accuracy_here", "training_distribution"]
+)
 def test_metrics_and_interval_equal_the_committed_card(retrained, committed, section):
     _, card = retrained
     assert_same(card[section], committed[section], section)
@@ -63,6 +65,25 @@ def test_schema_data_and_bounds_equal_the_committed_card(retrained, committed):
     assert card["feature_importance_gain_share"] == pytest.approx(
         committed["feature_importance_gain_share"], abs=1e-6
     )
+
+
+def test_the_training_distribution_counts_every_training_sale_once(retrained):
+    """Each input's bins and the price's hold the train part's sales, every one once, and
+    serving reads them back (homevalue.drift.Reference)."""
+    from homevalue.drift import reference_of
+
+    _, card = retrained
+    stored = card["training_distribution"]
+    assert stored["rows"] == card["data"]["split"]["train"]
+    reference = reference_of(card)
+    assert reference is not None
+    assert reference.names == [f["name"] for f in card["features"]] + ["predicted_price"]
+    for histogram in reference:
+        assert histogram.counts.sum() == stored["rows"], histogram.name
+        if histogram.kind == "category":  # every level was seen in training, none other
+            assert histogram.counts[:-1].min() > 0 and histogram.counts[-1] == 0, histogram.name
+        else:  # no bin of training is empty (the edges are training values)
+            assert histogram.counts.min() > 0, histogram.name
 
 
 def test_metrics_meet_the_bars(retrained):

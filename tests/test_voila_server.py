@@ -12,6 +12,7 @@ import html.parser
 import inspect
 import json
 import re
+import sys
 import time
 import urllib.parse
 import uuid
@@ -39,6 +40,7 @@ PAGES = {
     "price_a_home.ipynb": "Price a home",
     "score_a_batch.ipynb": "Score a batch",
     "model_report.ipynb": "Model report",
+    "monitoring.ipynb": "Monitoring",
 }
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 TRACEBACK = re.compile(r"Traceback \(most recent call last\)|\b[A-Z]\w*(?:Error|Exception): ")
@@ -133,7 +135,22 @@ def test_page_shows_no_traceback(rendered, page):
     assert error is None, f"the page shows a Python error: {error!r}"
 
 
-@pytest.mark.parametrize("page", PAGES)
+# The pages voila.json keeps preheated kernels for (Monitoring, an operator's page opened a
+# few times a day, starts its kernel when asked rather than hold 200 MB for it).
+PREHEATED = [
+    page
+    for page, pool in json.loads((PROJ_ROOT / "voila.json").read_text())["VoilaKernelManager"][
+        "kernel_pools_config"
+    ].items()
+    if page in PAGES and pool.get("pool_size", 0) > 0
+]
+
+
+def test_the_viewers_pages_are_preheated():
+    assert set(PREHEATED) == set(PAGES) - {"monitoring.ipynb"}
+
+
+@pytest.mark.parametrize("page", PREHEATED)
 def test_page_is_served_by_a_preheated_kernel(voila, rendered, page):
     """The pool in voila.json is used with the template and theme it sets."""
     kernel = kernel_id(rendered(page))
@@ -332,6 +349,22 @@ def test_contents_api_gives_no_notebook_content(voila, page):
     if response.status_code == 200:
         assert response.json()["content"] is None
     assert not any(marker in response.text for marker in NOTEBOOK_JSON)
+
+
+def test_a_returning_viewer_keeps_the_lab_extensions_content_hashed_files(voila):
+    """Named by their content, they may be kept a year; Voilà said `no-cache` for all, so
+    every return asked again for ~80 files. Files without a hash in the name still ask."""
+    static = Path(sys.prefix) / "share/jupyter/labextensions/jupyter-leaflet/static"
+    (entry,) = [p.name for p in static.glob("remoteEntry.*.js")]
+    chunk = next(p.name for p in static.glob("*.js") if p.name[0].isdigit())
+    for name, expected in [
+        (entry, "public, max-age=31536000, immutable"),
+        (chunk, "public, max-age=31536000, immutable"),
+        ("style.js", "no-cache"),
+    ]:
+        response = voila.get(f"voila/labextensions/jupyter-leaflet/static/{name}")
+        assert response.status_code == 200, name
+        assert response.headers["Cache-Control"] == expected, name
 
 
 def test_template_assets_are_served(voila):

@@ -10,9 +10,12 @@ Answers are written as JSON directly (no pydantic on the request path).
     POST /v1/predict   a house {field: value}, or a list of up to API_MAX_HOUSES of them;
                        `?explain=true` (or `"explain": true` in a house) adds why the price
                        is what it is: each field's contribution, in dollars (homevalue.explain)
+    POST /v1/feedback  a house as priced with its actual sale price, or with why its price
+                       looks wrong: re-priced here and kept (homevalue.feedback)
     GET  /v1/model     the model card: schema, metrics, interval, versions, limits
     GET  /healthz      the process answers (liveness)
     GET  /readyz       the model is loaded (readiness; 503 until it is)
+    GET  /metrics      Prometheus metrics, for this machine or a token only (homevalue.metrics)
 
 Run it with `make api` (uvicorn, settings in homevalue.config). One JSON line per request
 goes to stderr (logger `homevalue.api.access`); nothing from the body is logged.
@@ -20,17 +23,23 @@ goes to stderr (logger `homevalue.api.access`); nothing from the body is logged.
 Access is open unless API keys are configured (homevalue.apikeys); then every route but the
 probes needs `Authorization: Bearer <key>` or `X-API-Key: <key>`: 401 without one, 403 with
 a wrong one, checked before routing, so a new route cannot be left open by mistake.
+`/metrics` is not for API clients: it has its own guard (homevalue.metrics).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import hashlib
 import json
 import logging
 import math
+import os
+import shutil
 import sys
+import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from importlib.metadata import version as installed_version
@@ -39,14 +48,27 @@ from pathlib import Path
 import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CollectorRegistry
+from prometheus_client.multiprocess import MultiProcessCollector
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
-from homevalue import apikeys, config, openapi
+from homevalue import apikeys, config, feedback, openapi
 from homevalue.apikeys import KeyRing
-from homevalue.errors import ApiKeyError, ModelError, Problem, ValidationError, shown
+from homevalue.errors import (
+    ApiKeyError,
+    FeedbackLimitError,
+    FeedbackStoreError,
+    MetricsTokenError,
+    ModelError,
+    Problem,
+    ValidationError,
+    shown,
+)
+from homevalue.metrics import ApiMetrics, MetricsAccess, exposition
 from homevalue.model import Model, load_model
-from homevalue.predict import predict_one
+from homevalue.predict import Prediction, predict_one
 from homevalue.schema import Schema
 
 log = logging.getLogger("homevalue.api")
@@ -58,6 +80,7 @@ CARD_KEYS = (
     "cross_validation", "interval", "accuracy_here", "price_bounds", "data", "versions",
 )  # fmt: skip
 PREDICT_PATH = "/v1/predict"
+FEEDBACK_PATH = "/v1/feedback"
 EXPLAIN_KEY = "explain"  # in a house or the query: not a field, the option to explain
 EXPLAIN_VALUES = {"true": True, "1": True, "false": False, "0": False}
 
@@ -76,10 +99,12 @@ class ApiError(Exception):
         detail: str,
         problems: list[dict] | None = None,
         problems_total: int = 0,
+        headers: dict[str, str] | None = None,
     ):
         super().__init__(detail)
         self.status, self.code, self.detail = status, code, detail
         self.problems, self.problems_total = problems, problems_total
+        self.headers = headers or {}
 
 
 class JsonAnswer(JSONResponse):
@@ -154,17 +179,19 @@ def invalid(
 # --- the request: read, parse, price -------------------------------------------------------
 
 
-async def read_body(request: Request, limit: int) -> bytes:
+HOUSES_ADVICE = (
+    f"send at most {config.API_MAX_HOUSES} houses per request, or use the batch job for files"
+)
+
+
+async def read_body(request: Request, limit: int, advice: str = HOUSES_ADVICE) -> bytes:
     """The body, refused with 413 as soon as it is known to exceed `limit`, never read whole.
 
     Not FastAPI's `max_body_size`: when Content-Length is over the limit, Starlette replaces
     whatever the app answers with a plain-text 413, and clients here get JSON errors.
     """
     too_large = ApiError(
-        413,
-        "body_too_large",
-        f"the request body is over {limit:,} bytes: send at most {config.API_MAX_HOUSES} "
-        "houses per request, or use the batch job for files",
+        413, "body_too_large", f"the request body is over {limit:,} bytes: {advice}"
     )
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
@@ -200,8 +227,8 @@ def check_separators(body: bytes) -> None:
         raise invalid([(None, Problem("body", f"{separators:,} ',' and ':'", reason))])
 
 
-def parse_houses(body: bytes, max_houses: int) -> tuple[list, bool]:
-    """(houses, whether one house was sent alone) from a JSON body, or a 422 saying why not.
+def parse_json(body: bytes) -> object:
+    """A JSON body, or a 422 saying why it is not one.
 
     The bytes are decoded strictly first: `json.loads` would let surrogates written as bytes
     through (it decodes with "surrogatepass"), and those are not UTF-8.
@@ -217,6 +244,12 @@ def parse_houses(body: bytes, max_houses: int) -> tuple[list, bool]:
     except (ValueError, RecursionError) as error:  # JSONDecodeError, NaN, nesting
         reason = f"is not valid JSON ({str(error)[:80]})"
         raise invalid([(None, Problem("body", None, reason))]) from None
+    return data
+
+
+def parse_houses(body: bytes, max_houses: int) -> tuple[list, bool]:
+    """(houses, whether one house was sent alone) from a JSON body, or a 422 saying why not."""
+    data = parse_json(body)
     if isinstance(data, dict):
         return [data], True
     if isinstance(data, list) and len(data) <= max_houses:
@@ -311,6 +344,60 @@ def price_houses(model: Model, houses: list, single: bool, explain: bool = False
     return priced
 
 
+# --- feedback: a house as priced, and its sale price or what looks wrong -------------------
+
+
+def check_feedback(model: Model, payload: object) -> tuple[Prediction, feedback.Report]:
+    """The house re-priced (the report is kept against the server's price, not one the
+    client could send) and the report; every problem in both refused at once in a 422,
+    the house's named `house.<field>`."""
+    house, report, problems = feedback.read_request(payload, model.card)
+    prediction = None
+    if isinstance(payload, Mapping) and "house" in payload:
+        if crowded := too_many_keys(model.schema, house):
+            found = [crowded]
+        else:
+            found = unknown_fields(model.schema, house, config.API_MAX_PROBLEMS)[0]
+            try:
+                prediction = predict_one(house, model=model)
+            except ValidationError as error:
+                found = error.problems + found
+        problems += [
+            Problem("house" if p.field == "record" else f"house.{p.field}", p.value, p.reason)
+            for p in found
+        ]
+    if problems or prediction is None or report is None:
+        raise invalid([(None, p) for p in problems])
+    return prediction, report
+
+
+def feedback_sender(request: Request, keys: KeyRing | None) -> str:
+    """Whom a report counts against for the flood limit: the API key it came with, or its
+    address when the API is open (behind a proxy, the proxy's: one limit for all). Kept
+    as a digest, never the key or the address itself."""
+    if keys is not None:
+        who = b"key:" + (apikeys.presented_key(request.scope["headers"]) or b"")
+    else:
+        who = b"addr:" + (request.client.host if request.client else "unknown").encode()
+    return "api:" + hashlib.sha256(who).hexdigest()[:24]
+
+
+async def keep_feedback(prediction: Prediction, report: feedback.Report, sender: str) -> dict:
+    """`feedback.record` off the event loop (it may wait for another process's write), its
+    refusals as 429 and 503 with Retry-After."""
+    try:
+        receipt = await run_in_threadpool(
+            feedback.record, prediction, report, source="api", client=sender
+        )
+    except FeedbackLimitError as error:
+        retry = {"Retry-After": str(error.retry_after)}
+        raise ApiError(429, "too_many_reports", str(error), headers=retry) from None
+    except FeedbackStoreError as error:
+        retry = {"Retry-After": str(error.retry_after)} if error.retry_after else {}
+        raise ApiError(503, "feedback_unavailable", str(error), headers=retry) from None
+    return receipt.to_dict()
+
+
 # --- the model, loaded at start-up and retried until it loads ------------------------------
 
 
@@ -318,17 +405,21 @@ class ModelSlot:
     """The served model. A failed load is logged and retried at the next request, so the
     process stays alive (healthz) but not ready (readyz) and recovers after `make model`."""
 
-    def __init__(self, folder: Path | None):
+    def __init__(self, folder: Path | None, metrics: ApiMetrics | None = None):
         self.folder = folder
+        self.metrics = metrics
         self.model: Model | None = None
         self.card_json: dict | None = None
         self._last_error = ""
 
     def get(self) -> Model | None:
         if self.model is None:
+            started = time.perf_counter()
             try:
                 model = load_model(self.folder)
             except Exception as error:  # any reason at all: the server must keep answering
+                if self.metrics:
+                    self.metrics.observe_load(started, None)
                 if str(error) != self._last_error:
                     # A ModelError's sentence names the file and the fix; anything else
                     # is a bug, whose traceback the operator needs.
@@ -336,6 +427,8 @@ class ModelSlot:
                     log.error("the model could not be loaded: %s", error, exc_info=trace)
                     self._last_error = str(error)
                 return None
+            if self.metrics:
+                self.metrics.observe_load(started, model.version)
             self.card_json = public_card(model.card)
             self.model = model
             log.info("model %s loaded from %s", model.version, model.path)
@@ -361,6 +454,11 @@ def public_card(card: dict) -> dict:
             "max_keys_per_house": config.API_MAX_KEYS_PER_HOUSE,
             "max_problems_listed": config.API_MAX_PROBLEMS,
             "max_explained_per_request": config.API_MAX_EXPLAINED,
+            "max_feedback_body_bytes": config.FEEDBACK_MAX_BODY_BYTES,
+            "max_feedback_comment_chars": config.FEEDBACK_COMMENT_MAX_CHARS,
+            "feedback_reports_per_client_per_hour": (
+                config.feedback_limits().per_api_client_per_hour
+            ),
         },
     }
 
@@ -370,6 +468,8 @@ def public_card(card: dict) -> dict:
 NO_KEY = "this API needs a key: send it as `Authorization: Bearer <key>` or `X-API-Key: <key>`"
 WRONG_KEY = "this API key is not accepted here: check it with whoever runs this API"
 OPEN_PATHS = frozenset(config.API_OPEN_PATHS)
+# Not behind the API keys, which are the client apps': /metrics has its own guard.
+KEYLESS_PATHS = OPEN_PATHS | {config.METRICS_PATH}
 
 
 class RequireKey:
@@ -385,7 +485,7 @@ class RequireKey:
         self.app, self.keys = app, keys
 
     async def __call__(self, scope, receive, send) -> None:
-        if self.keys is None or scope["type"] != "http" or _route_path(scope) in OPEN_PATHS:
+        if self.keys is None or scope["type"] != "http" or _route_path(scope) in KEYLESS_PATHS:
             await self.app(scope, receive, send)
             return
         presented = apikeys.presented_key(scope["headers"])
@@ -408,10 +508,11 @@ def _route_path(scope) -> str:
 
 class AccessLog:
     """One JSON line per request: when, the method, the route's template (never the raw path
-    or its query), the status, the latency and the model version; nothing from the body."""
+    or its query), the status, the latency and the model version; nothing from the body.
+    The same observation goes to the request metrics."""
 
-    def __init__(self, app, slot: ModelSlot):
-        self.app, self.slot = app, slot
+    def __init__(self, app, slot: ModelSlot, metrics: ApiMetrics):
+        self.app, self.slot, self.metrics = app, slot, metrics
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
@@ -429,15 +530,18 @@ class AccessLog:
         try:
             await self.app(scope, receive, observed)
         finally:
+            took = time.perf_counter() - start
+            route = getattr(scope.get("route"), "path", None)
             line = {
                 "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
                 "method": scope["method"],
-                "route": getattr(scope.get("route"), "path", None),
+                "route": route,
                 "status": status,
-                "latency_ms": round((time.perf_counter() - start) * 1000, 3),
+                "latency_ms": round(took * 1000, 3),
                 "model_version": self.slot.version,
             }
             access_log.info(json.dumps(line))
+            self.metrics.observe_request(route, scope["method"], status, took)
 
 
 def configure_logging() -> None:
@@ -456,7 +560,9 @@ async def on_api_error(request: Request, error: ApiError) -> JSONResponse:
     extra = {}
     if error.problems is not None:
         extra = {"problems": error.problems, "problems_total": error.problems_total}
-    return error_response(error.status, error.code, error.detail, **extra)
+    response = error_response(error.status, error.code, error.detail, **extra)
+    response.headers.update(error.headers)
+    return response
 
 
 HTTP_ERRORS = {
@@ -498,12 +604,37 @@ def log_access_mode(keys: KeyRing | None) -> None:
         )
 
 
+def metrics_response(request: Request, access: MetricsAccess, metrics: ApiMetrics) -> Response:
+    """The metrics in Prometheus' text format, if this request may read them.
+
+    With several workers (PROMETHEUS_MULTIPROC_DIR, set by `main`), every worker's figures
+    are read from that folder and added up, whichever worker answers the scrape.
+    """
+    peer = request.client.host if request.client else None
+    refusal = access.refusal(peer, request.headers.keys(), request.headers.get("authorization"))
+    if refusal is not None:
+        code = "unauthorized" if refusal.status == 401 else "forbidden"
+        response = error_response(refusal.status, code, refusal.detail)
+        if refusal.status == 401:
+            response.headers["WWW-Authenticate"] = 'Bearer realm="homevalue-metrics"'
+        return response
+    registry = metrics.registry
+    if os.environ.get(MULTIPROCESS_VARIABLE):
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
+    body, content_type = exposition(registry, request.headers.get("accept"))
+    return Response(body, headers={"Content-Type": content_type, "Cache-Control": "no-store"})
+
+
 def create_app(model_dir: Path | str | None = None) -> FastAPI:
     """The API for the model in `model_dir` (default: the configured model folder), with
-    the API keys configured now (raises ApiKeyError if a setting holds no usable key)."""
+    the API keys and metrics token configured now (raises ApiKeyError or MetricsTokenError
+    if a setting is unusable)."""
     configure_logging()
     keys = apikeys.load_keys()
-    slot = ModelSlot(Path(model_dir) if model_dir else None)
+    access = MetricsAccess.from_environment()
+    metrics = ApiMetrics()
+    slot = ModelSlot(Path(model_dir) if model_dir else None, metrics)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -518,9 +649,9 @@ def create_app(model_dir: Path | str | None = None) -> FastAPI:
         lifespan=lifespan,
         redoc_url=None,
     )
-    app.state.slot, app.state.keys = slot, keys
+    app.state.slot, app.state.keys, app.state.metrics = slot, keys, metrics
     app.add_middleware(RequireKey, keys=keys)
-    app.add_middleware(AccessLog, slot=slot)  # outermost: refusals are logged too
+    app.add_middleware(AccessLog, slot=slot, metrics=metrics)  # outermost: refusals count too
     app.add_exception_handler(ApiError, on_api_error)
     app.add_exception_handler(HTTPException, on_http_error)
     app.add_exception_handler(Exception, on_unexpected)
@@ -537,7 +668,22 @@ def create_app(model_dir: Path | str | None = None) -> FastAPI:
         body = await read_body(request, config.API_MAX_BODY_BYTES)
         houses, single = parse_houses(body, config.API_MAX_HOUSES)
         priced = price_houses(model, houses, single, explain)
+        metrics.predictions.labels(model.version).inc(len(priced))
         return JsonAnswer(priced[0] if single else priced)
+
+    @app.post(
+        FEEDBACK_PATH,
+        summary="Report a priced house's actual sale price, or that its price looks wrong",
+        status_code=201,
+        response_model=openapi.FeedbackReceipt,
+        responses=openapi.FEEDBACK_RESPONSES,
+    )
+    async def report_feedback(request: Request) -> JSONResponse:
+        model = slot.require()
+        body = await read_body(request, config.FEEDBACK_MAX_BODY_BYTES, openapi.ONE_REPORT)
+        prediction, report = check_feedback(model, parse_json(body))
+        kept = await keep_feedback(prediction, report, feedback_sender(request, keys))
+        return JsonAnswer(kept, status_code=201)
 
     @app.get(
         "/v1/model",
@@ -563,6 +709,10 @@ def create_app(model_dir: Path | str | None = None) -> FastAPI:
         model = slot.require()
         return JsonAnswer({"status": "ready", "model_version": model.version})
 
+    @app.get(config.METRICS_PATH, include_in_schema=False)
+    async def metrics_route(request: Request) -> Response:
+        return metrics_response(request, access, metrics)
+
     def openapi_document() -> dict:
         """Generated once the model is loaded, so the body shows the card's fields."""
         if app.openapi_schema:
@@ -572,6 +722,7 @@ def create_app(model_dir: Path | str | None = None) -> FastAPI:
         )
         model = slot.get()
         document = openapi.document_request(document, PREDICT_PATH, model.schema if model else None)
+        document = openapi.document_feedback(document, FEEDBACK_PATH, model is not None)
         if keys is not None:
             document = openapi.document_keys(document, config.API_OPEN_PATHS)
         if model is not None:
@@ -595,7 +746,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:  # checked here too, so a bad setting is one line, not each worker's traceback
         keys = apikeys.load_keys()
-    except ApiKeyError as error:
+        MetricsAccess.from_environment()
+    except (ApiKeyError, MetricsTokenError) as error:
         parser.exit(2, f"{parser.prog}: {error}\n")
     import uvicorn  # only the server needs it; tests use the app in-process
 
@@ -606,19 +758,44 @@ def main(argv: list[str] | None = None) -> None:
         file=sys.stderr,
         flush=True,
     )
-    uvicorn.run(
-        "homevalue.api:app",
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        access_log=False,  # ours is structured (AccessLog)
-        log_level="info",
-        # The C event loop and parser: about 40% more throughput and a quarter less latency
-        # here, and uvloop sets TCP_NODELAY on connections the multi-worker supervisor
-        # accepts, which asyncio does not (uvicorn#3149: +40 ms per keep-alive request).
-        loop="uvloop",
-        http="httptools",
-    )
+    with shared_metrics(args.workers):
+        uvicorn.run(
+            "homevalue.api:app",
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            access_log=False,  # ours is structured (AccessLog)
+            log_level="info",
+            # The C event loop and parser: about 40% more throughput and a quarter less latency
+            # here, and uvloop sets TCP_NODELAY on connections the multi-worker supervisor
+            # accepts, which asyncio does not (uvicorn#3149: +40 ms per keep-alive request).
+            loop="uvloop",
+            http="httptools",
+        )
+
+
+MULTIPROCESS_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+
+
+@contextlib.contextmanager
+def shared_metrics(workers: int) -> Iterator[None]:
+    """With several workers, a fresh folder where each keeps its figures, so a scrape
+    (answered by any one worker) reports them all; removed when the server stops.
+
+    The variable must be set before the workers import prometheus_client, which they do
+    after this (uvicorn spawns them). An operator's own PROMETHEUS_MULTIPROC_DIR is used as
+    it is (then emptying it between runs is theirs to do, as prometheus-client says).
+    """
+    if workers <= 1 or os.environ.get(MULTIPROCESS_VARIABLE):
+        yield
+        return
+    folder = tempfile.mkdtemp(prefix="homevalue-metrics-")
+    os.environ[MULTIPROCESS_VARIABLE] = folder
+    try:
+        yield
+    finally:
+        del os.environ[MULTIPROCESS_VARIABLE]
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ fitted scikit-learn pipeline (`Model.pipeline`, loaded on first use).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import importlib.util
@@ -145,7 +146,9 @@ class NativeBooster:
 
     def __del__(self) -> None:
         if getattr(self, "_handle", None) and self._handle.value:
-            _library().LGBM_BoosterFree(self._handle)
+            # At interpreter exit, finding the library again can be too late: nothing to free.
+            with contextlib.suppress(ImportError):
+                _library().LGBM_BoosterFree(self._handle)
             self._handle = ctypes.c_void_p()
 
     def predict(self, matrix: np.ndarray, *, threads: int = 1) -> np.ndarray:

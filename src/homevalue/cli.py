@@ -1,14 +1,20 @@
 """`homevalue` on the command line: the batch job for operators and cron.
 
-    homevalue batch score FILE [--out DIR] [--explain]
-                                               score one CSV/Parquet file
+    homevalue batch score FILE|FOLDER|GLOB... [--out DIR] [--explain]
+                          [--workers N | --cluster tcp://HOST:8786]
+                                               score CSV/Parquet files (on a Dask cluster)
     homevalue batch inbox [--inbox DIR]        score every new file in the inbox (cron)
     homevalue batch history [--inbox DIR]      show recent inbox runs
     homevalue batch schema                     the columns a file may have, and their values
+    homevalue monitor [--since 7d] [--inbox DIR] [--fail-on act|watch]
+                                               the period's runs: volume, rejections, drift
 
-Exit codes: 0 done, 1 a file or the model could not be used or an output folder could not be
-written (the message says which), 75 another inbox run is going (cron simply tries again
-next time). Problems are one line on stderr, never a traceback.
+Exit codes: 0 done, 1 a file or the model could not be used, an output folder could not be
+written or a cluster could not be used (the message says which; the other files of a run
+are still scored), 2 a usage error (a bad option, such as `--since 7x`), 3 `monitor` found
+drift at or over its threshold (config.EXIT_DRIFT: cron mails the summary), 75 another
+inbox run is going (cron simply tries again next time). Problems are one line on stderr,
+never a traceback.
 """
 
 from __future__ import annotations
@@ -33,14 +39,33 @@ def _parser() -> argparse.ArgumentParser:
     batch = commands.add_parser("batch", help="score files of houses")
     jobs = batch.add_subparsers(dest="job", required=True)
 
-    score = jobs.add_parser("score", help="score one CSV or Parquet file")
-    score.add_argument("file", type=Path)
+    score = jobs.add_parser("score", help="score CSV or Parquet files: a file, a folder or a glob")
+    score.add_argument(
+        "paths", nargs="+", metavar="FILE|FOLDER|GLOB",
+        help="files to score: a file, a folder (its .csv and .parquet files) or a quoted "
+        "glob pattern such as 'data/*.csv'; several may be given",
+    )  # fmt: skip
     score.add_argument("--out", type=Path, default=Path("."), help="output folder (default .)")
     score.add_argument("--chunk-rows", type=int, default=config.BATCH_CHUNK_ROWS)
     score.add_argument(
         "--explain", action="store_true",
         help="add why each price is what it is: base_price and contribution_<field> columns, "
         "in dollars, adding up to predicted_price (slower: about 2 ms per row per thread)",
+    )  # fmt: skip
+    where = score.add_mutually_exclusive_group()
+    where.add_argument(
+        "--workers", type=int, metavar="N",
+        help="score on a Dask cluster of N worker processes on this machine, a file per "
+        "task (default: one process, one file after another)",
+    )  # fmt: skip
+    where.add_argument(
+        "--cluster", metavar="tcp://HOST:8786",
+        help="score on an existing Dask cluster (its scheduler's address); its workers need "
+        "the same homevalue and model, and the files and --out at the same paths",
+    )  # fmt: skip
+    score.add_argument(
+        "--threads-per-worker", type=int, default=None, metavar="T",
+        help="with --workers: files each worker scores at once (default 1)",
     )  # fmt: skip
 
     jobs.add_parser(
@@ -65,26 +90,160 @@ def _parser() -> argparse.ArgumentParser:
                 "whatever it is, a file must also look the same twice, "
                 f"{config.BATCH_LOOK_SECONDS:g} s apart (env HOMEVALUE_BATCH_LOOK_SECONDS)",
             )  # fmt: skip
+    _monitor_parser(commands)
     return parser
 
 
+def _since(text: str):
+    from homevalue.monitor import parse_since
+
+    try:
+        return parse_since(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _monitor_parser(commands) -> None:
+    monitor = commands.add_parser(
+        "monitor", help="the batch runs of a period: volume, rejections, drift against the "
+        f"training data; exit {config.EXIT_DRIFT} when drift crosses a threshold (cron alert)",
+    )  # fmt: skip
+    monitor.add_argument(
+        "--since", type=_since, default="7d", metavar="PERIOD",
+        help="the period: 90m, 24h, 7d (default), 2w, a UTC date such as 2026-11-23, or all",
+    )  # fmt: skip
+    monitor.add_argument(
+        "--inbox", type=Path, default=None,
+        help=f"the batch job whose history to read (default {config.BATCH_INBOX}, env "
+        "HOMEVALUE_BATCH_INBOX)",
+    )  # fmt: skip
+    monitor.add_argument(
+        "--fail-on", choices=("act", "watch"), default="act",
+        help=f"exit {config.EXIT_DRIFT} when a PSI reaches this threshold (act "
+        f"{config.PSI_ACT:g}, default; watch {config.PSI_WATCH:g})",
+    )  # fmt: skip
+
+
 def _score(args) -> int:
-    from homevalue.batch import score_file
+    from homevalue.batchrun import ScoreOptions, check_outputs, input_files, score_here
+    from homevalue.inbox import now
     from homevalue.model import load_model
 
-    result = score_file(args.file, args.out, chunk_rows=args.chunk_rows, explain=args.explain)
+    _check_cluster_options(args)
+    files = input_files(args.paths)
+    check_outputs(files, args.out)
+    started = now()
+    on_cluster = args.workers is not None or args.cluster is not None
+    # One process scores with score_file's 2 threads; on a cluster each task has one thread,
+    # and a worker scores as many files at once as it has threads.
+    options = ScoreOptions(args.chunk_rows, args.explain, threads=1 if on_cluster else 2)
+    if on_cluster:
+        run = _score_on_cluster(args, files, load_model(), options)
+    else:
+        run = score_here(files, args.out, None, options)
+    for result in run.files:  # by this client alone: workers never open the history
+        _record_score(result.source, result, started)
+    for failure in run.failures:
+        print(f"homevalue: {failure.error}", file=sys.stderr)
+    if run.files:
+        _print_run(run, load_model().dollars_of)
+    return 1 if run.failures else 0
+
+
+def _check_cluster_options(args) -> None:
+    from homevalue.errors import ClusterError
+
+    if args.workers is not None and not 1 <= args.workers <= config.batch_max_workers():
+        raise ClusterError(
+            f"--workers {args.workers}: give 1 to {config.batch_max_workers()} (this machine's "
+            "CPUs; each worker is a process with its own model copy, and scoring is CPU-bound; "
+            "HOMEVALUE_BATCH_MAX_WORKERS raises the limit)"
+        )
+    if args.threads_per_worker is not None:
+        if args.workers is None:
+            raise ClusterError(
+                "--threads-per-worker goes with --workers (an existing cluster's workers have "
+                "the threads `dask worker --nthreads` gave them)"
+            )
+        if not 1 <= args.threads_per_worker <= config.batch_max_workers():
+            raise ClusterError(
+                f"--threads-per-worker {args.threads_per_worker}: give 1 to "
+                f"{config.batch_max_workers()}"
+            )
+
+
+def _score_on_cluster(args, files, model, options):
+    from homevalue import scaleout
+
+    if args.cluster is not None:
+        clients = scaleout.cluster_client(args.cluster)
+    else:
+        clients = scaleout.local_cluster(args.workers, args.threads_per_worker or 1)
+    with clients as client:
+        return scaleout.score_on_cluster(files, args.out, client, model, options)
+
+
+def _print_run(run, dollars_of: str) -> None:
+    if len(run.files) == 1 and not run.failures:
+        result = run.files[0]
+        print(
+            f"{result.rows_scored} scored -> {result.scored_path}\n"
+            f"{result.rows_rejected} rejected -> {result.rejected_path}"
+        )
+    else:
+        for result in run.files:
+            print(
+                f"{result.source.name}: {result.rows_scored} scored -> {result.scored_path}, "
+                f"{result.rows_rejected} rejected -> {result.rejected_path}"
+            )
+        print(
+            f"{len(run.files)} files: {run.rows_scored} scored, {run.rows_rejected} rejected"
+            + (f"; {len(run.failures)} could not be scored" if run.failures else "")
+        )
     print(
-        f"{result.rows_scored} scored -> {result.scored_path}\n"
-        f"{result.rows_rejected} rejected -> {result.rejected_path}\n"
-        f"prices are in {load_model().dollars_of} dollars (the years of the sales the model "
-        "learned from), not today's"
+        f"prices are in {dollars_of} dollars (the years of the sales the model learned "
+        "from), not today's"
     )
-    if result.rows_rejected:
+    if run.rows_rejected:
         print(ALLOWED_VALUES)
-    return 0
 
 
 ALLOWED_VALUES = config.BATCH_SCHEMA_HINT
+
+
+def _record_score(source: Path, result, started: str) -> None:
+    """Add a scored file to the batch job's history (source "cli"), with its drift, so the
+    Monitoring page and `homevalue monitor` count it. A history that cannot take it is
+    warned about on stderr; the outputs are written and the exit stays 0."""
+    from homevalue.inbox import BatchDirs, record_upload
+    from homevalue.model import load_model, sha256_file
+
+    history = BatchDirs(config.batch_inbox()).history
+    try:
+        record_upload(
+            history, file=Path(source).name, sha256=sha256_file(source), status="ok",
+            started_at=started, rows_scored=result.rows_scored,
+            rows_rejected=result.rows_rejected, model_version=result.model_version,
+            source="cli", profile=result.profile, card=load_model().card,
+        )  # fmt: skip
+    except (OSError, sqlite3.Error) as error:
+        logging.getLogger("homevalue").warning(
+            "the run was scored but not recorded in the history %s: %s", history, error
+        )
+
+
+def _monitor(args) -> int:
+    from homevalue.drift import reference_of
+    from homevalue.inbox import BatchDirs
+    from homevalue.model import read_card
+    from homevalue.monitor import read_window, report
+
+    history = BatchDirs(args.inbox or config.batch_inbox()).history
+    card = read_card()
+    window = read_window(history, args.since, reference_of(card))
+    text, crossed = report(window, history, args.fail_on, card["model_version"])
+    print(text)
+    return config.EXIT_DRIFT if crossed else 0
 
 
 def _schema(_args) -> int:
@@ -132,7 +291,8 @@ def _warnings_on_stderr() -> Iterator[None]:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    action = {"score": _score, "inbox": _inbox, "history": _history, "schema": _schema}[args.job]
+    jobs = {"score": _score, "inbox": _inbox, "history": _history, "schema": _schema}
+    action = _monitor if args.command == "monitor" else jobs[args.job]
     try:
         with _warnings_on_stderr():
             return action(args)

@@ -61,6 +61,72 @@ BATCH_MAX_CELL_CHARS = 32_767
 BATCH_MAX_LINE_BYTES = 1024 * 1024
 
 
+# `homevalue batch score --workers N` (a Dask LocalCluster, homevalue.scaleout): scoring is
+# CPU-bound, so worker processes past the CPUs only share them, each with its own model copy
+# in memory; more is refused (HOMEVALUE_BATCH_MAX_WORKERS raises it).
+# `--cluster ADDRESS`: how long to wait for the scheduler to answer, then for it to have a
+# worker, before saying which is missing (HOMEVALUE_DASK_CONNECT_SECONDS).
+DASK_CONNECT_SECONDS = 10.0
+
+
+def batch_max_workers() -> int:
+    """Most --workers for a local cluster: this machine's CPUs, or HOMEVALUE_BATCH_MAX_WORKERS."""
+    return int(os.environ.get("HOMEVALUE_BATCH_MAX_WORKERS") or os.cpu_count() or 1)
+
+
+def dask_connect_seconds() -> float:
+    """The wait for a Dask scheduler (and a worker), overridable with
+    HOMEVALUE_DASK_CONNECT_SECONDS."""
+    return float(os.environ.get("HOMEVALUE_DASK_CONNECT_SECONDS", DASK_CONNECT_SECONDS))
+
+
+# Drift monitoring (homevalue.drift): each batch run's inputs and prices against the training
+# distribution in the model card, by the population stability index (PSI).
+# Bins per numeric input: the training data's deciles (a feature with at most this many
+# distinct values gets one bin per value); categories get one bin per level plus "other".
+DRIFT_BINS = 10
+# PSI thresholds, the credit-scoring convention PSI was made for (Siddiqi, "Credit Risk
+# Scorecards", Wiley 2006; Yurdakul, "Statistical properties of the population stability
+# index", 2018): under 0.10 no real change; 0.10 to 0.25 a change worth watching; 0.25 and
+# over a shift to act on (look at the inputs; retrain if they are genuine).
+PSI_WATCH = 0.10
+PSI_ACT = 0.25
+# The share given to an empty bin (of the run or of training) so the logarithm stays finite;
+# Evidently's PSI does the same with 0.0001. One empty bin where training had 10% adds
+# about 0.1 x ln(0.1 / 0.0001) = 0.69: a real shift still reads as one.
+PSI_EPSILON = 1e-4
+# Below this many valid rows a run's PSI is shown but not judged: sampling noise alone gives
+# PSI of about (bins - 1) / rows (it is a chi-square over rows), 0.2 for 44 rows in 10 bins.
+# At 500 rows the 95th percentile of that noise is under 0.10 even for the 29 bins of the
+# neighbourhood (chi-square 41.3 / 500 = 0.083).
+DRIFT_MIN_ROWS = 500
+# The latest runs the Monitoring page and `homevalue monitor` list one by one.
+MONITOR_RUNS_SHOWN = 12
+# `homevalue monitor` exits with this when a PSI reaches PSI_ACT (1 stays "could not run",
+# 2 a usage error such as a bad --since), so cron can mail an alert.
+EXIT_DRIFT = 3
+
+# Where compiled models are kept (homevalue.compiled): one shared library per booster,
+# named by the booster's SHA-256, so every process on the machine compiles it once. Outside
+# model/ (which the servers only read) and outside the package. Whoever can write this
+# folder can run code in every process that prices, as with the virtual environment: keep
+# it the serving user's own (the default is).
+CACHE_SUBDIR = "homevalue"
+# A batch file at least this large compiles the model first if the cache lacks it: 12 s of
+# compiling saves ~25 µs a row, so it pays for itself within the run from ~500k rows
+# (~40 MB of CSV). Smaller files use LightGBM's library until `make model` or
+# `python -m homevalue.compiled` has compiled it.
+BATCH_COMPILE_MIN_BYTES = 32 * 1024 * 1024
+
+
+def cache_dir() -> Path:
+    """HOMEVALUE_CACHE_DIR, else $XDG_CACHE_HOME/homevalue, else ~/.cache/homevalue."""
+    if os.environ.get("HOMEVALUE_CACHE_DIR"):
+        return Path(os.environ["HOMEVALUE_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / CACHE_SUBDIR
+
+
 def batch_settle_seconds() -> float:
     """The settle window, overridable with HOMEVALUE_BATCH_SETTLE_SECONDS (0 = none)."""
     return float(os.environ.get("HOMEVALUE_BATCH_SETTLE_SECONDS", BATCH_SETTLE_SECONDS))
@@ -94,6 +160,66 @@ def model_dir() -> Path:
 def batch_inbox() -> Path:
     """The inbox folder, overridable with HOMEVALUE_BATCH_INBOX."""
     return Path(os.environ.get("HOMEVALUE_BATCH_INBOX", BATCH_INBOX))
+
+
+# Feedback (homevalue.feedback): sale prices and "this price looks wrong" reports from the
+# price page and POST /v1/feedback, in one SQLite file beside the batch history (so the
+# dashboards and the API of one machine share it; HOMEVALUE_FEEDBACK_DB moves it).
+FEEDBACK_DB_NAME = "feedback.sqlite"
+# How long a report waits for another process's write before it is refused as "busy" (a
+# write takes milliseconds; a viewer or client is told to try again in a moment).
+FEEDBACK_BUSY_SECONDS = 5.0
+# A reported sale price outside the training sales' prices (the card's data.price_range)
+# widened by this factor each way is refused as absurd: $8,750 to $2,500,000 for the shipped
+# model. Wide enough for an unusual house and for today's dollars (the model's are
+# 2006-2010's), narrow enough to catch a price typed in thousands ("182" for $182,000) or
+# with digits too many.
+FEEDBACK_PRICE_FACTOR = 4.0
+# A "looks wrong" comment: a sentence or two, one line or a few. Longer text is not feedback
+# on one price, and every character is kept for someone to read.
+FEEDBACK_COMMENT_MAX_CHARS = 500
+# Floods: reports in the last hour from one viewer's page (its kernel's session: reloading
+# starts another, which the dashboards' kernel budget per address bounds) and from one API
+# client (its API key, or its address when the API is open). Over them a report is refused
+# with when to try again, and nothing is written. A person reports a handful of houses; a
+# client app may send its sales as they close.
+FEEDBACK_PER_SESSION_PER_HOUR = 10
+FEEDBACK_PER_API_CLIENT_PER_HOUR = 200
+# Reports kept per UTC day in all, whoever sends them: bounds the store's growth (a report
+# is about 1 KB, so at most about 10 MB a day) whatever the number of sessions or keys.
+FEEDBACK_MAX_ROWS_PER_DAY = 10_000
+# One POST /v1/feedback: a house and a report is under 2 KB; far more is not one report.
+FEEDBACK_MAX_BODY_BYTES = 16 * 1024
+
+
+def feedback_db() -> Path:
+    """The feedback store, overridable with HOMEVALUE_FEEDBACK_DB (default: beside the batch
+    history, `batch/feedback.sqlite`)."""
+    default = batch_inbox().parent / FEEDBACK_DB_NAME
+    return Path(os.environ.get("HOMEVALUE_FEEDBACK_DB") or default)
+
+
+@dataclass(frozen=True)
+class FeedbackLimits:
+    per_session_per_hour: int
+    per_api_client_per_hour: int
+    max_rows_per_day: int
+    busy_seconds: float
+
+
+def feedback_limits() -> FeedbackLimits:
+    """The feedback limits, each overridable by its environment variable."""
+    env = os.environ.get
+    return FeedbackLimits(
+        per_session_per_hour=int(
+            env("HOMEVALUE_FEEDBACK_PER_SESSION_PER_HOUR", FEEDBACK_PER_SESSION_PER_HOUR)
+        ),
+        per_api_client_per_hour=int(
+            env("HOMEVALUE_FEEDBACK_PER_API_CLIENT_PER_HOUR", FEEDBACK_PER_API_CLIENT_PER_HOUR)
+        ),
+        max_rows_per_day=int(env("HOMEVALUE_FEEDBACK_MAX_ROWS_PER_DAY", FEEDBACK_MAX_ROWS_PER_DAY)),
+        busy_seconds=float(env("HOMEVALUE_FEEDBACK_BUSY_SECONDS", FEEDBACK_BUSY_SECONDS)),
+    )
 
 
 # The HTTP API (`make api`, homevalue.api). Loopback by default: exposing it to other machines
@@ -142,6 +268,28 @@ def api_key_settings() -> tuple[str | None, str | None]:
 # Problems listed in one 422 (all are counted, in `problems_total`): a refusal stays a few
 # tens of KB whatever is sent.
 API_MAX_PROBLEMS = 50
+
+# Prometheus metrics, `GET /metrics` on the API and on the dashboards' server
+# (homevalue.metrics). They tell traffic, load and the model version, which anonymous viewers
+# have no business reading: without a token they are served only to this machine, asked
+# directly (a loopback peer, no proxy's X-Forwarded-For/Forwarded/X-Real-IP); with
+# HOMEVALUE_METRICS_TOKEN set, only to a request carrying `Authorization: Bearer <token>`
+# (Prometheus' `authorization: {credentials_file: ...}`), loopback included.
+METRICS_PATH = "/metrics"
+METRICS_TOKEN_VARIABLE = "HOMEVALUE_METRICS_TOKEN"
+METRICS_TOKEN_MIN_LENGTH = 16
+# The API's latency histogram: a price takes about 1 ms (p50) and 7 ms (p99) on 2 cores, a
+# list of 100 houses or ten explanations tens of ms; anything past a second is an incident.
+METRICS_LATENCY_BUCKETS = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+)  # fmt: skip
+# The dashboards' page histogram: a page is streamed while its cells run, 1-3 s (bench).
+METRICS_PAGE_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 60.0)
+
+
+def metrics_token() -> str | None:
+    """HOMEVALUE_METRICS_TOKEN as set (None when unset), re-read at each start."""
+    return os.environ.get(METRICS_TOKEN_VARIABLE)
 
 
 # The dashboards' limits (homevalue.dashboards), each overridable by its environment variable.

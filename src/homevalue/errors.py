@@ -81,6 +81,34 @@ class BatchFileChangedError(HomevalueError):
     """The input changed while it was being scored: it is still being written."""
 
 
+class ClusterError(HomevalueError):
+    """A Dask cluster cannot score the run: unreachable, without workers, or with a worker
+    that prices differently from this client or cannot see the run's files."""
+
+
+class MetricsTokenError(HomevalueError):
+    """HOMEVALUE_METRICS_TOKEN is set but unusable: the server refuses to start rather than
+    serve its metrics to whoever reaches it. The message never shows the token."""
+
+
 class ApiKeyError(HomevalueError):
     """The configured API keys cannot be used: the API refuses to start rather than run open
     by mistake. The message names the setting and the key's position, never a key."""
+
+
+class FeedbackLimitError(HomevalueError):
+    """A report refused because its sender (or everyone, today) has sent the most the
+    store takes; nothing was written. `retry_after` is in whole seconds."""
+
+    def __init__(self, message: str, retry_after: int):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class FeedbackStoreError(HomevalueError):
+    """The feedback store cannot be used now: busy past the wait, unwritable, or damaged.
+    `retry_after` (seconds) is set when trying again soon may work (busy)."""
+
+    def __init__(self, message: str, retry_after: int | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after

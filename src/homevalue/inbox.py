@@ -43,6 +43,7 @@ import pandas as pd
 
 from homevalue import config
 from homevalue.batch import fingerprint, fsync_dir, score_file, writing_into
+from homevalue.drift import Profile, reference_of
 from homevalue.errors import (
     BatchFileChangedError,
     BatchFileError,
@@ -50,13 +51,15 @@ from homevalue.errors import (
     HomevalueError,
 )
 from homevalue.model import Model, load_model, sha256_file
+from homevalue.monitor import TABLES, record_drift
 
 log = logging.getLogger("homevalue.inbox")
 
 # A folder of the job that cannot be written is the operator's to fix, not the file's fault.
 FIX_FOLDER = "Free or fix that folder and run again"
 IGNORED_SUFFIXES = (".part", ".tmp", ".partial", ".crdownload")
-SCHEMA = """
+SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     started_at TEXT NOT NULL,
@@ -75,9 +78,12 @@ CREATE TABLE IF NOT EXISTS runs (
 );
 CREATE INDEX IF NOT EXISTS runs_sha256 ON runs (sha256, status);
 """
-# Where a run came from: the cron job's inbox, or a viewer's upload on the batch page (whose
-# outputs were the viewer's downloads, so it has no output on disk).
-SOURCES = ("inbox", "page")
+    + TABLES
+)  # each run's profile and drift (homevalue.monitor)
+# Where a run came from: the cron job's inbox, a viewer's upload on the batch page (whose
+# outputs were the viewer's downloads, so it has no output on disk), or `homevalue batch
+# score` (its outputs where the operator asked).
+SOURCES = ("inbox", "page", "cli")
 # A history written before runs had a source: its rows were all inbox runs.
 ADD_SOURCE = "ALTER TABLE runs ADD COLUMN source TEXT NOT NULL DEFAULT 'inbox'"
 
@@ -263,21 +269,34 @@ def record_upload(
     rows_rejected: int | None = None,
     error: str | None = None,
     model_version: str | None = None,
+    source: str = "page",
+    profile: Profile | None = None,
+    card: dict | None = None,
 ) -> int:
-    """Add a finished page upload to the history; its id.
+    """Add a finished page upload (or, with `source="cli"`, a `homevalue batch score` run)
+    to the history, with its drift against `card`'s training data if `profile` is given; its
+    id.
 
-    One INSERT of a finished row (never "running", which the next inbox run would mark
+    One transaction of a finished row (never "running", which the next inbox run would mark
     interrupted), under sqlite's own locking, so it is safe while the cron job writes. A
     damaged history raises sqlite3.DatabaseError and is left for the inbox job to set aside.
     """
     with contextlib.closing(connect(history)) as db:
-        return db.execute(
-            "INSERT INTO runs (started_at, finished_at, file, sha256, rows_scored, "
-            "rows_rejected, status, error, model_version, pid, source) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'page')",
-            (started_at, now(), file, sha256, rows_scored, rows_rejected, status, error,
-             model_version, os.getpid()),
-        ).lastrowid  # fmt: skip
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            run_id = db.execute(
+                "INSERT INTO runs (started_at, finished_at, file, sha256, rows_scored, "
+                "rows_rejected, status, error, model_version, pid, source) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (started_at, now(), file, sha256, rows_scored, rows_rejected, status, error,
+                 model_version, os.getpid(), source),
+            ).lastrowid  # fmt: skip
+            record_drift(db, run_id, reference_of(card or {}), profile)
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+        return run_id
 
 
 # `source` last: the CLI's columns stay where scripts reading them expect them.
@@ -410,6 +429,9 @@ def _score_and_file(db, dirs: BatchDirs, path: Path, seen, model: Model, progres
     except Exception as error:
         _finish(db, run_id, "error", f"{type(error).__name__}: {error}{STAYS}")
         raise
+    # Drift before "ok": a crash between the two leaves the run "interrupted", never a
+    # finished run without its drift.
+    record_drift(db, run_id, reference_of(model.card), result.profile)
     db.execute(
         "UPDATE runs SET status='ok', finished_at=?, rows_scored=?, rows_rejected=?, output=?, "
         "rejected_output=? WHERE id=?",

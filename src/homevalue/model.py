@@ -16,13 +16,18 @@ dashboards show their "unavailable" panel rather than a traceback.
 
 from __future__ import annotations
 
+import bisect
 import functools
 import hashlib
 import json
+import logging
+import os
 import re
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from importlib.metadata import version as installed_version
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -38,6 +43,9 @@ from homevalue.errors import (
     shown,
 )
 from homevalue.schema import Schema
+
+if TYPE_CHECKING:
+    from homevalue import compiled
 
 # The only types skops may rebuild from the artifact; anything else is refused.
 TRUSTED_TYPES = [
@@ -61,6 +69,7 @@ CARD_SHAPE = {
     "accuracy_here": dict,
 }
 _PIN = re.compile(rf"([0-9a-f]{{64}})  {re.escape(config.CARD_JSON)}\n?")
+log = logging.getLogger("homevalue.model")
 
 
 def band_label(low: float | None, high: float | None) -> str:
@@ -111,6 +120,14 @@ class PriceBands:
     def index(self, price: np.ndarray) -> np.ndarray:
         """The band of each price (NaN falls in the last band; its interval is NaN anyway)."""
         return np.searchsorted(self.edges, price, side="right")
+
+    def index_one(self, price: float) -> int:
+        """`index` of one finite price, without an array (the online path)."""
+        return bisect.bisect_right(self._edge_list, price)
+
+    @functools.cached_property
+    def _edge_list(self) -> list[float]:
+        return self.edges.tolist()
 
     def label(self, band: int) -> str:
         return band_label(*self.bounds[band])
@@ -186,6 +203,12 @@ class Model:
         return PriceBands.from_card(self.card["interval"])
 
     @functools.cached_property
+    def log_price_bounds(self) -> tuple[float, float]:
+        """The card's floor and ceiling of a price, in log (numpy's log, as `finish` takes)."""
+        bounds = self.card["price_bounds"]
+        return float(np.log(bounds["floor"])), float(np.log(bounds["ceiling"]))
+
+    @functools.cached_property
     def accuracy(self) -> AccuracyHere:
         """The holdout's median error by neighbourhood and band (checked at loading)."""
         return AccuracyHere.from_card(self.card)
@@ -199,8 +222,105 @@ class Model:
         }
 
     def predict_log(self, matrix: np.ndarray, *, threads: int = 1) -> np.ndarray:
-        """Log price for encoded rows; the booster directly, skipping pandas on the hot path."""
+        """Log price for encoded rows, skipping pandas on the hot path: the compiled forest
+        when this process has it (homevalue.compiled), otherwise LightGBM's library. The
+        two agree to 1e-9 on every reference sale (tests/test_compiled.py)."""
+        forest = self._engine.forest if self._engine.settled else self.compiled()
+        if forest is not None:
+            return forest.predict(matrix, threads=threads)
         return self.booster.predict(matrix, threads=threads)
+
+    @functools.cached_property
+    def _engine(self) -> _Engine:
+        return _Engine()
+
+    def compiled(self, *, build: bool = False) -> compiled.CompiledForest | None:
+        """The compiled forest, or None when prices come from LightGBM's library.
+
+        The cache (config.cache_dir, keyed by the booster's SHA-256) is looked at once per
+        process; with `build`, a library missing or unusable there is compiled now (about
+        12 s). Why it cannot be had is logged once, as a warning, and LightGBM prices.
+        """
+        from homevalue import compiled  # here: `python -m homevalue.compiled` imports us
+
+        engine = self._engine
+        if not compiled.enabled() or (engine.settled and (engine.forest or not build)):
+            return engine.forest
+        with engine.lock:
+            if engine.forest is None and not (engine.settled and engine.build_tried):
+                engine.forest = self._find_forest(engine, build)
+            engine.settled = True
+        return engine.forest
+
+    def _find_forest(self, engine: _Engine, build: bool) -> compiled.CompiledForest | None:
+        from homevalue import compiled
+
+        path = compiled.library_path(self.card["booster_sha256"])
+        features = len(self.schema.names)
+        try:
+            if _exists(path):
+                try:
+                    return self._checked(compiled.CompiledForest(path, features))
+                except ModelError:
+                    if not build:
+                        raise
+            if not build:
+                return None  # not compiled yet: `make model`, or the next large batch
+            engine.build_tried = True
+            compiled.build(self._model_text(), path)
+            return self._checked(compiled.CompiledForest(path, features))
+        except ModelError as error:
+            if not engine.warned:
+                engine.warned = True
+                log.warning("prices come from LightGBM's library, not compiled trees: %s", error)
+            return None
+
+    def _checked(self, forest: compiled.CompiledForest) -> compiled.CompiledForest:
+        from homevalue import compiled
+
+        compiled.check_against(forest, self.booster, self._check_rows())
+        return forest
+
+    def _check_rows(self) -> np.ndarray:
+        """Rows that walk many paths of the trees: the typical house, then each number at
+        the ends of its training range and each category at each of its values."""
+        names, codes = self.schema.names, self.category_codes
+        typical = self.schema.default_record()
+
+        def row(record: dict) -> list[float]:
+            values = [codes[n].get(record[n]) if n in codes else record[n] for n in names]
+            return [np.nan if v is None else float(v) for v in values]
+
+        rows = [row(typical)]
+        for feature in self.schema.features:
+            ends = feature.categories or (feature.train_min, feature.train_max)
+            rows.extend(row({**typical, feature.name: value}) for value in ends)
+        return np.array(rows, dtype=np.float64)
+
+    def _model_text(self) -> str:
+        """LightGBM's text of the booster, re-read (and its hash re-checked) for compiling."""
+        path = _artifact(self.card, self.path, "booster", config.BOOSTER_FILE)
+        return json.loads(path.read_text())["lightgbm_model"]
+
+
+def _exists(path: Path) -> bool:
+    """Whether the cache holds `path`; a cache this user cannot look into holds nothing
+    (another user's home, say), and a batch that compiles says so when it cannot write."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
+
+
+@dataclass
+class _Engine:
+    """Which library prices for a Model in this process (see Model.compiled)."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    forest: compiled.CompiledForest | None = None
+    settled: bool = False  # the cache has been looked at
+    build_tried: bool = False
+    warned: bool = False
 
 
 def dollars_of(card: dict) -> str:
@@ -408,4 +528,12 @@ def _load_cached(folder: Path) -> Model:
 
 def load_model(folder: Path | str | None = None) -> Model:
     """The model in `folder` (default: the package's `model/`), loaded once per process."""
-    return _load_cached(Path(folder or config.model_dir()).resolve())
+    given = str(folder or config.model_dir())
+    # Resolving a path walks it with a system call per part (~50 µs, as long as a whole
+    # price): remembered per path as given and, for a relative one, per working directory.
+    return _load_cached(_resolved(given, "" if os.path.isabs(given) else os.getcwd()))
+
+
+@functools.lru_cache(maxsize=64)
+def _resolved(given: str, cwd: str) -> Path:
+    return (Path(cwd) / given).resolve()

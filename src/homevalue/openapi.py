@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, create_model
 
 from homevalue import config
+from homevalue.feedback import REASONS
 from homevalue.schema import Feature, Schema, fmt_for
 
 REF_TEMPLATE = "#/components/schemas/{model}"
@@ -212,6 +213,51 @@ class InvalidInput(Error):
     )
 
 
+class SaleReport(BaseModel):
+    """What the house actually sold for."""
+
+    model_config = ConfigDict(extra="forbid")
+    price: float | str = Field(
+        description="the sale price in whole dollars of the sale: a number, or text as "
+        'written ("$182,000"); refused outside the training sales\' prices widened '
+        f"{config.FEEDBACK_PRICE_FACTOR:g} times each way (GET /v1/model: data.price_range)",
+        examples=[182000],
+    )
+    year: int | None = Field(None, description="the year it sold (optional)")
+    month: int | None = Field(
+        None, ge=1, le=12, description="the month it sold, 1-12 (optional; needs the year)"
+    )
+
+
+class LooksWrongReport(BaseModel):
+    """The price looks wrong, for one of a fixed set of reasons."""
+
+    model_config = ConfigDict(extra="forbid")
+    reason: Literal[tuple(REASONS)] = Field(
+        description="; ".join(f"{code}: {label}" for code, label in REASONS.items())
+        + " (the label is accepted too, in any case)"
+    )
+    comment: str | None = Field(
+        None,
+        max_length=config.FEEDBACK_COMMENT_MAX_CHARS,
+        description=f"optional, at most {config.FEEDBACK_COMMENT_MAX_CHARS} characters of "
+        "plain text (line breaks allowed, no other control characters); required for other",
+    )
+
+
+class FeedbackReceipt(BaseModel):
+    """201: the report was kept, against the price this API gave the house."""
+
+    id: int = Field(description="the report's number in the feedback store")
+    recorded_at: str = Field(description="when it was kept (UTC, ISO 8601)")
+    kind: Literal["sale", "looks_wrong"]
+    model_version: str
+    price: float = Field(description="the price the report was kept against (USD of dollars_of)")
+    low: float = Field(description="lower end of that price's 80% interval")
+    high: float = Field(description="upper end of that price's 80% interval")
+    dollars_of: str
+
+
 class Health(BaseModel):
     """The process answers (liveness)."""
 
@@ -255,6 +301,47 @@ def document_request(openapi: dict, path: str, schema: Schema | None) -> dict:
         "description": f"one house, or a list of at most {config.API_MAX_HOUSES} "
         f"(body at most {config.API_MAX_BODY_BYTES:,} bytes)",
         "content": {"application/json": {"schema": body}},
+    }
+    return openapi
+
+
+ONE_REPORT = "a feedback report is one house with its sale or looks_wrong: send one per request"
+EXAMPLE_HOUSE = {"Neighborhood": "North_Ames", "Gr_Liv_Area": 1500, "Year_Built": 1975,
+                 "Longitude": -93.62, "Latitude": 42.03}  # fmt: skip
+FEEDBACK_EXAMPLES = {
+    "sale": {"summary": "the actual sale price", "value": {
+        "house": EXAMPLE_HOUSE,
+        "sale": {"price": 182000, "year": 2009, "month": 6}}},
+    "looks_wrong": {"summary": "this price looks wrong", "value": {
+        "house": EXAMPLE_HOUSE,
+        "looks_wrong": {"reason": "too_low", "comment": "new roof and kitchen in 2008"}}},
+}  # fmt: skip
+
+
+def document_feedback(openapi: dict, path: str, has_house: bool) -> dict:
+    """The body of POST `path`: a house (the House of POST /v1/predict, once the model is
+    loaded) with exactly one of sale and looks_wrong."""
+    reports = {model.__name__: model for model in (SaleReport, LooksWrongReport)}
+    schemas = openapi.setdefault("components", {}).setdefault("schemas", {})
+    for name, model in reports.items():
+        schemas[name] = model.model_json_schema(ref_template=REF_TEMPLATE)
+    house = {"$ref": REF_TEMPLATE.format(model="House")} if has_house else {"type": "object"}
+    body = {
+        "type": "object",
+        "properties": {
+            "house": {**house, "description": "the house as priced (as sent to /v1/predict)"},
+            "sale": {"$ref": REF_TEMPLATE.format(model="SaleReport")},
+            "looks_wrong": {"$ref": REF_TEMPLATE.format(model="LooksWrongReport")},
+        },
+        "required": ["house"],
+        "additionalProperties": False,
+        "oneOf": [{"required": ["sale"]}, {"required": ["looks_wrong"]}],
+    }
+    openapi["paths"][path]["post"]["requestBody"] = {
+        "required": True,
+        "description": "a house as priced, with what it sold for (`sale`) or why its price "
+        f"looks wrong (`looks_wrong`); body at most {config.FEEDBACK_MAX_BODY_BYTES:,} bytes",
+        "content": {"application/json": {"schema": body, "examples": FEEDBACK_EXAMPLES}},
     }
     return openapi
 
@@ -322,7 +409,15 @@ and `GET /v1/model` gives the years in `data.sale_years`.
 the price of a typical house (`base_price`) and every field's contribution to this
 house's price, largest first, in log price (exact TreeSHAP values from LightGBM, adding up
 to the model's log price) and in whole dollars that add up exactly to `price`; at most
-{config.API_MAX_EXPLAINED} houses per request."""
+{config.API_MAX_EXPLAINED} houses per request.
+
+**Feedback.** `POST /v1/feedback` takes a house as priced with what it actually sold for
+(`sale`) or why its price looks wrong (`looks_wrong`: a reason, an optional comment). The
+house is priced again here and the report kept against that price (201, with the price it
+was kept against); the accuracy on reported sales is shown beside the test sales' on the
+Model report page. At most {config.FEEDBACK_PER_API_CLIENT_PER_HOUR} reports an hour per
+API key (per address when the API is open), and a cap per day for everyone: over either,
+429 with `Retry-After`."""
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -333,4 +428,26 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         f"{config.API_MAX_PROBLEMS}) with its field, value and reason, and how many in all",
     },
     503: {"model": Error, "description": "the model is not loaded (see /readyz)"},
+}
+
+RETRY_AFTER = {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}}
+FEEDBACK_RESPONSES: dict[int | str, dict[str, Any]] = {
+    413: {"model": Error, "description": "the body is over the size limit"},
+    422: {
+        "model": InvalidInput,
+        "description": "the house (its fields named `house.<field>`) or the report was "
+        "refused: each problem with its field, value and reason",
+    },
+    429: {
+        "model": Error,
+        "description": "too many reports from this API key (or address) in the last hour, or "
+        "from everyone today; nothing was kept",
+        "headers": RETRY_AFTER,
+    },
+    503: {
+        "model": Error,
+        "description": "the model is not loaded, or the feedback store cannot be written now "
+        "(with Retry-After when it is only busy)",
+        "headers": RETRY_AFTER,
+    },
 }

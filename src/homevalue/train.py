@@ -29,6 +29,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OrdinalEncoder
 
 from homevalue import booster, config
+from homevalue import drift as drifting
 from homevalue.comps import neighbourhood_centres
 from homevalue.model import TRUSTED_TYPES, band_label, sha256_file, write_card_pin
 from homevalue.schema import Feature, Schema, readable
@@ -474,6 +475,20 @@ def feature_importance(pipeline: Pipeline, schema: Schema) -> dict[str, float]:
     return {str(names[i]): round(float(share[i]), 6) for i in order}
 
 
+def training_distribution(pipeline: Pipeline, schema: Schema, train: pd.DataFrame) -> dict:
+    """Histograms of every input over the training sales and of the prices the model gives
+    them (in dollars, as a batch run's output carries them): what drift is measured against.
+
+    Dollars rather than log: the bins are the prices' deciles, and PSI over quantile bins is
+    the same whichever monotone scale the edges are written in, so the scale people read
+    loses nothing.
+    """
+    prices = np.round(np.exp(pipeline.predict(train[schema.names])))
+    categories = {f.name: f.categories for f in schema.features if f.is_category}
+    inputs = {name: train[name].to_numpy() for name in schema.names}
+    return drifting.training_distribution(inputs, categories, prices)
+
+
 def data_fingerprint(raw: pd.DataFrame) -> str:
     """Hash of the data itself (as CSV), so a changed dataset is noticed even if reshipped."""
     return hashlib.sha256(raw.to_csv(index=False).encode()).hexdigest()
@@ -564,6 +579,18 @@ def vocabulary_markdown(features: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def drift_text(card: dict) -> str:
+    """What the card's training distribution holds, for people reading the card."""
+    stored = card.get("training_distribution")
+    if not stored:
+        return "None stored: batch runs are not compared with the training data."
+    return (
+        f"`training_distribution` holds {len(stored['features'])} inputs and the predicted "
+        f"price over the {stored['rows']} training sales: {stored['method']}. Each batch run's "
+        "population stability index (PSI) per input is measured against it."
+    )
+
+
 def card_markdown(card: dict) -> str:
     """A short page for people; the JSON is what code reads."""
     m, i, d, cv = card["metrics"], card["interval"], card["data"], card["cross_validation"]
@@ -613,6 +640,9 @@ Data SHA-256 `{d["data_sha256"][:16]}…`.
 Either is accepted, in any case and with spaces, underscores or hyphens alike.
 {vocabulary_markdown(card["features"])}
 
+## Drift reference
+{drift_text(card)}
+
 ## Limits
 Sales in Ames, Iowa, 2006-2010: prices are in those years' dollars. Houses unlike any in
 the data (flagged "above/below the training range") get a rough guess, not an appraisal.
@@ -640,6 +670,7 @@ def train(out_dir: Path) -> dict:
         name: sha256_file(out_dir / name) for name in [config.MODEL_FILE, config.BOOSTER_FILE]
     }
     card = build_card(schema, raw, clean, removed, parts, evaluation, importance, hashes)
+    card["training_distribution"] = training_distribution(pipeline, schema, parts["train"])
     (out_dir / config.CARD_JSON).write_text(json.dumps(card, indent=2) + "\n")
     write_card_pin(out_dir)  # loading refuses a card changed after this
     (out_dir / config.CARD_MARKDOWN).write_text(card_markdown(card))

@@ -19,6 +19,7 @@ import time
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
@@ -137,12 +138,22 @@ def server(tmp_path_factory) -> Iterator[VoilaServer]:
     """`make serve` on notebooks/, shared by every browser test.
 
     Its batch folder is the test's own: the batch page records uploads in the job's history,
-    which by default is `./batch/` of the checkout.
+    which by default is `./batch/` of the checkout, and the price page its feedback
+    (`feedback_db(server)`).
     """
     folder = tmp_path_factory.mktemp("voila")
-    inbox = {"HOMEVALUE_BATCH_INBOX": str(folder / "batch" / "inbox")}
-    with serve(folder / "server.log", env=inbox) as running:
+    env = {
+        "HOMEVALUE_BATCH_INBOX": str(folder / "batch" / "inbox"),
+        "HOMEVALUE_FEEDBACK_DB": str(folder / "batch" / "feedback.sqlite"),
+    }
+    with serve(folder / "server.log", env=env) as running:
+        running.inbox = Path(env["HOMEVALUE_BATCH_INBOX"])  # the Monitoring page's runs
         yield running
+
+
+def feedback_db(server: VoilaServer) -> Path:
+    """The feedback store of the `server` fixture's pages."""
+    return server.log_path.parent / "batch" / "feedback.sqlite"
 
 
 @pytest.fixture(scope="package")

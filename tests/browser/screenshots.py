@@ -32,6 +32,7 @@ PAGES = {
     "price_a_home": ("voila/render/price_a_home.ipynb", ".hv-price"),
     "score_a_batch": ("voila/render/score_a_batch.ipynb", ".hv-table"),
     "model_report": ("voila/render/model_report.ipynb", ".bqplot"),
+    "monitoring": ("voila/render/monitoring.ipynb", ".bqplot"),
 }
 
 

@@ -5,7 +5,9 @@ manager (homevalue.dashboards.kernels) for room before a page starts or takes a 
 a busy server answers 503 "busy, try again in a minute" at once instead of running out of
 memory, and which lets the query's `?theme=`/`?template=` choose the preheated pool's
 pages whenever Voilà would ignore them anyway (upstream compares them even when
-overriding is disabled, so any such query started a cold kernel).
+overriding is disabled, so any such query started a cold kernel). The server also serves
+Prometheus metrics at `/metrics` (homevalue.dashboards.metrics), to this machine only or
+with the metrics token, and the page handler counts each page it serves there.
 Everything else is configured in voila.json and read by Voilà as usual.
 """
 
@@ -15,6 +17,8 @@ import logging
 import os
 import re
 
+from jupyter_server.base.handlers import FileFindHandler
+from jupyter_server.utils import url_path_join
 from tornado import web
 from traitlets import default
 from voila.app import Voila
@@ -22,9 +26,16 @@ from voila.tornado.handler import TornadoVoilaHandler
 
 from homevalue import config
 from homevalue.dashboards.kernels import KernelLimitReached
+from homevalue.dashboards.metrics import DashboardMetrics, MetricsHandler
+from homevalue.errors import MetricsTokenError
+from homevalue.metrics import MetricsAccess
 
 SECRET_PARAMETER = re.compile(r"(?i)([?&](?:token|_xsrf)=)[^&#]*")
+# A built lab extension's file whose name carries its content hash: remoteEntry.<hash>.js,
+# <chunk>.<hash>.js, <hash>.png.
+CONTENT_HASHED = re.compile(r"[/.][0-9a-f]{16,}\.\w+$")
 access_log = logging.getLogger("tornado.access")
+METRICS_SETTING = "homevalue_metrics"  # the tornado setting the page handler counts in
 
 
 def log_request(handler: web.RequestHandler) -> None:
@@ -59,11 +70,13 @@ class ViewerPageHandler(TornadoVoilaHandler):
     """Voilà's page handler, admitting a viewer only while there is room for their kernel."""
 
     retry_after = 60
+    page: str | None = None  # the notebook this request asked for, for the page counter
 
     @web.authenticated
     async def get(self, path=None):
         page = path or self.notebook_path or ""
         if page.lower().endswith(".ipynb"):
+            self.page = page
             limits = self.kernel_manager.limits
             address = client_address(
                 self.request.remote_ip or "",
@@ -87,6 +100,12 @@ class ViewerPageHandler(TornadoVoilaHandler):
         self.retry_after = busy.retry_after
         self.send_error(503)
 
+    def on_finish(self) -> None:
+        metrics: DashboardMetrics | None = self.settings.get(METRICS_SETTING)
+        if self.page is not None and metrics is not None:
+            metrics.observe_page(self.page, self.get_status(), self.request.request_time())
+        super().on_finish()
+
     def write_error(self, status_code: int, **kwargs) -> None:
         if status_code == 503:
             self.set_header("Retry-After", str(self.retry_after))
@@ -105,6 +124,19 @@ class ViewerPageHandler(TornadoVoilaHandler):
         )
 
 
+class LabExtensionFiles(FileFindHandler):
+    """Voilà serves the lab extensions' files with `no-cache`, so a returning viewer's browser
+    asks for each of them again (about 80 requests for the price page, each a 304 the server
+    has to work out). A file whose name carries its content hash changes name when it
+    changes, so the browser may keep it; the others (style.js, package.json) are asked for
+    again as before."""
+
+    def set_headers(self) -> None:
+        super().set_headers()
+        if CONTENT_HASHED.search(self.request.path):
+            self.set_header("Cache-Control", "public, max-age=31536000, immutable")
+
+
 class DashboardServer(Voila):
     """Voilà serving our pages through ViewerPageHandler; opt-in token from the environment
     (`HOMEVALUE_DASHBOARD_TOKEN`, or `--token`), never written to the access log."""
@@ -114,12 +146,21 @@ class DashboardServer(Voila):
         return os.environ.get(config.DASHBOARD_TOKEN_ENV) or None
 
     def init_settings(self) -> dict:
-        return {**super().init_settings(), "log_function": log_request}
+        try:  # before any kernel starts
+            access = MetricsAccess.from_environment()
+        except MetricsTokenError as error:  # one line, not a traceback
+            self.log.critical("%s", error)
+            self.exit(2)
+        settings = super().init_settings()  # makes the kernel manager the metrics read
+        self.metrics = DashboardMetrics(self.kernel_manager, access)
+        return {**settings, "log_function": log_request, METRICS_SETTING: self.metrics}
 
     def init_handlers(self) -> list:
-        return [
-            (rule[0], ViewerPageHandler, *rule[2:]) if rule[1] is TornadoVoilaHandler else rule
-            for rule in super().init_handlers()
+        ours = {TornadoVoilaHandler: ViewerPageHandler, FileFindHandler: LabExtensionFiles}
+        metrics = (url_path_join(self.server_url, config.METRICS_PATH), MetricsHandler,
+                   {"metrics": self.metrics})  # fmt: skip
+        return [metrics] + [
+            (rule[0], ours.get(rule[1], rule[1]), *rule[2:]) for rule in super().init_handlers()
         ]
 
 

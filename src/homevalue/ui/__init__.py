@@ -13,11 +13,20 @@ from homevalue.ui.page import Panel, build, request_query
 
 _PAGES = {
     "BatchPage": "homevalue.ui.batch",
+    "MonitoringPage": "homevalue.ui.monitoring",
     "PricePage": "homevalue.ui.price",
     "ReportPage": "homevalue.ui.report",
 }
 
-__all__ = ["BatchPage", "Panel", "PricePage", "ReportPage", "build", "request_query"]
+__all__ = [
+    "BatchPage",
+    "MonitoringPage",
+    "Panel",
+    "PricePage",
+    "ReportPage",
+    "build",
+    "request_query",
+]
 
 
 def __getattr__(name: str):

@@ -22,6 +22,7 @@ import pandas as pd
 
 from homevalue import config
 from homevalue.batch import score_file
+from homevalue.drift import Profile
 from homevalue.errors import BatchFileError, BatchOutputError
 from homevalue.inbox import BatchDirs, now, record_upload, run_history
 from homevalue.model import Model, load_model
@@ -54,7 +55,7 @@ HISTORY_HEADERS = {
     "started_at": "Started (UTC)", "file": "File", "source": "From", "status": "Status",
     "rows_scored": "Scored", "rows_rejected": "Rejected", "error": "Error",
 }  # fmt: skip
-SOURCE_NAMES = {"inbox": "inbox", "page": "page upload"}
+SOURCE_NAMES = {"inbox": "inbox", "page": "page upload", "cli": "command line"}
 
 
 def sample_listings() -> tuple[str, bytes]:
@@ -82,6 +83,7 @@ class Outcome:
     rejected: pd.DataFrame
     scored_csv: bytes
     rejected_csv: bytes
+    profile: Profile | None = None  # the scored rows' histograms (homevalue.drift)
 
     @property
     def prices(self) -> pd.Series:
@@ -113,7 +115,9 @@ def score_upload(name: str, content: bytes, *, model: Model, on_rows=None) -> Ou
                 source, Path(folder) / "out", model=model, progress=False,
                 chunk_rows=config.UPLOAD_CHUNK_ROWS, on_rows=on_rows,
             )  # fmt: skip
-            return read_outputs(safe, result.scored_path, result.rejected_path)
+            outcome = read_outputs(safe, result.scored_path, result.rejected_path)
+            outcome.profile = result.profile
+            return outcome
     except (OSError, BatchOutputError) as error:
         log.error("cannot score an upload in the temporary folder: %s", error)
         raise BatchOutputError(SERVER_FULL) from error
@@ -432,6 +436,7 @@ class BatchPage:
                 self.dirs.history, file=Path(name).name or name, started_at=started,
                 sha256=hashlib.sha256(content).hexdigest(), status=status, error=error,
                 model_version=self.model.version, **counts,
+                profile=outcome.profile if outcome is not None else None, card=self.model.card,
             )  # fmt: skip
         except (sqlite3.Error, OSError) as problem:
             log.error("cannot record an upload in the history %s: %s", self.dirs.history, problem)

@@ -31,6 +31,7 @@ from homevalue.model import Model, load_model
 from homevalue.predict import Prediction, explain_prediction, predict_one, what_if
 from homevalue.schema import Schema, check_value, fmt, fmt_for
 from homevalue.ui import charts, maps, render
+from homevalue.ui.feedback import FeedbackBox
 from homevalue.ui.form import HouseForm
 from homevalue.ui.page import (
     Debounce,
@@ -197,6 +198,7 @@ class PricePage:
         self._build_what_if()
         self._build_download()
         self._build_explanation()
+        self.feedback_box = FeedbackBox(self.model.card, self._priced, guard=self.guard)
         self.form.on_implied(self.guard(self._implied))
         self.form.on_change(Throttle(self.guard(self.refresh)))
         self.refresh()
@@ -367,6 +369,19 @@ class PricePage:
             title="Why this price",
             summary=lambda: self.explanation.summary() if self.explanation else "no price yet",
         )
+
+    @property
+    def feedback(self) -> Panel:
+        """Is this price right?: the actual sale price, or what looks wrong, for the house
+        priced (homevalue.feedback keeps it; the report page shows the accuracy)."""
+        return Panel(
+            self.feedback_box.children(), title="Is this price right?",
+            summary=self.feedback_box.describe,
+        )  # fmt: skip
+
+    def _priced(self) -> Prediction | None:
+        """The price shown for the house in the form; None while a field is marked."""
+        return None if any(e.value for e in self.form.errors.values()) else self.last
 
     @property
     def sensitivity(self) -> Panel:

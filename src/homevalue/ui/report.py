@@ -4,6 +4,8 @@ Everything on the page comes from two files written at training time, the model 
 the test sales with their predictions (`holdout.csv`), read once when the page opens. The
 pipeline itself is never loaded: the report should open fast and show the figures the model
 was accepted on, not figures recomputed by whatever code happens to be installed today.
+The one exception is the accuracy on sales reported since (homevalue.feedback), read from
+the feedback store as the page opens and shown beside the holdout's.
 
 The tables are built by small pure functions over the holdout frame (tested with pytest);
 `ReportPage` only reads the two files and lays the results out as panels.
@@ -24,6 +26,7 @@ from homevalue.errors import ModelMissingError, ModelSchemaError
 from homevalue.model import FIX, band_label, dollars_of, read_card
 from homevalue.schema import readable
 from homevalue.ui import charts, maps, render
+from homevalue.ui.feedback import live_accuracy_panel
 from homevalue.ui.page import Panel, guarded, version_marker
 
 # The bars the project set for accepting a model (train.py quotes the same in MODEL_CARD.md).
@@ -468,6 +471,9 @@ class ReportPage:
         self.neighbourhoods = self._neighbourhoods()
         self.importance = self._importance()
         self.coverage = self._coverage()
+        # Reported sales are read from the feedback store, the only figures here not
+        # written at training time: this model's, as the page opens.
+        self.live = live_accuracy_panel(self.card, model_version=self.card["model_version"])
         self.provenance = self._provenance()
 
     def apply_request(self, query=None) -> None:
