@@ -277,6 +277,51 @@ def test_a_pool_refill_runs_at_low_priority_until_a_viewer_takes_it(monkeypatch,
             sleeper.kill()
 
 
+def test_a_pool_refill_counts_toward_the_cap_from_when_voila_schedules_it(monkeypatch, tmp_path):
+    """Voilà starts a taken pool kernel's replacement only after `fill_delay` (1 s) and its
+    notebook's reading: a viewer arriving meanwhile must count it, or they are admitted
+    and take a pool kernel over the cap (with forked kernels' quick refills, the 7th of 6
+    viewers the cap allowed got a page)."""
+    from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
+    from traitlets.config import Configurable
+    from voila.voila_kernel_manager import voila_kernel_manager_factory
+
+    from homevalue.dashboards.kernels import KernelLimitReached
+
+    monkeypatch.setenv("HOMEVALUE_MAX_KERNELS", "3")
+
+    class Server(Configurable):  # what Voilà's pool reads of its application
+        root_dir, notebook_path = str(tmp_path), None  # no notebooks: no pool at start
+        base_url = server_url = "/"
+        port = 0
+
+    async def start(self, **kwargs):
+        kernel_id = f"k{len(self._kernels)}"
+        self._kernels[kernel_id] = SimpleNamespace(provisioner=None)
+        return kernel_id
+
+    monkeypatch.setattr(AsyncMappingKernelManager, "start_kernel", start)
+
+    async def scenario() -> None:
+        pooled = voila_kernel_manager_factory(LimitedKernelManager, True, 0)
+        manager = pooled(parent=Server(), kernel_pools_config={"page.ipynb": {"pool_size": 1}})
+
+        async def initialize(notebook, kernel_id=None, **kwargs):  # Voilà's, less the page
+            return {"kernel_id": await manager.start_kernel(**kwargs)}
+
+        manager._initialize = initialize
+        manager._kernels.update(viewer=SimpleNamespace(), other=SimpleNamespace())
+        manager.fill_if_needed(delay=0.3, notebook_name="page.ipynb")  # a viewer took one
+        assert manager.kernel_count() == 3
+        with pytest.raises(KernelLimitReached, match="3 kernels running"):
+            manager.admit("198.51.100.1")
+        [refill] = manager._pools["page.ipynb"]
+        assert (await asyncio.wait_for(refill, 5))["kernel_id"] == "k2"  # it had its room
+        assert manager.kernel_count() == 3 and not manager._refills_due
+
+    asyncio.run(scenario())
+
+
 def test_only_the_price_pages_kernels_go_without_pyarrow():
     """pyarrow is a third of a price kernel's memory; the batch page needs it for Parquet."""
     pools = json.loads((config.PROJ_ROOT / "voila.json").read_text())["VoilaKernelManager"][

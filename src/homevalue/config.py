@@ -361,6 +361,44 @@ def pool_sizes(pools: dict) -> dict:
     }
 
 
+# Kernels forked from a warm interpreter (homevalue.dashboards.zygote) instead of started
+# cold: a kernel start is a fork plus its notebook, without the ~1.6 CPU-s of Python starting
+# and importing ipykernel, pandas, scikit-learn, LightGBM and the widgets (bench).
+# On by default; HOMEVALUE_KERNEL_FORK=0 starts every kernel cold, as upstream does.
+KERNEL_FORK_ENV = "HOMEVALUE_KERNEL_FORK"
+# What the zygote imports once for all its kernels: ipykernel and what the price page (the
+# page crowds open) imports; homevalue first, so HOMEVALUE_WITHOUT_PYARROW acts before
+# pandas loads. Imports only: nothing that starts threads or loads the model (zygote.py).
+ZYGOTE_PRELOAD = ("homevalue", "ipykernel.kernelapp", "ipykernel.ipkernel", "homevalue.ui.price")
+# Thread pools some of those imports start at load (OpenBLAS, with numpy: one thread per
+# core; Arrow's jemalloc, with pandas: a background thread) would be lost in a fork, so the
+# zygote imports without them (unless the environment sets these). Its kernels inherit
+# single-threaded BLAS: a one-house page does no sizeable linear algebra.
+ZYGOTE_ENV_DEFAULTS = {
+    "OPENBLAS_NUM_THREADS": "1",
+    "JE_ARROW_MALLOC_CONF": "background_thread:false",
+}
+# The zygote's imports take a cold kernel's start (~2 s) on a quiet host; far more under a
+# crowd on 2 cores. Kernels asked for meanwhile wait for it, then fork.
+ZYGOTE_READY_SECONDS = 120.0
+# A fork answers in milliseconds; a zygote that takes this long is stopped and not used again.
+ZYGOTE_FORK_SECONDS = 10.0
+# After a zygote fails (it died, or did not become ready), kernels start cold for this long
+# before another zygote is tried: a zygote that cannot start does not cost every viewer.
+ZYGOTE_RETRY_SECONDS = 30.0
+# Kernels with different environments (beyond Voilà's per-kernel variables) fork from
+# different zygotes (each about one kernel's memory); beyond this many, they start cold.
+ZYGOTE_MAX = 4
+# A forked kernel's exit is seen at once through its pidfd; the zygote's report of its exit
+# status follows within milliseconds. Waited for this long, then the status is "unknown".
+ZYGOTE_EXIT_REPORT_SECONDS = 1.0
+
+
+def kernel_fork_enabled() -> bool:
+    """Whether the dashboards fork kernels from a zygote (HOMEVALUE_KERNEL_FORK, default on)."""
+    return os.environ.get(KERNEL_FORK_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
 def default_max_kernels() -> int:
     """As many typical kernels as fit in the dashboards' share of this machine's memory."""
     return max(4, int(machine_memory_mb() * KERNEL_MEMORY_SHARE / KERNEL_TYPICAL_MB))

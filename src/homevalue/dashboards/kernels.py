@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -135,6 +136,7 @@ class LimitedKernelManager(AsyncMappingKernelManager):
         self.limits = config.dashboard_limits()
         self.budget = ClientBudget(self.limits.kernels_per_client_per_minute)
         self._starting = 0
+        self._refills_due: set[asyncio.Task] = set()  # scheduled, not yet in start_kernel
         self._connected_once: set[str] = set()
         self._unclaimed_since: dict[str, float] = {}
         self._niced: set[str] = set()  # pool kernels started at REFILL_NICE, not yet taken
@@ -154,11 +156,44 @@ class LimitedKernelManager(AsyncMappingKernelManager):
             self.kernel_pools_config = config.pool_sizes(self.kernel_pools_config)
             self.log.info("preheated pools: %s", self.kernel_pools_config)
 
+    def __init_subclass__(cls, **kwargs):
+        """Voilà's preheated pool is a subclass of this class (voila.json): its refills
+        count from the moment it schedules them (see _note_refills)."""
+        super().__init_subclass__(**kwargs)
+        fill = cls.__dict__.get("fill_if_needed")
+        if fill is None:
+            return
+
+        @functools.wraps(fill)
+        def fill_if_needed(self, *args, **kwargs):
+            before = self._pool_tasks()
+            fill(self, *args, **kwargs)
+            self._note_refills(self._pool_tasks() - before)
+
+        cls.fill_if_needed = fill_if_needed
+
     # --- admission ---------------------------------------------------------------------
 
     def kernel_count(self) -> int:
-        """Kernels running or starting, the preheated pool included."""
-        return len(self._kernels) + self._starting
+        """Kernels running, starting or due to start (a pool refill Voilà has scheduled),
+        the preheated pool included."""
+        return len(self._kernels) + self._starting + len(self._refills_due)
+
+    def _pool_tasks(self) -> set[asyncio.Task]:
+        return {task for pool in getattr(self, "_pools", {}).values() for task in pool}
+
+    def _note_refills(self, tasks: set[asyncio.Task]) -> None:
+        """Count new pool refills until they ask start_kernel for their kernel.
+
+        Voilà schedules a refill when a viewer takes a pool kernel, but the refill first
+        sleeps `fill_delay` (1 s) and reads its notebook. Counted only from start_kernel on,
+        a viewer arriving in that second saw one kernel fewer than there would be, was
+        admitted and took a pool kernel over the cap (the refills then waited for room).
+        """
+        for task in tasks:
+            if not task.done():
+                self._refills_due.add(task)
+                task.add_done_callback(self._refills_due.discard)
 
     def admit(self, client: str) -> None:
         """Let `client` have a page (a kernel), or raise KernelLimitReached saying why.
@@ -189,6 +224,8 @@ class LimitedKernelManager(AsyncMappingKernelManager):
     async def start_kernel(self, **kwargs) -> str:
         """Start a kernel within the cap: a viewer's is refused, a pool refill waits for room."""
         refill = kwargs.get("env", {}).get("VOILA_PREHEAT") == "True"
+        if refill:  # due no longer: it waits for room (uncounted), then counts as starting
+            self._refills_due.discard(asyncio.current_task())
         while self.kernel_count() >= self.limits.max_kernels:
             if not refill:
                 raise KernelLimitReached(
