@@ -7,7 +7,7 @@ restarter, interrupts, shutdown, the culler, the memory watch in kernels.py) see
 kernel's pid and process group as before: signals go through a pidfd (the kernel is the
 zygote's child, not ours), and the zygote reports each kernel's exit status.
 
-A kernel is started cold, as upstream does, when forking is off (HOMEVALUE_KERNEL_FORK=0; on
+A kernel is started cold, as upstream does, when forking is off (HOMEVALUE_KERNEL_FORK, off
 by default) or cannot serve it: its zygote is still importing (the pools' first kernels,
 at start: logged as info), or, with a warning, a command other than ipykernel_launcher's,
 a zygote that failed to start, reported a fork hazard (not retried) or died (a new one is
