@@ -6,10 +6,10 @@ error shape, the flood limits with 429 and Retry-After.
 from __future__ import annotations
 
 import json
-import sqlite3
 
 import pytest
 from fastapi.testclient import TestClient
+from feedback_helpers import stored_reports
 
 import homevalue
 from homevalue import api, config, feedback
@@ -23,14 +23,6 @@ KEY, SECOND = "k" * 20 + "-first", "s" * 20 + "-second"
 def client():
     with TestClient(api.create_app()) as started:
         yield started
-
-
-def rows(path) -> list[dict]:
-    if not path.exists():
-        return []
-    with sqlite3.connect(path) as db:
-        db.row_factory = sqlite3.Row
-        return [dict(r) for r in db.execute("SELECT * FROM feedback ORDER BY id")]
 
 
 def problems(response) -> dict[str, str]:
@@ -50,7 +42,7 @@ def test_a_sale_is_kept_against_the_price_this_api_gives(client, feedback_store,
         expected.price, expected.low, expected.high)  # fmt: skip
     assert receipt["kind"] == "sale" and receipt["model_version"] == expected.model_version
     assert receipt["dollars_of"] == expected.dollars_of
-    [row] = rows(feedback_store)
+    [row] = stored_reports(feedback_store)
     assert (row["id"], row["created_at"]) == (receipt["id"], receipt["recorded_at"])
     assert (row["source"], row["sale_price"], row["sale_year"], row["sale_month"]) == (
         "api", 182_000, 2009, 6)  # fmt: skip
@@ -64,7 +56,7 @@ def test_looks_wrong_is_kept_with_its_reason(client, feedback_store, good_house)
                                                  "comment": "±$20k on a $150k house"}}  # fmt: skip
     response = client.post(FEEDBACK, json=sent)
     assert response.status_code == 201, response.text
-    [row] = rows(feedback_store)
+    [row] = stored_reports(feedback_store)
     assert (row["kind"], row["reason"], row["comment"]) == (
         "looks_wrong", "range_too_wide", "±$20k on a $150k house")  # fmt: skip
 
@@ -77,7 +69,7 @@ def test_a_bad_house_is_refused_with_homevalues_own_reasons(client, feedback_sto
     expected = {f"house.{p.field}": p.reason for p in caught.value.problems}
     assert found == {**expected, "house.Pool": "is not a field of this model",
                      "sale.price": feedback.NOT_A_PRICE}  # fmt: skip
-    assert rows(feedback_store) == []
+    assert stored_reports(feedback_store) == []
 
 
 @pytest.mark.parametrize(
@@ -94,7 +86,7 @@ def test_bad_reports_are_refused(client, feedback_store, body, field, says):
     found = problems(client.post(FEEDBACK, content=body,
                                  headers={"content-type": "application/json"}))  # fmt: skip
     assert says in found[field]
-    assert rows(feedback_store) == []
+    assert stored_reports(feedback_store) == []
 
 
 def test_a_body_over_the_feedback_limit_is_refused(client, good_house):
@@ -116,7 +108,7 @@ def test_a_flood_from_one_client_gets_429_with_retry_after(client, feedback_stor
     assert response.json()["error"] == "too_many_reports"
     assert "2 reports in the last hour" in response.json()["detail"]
     assert 3500 <= int(response.headers["retry-after"]) <= 3600
-    assert len(rows(feedback_store)) == 2
+    assert len(stored_reports(feedback_store)) == 2
 
 
 def test_the_daily_cap_is_for_everyone(client, feedback_store, good_house, monkeypatch):
@@ -137,7 +129,7 @@ def test_each_api_key_is_its_own_sender(monkeypatch, feedback_store, good_house)
         assert keyed.post(FEEDBACK, json=sent, headers=first).status_code == 201
         assert keyed.post(FEEDBACK, json=sent, headers=first).status_code == 429
         assert keyed.post(FEEDBACK, json=sent, headers={"X-API-Key": SECOND}).status_code == 201
-    senders = {row["client"] for row in rows(feedback_store)}
+    senders = {row["client"] for row in stored_reports(feedback_store)}
     assert len(senders) == 2 and not any(KEY in s or SECOND in s for s in senders)
 
 

@@ -3,9 +3,8 @@ the report page's accuracy on reported sales."""
 
 from __future__ import annotations
 
-import sqlite3
-
 import pytest
+from feedback_helpers import stored_reports
 
 import homevalue
 from homevalue import config, feedback
@@ -26,14 +25,6 @@ def page(model) -> PricePage:
     return PricePage(model)
 
 
-def rows(path) -> list[dict]:
-    if not path.exists():
-        return []
-    with sqlite3.connect(path) as db:
-        db.row_factory = sqlite3.Row
-        return [dict(r) for r in db.execute("SELECT * FROM feedback ORDER BY id")]
-
-
 def test_reporting_a_sale_keeps_it_against_the_price_shown(page, model, feedback_store):
     page.form.set_values({"Gr_Liv_Area": 1800})
     box = page.feedback_box
@@ -41,7 +32,7 @@ def test_reporting_a_sale_keeps_it_against_the_price_shown(page, model, feedback
     box.sale_year.value, box.sale_month.value = 2009, 6
     box.sale_button.click()
     expected = homevalue.predict_one(page.form.values(), model=model)
-    [row] = rows(feedback_store)
+    [row] = stored_reports(feedback_store)
     assert (row["source"], row["kind"], row["sale_price"], row["sale_year"], row["sale_month"]) == (
         "page", "sale", 182_000, 2009, 6)  # fmt: skip
     assert row["predicted_price"] == expected.price and row["client"] == box.client
@@ -60,7 +51,7 @@ def test_a_price_that_is_not_a_number_is_refused_on_the_page(page, feedback_stor
     box.sale_price.value = "182"
     box.sale_button.click()
     assert "Sale price is not a believable sale price" in box.result.value
-    assert rows(feedback_store) == []
+    assert stored_reports(feedback_store) == []
 
 
 def test_looks_wrong_needs_a_reason_and_plain_text(page, feedback_store):
@@ -73,11 +64,11 @@ def test_looks_wrong_needs_a_reason_and_plain_text(page, feedback_store):
     box.comment.value = "x" * (config.FEEDBACK_COMMENT_MAX_CHARS + 1)
     box.wrong_button.click()
     assert "characters long" in box.result.value
-    assert rows(feedback_store) == []
+    assert stored_reports(feedback_store) == []
     box.comment.value = "<b>overpriced</b>"
     box.wrong_button.click()
     assert "“The price is too high” was recorded" in box.result.value
-    [row] = rows(feedback_store)
+    [row] = stored_reports(feedback_store)
     assert (row["reason"], row["comment"]) == ("too_high", "<b>overpriced</b>")
     assert box.reason.value == "" and box.comment.value == ""
 
@@ -88,7 +79,7 @@ def test_no_report_while_a_field_is_marked(page, feedback_store):
     box.sale_price.value = "182,000"
     box.sale_button.click()
     assert NO_PRICE.split(":")[0] in box.result.value
-    assert rows(feedback_store) == []
+    assert stored_reports(feedback_store) == []
 
 
 def test_one_page_is_one_sender_for_the_flood_limit(model, feedback_store, monkeypatch):
@@ -111,7 +102,7 @@ def test_one_page_is_one_sender_for_the_flood_limit(model, feedback_store, monke
     second.feedback_box.sale_price.value = "182,000"
     second.feedback_box.sale_button.click()
     assert "Thank you" in second.feedback_box.result.value
-    assert len(rows(feedback_store)) == 3
+    assert len(stored_reports(feedback_store)) == 3
 
 
 def test_a_broken_store_is_a_refusal_not_a_traceback(page, feedback_store):

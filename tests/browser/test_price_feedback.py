@@ -9,9 +9,9 @@ The expected price is the library's for the values the form shows, never written
 from __future__ import annotations
 
 import json
-import sqlite3
 
 import pytest
+from feedback_helpers import stored_reports
 from playwright.sync_api import Page, expect
 
 import homevalue
@@ -32,12 +32,7 @@ def price_page(page, server) -> Page:
 
 
 def stored(server) -> list[dict]:
-    path = feedback_db(server)
-    if not path.exists():
-        return []
-    with sqlite3.connect(path) as db:
-        db.row_factory = sqlite3.Row
-        return [dict(r) for r in db.execute("SELECT * FROM feedback ORDER BY id")]
+    return stored_reports(feedback_db(server))
 
 
 def test_a_viewer_reports_a_sale_with_the_keyboard_and_it_is_stored(price_page, server, model):
