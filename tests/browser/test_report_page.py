@@ -60,7 +60,9 @@ def test_the_charts_are_drawn_with_all_their_marks(report_page, card, holdout):
 
 def test_the_tables_hold_the_model_cards_figures(report_page, card, holdout):
     page = report_page
-    metrics = page.locator("table.hv-table", has=page.locator("caption", has_text="Accuracy"))
+    metrics = page.locator(
+        "table.hv-table", has=page.locator("caption", has_text="Accuracy on the test sales")
+    )
     shown = metrics.locator("tbody tr").evaluate_all(
         "rows => rows.map(r => [...r.cells].slice(0, 2).map(c => c.textContent))"
     )
