@@ -299,7 +299,9 @@ def test_the_page_with_history_shows_volume_drift_and_prices(tmp_path, model, re
     period, training = (mark.y for mark in page.price_chart.marks)
     assert period.sum() == pytest.approx(1) and training.sum() == pytest.approx(1)
     assert len(period) == len(training) == reference.price.bins
-    assert page.volume_box.children == (page.volume_chart,)
+    assert page.volume_box.children == (page.volume_legend, page.volume_chart)
+    assert "Scored" in page.volume_legend.value and "Rejected" in page.volume_legend.value
+    assert page.volume_chart.marks[0].padding > 0.5  # two days: narrow bars, not a wall
     # the text forms (what nbval compares) state no live figure
     assert "1,196" not in repr(page.overview) + repr(page.drift) + repr(page.prices)
 

@@ -85,6 +85,24 @@ def _psi_text(value: float) -> str:
     return "" if value is None or math.isnan(value) else f"{value:.3f}"
 
 
+def legend_html(entries: dict[str, str], *, line: str = "") -> str:
+    """A legend above a chart, in the page's text: bqplot's own sits inside the plot, where
+    on a phone it covers the bars and its label is drawn in the bar's colour. `line` names
+    the entry drawn as a line rather than bars."""
+    items = []
+    for name, colour in entries.items():
+        kind = "hv-swatch hv-swatch-line" if name == line else "hv-swatch"
+        swatch = f'<span class="{kind}" style="background:{colour}"></span>'
+        items.append(f'<span role="listitem">{swatch}{render.esc(name)}</span>')
+    return f'<div class="hv-legend" role="list">{"".join(items)}</div>'
+
+
+def bar_padding(bars: int) -> float:
+    """Padding between bars as a share of each slot: a single day would otherwise be one
+    bar as wide as the chart, which reads as a background rather than a count."""
+    return max(0.2, 1 - 0.15 * bars)
+
+
 def feature_labels(card: dict) -> dict[str, str]:
     """Input name -> its label on the form; the price is "Predicted price"."""
     labels = {f["name"]: f.get("label") or f["name"] for f in card.get("features", [])}
@@ -205,11 +223,20 @@ class MonitoringPage:
         self.volume_chart = self._volume_chart()
         # A chart is in the page only while it has something to draw: bqplot drawing a
         # hidden (0 x 0) figure sets negative sizes, which the browser logs as errors.
-        self.volume_box = widgets.Box(layout={"width": "100%"})
+        self.volume_box = widgets.VBox(layout={"width": "100%"})
         self.drift_html = _html()
         self.price_html = _html()
         self.price_chart = self._price_chart()
-        self.price_box = widgets.Box([self.price_chart], layout={"width": "100%"})
+        self.volume_legend = _html(
+            legend_html({"Scored": COLOURS["scored"], "Rejected": COLOURS["rejected"]})
+        )
+        price_legend = _html(
+            legend_html(
+                {"This period": COLOURS["period"], "Training": COLOURS["training"]},
+                line="Training",
+            )
+        )
+        self.price_box = widgets.VBox([price_legend, self.price_chart], layout={"width": "100%"})
         self.feedback_html = _html()
         self.refresh()
 
@@ -280,13 +307,12 @@ class MonitoringPage:
         bars = bq.Bars(
             scales={"x": x, "y": y}, type="stacked", padding=0.2,
             colors=[COLOURS["scored"], COLOURS["rejected"]], labels=["Scored", "Rejected"],
-            display_legend=True,
         )  # fmt: skip
         axes = [bq.Axis(scale=x, label="Day (UTC)"),
                 bq.Axis(scale=y, side="left", label="Rows", tick_format=",d",
                         label_offset="60px")]  # fmt: skip
         figure = bq.Figure(
-            marks=[bars], axes=axes, fig_margin=charts.MARGIN, legend_location="top-left",
+            marks=[bars], axes=axes, fig_margin=charts.MARGIN,
             layout={"width": "100%", "height": "260px"},
         )  # fmt: skip
         figure.add_class("hv-chart")
@@ -298,16 +324,16 @@ class MonitoringPage:
         x, y = bq.OrdinalScale(), bq.LinearScale(min=0, max=0.2)
         scales = {"x": x, "y": y}
         bars = bq.Bars(scales=scales, padding=0.2, colors=[COLOURS["period"]],
-                       labels=["This period"], display_legend=True)  # fmt: skip
+                       labels=["This period"])  # fmt: skip
         training = bq.Lines(
             scales=scales, colors=[COLOURS["training"]], marker="circle", stroke_width=2,
-            labels=["Training"], display_legend=True,
+            labels=["Training"],
         )  # fmt: skip
         axes = [bq.Axis(scale=x, label="Predicted price"),
                 bq.Axis(scale=y, side="left", label="Share of houses", tick_format=".0%",
                         label_offset="50px")]  # fmt: skip
         figure = bq.Figure(
-            marks=[bars, training], axes=axes, legend_location="top-right",
+            marks=[bars, training], axes=axes,
             fig_margin=charts.MARGIN,
             layout={"width": "100%", "height": "320px"},
         )  # fmt: skip
@@ -353,9 +379,10 @@ class MonitoringPage:
         days = window.days
         bars = self.volume_chart.marks[0]
         with bars.hold_sync():
+            bars.padding = bar_padding(len(days))
             bars.x = list(days["day"])
             bars.y = np.vstack([days["scored"].to_numpy(float), days["rejected"].to_numpy(float)])
-        self.volume_box.children = () if days.empty else (self.volume_chart,)
+        self.volume_box.children = () if days.empty else (self.volume_legend, self.volume_chart)
         self.runs_html.value = runs_table_html(window, self.labels)
 
     def _show_drift(self, window: Window) -> None:
