@@ -19,10 +19,10 @@ import asyncio
 import json
 import logging
 import os
-import statistics
 import sys
 import time
 
+import measure
 import psutil
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_client.provisioning import KernelProvisionerFactory
@@ -91,14 +91,8 @@ def zygote_figures() -> dict:
 
 
 def summary(runs: list[dict]) -> dict:
-    return {
-        key: {
-            "median": statistics.median(r[key] for r in runs),
-            "min": min(r[key] for r in runs),
-            "max": max(r[key] for r in runs),
-        }
-        for key in runs[0]
-    }
+    """Median, min and max of each figure over the kernels of one kind."""
+    return {key: measure.summary((r[key] for r in runs), (50,)) for key in runs[0]}
 
 
 async def main(kernels: int) -> dict:
