@@ -145,7 +145,7 @@ def wide_csv_refusal() -> dict:
 
 
 def run(log_dir: Path, args: argparse.Namespace) -> dict:
-    results: dict = {"attacks": [], "gets": {}}
+    results: dict = {"attacks": [], "gets": []}
     for name, upstream in [("make serve", False), ("upstream Voilà", True)]:
         for how in ("legacy", "forged v1 frame"):
             # a fresh server each time: an upstream server does not survive the first
@@ -154,10 +154,11 @@ def run(log_dir: Path, args: argparse.Namespace) -> dict:
                 results["attacks"].append({"server": name, **attack(server, how)})
         log = log_dir / f"{name}-gets.log".replace(" ", "_")
         with serve(log, env=DEFAULTS, upstream=upstream) as server:
-            results["gets"][f"{name}, {args.gets} GETs"] = gets(server, args.gets, 0)
+            done = gets(server, args.gets, reclaim_wait=0)
+            results["gets"].append({"run": f"{name}, {args.gets} GETs", **done})
     with serve(log_dir / "ours-many.log", env=DEFAULTS) as server:
-        many = gets(server, args.many_gets, args.reclaim_wait)
-        results["gets"][f"make serve, {args.many_gets} GETs"] = many
+        done = gets(server, args.many_gets, args.reclaim_wait)
+        results["gets"].append({"run": f"make serve, {args.many_gets} GETs", **done})
     results["wide_csv"] = wide_csv_refusal()
     return results
 
@@ -176,7 +177,7 @@ def markdown(record: dict) -> str:
     ]
     gets = [
         {
-            "run": name,
+            "run": g["run"],
             "pages": g["pages"],
             "503 busy": g["busy_503"],
             "took": g["seconds"],
@@ -186,7 +187,7 @@ def markdown(record: dict) -> str:
             "kernels then": g["after_wait"]["kernels"],
             "RSS then": g["after_wait"]["rss_mb"],
         }
-        for name, g in record["gets"].items()
+        for g in record["gets"]
     ]
     seconds, mb = "{:.0f} s".format, "{:.0f} MB".format
     w = record["wide_csv"]

@@ -115,7 +115,7 @@ def bold(text: object) -> str:
 
 
 def missed(targets: list[dict]) -> list[str]:
-    return [t.get("target") or t.get("figure", "?") for t in targets if t["pass"] is False]
+    return [t.get("figure") or t.get("target", "?") for t in targets if t["pass"] is False]
 
 
 # --- the run and its machine --------------------------------------------------------------
