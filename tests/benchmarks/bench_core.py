@@ -898,7 +898,7 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="homevalue-bench-") as folder:
             batch, _ = run_batch(Path(folder), sizes, threads, args.repeats, args.repeats_large)
         print(f"load average at start {load}, at end {load_average()}")
-        print(batch_markdown(batch, config.BATCH_CHUNK_ROWS))
+        print(batch_markdown(batch, config.BATCH_CHUNK_ROWS) + "\n")
         print(report.targets_table(batch_targets(batch, config.BATCH_CHUNK_ROWS)))
         return 0
     core = run_benchmarks(args, sizes, threads)
