@@ -28,6 +28,17 @@ def test_a_table_of_known_records_renders_the_expected_markdown():
     ]
 
 
+def test_a_dataframe_renders_like_its_records():
+    import pandas as pd
+
+    rows = [
+        {"method": "ours", "rows/s": 55312.4, "threads": 2},
+        {"method": "naive", "rows/s": None, "threads": 12000},
+    ]
+    formats = {"rows/s": ",.0f"}
+    assert report.table(pd.DataFrame(rows), formats) == report.table(rows, formats)
+
+
 def test_cells_keep_their_text_and_a_function_formats_a_column():
     rows = [{"part": "**total**", "s": "**2.161**", "share": 0.25, "tti": 1439.0}]
     text = report.table(rows, {"share": ".0%", "tti": lambda ms: f"{ms / 1000:.2f} s"})

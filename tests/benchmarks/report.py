@@ -69,13 +69,15 @@ def is_number(value: object) -> bool:
 
 
 def table(
-    rows: Iterable[Mapping[str, object]],
+    rows: Iterable[Mapping[str, object]] | pd.DataFrame,
     formats: Mapping[str, Format] | None = None,
     align: str | None = None,
 ) -> str:
-    """Records as a markdown table: a column per key (in first-seen order; the key is the
-    header), each cell formatted by `formats[key]`. Columns of numbers are right-aligned,
-    others left, unless `align` gives one letter per column ("l" or "r")."""
+    """Records (or a DataFrame's rows) as a markdown table: a column per key (in first-seen
+    order; the key is the header), each cell formatted by `formats[key]`. Columns of numbers
+    are right-aligned, others left, unless `align` gives one letter per column ("l", "r")."""
+    if isinstance(rows, pd.DataFrame):
+        rows = rows.astype(object).where(rows.notna(), None).to_dict("records")
     rows = list(rows)
     if not rows:
         return ""
