@@ -1038,13 +1038,17 @@ async def run_phases(args, folder: Path, sampler: Sampler, browser) -> dict:
 
 
 async def run_benchmarks(args) -> dict:
+    with report.run_record("bench_dashboards.py", LIBRARIES) as record:
+        found = await measure(args)
+    return summarise(record, found, args)
+
+
+async def measure(args) -> dict:
+    """Every phase, in one browser, with the sampler watching."""
     sampler = Sampler()
     sampler.start()
     try:
-        with (
-            report.run_record("bench_dashboards.py", LIBRARIES) as record,
-            tempfile.TemporaryDirectory(prefix="homevalue-bench-") as scratch,
-        ):
+        with tempfile.TemporaryDirectory(prefix="homevalue-bench-") as scratch:
             async with async_playwright() as p:
                 browser = await p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
                 found = await run_phases(args, Path(scratch), sampler, browser)
@@ -1052,7 +1056,7 @@ async def run_benchmarks(args) -> dict:
                 await browser.close()
     finally:
         sampler.stop()
-    return summarise(record, found, args)
+    return found
 
 
 # --- summary ------------------------------------------------------------------------------
