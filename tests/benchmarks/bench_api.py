@@ -33,7 +33,7 @@ Figures are indicative. Not a pytest module: too slow and machine-dependent to g
 makes it exit 1 when a target is missed.
 Usage: bench_api.py [--duration 10] [--rates 100,200,400,800,1600] [--workers 1,2]
                     [--connections 1,4,16,64] [--calls 5000] [--quiet-wait 60] [--strict]
-                    [--no-write] [--key-flood-only]
+                    [--no-write] [--docs DIR] [--key-flood-only]
 """
 
 from __future__ import annotations
@@ -45,7 +45,6 @@ import json
 import multiprocessing
 import os
 import re
-import resource
 import shutil
 import signal
 import socket
@@ -60,22 +59,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
-import psutil
-from report import (
-    JSON_PATH,
-    MD_PATH,
-    PROJ_ROOT,
-    RECORD,
-    load_average,
-    machine_info,
-    machine_sentence,
-    write_json,
-    write_markdown,
-)
+import report
+from measure import RECORD, cpu_seconds, memory_mib, own_cpu_seconds, process_tree, summary
+from measure import time_calls as time_each
+from report import PROJ_ROOT, bold
 
-SECTION = "api"
-MD_START, MD_END = "<!-- api:start -->", "<!-- api:end -->"
-COMMAND = ".venv/bin/python tests/benchmarks/bench_api.py"
 LIBRARIES = ["homevalue", "fastapi", "starlette", "uvicorn", "pydantic", "numpy", "lightgbm"]
 HOST = "127.0.0.1"
 PATH = "/v1/predict"
@@ -90,13 +78,6 @@ POOL = 32  # open-loop connections, at most
 FLOODERS = 4  # clients sending the key flood, back to back
 QUIET_SHARE = 0.15  # the machine counts as idle below this share of all cores busy
 REQUEST_TIMEOUT_S = 5.0
-
-
-def percentiles(values_ms, *points) -> dict:
-    if not len(values_ms):
-        return {f"p{p}_ms": None for p in points}
-    array = np.asarray(values_ms)
-    return {f"p{p}_ms": float(np.percentile(array, p)) for p in points}
 
 
 # --- the server -------------------------------------------------------------------------
@@ -160,24 +141,11 @@ class Server:
 
     def cpu_seconds(self) -> float:
         """User+system CPU of the server and its worker processes so far."""
-        total = 0.0
-        with contextlib.suppress(psutil.Error):
-            parent = psutil.Process(self.process.pid)
-            for process in [parent, *parent.children(recursive=True)]:
-                with contextlib.suppress(psutil.Error):
-                    times = process.cpu_times()
-                    total += times.user + times.system
-        return total
+        return cpu_seconds(process_tree(self.process.pid))
 
     def rss_mib(self) -> float:
         """Resident memory of the server and its workers (each holds its own model)."""
-        total = 0
-        with contextlib.suppress(psutil.Error):
-            parent = psutil.Process(self.process.pid)
-            for process in [parent, *parent.children(recursive=True)]:
-                with contextlib.suppress(psutil.Error):
-                    total += process.memory_info().rss
-        return total / 2**20
+        return memory_mib(process_tree(self.process.pid))["rss"]
 
     def __exit__(self, *exc) -> None:
         if self.process and self.process.poll() is None:
@@ -273,19 +241,14 @@ async def open_loop(port: int, rate: float, duration: float, body: bytes = BODY)
         "statuses": {str(k): v for k, v in sorted(statuses.items())},
         "failures": failures,
         "achieved_rps": ok / elapsed,
-        **percentiles(ms, 50, 90, 99),
-        "max_ms": float(ms.max()) if len(ms) else None,
-        "client_late": percentiles(np.asarray(late) * 1e3, 50, 99),
+        **summary(ms, (50, 90, 99), unit="_ms"),
+        "client_late": summary(np.asarray(late) * 1e3, unit="_ms"),
     }
 
 
 def cpu_self() -> float:
     """CPU seconds of this script and of the children it has waited for (wrk)."""
-    total = 0.0
-    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
-        usage = resource.getrusage(who)
-        total += usage.ru_utime + usage.ru_stime
-    return total
+    return own_cpu_seconds(children=True)
 
 
 def machine_cpu() -> tuple[float, float]:
@@ -461,22 +424,14 @@ def sequential_ms(server: Server, body: bytes, calls: int) -> dict:
         return times
 
     times = np.asarray(asyncio.run(run())[calls // 10 :]) * 1e3  # the first tenth warms up
-    return {"calls": len(times), **percentiles(times, 50, 99), "mean_ms": float(times.mean())}
+    return {"calls": len(times), **summary(times, unit="_ms")}
 
 
 # --- 3. where the time goes ---------------------------------------------------------------
 
 
 def timed_us(call, calls: int) -> dict:
-    for _ in range(calls // 10):
-        call()
-    times = np.empty(calls)
-    clock = time.perf_counter
-    for i in range(calls):
-        start = clock()
-        call()
-        times[i] = clock() - start
-    times *= 1e6
+    times = time_each(call, calls, warmup=calls // 10) * 1e6
     return {"p50_us": float(np.percentile(times, 50)), "mean_us": float(times.mean())}
 
 
@@ -661,53 +616,38 @@ def measure_key_flood(server: Server, rate: int, duration: float, quiet_wait_s: 
             "per_second": len(sent) / (duration + 1.0),
             "statuses": statuses,
             "answer_bytes": int(np.median(answered)) if answered else None,
-            **percentiles(seconds * 1e3, 50, 99),
+            **summary(seconds * 1e3, unit="_ms"),
             "server_cpu_ms_each": 1e3 * flood_cpu / max(len(sent), 1),
         },
     }
 
 
-def print_key_flood(result: dict) -> None:
+def key_flood_markdown(result: dict) -> str:
     alone, flooded, flood_ = result["alone"], result["flooded"], result["flood"]
-    print(
-        f"  key flood: the ordinary client at {result['rate']} req/s, p99 "
-        f"{alone['p99_ms']:.2f} ms alone -> {flooded['p99_ms']:.2f} ms under the flood "
-        f"(p50 {alone['p50_ms']:.2f} -> {flooded['p50_ms']:.2f} ms, max "
-        f"{alone['max_ms']:.1f} -> {flooded['max_ms']:.1f} ms, errors {alone['errors']} -> "
-        f"{flooded['errors']}); {flood_['clients']} flooders sent {flood_['requests']:,} bodies "
-        f"of {flood_['body_bytes']:,} bytes ({flood_['keys']:,} keys), answered "
-        f"{flood_['statuses']} with {flood_['answer_bytes']:,} bytes in p50 "
-        f"{flood_['p50_ms']:.1f} ms, the server spending {flood_['server_cpu_ms_each']:.2f} ms "
-        "of CPU on each",
-        flush=True,
-    )
-
-
-def key_flood_markdown(result: dict) -> list[str]:
-    alone, flooded, flood_ = result["alone"], result["flooded"], result["flood"]
-    return [
-        "",
+    rows = [
+        {
+            "ordinary client": name,
+            "p50 ms": step["p50_ms"],
+            "p99 ms": step["p99_ms"],
+            "max ms": step["max_ms"],
+            "errors": step["errors"],
+        }
+        for name, step in (("alone", alone), ("under the flood", flooded))
+    ]
+    return report.join(
         "### Under a key flood",
-        "",
         f"One worker. An ordinary client sends one house at {result['rate']} req/s (open loop, "
         f"{result['duration_s']:g} s) alone, then while {flood_['clients']} other clients, in "
         f"another process, each send back to back a body of {flood_['body_bytes']:,} bytes "
         f"holding {flood_['keys']:,} unknown keys (issue 10's amplification attack).",
-        "",
-        "| ordinary client | p50 ms | p99 ms | max ms | errors |",
-        "|---|---:|---:|---:|---:|",
-        f"| alone | {fmt_ms(alone['p50_ms'])} | {fmt_ms(alone['p99_ms'])} "
-        f"| {fmt_ms(alone['max_ms'])} | {alone['errors']} |",
-        f"| under the flood | {fmt_ms(flooded['p50_ms'])} | {fmt_ms(flooded['p99_ms'])} "
-        f"| {fmt_ms(flooded['max_ms'])} | {flooded['errors']} |",
-        "",
+        report.table(rows, dict.fromkeys(("p50 ms", "p99 ms", "max ms"), ".2f")),
         f"The flooders got {flood_['requests']:,} answers ({flood_['per_second']:.0f}/s, "
         f"statuses {flood_['statuses']}) of {flood_['answer_bytes']:,} bytes each, p50 "
         f"{flood_['p50_ms']:.1f} ms, p99 {flood_['p99_ms']:.1f} ms; the server spent about "
         f"{flood_['server_cpu_ms_each']:.2f} ms of CPU on each (its CPU during the flood, less "
         "what the ordinary requests cost alone). The flooders run on the same 2 cores: "
         "part of what the ordinary client loses is their CPU, not the server's.",
-    ]
+    ).rstrip("\n")
 
 
 # --- the report ---------------------------------------------------------------------------
@@ -730,159 +670,169 @@ def max_sustained(config: dict) -> dict:
     }
 
 
-def target_rows(results: dict) -> list[tuple[str, str, bool]]:
+def targets(results: dict) -> list[dict]:
     one = results["configs"]["1"]
     at = next((s for s in one["open_loop"] if s["target_rps"] == TARGET_RATE), None)
     if at is None:
         return []
+    where = f"at {TARGET_RATE} req/s (1 worker)"
     return [
-        (
-            f"p50 <= {P50_MAX_MS:g} ms at {TARGET_RATE} req/s (1 worker)",
-            f"{at['p50_ms']:.2f} ms",
-            at["p50_ms"] <= P50_MAX_MS,
-        ),
-        (
-            f"p99 <= {P99_MAX_MS:g} ms at {TARGET_RATE} req/s (1 worker)",
-            f"{at['p99_ms']:.2f} ms",
-            at["p99_ms"] <= P99_MAX_MS,
-        ),
-        (
-            f"no errors at {TARGET_RATE} req/s (1 worker)",
-            f"{at['errors']} of {at['requests']:,}",
-            at["errors"] == 0,
-        ),
+        {
+            "target": f"p50 <= {P50_MAX_MS:g} ms {where}",
+            "measured": f"{at['p50_ms']:.2f} ms",
+            "pass": at["p50_ms"] <= P50_MAX_MS,
+        },
+        {
+            "target": f"p99 <= {P99_MAX_MS:g} ms {where}",
+            "measured": f"{at['p99_ms']:.2f} ms",
+            "pass": at["p99_ms"] <= P99_MAX_MS,
+        },
+        {
+            "target": f"no errors {where}",
+            "measured": f"{at['errors']} of {at['requests']:,}",
+            "pass": at["errors"] == 0,
+        },
     ]
 
 
-def fmt_ms(value: float | None) -> str:
-    return "–" if value is None else f"{value:.2f}"
+def load_tables(m: dict) -> tuple[str, str]:
+    """The open-loop and closed-loop (wrk) steps, a row per step."""
+    opened, closed = [], []
+    for workers, config in m["configs"].items():
+        for s in config["open_loop"]:
+            late = s["client_late"]
+            opened.append(
+                {
+                    "workers": int(workers),
+                    "target req/s": s["target_rps"],
+                    "achieved": s["achieved_rps"],
+                    "errors": s["errors"],
+                    "p50 ms": s["p50_ms"],
+                    "p90 ms": s["p90_ms"],
+                    "p99 ms": s["p99_ms"],
+                    "max ms": s["max_ms"],
+                    "client late p50/p99 ms": f"{report.cell(late['p50_ms'], '.2f')} / "
+                    f"{report.cell(late['p99_ms'], '.2f')}",
+                    "server CPU %": s["server_cpu_percent"],
+                    "client CPU %": s["client_cpu_percent"],
+                    "others CPU %": s["others_cpu_percent"],
+                }
+            )
+        for s in config.get("closed_loop", []):
+            closed.append(
+                {
+                    "workers": int(workers),
+                    "connections": s["connections"],
+                    "req/s": s["rps"],
+                    "p50 ms": s["p50_ms"],
+                    "p99 ms": s["p99_ms"],
+                    "errors": s["errors"],
+                    "server CPU %": s["server_cpu_percent"],
+                    "wrk + bench CPU %": s["client_cpu_percent"],
+                    "others CPU %": s["others_cpu_percent"],
+                }
+            )
+    ms, percent = ".2f", ".0f"
+    formats = {
+        "achieved": ",.0f",
+        "req/s": ",.0f",
+        "p50 ms": ms,
+        "p90 ms": ms,
+        "p99 ms": ms,
+        "max ms": ms,
+        "server CPU %": percent,
+        "client CPU %": percent,
+        "wrk + bench CPU %": percent,
+        "others CPU %": percent,
+    }
+    return report.table(opened, formats), report.table(closed, formats)
 
 
-def markdown(results: dict) -> str:
-    m = results
-    lines = [
-        "## HTTP API",
-        "",
-        f"Generated {m['generated']} by `{COMMAND}` ({m['wall_s']:.0f} s; git "
-        f"{m['machine']['git']}).",
-        "",
-        machine_sentence(m["machine"], m["load"]),
-        "",
+def sustained(m: dict) -> list[str]:
+    said = []
+    for workers, config in m["configs"].items():
+        best = config["max_sustained"]
+        closed = report.cell(best["closed_loop_rps"], ",.0f")
+        opened = "—" if best["open_loop_rps"] is None else f"{best['open_loop_rps']:,} req/s"
+        if best["open_loop_rps"] == max(s["target_rps"] for s in config["open_loop"]):
+            opened += " (the highest rate tried)"
+        said.append(
+            f"- {workers} worker(s): {closed} req/s closed loop with no errors; open loop, the "
+            f"highest rate met with p99 <= {P99_MAX_MS:g} ms and no errors: {opened}."
+        )
+    return said
+
+
+def markdown(m: dict) -> str:
+    opened, closed = load_tables(m)
+    return report.join(
+        report.heading("HTTP API", m),
         f"`POST {PATH}` with one typical house ({len(BODY)} bytes of JSON) against "
         "`python -m homevalue.api` (what `make api` runs: uvicorn, "
         f"{m['server']['loop']}/{m['server']['http']}, access log on, to a file) on "
         "loopback. The load generator runs on the same 2 cores. Before each step the bench "
         f"waits (up to {m['quiet_wait_s']:g} s) for other jobs to leave the machine idle; "
-        "*others CPU %* is "
-        "what the rest of the machine used during the step (100 = one core; it includes some "
-        "kernel network time no process is charged for): a step with much of it was disturbed.",
-        "",
+        "*others CPU %* is what the rest of the machine used during the step (100 = one core; "
+        "it includes some kernel network time no process is charged for): a step with much "
+        "of it was disturbed.",
         "### Targets",
-        "",
-        "| target | measured | result |",
-        "|---|---|---|",
-    ]
-    for text, measured, ok in target_rows(m):
-        lines.append(f"| {text} | {measured} | {'PASS' if ok else 'FAIL'} |")
-    lines += [
-        "",
+        report.targets_table(m["targets"]),
         "### Open loop: fixed request rates",
-        "",
         "Requests sent on schedule over up to 32 connections, each timed from when it was due "
         "(queueing included). *client late* is how late this script sent (its own share of "
         "the latency); CPU % is of one core; the 1-worker and 2-worker servers take turns at "
         "each rate.",
-        "",
-        "| workers | target req/s | achieved | errors | p50 ms | p90 ms | p99 ms | max ms "
-        "| client late p50/p99 ms | server CPU % | client CPU % | others CPU % |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|",
-    ]
-    for workers, config in m["configs"].items():
-        for s in config["open_loop"]:
-            late = s["client_late"]
-            lines.append(
-                f"| {workers} | {s['target_rps']:,} | {s['achieved_rps']:,.0f} | {s['errors']} "
-                f"| {fmt_ms(s['p50_ms'])} | {fmt_ms(s['p90_ms'])} | {fmt_ms(s['p99_ms'])} "
-                f"| {fmt_ms(s['max_ms'])} | {fmt_ms(late['p50_ms'])} / {fmt_ms(late['p99_ms'])} "
-                f"| {s['server_cpu_percent']:.0f} | {s['client_cpu_percent']:.0f} "
-                f"| {s['others_cpu_percent']:.0f} |"
-            )
-    if any(config.get("closed_loop") for config in m["configs"].values()):
-        lines += [
-            "",
-            "### Closed loop: maximum throughput (wrk)",
-            "",
-            "Each connection sends its next request as soon as the last is answered. With two "
-            "workers a connection stays with the worker that accepted it, so a few connections "
-            "can all land on one (server CPU near 100% rather than 180%).",
-            "",
-            "| workers | connections | req/s | p50 ms | p99 ms | errors | server CPU % "
-            "| wrk + bench CPU % | others CPU % |",
-            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-        ]
-        for workers, config in m["configs"].items():
-            for s in config.get("closed_loop", []):
-                lines.append(
-                    f"| {workers} | {s['connections']} | {s['rps']:,.0f} | {fmt_ms(s['p50_ms'])} "
-                    f"| {fmt_ms(s['p99_ms'])} | {s['errors']} | {s['server_cpu_percent']:.0f} "
-                    f"| {s['client_cpu_percent']:.0f} | {s['others_cpu_percent']:.0f} |"
-                )
-    lines += ["", "Maximum sustained throughput:", ""]
-    for workers, config in m["configs"].items():
-        best = config["max_sustained"]
-        closed = "–" if best["closed_loop_rps"] is None else f"{best['closed_loop_rps']:,.0f}"
-        opened = "–" if best["open_loop_rps"] is None else f"{best['open_loop_rps']:,} req/s"
-        if best["open_loop_rps"] == max(s["target_rps"] for s in config["open_loop"]):
-            opened += " (the highest rate tried)"
-        lines.append(
-            f"- {workers} worker(s): {closed} req/s closed loop with no errors; open loop, the "
-            f"highest rate met with p99 <= {P99_MAX_MS:g} ms and no errors: {opened}."
-        )
-    lines += [
-        "",
+        opened,
+        closed and "### Closed loop: maximum throughput (wrk)",
+        closed
+        and "Each connection sends its next request as soon as the last is answered. "
+        "With two workers a connection stays with the worker that accepted it, so a few "
+        "connections can all land on one (server CPU near 100% rather than 180%).",
+        closed,
+        "Maximum sustained throughput:",
+        sustained(m),
         "At the lowest rates the p50 is higher than at busier ones: between requests the cores "
         "go idle, and waking an idle virtual CPU adds about a millisecond on this VM (a lone "
         "client sending back to back sees the p50 of the last section).",
-    ]
-    lines += where_the_time_goes(m)
-    if "key_flood" in m:
-        lines += key_flood_markdown(m["key_flood"])
-    return "\n".join(lines) + "\n"
+        where_the_time_goes(m),
+        key_flood_markdown(m["key_flood"]) if "key_flood" in m else None,
+    )
 
 
-def where_the_time_goes(m: dict) -> list[str]:
+def where_the_time_goes(m: dict) -> str:
     parts, whole = m["breakdown"]["parts"], m["breakdown"]["whole"]
     app = whole["whole app in process (ASGI, no socket)"]["p50_us"]
     http = m["configs"]["1"]["sequential"]["one house"]["p50_ms"] * 1e3
-    known = sum(part["p50_us"] for part in parts.values())
+    framework = app - sum(part["p50_us"] for part in parts.values())
     rows = [
-        *parts.items(),
-        (
-            "framework (routing, middleware, request, response)",
-            {"p50_us": app - known, "mean_us": None},
-        ),
+        {"part": name, "p50 µs": part["p50_us"], "share of the HTTP p50": part["p50_us"] / http}
+        for name, part in parts.items()
+    ]
+    rows += [
+        {
+            "part": "framework (routing, middleware, request, response)",
+            "p50 µs": framework,
+            "share of the HTTP p50": framework / http,
+        },
+        {
+            "part": bold("whole app in process"),
+            "p50 µs": bold(f"{app:.0f}"),
+            "share of the HTTP p50": app / http,
+        },
+        {
+            "part": "HTTP on loopback (uvicorn, socket, client)",
+            "p50 µs": http - app,
+            "share of the HTTP p50": (http - app) / http,
+        },
+        {
+            "part": bold("one request over HTTP, one connection"),
+            "p50 µs": bold(f"{http:.0f}"),
+            "share of the HTTP p50": 1.0,
+        },
     ]
     lines = [
-        "",
-        "### Where the time goes: one house",
-        "",
-        f"In process, each part timed alone over {m['calls']:,} calls (p50); the framework's "
-        "share is the whole app's time less the parts; HTTP is what one client on one "
-        "keep-alive connection waits, less the app's time (uvicorn, the socket, the client).",
-        "",
-        "| part | p50 µs | share of the HTTP p50 |",
-        "|---|---:|---:|",
-    ]
-    for name, part in rows:
-        lines.append(f"| {name} | {part['p50_us']:.0f} | {part['p50_us'] / http:.0%} |")
-    lines += [
-        f"| **whole app in process** | **{app:.0f}** | {app / http:.0%} |",
-        f"| HTTP on loopback (uvicorn, socket, client) | {http - app:.0f} | "
-        f"{(http - app) / http:.0%} |",
-        f"| **one request over HTTP, one connection** | **{http:.0f}** | 100% |",
-        "",
         f"For comparison, `predict_one` alone: "
-        f"{whole['predict_one (validate + model)']['p50_us']:.0f} µs.",
+        f"{whole['predict_one (validate + model)']['p50_us']:.0f} µs."
     ]
     for workers, config in m["configs"].items():
         seq = config["sequential"]
@@ -893,7 +843,14 @@ def where_the_time_goes(m: dict) -> list[str]:
             f"(p99 {seq['100 houses']['p99_ms']:.2f}); memory (RSS, all processes) "
             f"{config['rss_mib']:.0f} MiB."
         )
-    return lines
+    return report.join(
+        "### Where the time goes: one house",
+        f"In process, each part timed alone over {m['calls']:,} calls (p50); the framework's "
+        "share is the whole app's time less the parts; HTTP is what one client on one "
+        "keep-alive connection waits, less the app's time (uvicorn, the socket, the client).",
+        report.table(rows, {"p50 µs": ".0f", "share of the HTTP p50": ".0%"}, align="lrr"),
+        lines,
+    ).rstrip("\n")
 
 
 # --- main ---------------------------------------------------------------------------------
@@ -913,21 +870,24 @@ def server_stack() -> dict:
 
 
 def run(args: argparse.Namespace) -> dict:
-    started = time.perf_counter()
     # The scheduling thread waits at most this long for the GIL (default 5 ms) when the event
     # loop is busy, so requests leave on time.
     sys.setswitchinterval(0.0005)
-    load = {"start": load_average()}
-    results = {
-        "generated": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "machine": machine_info(LIBRARIES),
-        "server": server_stack(),
-        "duration_s": args.duration,
-        "quiet_wait_s": args.quiet_wait,
-        "calls": args.calls,
-        "targets": {"rate": TARGET_RATE, "p50_max_ms": P50_MAX_MS, "p99_max_ms": P99_MAX_MS},
-        "configs": {},
-    }
+    with report.run_record("bench_api.py", LIBRARIES) as results:
+        measure(args, results)
+    results["targets"] = targets(results)
+    return results
+
+
+def measure(args: argparse.Namespace, results: dict) -> None:
+    results.update(
+        server=server_stack(),
+        step_s=args.duration,
+        quiet_wait_s=args.quiet_wait,
+        calls=args.calls,
+        target_settings={"rate": TARGET_RATE, "p50_max_ms": P50_MAX_MS, "p99_max_ms": P99_MAX_MS},
+        configs={},
+    )
     print("Where the time goes (in process)...", flush=True)
     results["breakdown"] = measure_parts(args.calls)
     wrk = find_wrk()
@@ -959,16 +919,12 @@ def run(args: argparse.Namespace) -> dict:
                 configs[workers]["closed_loop"] = steps
         one = next(server for server in servers if server.workers == 1)
         results["key_flood"] = measure_key_flood(one, TARGET_RATE, args.duration, args.quiet_wait)
-        print_key_flood(results["key_flood"])
+        print(key_flood_markdown(results["key_flood"]), flush=True)
         for server in servers:
             configs[server.workers]["rss_mib"] = server.rss_mib()
     for workers, config in configs.items():
         config["max_sustained"] = max_sustained(config)
         results["configs"][str(workers)] = config
-    load["end"] = load_average()
-    results["load"] = load
-    results["wall_s"] = time.perf_counter() - started
-    return results
 
 
 def numbers(text: str) -> list[int]:
@@ -992,8 +948,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=60.0,
         help="seconds to wait, before each step, for other jobs to leave the machine idle",
     )
-    parser.add_argument("--strict", action="store_true", help="exit 1 if a target is missed")
-    parser.add_argument("--no-write", action="store_true", help="print, do not write docs/")
+    report.add_output_options(parser)
     parser.add_argument(
         "--key-flood-only",
         action="store_true",
@@ -1013,7 +968,7 @@ def key_flood_only(args: argparse.Namespace) -> int:
         Server(1, Path(scratch) / "server_1.log") as server,
     ):
         result = measure_key_flood(server, TARGET_RATE, args.duration, args.quiet_wait)
-    print_key_flood(result)
+    print(key_flood_markdown(result))
     print(json.dumps(result, indent=1))
     return 0
 
@@ -1023,14 +978,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.key_flood_only:
         return key_flood_only(args)
     results = run(args)
-    block = markdown(results)
-    print(block)
-    if not args.no_write:
-        write_json(JSON_PATH, SECTION, results)
-        write_markdown(MD_PATH, MD_START, MD_END, block)
-        print(f"Wrote the {SECTION!r} section of {JSON_PATH} and {MD_PATH}")
-    missed = [text for text, _, ok in target_rows(results) if not ok]
-    return 1 if missed and args.strict else 0
+    return report.publish("api", results, markdown(results), args)
 
 
 if __name__ == "__main__":

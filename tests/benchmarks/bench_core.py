@@ -4,11 +4,12 @@ Run with `make bench` (= `.venv/bin/python tests/benchmarks/bench_core.py`). Wri
 "core" section of docs/benchmarks.json and the part of docs/benchmarks.md between
 `<!-- core:start -->` and `<!-- core:end -->`, keeping anything else in those files.
 
-1. Online: `predict_one(record)` against `model.pipeline.predict(pd.DataFrame([row]))` for
-   the same house, `predict_one(record, explain=True)`, `comparable_sales`, and what the
-   price page computes for one change of the form: price, explanation, comps and what-if
-   curve, then the same through `PricePage` itself (p50/p99 over many calls after a
-   warm-up).
+1. Online: `predict_one(record)` against `model.pipeline.predict(pd.DataFrame([row]))` (the
+   naive call) and `lightgbm.Booster.predict` on the encoded row (the obvious fast one, one
+   thread like ours) for the same house, `predict_one(record, explain=True)`,
+   `comparable_sales`, and what the price page computes for one change of the form: price,
+   explanation, comps and what-if curve, then the same through `PricePage` itself (p50/p99
+   over many calls after a warm-up).
 2. Batch: 100k- and 1M-row CSVs sampled from the reference sales, CSV in -> CSV out, scored
    by `homevalue.batch.score_file` (validation, compiled trees, Arrow IO) and by the naive
    read-all / pipeline.predict / write-all script, at EQUAL thread counts (1 and 2: the
@@ -17,12 +18,14 @@ Run with `make bench` (= `.venv/bin/python tests/benchmarks/bench_core.py`). Wri
    median of the repeats is reported (the machine is shared and noisy). Beside them,
    `lightgbm.Booster.predict` alone on the encoded matrix of the largest file (no
    reading, validation or writing) and our compiled forest on the same matrix.
-3. Where the time goes in one 100k chunk, stage by stage.
+3. Where the time goes in one 100k chunk, stage by stage, ours and naive at the same
+   (largest --threads) thread count.
 
 Not a pytest module (no test_ prefix, no test_ functions): it is too slow and too
 machine-dependent to gate CI. `--strict` makes it exit 1 when a target is missed.
 Usage: bench_core.py [--sizes 100000,1000000] [--threads 1,2] [--repeats 5]
                      [--repeats-large 2] [--calls 3000] [--only batch] [--strict] [--no-write]
+                     [--docs DIR]
 """
 
 from __future__ import annotations
@@ -38,29 +41,25 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from report import (
-    JSON_PATH,
-    MD_PATH,
-    RECORD,
-    load_average,
-    machine_info,
-    machine_sentence,
-    write_json,
-    write_markdown,
-)
+import report
+from measure import RECORD, own_cpu_seconds, summary, time_calls
+from report import bold, load_average
 
-SECTION = "core"
-MD_START, MD_END = "<!-- core:start -->", "<!-- core:end -->"
-COMMAND = ".venv/bin/python tests/benchmarks/bench_core.py"
 LIBRARIES = [
-    "homevalue", "pandas", "numpy", "scikit-learn", "lightgbm", "pyarrow", "skops", "lleaves",
+    "homevalue",
+    "pandas",
+    "numpy",
+    "scikit-learn",
+    "lightgbm",
+    "pyarrow",
+    "skops",
+    "lleaves",
     "llvmlite",
-]  # fmt: skip
+]
 
 # Targets, fixed before measuring (issue 13: batch at equal threads, one row compiled).
 ONE_P50_MAX_MS = 0.05
@@ -93,23 +92,16 @@ def peak_rss_mib() -> float:
 
 def latency_ms(call, calls: int, warmup: int) -> dict:
     """p50/p99/mean of `call()` in milliseconds, after `warmup` untimed calls."""
-    for _ in range(warmup):
-        call()
-    clock = time.perf_counter
-    times = np.empty(calls)
-    for i in range(calls):
-        start = clock()
-        call()
-        times[i] = clock() - start
-    times *= 1e3
-    return {
-        "calls": calls,
-        "warmup": warmup,
-        "p50_ms": float(np.percentile(times, 50)),
-        "p99_ms": float(np.percentile(times, 99)),
-        "mean_ms": float(times.mean()),
-        "min_ms": float(times.min()),
-    }
+    ms = time_calls(call, calls, warmup) * 1e3
+    return {"calls": calls, "warmup": warmup, **summary(ms, unit="_ms")}
+
+
+def lightgbm_booster(model):
+    """LightGBM's own Python API on the model's trees: the obvious fast alternative."""
+    import lightgbm
+
+    text = json.loads((model.path / "booster.json").read_text())["lightgbm_model"]
+    return lightgbm.Booster(model_str=text)
 
 
 # --- 1. online ----------------------------------------------------------------------------
@@ -118,6 +110,8 @@ def latency_ms(call, calls: int, warmup: int) -> dict:
 def measure_online(calls: int) -> dict:
     import homevalue
     from homevalue import comparable_sales, load_model, predict_one
+    from homevalue.predict import encode
+    from homevalue.schema import validate_record
 
     model = load_model()
     row = {name: RECORD[name] for name in model.schema.names}
@@ -129,6 +123,9 @@ def measure_online(calls: int) -> dict:
     one = latency_ms(lambda: homevalue.predict_one(RECORD), calls, warmup=200)
     naive_calls = max(50, calls // 6)
     naive = latency_ms(lambda: model.pipeline.predict(pd.DataFrame([row])), naive_calls, warmup=20)
+    booster = lightgbm_booster(model)
+    encoded = encode(model, validate_record(model.schema, RECORD)[0])
+    lightgbm_row = latency_ms(lambda: booster.predict(encoded, num_threads=1), calls, warmup=200)
     explained = latency_ms(lambda: predict_one(RECORD, explain=True), calls // 3, warmup=50)
     lat, lon, area = RECORD["Latitude"], RECORD["Longitude"], RECORD["Gr_Liv_Area"]
     hood, kind = RECORD["Neighborhood"], RECORD["Bldg_Type"]
@@ -146,6 +143,7 @@ def measure_online(calls: int) -> dict:
         "flags": [f.code for f in ours.flags],
         "predict_one": one,
         "naive_pipeline": naive,
+        "lightgbm_row": lightgbm_row,
         "predict_one_explain": explained,
         "comparable_sales": comps,
         "page_change": change,
@@ -175,10 +173,14 @@ def measure_page_change(model, calls: int) -> tuple[dict, dict]:
         price = predict_one(record, model=model)
         explain_prediction(price, model=model)
         comparable_sales(
-            record[LAT], record[LON], record["Gr_Liv_Area"], folder=model.path,
-            neighbourhood=record["Neighborhood"], building_type=record["Bldg_Type"],
+            record[LAT],
+            record[LON],
+            record["Gr_Liv_Area"],
+            folder=model.path,
+            neighbourhood=record["Neighborhood"],
+            building_type=record["Bldg_Type"],
             with_model_price=True,
-        )  # fmt: skip
+        )
         what_if(price.inputs, varied, what_if_grid(feature, price.inputs[varied]), model=model)
 
     def page_change() -> None:
@@ -208,18 +210,13 @@ def make_inputs(folder: Path, sizes: list[int], seed: int = 0) -> dict[int, Path
     return paths
 
 
-def cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
 def measured(work) -> dict:
     """Run `work()` (returns a dict of counts) with wall, CPU and memory accounting."""
     baseline = peak_rss_mib()
     load = load_average()
-    cpu, start = cpu_seconds(), time.perf_counter()
+    cpu, start = own_cpu_seconds(), time.perf_counter()
     counts = work()
-    wall, cpu = time.perf_counter() - start, cpu_seconds() - cpu
+    wall, cpu = time.perf_counter() - start, own_cpu_seconds() - cpu
     return {
         **counts,
         "wall_s": wall,
@@ -298,26 +295,27 @@ def repeats_for(size: int, repeats: int, repeats_large: int) -> int:
 
 
 def summarise(runs: dict[str, list[dict]]) -> dict:
-    summary = {}
+    """Each method's median over its runs, and ours against naive."""
+    both: dict = {}
     for method, results in runs.items():
-        summary[method] = {
+        medians = {
             key: statistics.median(r[key] for r in results)
             for key in ("wall_s", "rows_per_s", "cpu_s", "peak_rss_mib", "baseline_rss_mib")
         }
-        summary[method].update(
-            {key: results[0][key] for key in ("rows", "rows_scored", "rows_rejected")}
-        )
-        summary[method]["engine"] = results[0].get("engine", "pipeline")
-        summary[method]["cpu_s_per_100k_rows"] = (
-            summary[method]["cpu_s"] / summary[method]["rows"] * 1e5
-        )
-        summary[method]["runs"] = results
-    ours, naive = summary["ours"], summary["naive"]
-    summary["throughput_ratio"] = ours["rows_per_s"] / naive["rows_per_s"]
-    summary["rss_ratio"] = ours["peak_rss_mib"] / naive["peak_rss_mib"]
-    summary["cpu_ratio"] = ours["cpu_s"] / naive["cpu_s"]
-    summary["repeats"] = len(runs["ours"])
-    return summary
+        first = results[0]
+        both[method] = {
+            **medians,
+            **{key: first[key] for key in ("rows", "rows_scored", "rows_rejected")},
+            "engine": first.get("engine", "pipeline"),
+            "cpu_s_per_100k_rows": medians["cpu_s"] / first["rows"] * 1e5,
+            "runs": results,
+        }
+    ours, naive = both["ours"], both["naive"]
+    both["throughput_ratio"] = ours["rows_per_s"] / naive["rows_per_s"]
+    both["rss_ratio"] = ours["peak_rss_mib"] / naive["peak_rss_mib"]
+    both["cpu_ratio"] = ours["cpu_s"] / naive["cpu_s"]
+    both["repeats"] = len(runs["ours"])
+    return both
 
 
 def measure_batch(
@@ -347,8 +345,6 @@ def measure_batch(
 def predict_only(paths: dict[int, Path], threads: list[int]) -> dict:
     """The model alone on the largest file's encoded matrix: `lightgbm.Booster.predict`
     (LightGBM's own Python API) and our compiled forest, at each thread count (best of 2)."""
-    import lightgbm
-
     from homevalue import load_model
     from homevalue.batch import read_chunks
     from homevalue.predict import encode_frame
@@ -361,8 +357,7 @@ def predict_only(paths: dict[int, Path], threads: list[int]) -> dict:
         checked = validate_frame(model.schema, frame)
         parts.append(encode_frame(model, checked.values)[checked.ok])
     matrix = np.concatenate(parts)
-    text = json.loads((model.path / "booster.json").read_text())["lightgbm_model"]
-    booster = lightgbm.Booster(model_str=text)
+    booster = lightgbm_booster(model)
     forest = model.compiled(build=True)
     found: dict = {"rows": len(matrix), "file_rows": size, "lightgbm": {}, "compiled": {}}
     engines = {"lightgbm": lambda n: booster.predict(matrix, num_threads=n)}
@@ -448,10 +443,8 @@ NAIVE_STAGES = {
 }
 
 
-def breakdown_ours(source: Path, scratch: Path) -> dict:
+def breakdown_ours(source: Path, scratch: Path, threads: int) -> dict:
     """Run the real score_file on one chunk with timers around each stage it calls."""
-    import inspect
-
     from homevalue import batch, predict
     from homevalue.model import Model, load_model
 
@@ -473,7 +466,7 @@ def breakdown_ours(source: Path, scratch: Path) -> dict:
             patched(batch, "read_chunks", watch.wrap_iterator("read", batch.read_chunks))
         )
         start = time.perf_counter()
-        result = batch.score_file(source, out_dir, model=model, progress=False)
+        result = batch.score_file(source, out_dir, model=model, progress=False, threads=threads)
         total = time.perf_counter() - start
     shutil.rmtree(out_dir, ignore_errors=True)
     s = watch.seconds
@@ -489,19 +482,19 @@ def breakdown_ours(source: Path, scratch: Path) -> dict:
         "write": s["sink_write"] - s["neutralise"],
     }
     stages["other"] = total - sum(stages.values())
-    threads = inspect.signature(batch.score_file).parameters["threads"].default
     return {"rows": result.rows_read, "total_s": total, "stages": stages, "threads": threads}
 
 
-def breakdown_naive(source: Path, scratch: Path) -> dict:
+def breakdown_naive(source: Path, scratch: Path, threads: int) -> dict:
     from homevalue import load_model
 
     model = load_model()
+    pipeline = model.pipeline.set_params(regress__n_jobs=threads)
     clock = time.perf_counter
     t0 = clock()
     df = pd.read_csv(source)
     t1 = clock()
-    log_price = model.pipeline.predict(df[model.schema.names])
+    log_price = pipeline.predict(df[model.schema.names])
     t2 = clock()
     out = df.assign(predicted_price=np.exp(log_price))
     t3 = clock()
@@ -509,7 +502,6 @@ def breakdown_naive(source: Path, scratch: Path) -> dict:
     t4 = clock()
     (scratch / "naive_breakdown.csv").unlink()
     stages = {"read": t1 - t0, "predict": t2 - t1, "assign": t3 - t2, "write": t4 - t3}
-    threads = model.pipeline.named_steps["regress"].n_jobs  # sklearn predict's default
     return {"rows": len(df), "total_s": t4 - t0, "stages": stages, "threads": threads}
 
 
@@ -581,13 +573,13 @@ def batch_targets(batch: dict, chunk_rows: int) -> list[dict]:
                 "pass": rate >= BATCH_ROWS_PER_S_MIN,
             }
         )
-    for threads, summary in big.items():
+    for threads, both in big.items():
         found.append(
             {
                 "target": f"batch {int(largest):,} rows, {threads} thread(s) each: "
                 f"ours >= {BATCH_SPEEDUP_MIN:g}x naive",
-                "measured": f"{summary['throughput_ratio']:.2f}x naive",
-                "pass": summary["throughput_ratio"] >= BATCH_SPEEDUP_MIN,
+                "measured": f"{both['throughput_ratio']:.2f}x naive",
+                "pass": both["throughput_ratio"] >= BATCH_SPEEDUP_MIN,
             }
         )
     peak = max(s["ours"]["peak_rss_mib"] for s in big.values())
@@ -620,93 +612,136 @@ def batch_targets(batch: dict, chunk_rows: int) -> list[dict]:
     return found
 
 
-def stage_table(title: str, part: dict, labels: dict[str, str]) -> list[str]:
-    lines = [f"| {title} | s | share |", "|---|---:|---:|"]
-    for key, seconds in part["stages"].items():
-        lines.append(f"| {labels[key]} | {seconds:.3f} | {seconds / part['total_s']:.0%} |")
-    lines.append(f"| **total** | **{part['total_s']:.3f}** | |")
-    return lines
+def stage_table(title: str, part: dict, labels: dict[str, str]) -> str:
+    total = part["total_s"]
+    rows = [
+        {title: labels[key], "s": seconds, "share": seconds / total}
+        for key, seconds in part["stages"].items()
+    ]
+    rows.append({title: bold("total"), "s": bold(f"{total:.3f}"), "share": ""})
+    return report.table(rows, {"s": ".3f", "share": ".0%"}, align="lrr")
+
+
+ONLINE_CALLS = {
+    "predict_one": "`homevalue.predict_one(record)`",
+    "naive_pipeline": "naive `model.pipeline.predict(pd.DataFrame([row]))`",
+    "lightgbm_row": "`lightgbm.Booster.predict(encoded_row, num_threads=1)`",
+    "predict_one_explain": "`homevalue.predict_one(record, explain=True)`",
+    "comparable_sales": "`comparable_sales(lat, lon, area, neighbourhood=..., "
+    "building_type=..., with_model_price=True)`",
+    "page_change": "one change: price + explanation + comps + what-if (40 points)",
+    "page_refresh": "one change through `PricePage` (its widgets, no browser)",
+}
+
+
+def threads(part: dict) -> str:
+    return f"{part['threads']} thread{'' if part['threads'] == 1 else 's'}"
 
 
 def markdown(core: dict) -> str:
-    m, on, ba = core["machine"], core["online"], core["batch"]
-    lines = [
-        "## Core benchmarks",
-        "",
-        f"Generated {core['generated_at']} by `{core['command']}` "
-        f"({core['duration_s']:.0f} s; git {m['git'] or 'unknown'}).",
-        "",
-        machine_sentence(m, core["load_average"]),
-        "",
+    on, bd = core["online"], core["breakdown"]
+    calls = [
+        {
+            "call": label,
+            "calls": on[key]["calls"],
+            "p50 ms": on[key]["p50_ms"],
+            "p99 ms": on[key]["p99_ms"],
+            "mean ms": on[key]["mean_ms"],
+        }
+        for key, label in ONLINE_CALLS.items()
+        if key in on
+    ]
+    fast = ""
+    if "lightgbm_row" in on:  # the fast alternative: LightGBM's own predict, one thread
+        ratio = on["lightgbm_row"]["p50_ms"] / on["predict_one"]["p50_ms"]
+        fast = f" Against `lightgbm.Booster.predict` on the encoded row: {ratio:.1f}x at p50."
+    th = bd["predict_threads"]["seconds_by_threads"]
+    return report.join(
+        report.heading("Core benchmarks", core),
         "### Targets",
-        "",
-        "| target | measured | result |",
-        "|---|---|---|",
-        *(
-            f"| {t['target']} | {t['measured']} | {'PASS' if t['pass'] else 'FAIL'} |"
-            for t in core["targets"]
-        ),
-        "",
+        report.targets_table(core["targets"]),
         "### Online: one house",
-        "",
         f"The same house (price ${on['price']:,.0f}, flags: {', '.join(on['flags']) or 'none'}),"
         " timed call by call after a warm-up.",
-        "",
-        "| call | calls | p50 ms | p99 ms | mean ms |",
-        "|---|---:|---:|---:|---:|",
-    ]
-    for key, label in [
-        ("predict_one", "`homevalue.predict_one(record)`"),
-        ("naive_pipeline", "naive `model.pipeline.predict(pd.DataFrame([row]))`"),
-        ("predict_one_explain", "`homevalue.predict_one(record, explain=True)`"),
-        (
-            "comparable_sales",
-            "`comparable_sales(lat, lon, area, neighbourhood=..., building_type=..., "
-            "with_model_price=True)`",
-        ),
-        ("page_change", "one change: price + explanation + comps + what-if (40 points)"),
-        ("page_refresh", "one change through `PricePage` (its widgets, no browser)"),
-    ]:
-        r = on[key]
-        lines.append(
-            f"| {label} | {r['calls']:,} | {r['p50_ms']:.3f} | {r['p99_ms']:.3f} | "
-            f"{r['mean_ms']:.3f} |"
-        )
-    bd = core["breakdown"]
-    lines += [
-        "",
+        report.table(calls, {"p50 ms": ".3f", "p99 ms": ".3f", "mean ms": ".3f"}),
         f"predict_one is **{on['speedup_p50']:.1f}x** faster than the naive call at p50 "
-        f"({on['speedup_p99']:.1f}x at p99).",
-        "",
-        *batch_markdown(ba, core["chunk_rows"]),
-    ]
-    th = bd["predict_threads"]["seconds_by_threads"]
-    lines += [
-        "",
+        f"({on['speedup_p99']:.1f}x at p99).{fast}",
+        batch_markdown(core["batch"], core["chunk_rows"]),
         f"### Where the time goes: one {bd['ours']['rows']:,}-row chunk",
-        "",
-        "One in-process run of each, timers around every stage (`score_file` itself is run, "
-        "its helpers wrapped).",
-        "",
-        *stage_table(f"ours ({bd['ours']['threads']} threads): stage", bd["ours"], OURS_STAGES),
-        "",
-        *stage_table(f"naive ({bd['naive']['threads']} thread): stage", bd["naive"], NAIVE_STAGES),
-        "",
+        "One in-process run of each at the same thread count, timers around every stage "
+        "(`score_file` itself is run, its helpers wrapped).",
+        stage_table(f"ours ({threads(bd['ours'])}): stage", bd["ours"], OURS_STAGES),
+        stage_table(f"naive ({threads(bd['naive'])}): stage", bd["naive"], NAIVE_STAGES),
         f"The model alone on that chunk (best of 2): {th['1']:.2f} s on 1 thread, "
         f"{th['2']:.2f} s on 2 ({th['1'] / th['2']:.2f}x).",
-        "",
         "### Notes",
-        "",
-        *core["notes"],
-    ]
-    return "\n".join(lines) + "\n"
+        core["notes"],
+    )
 
 
-def batch_markdown(ba: dict, chunk_rows: int) -> list[str]:
+def batch_markdown(ba: dict, chunk_rows: int) -> str:
     """The batch tables: every run at equal thread counts, then the model alone."""
-    lines = [
+    runs, ratios = [], []
+    for size, entry in ba["sizes"].items():
+        for threads, s in entry["by_threads"].items():
+            for method in ("ours", "naive"):
+                r = s[method]
+                runs.append(
+                    {
+                        "rows": int(size),
+                        "file MiB": entry["file_mib"],
+                        "threads": int(threads),
+                        "method": method,
+                        "engine": r["engine"],
+                        "runs": s["repeats"],
+                        "wall s": r["wall_s"],
+                        "rows/s": r["rows_per_s"],
+                        "CPU s": r["cpu_s"],
+                        "peak RSS MiB": r["peak_rss_mib"],
+                        "baseline MiB": r["baseline_rss_mib"],
+                        "wall s of each run": ", ".join(f"{x['wall_s']:.1f}" for x in r["runs"]),
+                    }
+                )
+            ratios.append(
+                {
+                    "rows": int(size),
+                    "threads": int(threads),
+                    "ours/naive throughput": s["throughput_ratio"],
+                    "ours/naive CPU s": s["cpu_ratio"],
+                    "ours/naive peak RSS": s["rss_ratio"],
+                    "rows rejected by ours": s["ours"]["rows_rejected"],
+                }
+            )
+    sizes = list(ba["sizes"])
+    growth = []
+    for threads in ba["sizes"][sizes[0]]["by_threads"] if len(sizes) > 1 else []:
+        lo, hi = (ba["sizes"][size]["by_threads"][threads] for size in (sizes[0], sizes[-1]))
+        each = "; ".join(
+            f"{m} {lo[m]['peak_rss_mib']:.0f} -> {hi[m]['peak_rss_mib']:.0f} MiB "
+            f"({hi[m]['peak_rss_mib'] - lo[m]['peak_rss_mib']:+.0f} MiB, "
+            f"{hi[m]['peak_rss_mib'] / lo[m]['peak_rss_mib']:.2f}x)"
+            for m in ("ours", "naive")
+        )
+        growth.append(
+            f"Peak RSS from {int(sizes[0]):,} to {int(sizes[-1]):,} rows, {threads} "
+            f"thread(s): {each}."
+        )
+    po = ba["predict_only"]
+    alone = []
+    for threads, light in po["lightgbm"].items():
+        fast = po["compiled"].get(threads, {}).get("rows_per_s")
+        alone.append(
+            {
+                "threads": int(threads),
+                "`lightgbm.Booster.predict` rows/s": light["rows_per_s"],
+                "compiled trees rows/s": fast,
+                "ratio": fast and fast / light["rows_per_s"],
+            }
+        )
+    gap = po.get("max_abs_log_difference")
+    mib, per_s, x, x1 = ".0f", ",.0f", "{:.2f}x".format, "{:.1f}x".format
+    return report.join(
         "### Batch: a CSV of listings, at equal thread counts",
-        "",
         "Reference sales drawn with replacement, `Sale_Price` dropped, a `listing_id` added. "
         "CSV in, CSV out. *ours* = `homevalue.batch.score_file` (Arrow's CSV reader and "
         f"writer, validation, chunks of {chunk_rows:,} rows, atomic outputs, the model's "
@@ -716,77 +751,35 @@ def batch_markdown(ba: dict, chunk_rows: int) -> list[str]:
         "the pipeline's `n_jobs` for naive). Each run is its own process, ours and naive "
         "alternate, and the median of the runs is shown. Peak RSS includes the interpreter "
         "and the loaded model (baseline column); CPU s is user+system time.",
-        "",
-        "| rows | file MiB | threads | method | engine | runs | wall s | rows/s | CPU s "
-        "| peak RSS MiB | baseline MiB | wall s of each run |",
-        "|---:|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---|",
-    ]
-    for size, entry in ba["sizes"].items():
-        for threads, s in entry["by_threads"].items():
-            for method in ("ours", "naive"):
-                r = s[method]
-                runs = ", ".join(f"{x['wall_s']:.1f}" for x in r["runs"])
-                lines.append(
-                    f"| {int(size):,} | {entry['file_mib']:.0f} | {threads} | {method} | "
-                    f"{r['engine']} | {s['repeats']} | {r['wall_s']:.2f} | "
-                    f"{r['rows_per_s']:,.0f} | {r['cpu_s']:.1f} | {r['peak_rss_mib']:.0f} | "
-                    f"{r['baseline_rss_mib']:.0f} | {runs} |"
-                )
-    lines += [
-        "",
-        "| rows | threads | ours/naive throughput | ours/naive CPU s | ours/naive peak RSS "
-        "| rows rejected by ours |",
-        "|---:|---:|---:|---:|---:|---:|",
-    ]
-    for size, entry in ba["sizes"].items():
-        for threads, s in entry["by_threads"].items():
-            lines.append(
-                f"| {int(size):,} | {threads} | {s['throughput_ratio']:.2f}x | "
-                f"{s['cpu_ratio']:.2f}x | {s['rss_ratio']:.2f}x | "
-                f"{s['ours']['rows_rejected']:,} |"
-            )
-    sizes = list(ba["sizes"])
-    if len(sizes) > 1:
-        for threads in ba["sizes"][sizes[0]]["by_threads"]:
-            lo = ba["sizes"][sizes[0]]["by_threads"][threads]
-            hi = ba["sizes"][sizes[-1]]["by_threads"][threads]
-            growth = "; ".join(
-                f"{m} {lo[m]['peak_rss_mib']:.0f} -> {hi[m]['peak_rss_mib']:.0f} MiB "
-                f"({hi[m]['peak_rss_mib'] - lo[m]['peak_rss_mib']:+.0f} MiB, "
-                f"{hi[m]['peak_rss_mib'] / lo[m]['peak_rss_mib']:.2f}x)"
-                for m in ("ours", "naive")
-            )
-            lines += [
-                "",
-                f"Peak RSS from {int(sizes[0]):,} to {int(sizes[-1]):,} rows, {threads} "
-                f"thread(s): {growth}.",
-            ]
-    po = ba["predict_only"]
-    lines += [
-        "",
+        report.table(
+            runs,
+            {
+                "file MiB": mib,
+                "wall s": ".2f",
+                "rows/s": per_s,
+                "CPU s": ".1f",
+                "peak RSS MiB": mib,
+                "baseline MiB": mib,
+            },
+        ),
+        report.table(
+            ratios, {"ours/naive throughput": x, "ours/naive CPU s": x, "ours/naive peak RSS": x}
+        ),
+        *growth,
         f"The model alone on the encoded matrix of the {po['file_rows']:,}-row file "
         f"({po['rows']:,} valid rows; no reading, validation or writing; best of 2):",
-        "",
-        "| threads | `lightgbm.Booster.predict` rows/s | compiled trees rows/s | ratio |",
-        "|---:|---:|---:|---:|",
-    ]
-    for threads, light in po["lightgbm"].items():
-        fast = po["compiled"].get(threads)
-        lines.append(
-            f"| {threads} | {light['rows_per_s']:,.0f} | "
-            + (
-                f"{fast['rows_per_s']:,.0f} | {fast['rows_per_s'] / light['rows_per_s']:.1f}x |"
-                if fast
-                else "not compiled | |"
-            )
-        )
-    if "max_abs_log_difference" in po:
-        lines += [
-            "",
-            "Largest difference between the two on those rows: "
-            f"{po['max_abs_log_difference']:.1e} in log price.",
-        ]
-    return lines
+        report.table(
+            alone,
+            {
+                "`lightgbm.Booster.predict` rows/s": per_s,
+                "compiled trees rows/s": per_s,
+                "ratio": x1,
+            },
+        ),
+        None
+        if gap is None
+        else f"Largest difference between the two on those rows: {gap:.1e} in log price.",
+    ).rstrip("\n")
 
 
 def notes(batch: dict, breakdown: dict) -> list[str]:
@@ -829,52 +822,42 @@ def notes(batch: dict, breakdown: dict) -> list[str]:
 # --- main ---------------------------------------------------------------------------------
 
 
-def run_batch(sizes: list[int], threads: list[int], repeats: int, repeats_large: int) -> dict:
-    with tempfile.TemporaryDirectory(prefix="homevalue-bench-") as folder:
-        scratch = Path(folder)
-        print(f"writing inputs {sizes} to {scratch} ...", file=sys.stderr)
-        paths = make_inputs(scratch, sizes)
-        print("batch ...", file=sys.stderr)
-        return measure_batch(paths, threads, repeats, repeats_large, scratch)
+def run_batch(
+    scratch: Path, sizes: list[int], threads: list[int], repeats: int, repeats_large: int
+) -> tuple[dict, dict[int, Path]]:
+    print(f"writing inputs {sizes} to {scratch} ...", file=sys.stderr)
+    paths = make_inputs(scratch, sizes)
+    print("batch ...", file=sys.stderr)
+    return measure_batch(paths, threads, repeats, repeats_large, scratch), paths
 
 
-def run_benchmarks(
-    sizes: list[int], threads: list[int], repeats: int, repeats_large: int, calls: int
-) -> dict:
+def run_benchmarks(args: argparse.Namespace, sizes: list[int], threads: list[int]) -> dict:
     from homevalue import config
 
-    started = time.perf_counter()
-    load_start = load_average()
-    print("online ...", file=sys.stderr)
-    online = measure_online(calls)
-    with tempfile.TemporaryDirectory(prefix="homevalue-bench-") as folder:
+    with (
+        report.run_record("bench_core.py", LIBRARIES) as core,
+        tempfile.TemporaryDirectory(prefix="homevalue-bench-") as folder,
+    ):
+        print("online ...", file=sys.stderr)
+        online = measure_online(args.calls)
         scratch = Path(folder)
-        print(f"writing inputs {sizes} to {scratch} ...", file=sys.stderr)
-        paths = make_inputs(scratch, sizes)
-        print("batch ...", file=sys.stderr)
-        batch = measure_batch(paths, threads, repeats, repeats_large, scratch)
+        batch, paths = run_batch(scratch, sizes, threads, args.repeats, args.repeats_large)
         chunk = paths[min(sizes, key=lambda n: abs(n - config.BATCH_CHUNK_ROWS))]
         print(f"breakdown on {chunk.name} ...", file=sys.stderr)
         breakdown = {
-            "ours": breakdown_ours(chunk, scratch),
-            "naive": breakdown_naive(chunk, scratch),
+            "ours": breakdown_ours(chunk, scratch, max(threads)),
+            "naive": breakdown_naive(chunk, scratch, max(threads)),
             "predict_threads": predict_threads(chunk),
             "chunk_rows": config.BATCH_CHUNK_ROWS,
         }
-    core = {
-        "generated_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "command": " ".join([COMMAND, *sys.argv[1:]]),
-        "duration_s": 0.0,
-        "load_average": {"start": load_start, "end": load_average()},
-        "machine": machine_info(LIBRARIES),
-        "chunk_rows": config.BATCH_CHUNK_ROWS,
-        "online": online,
-        "batch": batch,
-        "breakdown": breakdown,
-        "targets": targets(online, batch, config.BATCH_CHUNK_ROWS),
-        "notes": notes(batch, breakdown),
-    }
-    core["duration_s"] = time.perf_counter() - started
+    core.update(
+        chunk_rows=config.BATCH_CHUNK_ROWS,
+        online=online,
+        batch=batch,
+        breakdown=breakdown,
+        targets=targets(online, batch, config.BATCH_CHUNK_ROWS),
+        notes=notes(batch, breakdown),
+    )
     return core
 
 
@@ -890,10 +873,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--only", choices=["batch"], help="run only the batch section; print, write nothing"
     )
-    parser.add_argument("--strict", action="store_true", help="exit 1 if a target is missed")
-    parser.add_argument("--no-write", action="store_true", help="print, do not write docs/")
-    parser.add_argument("--child", nargs=4, metavar=("METHOD", "SOURCE", "OUT_DIR", "THREADS"),
-                        help=argparse.SUPPRESS)  # fmt: skip
+    report.add_output_options(parser)
+    parser.add_argument(
+        "--child",
+        nargs=4,
+        metavar=("METHOD", "SOURCE", "OUT_DIR", "THREADS"),
+        help=argparse.SUPPRESS,
+    )
     return parser.parse_args(argv)
 
 
@@ -909,24 +895,14 @@ def main(argv: list[str] | None = None) -> int:
         from homevalue import config
 
         load = load_average()
-        batch = run_batch(sizes, threads, args.repeats, args.repeats_large)
+        with tempfile.TemporaryDirectory(prefix="homevalue-bench-") as folder:
+            batch, _ = run_batch(Path(folder), sizes, threads, args.repeats, args.repeats_large)
         print(f"load average at start {load}, at end {load_average()}")
-        print("\n".join(batch_markdown(batch, config.BATCH_CHUNK_ROWS)))
-        for target in batch_targets(batch, config.BATCH_CHUNK_ROWS):
-            print(f"- {'PASS' if target['pass'] else 'FAIL'} {target['target']}: "
-                  f"{target['measured']}")  # fmt: skip
+        print(batch_markdown(batch, config.BATCH_CHUNK_ROWS) + "\n")
+        print(report.targets_table(batch_targets(batch, config.BATCH_CHUNK_ROWS)))
         return 0
-    core = run_benchmarks(sizes, threads, args.repeats, args.repeats_large, args.calls)
-    block = markdown(core)
-    if not args.no_write:
-        write_json(JSON_PATH, SECTION, core)
-        write_markdown(MD_PATH, MD_START, MD_END, block)
-        print(f"wrote {JSON_PATH} and {MD_PATH}", file=sys.stderr)
-    print(block)
-    missed = [t["target"] for t in core["targets"] if not t["pass"]]
-    if missed:
-        print(f"targets missed: {'; '.join(missed)}", file=sys.stderr)
-    return 1 if missed and args.strict else 0
+    core = run_benchmarks(args, sizes, threads)
+    return report.publish("core", core, markdown(core), args)
 
 
 if __name__ == "__main__":

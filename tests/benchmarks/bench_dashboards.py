@@ -29,8 +29,8 @@ Between measurements the bench waits until every process it started (servers, ke
 browser) is quiet, so one load's CPU (a cold kernel start, a pool refill) does not slow the
 next. Not a pytest module: too slow and too machine-dependent to gate CI. `--strict` makes
 it exit 1 when a target is missed.
-Usage: bench_dashboards.py [--loads 10] [--viewers 5,10,20] [--vanish 5] [--strict]
-                           [--no-write]
+Usage: bench_dashboards.py [--loads 10] [--viewers 5,10,20] [--arrive-within 10]
+                           [--vanish 5] [--strict] [--no-write] [--docs DIR]
 """
 
 from __future__ import annotations
@@ -47,31 +47,19 @@ import threading
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
 import psutil
+import report
+from measure import MIB, memory_mib, summary
 from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import async_playwright
-from report import (
-    JSON_PATH,
-    MD_PATH,
-    PROJ_ROOT,
-    load_average,
-    machine_info,
-    machine_sentence,
-    write_json,
-    write_markdown,
-)
+from report import PROJ_ROOT
 
 sys.path.insert(0, str(PROJ_ROOT / "tests"))
 from browser.screenshots import CHROMIUM, FLAGS, VIEWPORT  # noqa: E402
 from voila_server import VoilaServer, serve  # noqa: E402
 
-SECTION = "dashboards"
-MD_START, MD_END = "<!-- dashboards:start -->", "<!-- dashboards:end -->"
-COMMAND = ".venv/bin/python tests/benchmarks/bench_dashboards.py"
 LIBRARIES = [
     "homevalue",
     "voila",
@@ -121,7 +109,6 @@ BUSY_KERNEL_PERCENT = 20.0  # a kernel above this is starting or running its not
 BENCH_CULL_TIMEOUT_S = 20
 BENCH_CULL_INTERVAL_S = 5
 NEIGHBOURHOODS = ["North_Ames", "College_Creek", "Old_Town", "Edwards", "Somerset"]
-MIB = 2**20
 
 
 # --- in the page --------------------------------------------------------------------------
@@ -250,17 +237,11 @@ NEIGHBOURHOOD = ".hv-row-Neighborhood select"
 
 
 def stats(values: list[float | None]) -> dict:
-    """n, median, p95, min, max of the values given; `missing` counts the None ones."""
-    present = [v for v in values if v is not None]
-    out = {"n": len(present), "missing": len(values) - len(present)}
-    if present:
-        out.update(
-            median=float(statistics.median(present)),
-            p95=float(np.percentile(present, 95)),
-            min=float(min(present)),
-            max=float(max(present)),
-        )
-    return out
+    """n, median, p95, mean, min, max of the values given (absent without values);
+    `missing` counts the None ones."""
+    out = summary(values, (50, 95))
+    out["median"] = out.pop("p50")
+    return {key: value for key, value in out.items() if value is not None}
 
 
 # --- watching the processes ---------------------------------------------------------------
@@ -382,19 +363,6 @@ def refill_busy(sampler: Sampler, server: str, since: float, at: float) -> bool:
     return False
 
 
-def memory_mib(processes: list[psutil.Process]) -> dict:
-    """RSS, USS and PSS summed over the processes, in MiB (PSS splits shared pages fairly)."""
-    total = {"rss": 0.0, "uss": 0.0, "pss": 0.0, "processes": 0}
-    for process in processes:
-        with contextlib.suppress(psutil.Error):
-            info = process.memory_full_info()
-            total["rss"] += info.rss / MIB
-            total["uss"] += info.uss / MIB
-            total["pss"] += getattr(info, "pss", 0) / MIB
-            total["processes"] += 1
-    return total
-
-
 # --- the server's settings ----------------------------------------------------------------
 
 
@@ -453,8 +421,13 @@ async def new_context(browser, server: VoilaServer | None = None):
     return context
 
 
-async def load(seen: Visit, page: str = "price", ready: str = "tti",
-               timeout: int = LOAD_TIMEOUT_MS, outputs: int = 0) -> Visit:  # fmt: skip
+async def load(
+    seen: Visit,
+    page: str = "price",
+    ready: str = "tti",
+    timeout: int = LOAD_TIMEOUT_MS,
+    outputs: int = 0,
+) -> Visit:
     """Navigate the visit's tab; its marks are read even when the wait fails (how far the
     page got, and its kernel id so the kernel can be cleaned up). A page that got fewer
     than `outputs` cell outputs fails at once: it will never be ready."""
@@ -537,8 +510,12 @@ async def burst(page, count: int) -> list[dict]:
     area = int(float(form["Gr_Liv_Area"]))
     home = form["Neighborhood"]
     other = "College Creek" if home != "College Creek" else "Old Town"
-    steps = [(AREA, str(area + 400)), (NEIGHBOURHOOD, other), (AREA, str(area)),
-             (NEIGHBOURHOOD, home)]  # fmt: skip
+    steps = [
+        (AREA, str(area + 400)),
+        (NEIGHBOURHOOD, other),
+        (AREA, str(area)),
+        (NEIGHBOURHOOD, home),
+    ]
     results = []
     for i in range(count):
         start = time.monotonic()
@@ -732,8 +709,10 @@ async def measure_memory(run: Run, scratch: Path) -> dict:
             await settle(run.sampler, run.expected(preheated=1))
             out[name]["after_interactions"] = memory_mib(processes)
         await settle(run.sampler, run.expected())
-        log(f"memory {name}: " + ", ".join(f"RSS {m['rss']:.0f} MiB {state}"
-                                           for state, m in out.get(name, {}).items()))  # fmt: skip
+        log(
+            f"memory {name}: "
+            + ", ".join(f"RSS {m['rss']:.0f} MiB {state}" for state, m in out.get(name, {}).items())
+        )
     return out
 
 
@@ -776,8 +755,10 @@ async def price_house(seen: Visit, pricer: Pricer, area: int, home: str) -> dict
     expected = pricer.price(form)
     await seen.page.wait_for_function(
         "([want]) => (document.querySelector('.hv-price') || {}).textContent === want",
-        arg=[expected], timeout=60_000, polling=100,
-    )  # fmt: skip
+        arg=[expected],
+        timeout=60_000,
+        polling=100,
+    )
     shown = await seen.page.inner_text(".hv-price")
     mine = int(form["Gr_Liv_Area"]) == area and form["Neighborhood"] == label
     return {"expected": expected, "shown": shown, "ok": mine and shown == expected}
@@ -863,8 +844,14 @@ def cpu_spent(before: dict, after: dict, viewers: int) -> dict:
     voila -= sum(spent for key, (spent, _k) in before.items() if key not in after)
     new = sum(1 for key, (_s, kernel) in after.items() if kernel and key not in before)
     total = voila + kernels
-    return {"voila_s": voila, "kernels_s": kernels, "new_kernels_s": fresh, "total_s": total,
-            "new_kernels": new, "per_viewer_s": total / viewers if viewers else None}  # fmt: skip
+    return {
+        "voila_s": voila,
+        "kernels_s": kernels,
+        "new_kernels_s": fresh,
+        "total_s": total,
+        "new_kernels": new,
+        "per_viewer_s": total / viewers if viewers else None,
+    }
 
 
 async def crowd(run: Run, server: str, n: int, pricer: Pricer) -> tuple[list[dict], dict]:
@@ -901,9 +888,20 @@ def iopub_timeouts(server: VoilaServer) -> int:
 
 def crowd_summary(viewers: list[dict], memory: dict) -> dict:
     ok = sum(v["ok"] for v in viewers)
-    keep = ("i", "area", "neighbourhood", "via_landing", "ok", "tti_ms", "page_ready_ms",
-            "expected", "shown",
-            "error", "reached", "beacon")  # fmt: skip
+    keep = (
+        "i",
+        "area",
+        "neighbourhood",
+        "via_landing",
+        "ok",
+        "tti_ms",
+        "page_ready_ms",
+        "expected",
+        "shown",
+        "error",
+        "reached",
+        "beacon",
+    )
     return {
         "viewers": len(viewers),
         "ok": ok,
@@ -935,8 +933,11 @@ async def measure_viewers(run: Run, counts: list[int], pricer: Pricer) -> dict:
         left = time.time()
         await asyncio.gather(*(close(v["visit"]) for v in viewers))
         back = await wait_kernels(run.sampler, "preheated", pool, timeout=15)
-        back.update(seconds=time.time() - left, leaked=max(0, (back["kernels"] or 0) - pool),
-                    leaked_by_arrival=leftover(viewers))  # fmt: skip
+        back.update(
+            seconds=time.time() - left,
+            leaked=max(0, (back["kernels"] or 0) - pool),
+            leaked_by_arrival=leftover(viewers),
+        )
         for v in viewers:
             summary["each"][v["i"]]["beacon"] = outcome = await beacon(v["visit"], 0)
             run.beacons.append(outcome)
@@ -950,9 +951,11 @@ async def measure_viewers(run: Run, counts: list[int], pricer: Pricer) -> dict:
 
 def log_crowd(s: dict) -> None:
     t, m, back = s["tti_ms"], s["memory"], s["after_leaving"]
-    log(f"{s['viewers']} viewers: {s['ok']} correct, TTI median {t.get('median', 0):.0f} max "
+    log(
+        f"{s['viewers']} viewers: {s['ok']} correct, TTI median {t.get('median', 0):.0f} max "
         f"{t.get('max', 0):.0f} ms, RSS {m['rss']:.0f} (peak {m['peak_rss']:.0f}) MiB, kernels "
-        f"{m['kernels']} -> {back['kernels']} {back['leaked_by_arrival']}")  # fmt: skip
+        f"{m['kernels']} -> {back['kernels']} {back['leaked_by_arrival']}"
+    )
 
 
 async def measure_vanish(run: Run, n: int, pricer: Pricer) -> dict:
@@ -970,9 +973,11 @@ async def measure_vanish(run: Run, n: int, pricer: Pricer) -> dict:
     back = await wait_kernels(run.sampler, "vanish", pool, timeout=timeout)
     back.update(seconds=time.time() - gone, leaked=max(0, (back["kernels"] or 0) - pool))
     summary["after_vanishing"] = back
-    log(f"vanish {n}: {summary['ok']}/{n} correct; kernels 2 s after "
+    log(
+        f"vanish {n}: {summary['ok']}/{n} correct; kernels 2 s after "
         f"{summary['kernels_2s_after_vanishing']}, {back['kernels']} after "
-        f"{back['seconds']:.0f} s")  # fmt: skip
+        f"{back['seconds']:.0f} s"
+    )
     return summary
 
 
@@ -1024,16 +1029,22 @@ async def run_phases(args, folder: Path, sampler: Sampler, browser) -> dict:
     if args.vanish:
         with contextlib.ExitStack() as stack:
             vanish = await start_server(stack, sampler, "vanish", folder, bench_cull_args())
-            run = Run(browser, sampler, {"vanish": vanish}, settings, args.loads,
-                      outputs=run.outputs)  # fmt: skip
+            run = Run(
+                browser, sampler, {"vanish": vanish}, settings, args.loads, outputs=run.outputs
+            )
             found["vanish"] = await measure_vanish(run, args.vanish, pricer)
         sampler.servers.clear()
     return found
 
 
 async def run_benchmarks(args) -> dict:
-    started = time.time()
-    load_start = load_average()
+    with report.run_record("bench_dashboards.py", LIBRARIES) as record:
+        found = await measure(args)
+    return summarise(record, found, args)
+
+
+async def measure(args) -> dict:
+    """Every phase, in one browser, with the sampler watching."""
     sampler = Sampler()
     sampler.start()
     try:
@@ -1045,13 +1056,7 @@ async def run_benchmarks(args) -> dict:
                 await browser.close()
     finally:
         sampler.stop()
-    found.update(
-        generated_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        command=" ".join([COMMAND, *sys.argv[1:]]),
-        load_average={"start": load_start, "end": load_average()},
-        machine=machine_info(LIBRARIES),
-    )
-    return summarise(found, args, time.time() - started)
+    return found
 
 
 # --- summary ------------------------------------------------------------------------------
@@ -1125,15 +1130,11 @@ def latency_summary(latency: dict) -> dict:
     }
 
 
-def summarise(found: dict, args, duration: float) -> dict:
+def summarise(record: dict, found: dict, args) -> dict:
     loads = found.pop("loads")
     latency = found.pop("latency")
     out = {
-        "generated_at": found.pop("generated_at"),
-        "command": found.pop("command"),
-        "duration_s": duration,
-        "load_average": found.pop("load_average"),
-        "machine": found.pop("machine"),
+        **record,
         "browser": found.pop("browser"),
         "conditions": conditions(args, found.pop("settings")),
         "tti_ms": {name: stats([m.get("tti") for m in loads[name]]) for name in VARIANTS},
@@ -1179,14 +1180,6 @@ def conditions(args, settings: dict) -> dict:
 # --- targets and notes --------------------------------------------------------------------
 
 
-def _ms(value: float | None) -> str:
-    return "—" if value is None else f"{value:.0f} ms"
-
-
-def _s(value: float | None) -> str:
-    return "—" if value is None else f"{value / 1000:.2f} s"
-
-
 def target_row(figure: str, median: str, p95: str, target: str, passed: bool | None) -> dict:
     return {"figure": figure, "median": median, "p95": p95, "target": target, "pass": passed}
 
@@ -1199,7 +1192,7 @@ def tti_targets(out: dict) -> list[dict]:
         ("preheated_warm", None),
     ]:
         s = out["tti_ms"][name]
-        met = s["missing"] == 0 and s.get("median", float("inf")) <= (limit or 0) * 1000
+        met = s["n"] > 0 and s["missing"] == 0 and s["median"] <= (limit or 0) * 1000
         passed = None if limit is None else met
         target = "—" if limit is None else f"median ≤ {limit:g} s"
         rows.append(
@@ -1356,8 +1349,13 @@ def server_targets(out: dict) -> list[dict]:
 
 
 def targets(out: dict) -> list[dict]:
-    return (tti_targets(out) + latency_targets(out) + memory_targets(out)
-            + viewer_targets(out) + server_targets(out))  # fmt: skip
+    return (
+        tti_targets(out)
+        + latency_targets(out)
+        + memory_targets(out)
+        + viewer_targets(out)
+        + server_targets(out)
+    )
 
 
 def steps(line: dict[str, float]) -> list[tuple[float, str, str]]:
@@ -1379,17 +1377,24 @@ def where_time_goes(out: dict) -> list[str]:
         line = out["timeline_ms"][name]
         if "tti" not in line:
             continue
-        biggest = ", ".join(f"{a} → {b} {d:.0f} ms ({d / line['tti']:.0%})"
-                            for d, a, b in steps(line)[:3])  # fmt: skip
-        said.append(f"- {VARIANTS[name].capitalize()}: median TTI {line['tti']:.0f} ms "
-                    f"({ratio[name]:.0%} of its target). Largest steps: {biggest}.")  # fmt: skip
-    assets = {n: stats([m["navigation"].get("asset_bytes") for m in out["loads"][n]])
-              for n in ("preheated_fresh", "preheated_warm")}  # fmt: skip
+        biggest = ", ".join(
+            f"{a} → {b} {d:.0f} ms ({d / line['tti']:.0%})" for d, a, b in steps(line)[:3]
+        )
+        said.append(
+            f"- {VARIANTS[name].capitalize()}: median TTI {line['tti']:.0f} ms "
+            f"({ratio[name]:.0%} of its target). Largest steps: {biggest}."
+        )
+    assets = {
+        n: stats([m["navigation"].get("asset_bytes") for m in out["loads"][n]])
+        for n in ("preheated_fresh", "preheated_warm")
+    }
     if assets["preheated_fresh"].get("median") is not None:
         fresh, warm = (assets[n].get("median", 0) / MIB for n in assets)
-        said.append(f"- Scripts and styles over the network per load: {fresh:.1f} MiB with an "
-                    f"empty cache, {warm:.1f} MiB on a repeat visit (median TTI "
-                    f"{out['tti_ms']['preheated_warm'].get('median', 0):.0f} ms).")  # fmt: skip
+        said.append(
+            f"- Scripts and styles over the network per load: {fresh:.1f} MiB with an "
+            f"empty cache, {warm:.1f} MiB on a repeat visit (median TTI "
+            f"{out['tti_ms']['preheated_warm'].get('median', 0):.0f} ms)."
+        )
     return said
 
 
@@ -1425,8 +1430,10 @@ def failure_notes(out: dict) -> list[str]:
         crowds[f"{out['vanish']['viewers']} vanishing viewers"] = out["vanish"]
     for label, s in crowds.items():
         if s["ok"] < s["viewers"]:
-            said.append(f"- {label}: {s['viewers'] - s['ok']} without their correct price, e.g. "
-                        f"{(s['errors'] or ['a wrong price'])[0]}.")  # fmt: skip
+            said.append(
+                f"- {label}: {s['viewers'] - s['ok']} without their correct price, e.g. "
+                f"{(s['errors'] or ['a wrong price'])[0]}."
+            )
         dropped = s["memory"].get("iopub_timeouts", 0)
         if dropped:
             said.append(
@@ -1461,123 +1468,123 @@ def beacon_notes(out: dict) -> list[str]:
 # --- markdown -----------------------------------------------------------------------------
 
 
-def result(passed: bool | None) -> str:
-    return "context" if passed is None else ("met" if passed else "**missed**")
+def _ms(value: float | None) -> str:
+    return "—" if value is None else f"{value:.0f} ms"
 
 
-def md_targets(out: dict) -> list[str]:
-    lines = ["| figure | median | p95 | target | result |", "|---|---:|---:|---|---|"]
-    for t in out["targets"]:
-        lines.append(
-            f"| {t['figure']} | {t['median']} | {t['p95']} | {t['target']} | {result(t['pass'])} |"
-        )
-    return lines
+def _s(value: float | None) -> str:
+    return "—" if value is None else f"{value / 1000:.2f} s"
 
 
-def md_tti(out: dict) -> list[str]:
-    lines = ["| load | n | median | p95 | min | max |", "|---|---:|---:|---:|---:|---:|"]
-    for name, label in VARIANTS.items():
-        s = out["tti_ms"][name]
-        lines.append(
-            f"| {label} | {s['n']} | {_s(s.get('median'))} | {_s(s.get('p95'))} | "
-            f"{_s(s.get('min'))} | {_s(s.get('max'))} |"
-        )
-    return lines
-
-
-def md_timeline(out: dict) -> list[str]:
-    names = list(VARIANTS)
-    lines = [
-        "| mark (median ms since navigation start) | "
-        + " | ".join(VARIANTS[n] for n in names)
-        + " |",
-        "|---|" + "---:|" * len(names),
+def md_tables(out: dict) -> dict[str, str]:
+    """The section's tables, by name, from the summary's records."""
+    tti = [
+        {
+            "load": label,
+            "n": out["tti_ms"][name]["n"],
+            **{k: out["tti_ms"][name].get(k) for k in ("median", "p95", "min", "max")},
+        }
+        for name, label in VARIANTS.items()
     ]
-    first = out["timeline_ms"][names[0]]
-    for key in sorted(TIMELINE, key=lambda k: first.get(k, float("inf"))):
-        label = TIMELINE[key]
-        cells = [out["timeline_ms"][n].get(key) for n in names]
-        if any(c is not None for c in cells):
-            shown = " | ".join("—" if c is None else f"{c:.0f}" for c in cells)
-            lines.append(f"| {label} | {shown} |")
-    return lines
-
-
-def md_latency(out: dict) -> list[str]:
-    lines = [
-        "| after the change | n | median | p95 | max | no new price |",
-        "|---|---:|---:|---:|---:|---:|",
+    names, first = list(VARIANTS), out["timeline_ms"][next(iter(VARIANTS))]
+    timeline = [
+        {
+            "mark (median ms since navigation start)": TIMELINE[key],
+            **{VARIANTS[n]: out["timeline_ms"][n].get(key) for n in names},
+        }
+        for key in sorted(TIMELINE, key=lambda k: first.get(k, float("inf")))
+        if any(key in out["timeline_ms"][n] for n in names)
     ]
-    for name, label in LATENCY_GROUPS.items():
-        s = out["latency_ms"][name]
-        lines.append(
-            f"| {label} | {s['n']} | {_ms(s.get('median'))} | {_ms(s.get('p95'))} | "
-            f"{_ms(s.get('max'))} | {s['missing']} |"
-        )
-    return lines
-
-
-def md_memory(out: dict) -> list[str]:
-    lines = ["| page | kernel | RSS MiB | USS MiB | PSS MiB |", "|---|---|---:|---:|---:|"]
-    for page, states in out["memory"].items():
-        for state, m in states.items():
-            lines.append(
-                f"| {page} | {state.replace('_', ' ')} | {m['rss']:.0f} | "
-                f"{m['uss']:.0f} | {m['pss']:.0f} |"
-            )
-    return lines
-
-
-def md_viewers(out: dict) -> list[str]:
-    lines = [
-        "| N | correct | TTI median | TTI p95 | TTI max | kernels | total RSS MiB "
-        "| peak RSS MiB | total PSS MiB | CPU s server / browser | IOPub timeouts "
-        "| kernels after leaving |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    latency = [
+        {
+            "after the change": label,
+            "n": out["latency_ms"][name]["n"],
+            **{k: out["latency_ms"][name].get(k) for k in ("median", "p95", "max")},
+            "no new price": out["latency_ms"][name]["missing"],
+        }
+        for name, label in LATENCY_GROUPS.items()
+    ]
+    memory = [
+        {
+            "page": page,
+            "kernel": state.replace("_", " "),
+            "RSS MiB": m["rss"],
+            "USS MiB": m["uss"],
+            "PSS MiB": m["pss"],
+        }
+        for page, states in out["memory"].items()
+        for state, m in states.items()
     ]
     rounds = [(n, s, s["after_leaving"], "") for n, s in out["viewers"].items()]
     if "vanish" in out:
         v = out["vanish"]
         rounds.append((f"{v['viewers']} (vanish)", v, v["after_vanishing"], ", culled"))
-    for n, s, back, how in rounds:
-        t, m = s["tti_ms"], s["memory"]
-        lines.append(
-            f"| {n} | {s['ok']}/{s['viewers']} | {_s(t.get('median'))} | {_s(t.get('p95'))} | "
-            f"{_s(t.get('max'))} | {m['kernels']} | {m['rss']:.0f} | {m['peak_rss']:.0f} | "
-            f"{m['pss']:.0f} | {m['cpu_s']['server']:.0f} / {m['cpu_s']['browser']:.0f} | "
-            f"{m['iopub_timeouts']} | {back['kernels']} after {back['seconds']:.1f} s{how} |"
-        )
-    return lines
-
-
-def md_server(out: dict) -> list[str]:
-    lines = ["| what | median CPU-s | p95 CPU-s |", "|---|---:|---:|"]
-    names = {
-        "load": "one viewer: until interactive (Voilà + kernel)",
-        "load_voila": "… of which the Voilà process",
-        "with_refill": "one viewer: in all, with 6 changes and the pool refill",
-        "refill_kernel": "… of which the replacement kernel (start, imports, notebook)",
-    }
-    for key, label in names.items():
-        st = out.get("server_cpu_per_load_s", {}).get(key, {})
-        if st.get("n"):
-            lines.append(f"| {label} | {st['median']:.2f} | {st['p95']:.2f} |")
-    lines += [
-        "",
-        "| N | server CPU-s (Voilà / kernels) | per viewer | new kernels | kernel RSS "
-        "MB median | kernel PSS MB median | page-ready median / p95 |",
-        "|---|---:|---:|---:|---:|---:|---|",
+    viewers = [
+        {
+            "N": n,
+            "correct": f"{s['ok']}/{s['viewers']}",
+            "TTI median": s["tti_ms"].get("median"),
+            "TTI p95": s["tti_ms"].get("p95"),
+            "TTI max": s["tti_ms"].get("max"),
+            "kernels": s["memory"]["kernels"],
+            "total RSS MiB": s["memory"]["rss"],
+            "peak RSS MiB": s["memory"]["peak_rss"],
+            "total PSS MiB": s["memory"]["pss"],
+            "CPU s server / browser": "{server:.0f} / {browser:.0f}".format(**s["memory"]["cpu_s"]),
+            "IOPub timeouts": s["memory"]["iopub_timeouts"],
+            "kernels after leaving": f"{back['kernels']} after {back['seconds']:.1f} s{how}",
+        }
+        for n, s, back, how in rounds
     ]
-    for n, s in out["viewers"].items():
-        a, m, r = s["memory"]["accounting"], s["memory"], s["page_ready_ms"]
-        lines.append(
-            f"| {n} | {a['total_s']:.1f} ({a['voila_s']:.1f} / {a['kernels_s']:.1f}) | "
-            f"{a['per_viewer_s']:.2f} | {a['new_kernels']} | "
-            f"{m['kernel_rss'].get('median', 0) * MIB / MB:.0f} | "
-            f"{m['kernel_pss'].get('median', 0) * MIB / MB:.0f} | "
-            f"{_s(r.get('median'))} / {_s(r.get('p95'))} |"
-        )
-    return lines
+    per_load = out.get("server_cpu_per_load_s", {})
+    one = [
+        {"what": label, "median CPU-s": per_load[key]["median"], "p95 CPU-s": per_load[key]["p95"]}
+        for key, label in SERVER_CPU.items()
+        if per_load.get(key, {}).get("n")
+    ]
+    crowds = [
+        {
+            "N": n,
+            "server CPU-s (Voilà / kernels)": "{total_s:.1f} ({voila_s:.1f} / "
+            "{kernels_s:.1f})".format(**s["memory"]["accounting"]),
+            "per viewer": s["memory"]["accounting"]["per_viewer_s"],
+            "new kernels": s["memory"]["accounting"]["new_kernels"],
+            "kernel RSS MB median": s["memory"]["kernel_rss"].get("median", 0) * MIB / MB,
+            "kernel PSS MB median": s["memory"]["kernel_pss"].get("median", 0) * MIB / MB,
+            "page-ready median / p95": f"{_s(s['page_ready_ms'].get('median'))} / "
+            f"{_s(s['page_ready_ms'].get('p95'))}",
+        }
+        for n, s in out["viewers"].items()
+        if "accounting" in s["memory"]
+    ]
+    seconds = dict.fromkeys(("median", "p95", "min", "max", "TTI median", "TTI p95", "TTI max"), _s)
+    mib, cpu = ".0f", ".2f"
+    return {
+        "targets": report.targets_table(out["targets"]),
+        "tti": report.table(tti, seconds),
+        "timeline": report.table(timeline, dict.fromkeys(VARIANTS.values(), ".0f")),
+        "latency": report.table(latency, dict.fromkeys(("median", "p95", "max"), _ms)),
+        "memory": report.table(memory, dict.fromkeys(("RSS MiB", "USS MiB", "PSS MiB"), mib)),
+        "viewers": report.table(
+            viewers,
+            {**seconds, "total RSS MiB": mib, "peak RSS MiB": mib, "total PSS MiB": mib},
+            align="lrrrrrrrrrrl",
+        ),
+        "server": report.table(one, {"median CPU-s": cpu, "p95 CPU-s": cpu}),
+        "crowds": report.table(
+            crowds,
+            {"per viewer": cpu, "kernel RSS MB median": mib, "kernel PSS MB median": mib},
+            align="lrrrrrl",
+        ),
+    }
+
+
+SERVER_CPU = {
+    "load": "one viewer: until interactive (Voilà + kernel)",
+    "load_voila": "… of which the Voilà process",
+    "with_refill": "one viewer: in all, with 6 changes and the pool refill",
+    "refill_kernel": "… of which the replacement kernel (start, imports, notebook)",
+}
 
 
 def md_conditions(out: dict) -> list[str]:
@@ -1620,74 +1627,46 @@ def md_conditions(out: dict) -> list[str]:
 
 
 def markdown(out: dict) -> str:
-    m = out["machine"]
-    lines = [
-        "## Dashboard benchmarks",
-        "",
-        f"Generated {out['generated_at']} by `{out['command']}` "
-        f"({out['duration_s']:.0f} s; git {m['git'] or 'unknown'}).",
-        "",
-        machine_sentence(m, out["load_average"]),
-        "",
+    tables = md_tables(out)
+    return report.join(
+        report.heading("Dashboard benchmarks", out),
         "### Targets",
-        "",
-        *md_targets(out),
-        "",
+        tables["targets"],
         "### Time to interactive (price page)",
-        "",
         "From navigation start until the price is shown, the form has its inputs and the "
         "loading screen is gone (a MutationObserver in the page).",
-        "",
-        *md_tti(out),
-        "",
+        tables["tti"],
         "### Where the time goes",
-        "",
-        *md_timeline(out),
-        "",
-        *where_time_goes(out),
-        "",
+        tables["timeline"],
+        where_time_goes(out),
         "### Interaction latency (price page)",
-        "",
-        *md_latency(out),
-        "",
+        tables["latency"],
         "### Kernel memory per viewer",
-        "",
         "Each page's kernel once the server is quiet, after load and after a few interactions "
         "(price: changes to the form; batch: an upload of every reference sale and two sorts; "
         "report: hovering neighbourhoods). USS is the kernel's own memory, PSS shares the "
         "library pages among the kernels mapping them.",
-        "",
-        *md_memory(out),
-        "",
+        tables["memory"],
         "### Concurrent viewers (price page)",
-        "",
         "The N viewers arrive evenly spread over the first `--arrive-within` seconds "
         "(Conditions); TTI is over the viewers that got a page "
         "(a page whose loading screen went with fewer cell outputs than a healthy one "
         "fails at once: it will never show a price). Memory is taken once all are done, "
         "the peak while they load. The browser runs on the same cores as the server (CPU "
         "column), which a real viewer's does not.",
-        "",
-        *md_viewers(out),
-        "",
+        tables["viewers"],
         "### What the server spends per viewer",
-        "",
         "Process accounting (psutil cpu_times, user + system, of the Voilà process and of "
         "every kernel, children included), so the browser's CPU on the same cores is left "
         "out. One at a time: a preheated load, its 6 changes and the pool's replacement "
         "kernel. A crowd: everything the server spent while the N viewers loaded and priced.",
-        "",
-        *md_server(out),
-        "",
+        tables["server"],
+        tables["crowds"],
         "### Conditions",
-        "",
-        *md_conditions(out),
-        "",
+        md_conditions(out),
         "### Notes",
-        "",
-        *out["notes"],
-    ]
-    return "\n".join(lines) + "\n"
+        out["notes"],
+    )
 
 
 # --- main ---------------------------------------------------------------------------------
@@ -1697,11 +1676,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--loads", type=int, default=10, help="page loads per variant")
     parser.add_argument("--viewers", default="5,10,20", help="concurrent viewer counts")
-    parser.add_argument("--arrive-within", type=float, default=10.0,
-                        help="a crowd's viewers arrive spread over this many seconds")  # fmt: skip
+    parser.add_argument(
+        "--arrive-within",
+        type=float,
+        default=10.0,
+        help="a crowd's viewers arrive spread over this many seconds",
+    )
     parser.add_argument("--vanish", type=int, default=5, help="viewers that vanish (0: skip)")
-    parser.add_argument("--strict", action="store_true", help="exit 1 if a target is missed")
-    parser.add_argument("--no-write", action="store_true", help="print, do not write docs/")
+    report.add_output_options(parser)
     args = parser.parse_args(argv)
     args.viewers = sorted({int(n) for n in args.viewers.split(",") if n.strip()})
     return args
@@ -1710,16 +1692,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     out = asyncio.run(run_benchmarks(args))
-    block = markdown(out)
-    if not args.no_write:
-        write_json(JSON_PATH, SECTION, out)
-        write_markdown(MD_PATH, MD_START, MD_END, block)
-        log(f"wrote {JSON_PATH} and {MD_PATH}")
-    print(block)
-    missed = [t["figure"] for t in out["targets"] if t["pass"] is False]
-    if missed:
-        log(f"targets missed: {'; '.join(missed)}")
-    return 1 if missed and args.strict else 0
+    return report.publish("dashboards", out, markdown(out), args)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ kernels are counted fairly). The zygote's own start (once per server) is reporte
 Kernels of the two kinds alternate, so both see the same machine.
 
 Usage: .venv/bin/python tests/benchmarks/bench_kernel_start.py [--kernels 5]
-Not a pytest module; prints a JSON summary. Quote the load average it prints.
+Not a pytest module; prints the medians as a table, then every figure as JSON. Quote the
+load average it prints.
 """
 
 from __future__ import annotations
@@ -19,11 +20,12 @@ import asyncio
 import json
 import logging
 import os
-import statistics
 import sys
 import time
 
+import measure
 import psutil
+import report
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_client.provisioning import KernelProvisionerFactory
 
@@ -91,14 +93,8 @@ def zygote_figures() -> dict:
 
 
 def summary(runs: list[dict]) -> dict:
-    return {
-        key: {
-            "median": statistics.median(r[key] for r in runs),
-            "min": min(r[key] for r in runs),
-            "max": max(r[key] for r in runs),
-        }
-        for key in runs[0]
-    }
+    """Median, min and max of each figure over the kernels of one kind."""
+    return {key: measure.summary((r[key] for r in runs), (50,)) for key in runs[0]}
 
 
 async def main(kernels: int) -> dict:
@@ -114,7 +110,7 @@ async def main(kernels: int) -> dict:
         for kind in ("forked", "cold"):
             runs[kind].append(await one_kernel(kind == "forked"))
     result = {
-        "load_average": os.getloadavg(),
+        "load_average": report.load_average(),
         "zygote": {"ready_ms": zygote_ready_ms, "after": zygote_figures()},
         **{kind: summary(each) for kind, each in runs.items()},
     }
@@ -122,8 +118,29 @@ async def main(kernels: int) -> dict:
     return result
 
 
+def medians(result: dict) -> str:
+    """The median of each figure, a row per kind of kernel."""
+    rows = [
+        {"kernel": kind, **{key: s["p50"] for key, s in result[kind].items()}}
+        for kind in ("forked", "cold")
+    ]
+    return report.table(
+        rows,
+        {
+            "ready_ms": ".0f",
+            "page_built_ms": ".0f",
+            "cpu_s": ".2f",
+            "rss_mib": ".0f",
+            "uss_mib": ".0f",
+            "pss_mib": ".0f",
+        },
+    )
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--kernels", type=int, default=5, help="kernels of each kind")
     args = parser.parse_args()
-    print(json.dumps(asyncio.run(main(args.kernels)), indent=1))
+    result = asyncio.run(main(args.kernels))
+    print(f"load average {result['load_average']}\n\n{medians(result)}\n")
+    print(json.dumps(result, indent=1))

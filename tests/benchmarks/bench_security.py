@@ -1,6 +1,7 @@
 """What the attacks of issue 10 cost the server now, against upstream Voilà in the same run.
 
-    .venv/bin/python tests/benchmarks/bench_security.py     (part of `make bench`)
+    .venv/bin/python tests/benchmarks/bench_security.py [--gets 20] [--many-gets 100]
+                            [--reclaim-wait 130] [--strict] [--no-write] [--docs DIR]
 
 Writes the "security" section of docs/benchmarks.md and .json:
 - a hostile kernel-websocket message (the legacy protocol; a v1 frame with a forged offset
@@ -11,10 +12,12 @@ Writes the "security" section of docs/benchmarks.md and .json:
   right after and once unclaimed pages are reclaimed (ours: 100 GETs; upstream and ours
   at 20 GETs, like with like: upstream keeps a kernel per GET for the 10-minute cull);
 - the time `homevalue batch score` takes to refuse a 200-row, 50,000-column CSV.
+Part of `make bench`.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import statistics
 import subprocess
@@ -23,25 +26,16 @@ import tempfile
 import time
 from pathlib import Path
 
+import report
 import requests
 import websocket
-from report import (
-    JSON_PATH,
-    MD_PATH,
-    PROJ_ROOT,
-    load_average,
-    machine_info,
-    machine_sentence,
-    write_json,
-    write_markdown,
-)
+from measure import memory_mib
+from report import PROJ_ROOT
 
 sys.path.insert(0, str(PROJ_ROOT / "tests"))
 from kernel_channel import KernelChannel  # noqa: E402
 from voila_server import VoilaServer, kernel_id, serve  # noqa: E402
 
-SECTION = "security"
-MD_START, MD_END = "<!-- security:start -->", "<!-- security:end -->"
 PRICE_PAGE = "voila/render/price_a_home.ipynb"
 MB = 2**20
 WATCH_SECONDS = 10
@@ -49,12 +43,8 @@ WATCH_SECONDS = 10
 DEFAULTS = {"HOMEVALUE_KERNELS_PER_CLIENT_PER_MINUTE": "10"}
 
 
-def total_rss(server: VoilaServer) -> int:
-    total = 0
-    for process in server.processes():
-        with contextlib.suppress(Exception):
-            total += process.memory_info().rss
-    return total
+def total_rss_mb(server: VoilaServer) -> float:
+    return memory_mib(server.processes())["rss"]
 
 
 def watch(server: VoilaServer, seconds: float) -> dict:
@@ -104,7 +94,7 @@ def attack(server: VoilaServer, how: str) -> dict:
 
 def gets(server: VoilaServer, count: int, reclaim_wait: float) -> dict:
     """`count` GETs of the pricing page from one address; kernels and RSS after."""
-    before = total_rss(server)
+    before = total_rss_mb(server)
     statuses = []
     began = time.monotonic()
     for _ in range(count):
@@ -113,15 +103,15 @@ def gets(server: VoilaServer, count: int, reclaim_wait: float) -> dict:
         except requests.RequestException:
             statuses.append(0)
     took = time.monotonic() - began
-    after = {"kernels": len(server.kernel_ids()), "rss_mb": total_rss(server) / MB}
+    after = {"kernels": len(server.kernel_ids()), "rss_mb": total_rss_mb(server)}
     time.sleep(reclaim_wait)
-    later = {"kernels": len(server.kernel_ids()), "rss_mb": total_rss(server) / MB}
+    later = {"kernels": len(server.kernel_ids()), "rss_mb": total_rss_mb(server)}
     return {
         "gets": count,
         "pages": statuses.count(200),
         "busy_503": statuses.count(503),
         "seconds": round(took, 1),
-        "rss_before_mb": before / MB,
+        "rss_before_mb": before,
         "after": after,
         "after_wait": later,
         "wait_s": reclaim_wait,
@@ -138,25 +128,24 @@ def wide_csv_refusal() -> dict:
         row = "North_Ames,1500,1975,-93.62,42.03," + ",".join("1" for _ in range(50_000))
         path.write_text(header + "\n" + "\n".join([row] * 200) + "\n")
         times, result = [], None
+        out = Path(folder) / "out"
+        homevalue = str(PROJ_ROOT / ".venv/bin/homevalue")
+        command = [homevalue, "batch", "score", str(path), "--out", str(out)]
         for _ in range(3):
             began = time.monotonic()
-            result = subprocess.run(
-                [str(PROJ_ROOT / ".venv/bin/homevalue"), "batch", "score", str(path),
-                 "--out", str(Path(folder) / "out")],
-                capture_output=True, text=True, timeout=600,
-            )  # fmt: skip
+            result = subprocess.run(command, capture_output=True, text=True, timeout=600)
             times.append(time.monotonic() - began)
         return {
             "file_mb": path.stat().st_size / MB,
             "exit_code": result.returncode,
             "message": result.stderr.strip()[:160],
             "seconds_median": round(statistics.median(times), 2),
-            "outputs_written": (Path(folder) / "out").exists(),
+            "outputs_written": out.exists(),
         }
 
 
-def run(log_dir: Path) -> dict:
-    results: dict = {"attacks": [], "gets": {}}
+def run(log_dir: Path, args: argparse.Namespace) -> dict:
+    results: dict = {"attacks": [], "gets": []}
     for name, upstream in [("make serve", False), ("upstream Voilà", True)]:
         for how in ("legacy", "forged v1 frame"):
             # a fresh server each time: an upstream server does not survive the first
@@ -165,73 +154,84 @@ def run(log_dir: Path) -> dict:
                 results["attacks"].append({"server": name, **attack(server, how)})
         log = log_dir / f"{name}-gets.log".replace(" ", "_")
         with serve(log, env=DEFAULTS, upstream=upstream) as server:
-            results["gets"][f"{name}, 20 GETs"] = gets(server, 20, reclaim_wait=0)
-    with serve(log_dir / "ours-100.log", env=DEFAULTS) as server:
-        results["gets"]["make serve, 100 GETs"] = gets(server, 100, reclaim_wait=130)
+            done = gets(server, args.gets, reclaim_wait=0)
+            results["gets"].append({"run": f"{name}, {args.gets} GETs", **done})
+    with serve(log_dir / "ours-many.log", env=DEFAULTS) as server:
+        done = gets(server, args.many_gets, args.reclaim_wait)
+        results["gets"].append({"run": f"make serve, {args.many_gets} GETs", **done})
     results["wide_csv"] = wide_csv_refusal()
     return results
 
 
-def markdown(results: dict, machine: dict, load: dict) -> str:
-    lines = [
-        "## Security (issue 10)",
-        "",
-        f"`{Path(__file__).relative_to(PROJ_ROOT)}`. {machine_sentence(machine, load)}",
-        "",
+def markdown(record: dict) -> str:
+    attacks = [
+        {
+            "server": a["server"],
+            "message": a["message"],
+            "connection": a["connection"],
+            "slowest answer": a["slowest_s"],
+            "unanswered": a["unanswered"],
+            "RSS growth": a["rss_growth_mb"],
+        }
+        for a in record["attacks"]
+    ]
+    gets = [
+        {
+            "run": g["run"],
+            "pages": g["pages"],
+            "503 busy": g["busy_503"],
+            "took": g["seconds"],
+            "kernels after": g["after"]["kernels"],
+            "RSS after": g["after"]["rss_mb"],
+            "after waiting": g["wait_s"],
+            "kernels then": g["after_wait"]["kernels"],
+            "RSS then": g["after_wait"]["rss_mb"],
+        }
+        for g in record["gets"]
+    ]
+    seconds, mb = "{:.0f} s".format, "{:.0f} MB".format
+    w = record["wide_csv"]
+    return report.join(
+        report.heading("Security (issue 10)", record),
         "### One hostile kernel-websocket message",
-        "",
         f"The landing page asked every 0.1 s for {WATCH_SECONDS} s after the message (5 s "
         "timeout), and the Voilà process's RSS growth.",
-        "",
-        "| server | message | connection | slowest answer | unanswered | RSS growth |",
-        "|---|---|---|---:|---:|---:|",
-    ]
-    for a in results["attacks"]:
-        lines.append(
-            f"| {a['server']} | {a['message']} | {a['connection']} | {a['slowest_s']:.2f} s | "
-            f"{a['unanswered']} | {a['rss_growth_mb']:.0f} MB |"
-        )
-    lines += [
-        "",
+        report.table(attacks, {"slowest answer": "{:.2f} s".format, "RSS growth": mb}),
         "### GETs of the pricing page from one address, no browser",
-        "",
-        "| run | pages | 503 busy | took | kernels after | RSS after | after waiting | "
-        "kernels then | RSS then |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for name, g in results["gets"].items():
-        lines.append(
-            f"| {name} | {g['pages']} | {g['busy_503']} | {g['seconds']:.0f} s | "
-            f"{g['after']['kernels']} | {g['after']['rss_mb']:.0f} MB | {g['wait_s']:.0f} s | "
-            f"{g['after_wait']['kernels']} | {g['after_wait']['rss_mb']:.0f} MB |"
-        )
-    w = results["wide_csv"]
-    lines += [
-        "",
-        "RSS counts make, Voilà and every kernel. Upstream keeps each kernel until the 10-minute",
+        report.table(
+            gets, {"took": seconds, "RSS after": mb, "after waiting": seconds, "RSS then": mb}
+        ),
+        "RSS counts make, Voilà and every kernel. Upstream keeps each kernel until the 10-minute\n"
         "idle cull; `make serve` reclaims a page no browser connected to after 120 s.",
-        "",
         "### A wide CSV",
-        "",
         f"`homevalue batch score` on 200 rows x 50,000 extra columns ({w['file_mb']:.0f} MB): "
         f"refused in {w['seconds_median']:.2f} s wall (median of 3, Python start-up included), "
         f"exit code {w['exit_code']}, outputs written: {w['outputs_written']}. Message: "
         f"`{w['message']}`",
-        "",
-    ]
-    return "\n".join(lines)
+    )
 
 
-def main() -> None:
-    machine = machine_info(["homevalue", "voila", "jupyter_server", "tornado"])
-    load = {"start": load_average()}
-    with tempfile.TemporaryDirectory() as logs:
-        results = run(Path(logs))
-    load["end"] = load_average()
-    write_json(JSON_PATH, SECTION, {"machine": machine, "load": load, **results})
-    write_markdown(MD_PATH, MD_START, MD_END, markdown(results, machine, load))
-    print(markdown(results, machine, load))
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--gets", type=int, default=20, help="GETs, ours and upstream")
+    parser.add_argument("--many-gets", type=int, default=100, help="GETs of ours alone, then")
+    parser.add_argument(
+        "--reclaim-wait",
+        type=float,
+        default=130.0,
+        help="seconds to wait after them for unclaimed pages to go",
+    )
+    report.add_output_options(parser)
+    args = parser.parse_args(argv)
+    with (
+        report.run_record(
+            "bench_security.py", ["homevalue", "voila", "jupyter_server", "tornado"]
+        ) as record,
+        tempfile.TemporaryDirectory() as logs,
+    ):
+        record.update(run(Path(logs), args))
+    return report.publish("security", record, markdown(record), args)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
