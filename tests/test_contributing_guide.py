@@ -74,4 +74,8 @@ def test_the_guides_freshness_message_is_what_the_check_says(tmp_path):
     notebook.cells += [nbformat.v4.new_markdown_cell(markdown), nbformat.v4.new_code_cell(code)]
     notebook.cells.append(last)
     nbformat.write(notebook, path)
-    assert check(path) == [block("text", "price_a_home.ipynb: ").strip()]
+    # The guide's cell number is the shipped page's; a page with more cells numbers it later.
+    (found,) = check(path)
+    quoted = block("text", "price_a_home.ipynb: ").strip()
+    number = re.compile(r"cell \d+ ")
+    assert number.sub("cell N ", found) == number.sub("cell N ", quoted)
