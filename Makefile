@@ -20,6 +20,11 @@ NOTEBOOKS ?= notebooks
 # Extra Voilà options for `make serve` on top of voila.json, e.g. the benchmark's
 # VOILA_ARGS=--preheat_kernel=False (the defaults are right for viewers).
 VOILA_ARGS ?=
+# Extra JupyterLab options for `make lab`, e.g. LAB_ARGS='--no-browser --port=8890'.
+LAB_ARGS ?=
+# `make lab` adds this folder to Jupyter's config path: its lab settings overrides keep the
+# widget manager from saving widget state into notebooks (README "Add a panel").
+LAB_CONFIG := deploy/jupyterlab
 CONSTRAINTS := .ci/constraints.txt
 # Airflow (deploy/airflow/) in a virtual environment of its own, so its pins never meet ours:
 # its requirement and the full lock of that environment (`make airflow-lock` rewrites it).
@@ -139,11 +144,14 @@ lock:
 	} > $(CONSTRAINTS).tmp
 	mv $(CONSTRAINTS).tmp $(CONSTRAINTS)
 
-## Open the notebooks in JupyterLab (the Voilà button previews a page with the template)
+## Open the notebooks in JupyterLab (the Voilà button previews a page; saving keeps no widget state)
 lab: $(VENV)/.installed
 	mkdir -p $(NOTEBOOKS)
+	JUPYTER_CONFIG_PATH=$(CURDIR)/$(LAB_CONFIG)$${JUPYTER_CONFIG_PATH:+:$$JUPYTER_CONFIG_PATH} \
 	$(VENV)/bin/jupyter lab $(LAB_ROOT_FLAG) \
-	    --ServerApp.tornado_settings='{"websocket_max_message_size": 104857600}' $(NOTEBOOKS)/
+	    --ServerApp.tornado_settings='{"websocket_max_message_size": 104857600}' \
+	    --ContentsManager.pre_save_hook=homevalue.notebook_files.pre_save_hook \
+	    $(LAB_ARGS) $(NOTEBOOKS)/
 
 ## Re-run the pages and store their outputs (after a change to what a page shows; review with nbdiff)
 notebooks: $(VENV)/.installed

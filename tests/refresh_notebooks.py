@@ -3,7 +3,9 @@
 `make notebooks` runs this after a change that alters what a page shows (nbval then fails
 until it is run and the new outputs are reviewed with `nbdiff`). What is stored is only
 what is deterministic: each panel's text summary. Widget views (random model ids) and
-widget state are dropped, so re-running an unchanged page leaves the files unchanged.
+widget state are dropped (homevalue.notebook_files), so re-running an unchanged page leaves
+the files unchanged. Every code cell is run, in order, so the stored outputs are fresh in the
+sense tests/notebook_freshness.py checks.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
-WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+from homevalue.notebook_files import strip_widget_state
+
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
 
@@ -22,12 +25,10 @@ def refresh(path: Path) -> None:
     notebook = nbformat.read(path, as_version=4)
     NotebookClient(notebook, timeout=300, store_widget_state=False,
                    resources={"metadata": {"path": str(path.parent)}}).execute()  # fmt: skip
-    notebook.metadata.pop("widgets", None)
+    strip_widget_state(notebook)
     for index, cell in enumerate(notebook.cells):
         cell.id = f"cell-{index}"
         cell.metadata.pop("execution", None)
-        for output in cell.get("outputs", []):
-            output.get("data", {}).pop(WIDGET_VIEW, None)
     nbformat.write(notebook, path)
 
 

@@ -88,6 +88,9 @@ class ViewerPageHandler(TornadoVoilaHandler):
             except KernelLimitReached as busy:
                 self._busy(busy)
                 return
+            refresh = getattr(self.kernel_manager, "refresh_edited_pools", None)
+            if refresh is not None:  # never the page from before an edit (pool_refresh)
+                refresh(page)
         try:
             await super().get(path)
         except KernelLimitReached as busy:  # the cap was reached while this page waited

@@ -91,6 +91,46 @@ def guarded(status: widgets.HTML) -> Callable:
     return decorate
 
 
+HOOK_FAILED = "This panel could not be updated for this house; the error has been logged."
+
+
+class Hooks:
+    """Callbacks added to a page by an analyst, each run with the same state, each alone.
+
+    A callback that raises is logged with its traceback and leaves a short line in its
+    `status` (its own panel's, or the page's): never a traceback for the viewer, and
+    neither the page nor the other callbacks notice. A HomevalueError's own words are
+    shown, as `guarded` does. A callback's own status line is cleared when it next succeeds.
+    """
+
+    def __init__(self, status: widgets.HTML):
+        self.status = status
+        self._hooks: list[tuple[Callable[[object], None], widgets.HTML | None]] = []
+
+    def __bool__(self) -> bool:
+        return bool(self._hooks)
+
+    def add(self, callback: Callable[[object], None], status: widgets.HTML | None = None):
+        self._hooks.append((callback, status))
+
+    def run(self, state: object) -> None:
+        for callback, status in self._hooks:
+            self.run_one(callback, status, state)
+
+    def run_one(self, callback: Callable, status: widgets.HTML | None, state: object) -> None:
+        line = self.status if status is None else status
+        try:
+            callback(state)
+        except HomevalueError as error:
+            line.value = render.notice(str(error))
+        except Exception:
+            log.exception("hook %s failed", getattr(callback, "__qualname__", callback))
+            line.value = render.notice(HOOK_FAILED)
+        else:
+            if status is not None:
+                status.value = ""
+
+
 class Throttle:
     """Run `action` at once, then at most every `interval` seconds while changes keep coming.
 
@@ -241,6 +281,9 @@ class Unavailable:
 
     def apply_request(self, query=None) -> None:
         """Nothing to fill in."""
+
+    def on_priced(self, callback, *, status=None) -> None:
+        """Nothing will be priced: an analyst's panel stays as it was built."""
 
 
 def build(page_class, title: str, *args, **kwargs):

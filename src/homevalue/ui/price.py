@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import base64
 import urllib.parse
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from types import MappingProxyType
 
 import ipywidgets as widgets
 import numpy as np
@@ -35,6 +38,7 @@ from homevalue.ui.feedback import FeedbackBox
 from homevalue.ui.form import HouseForm
 from homevalue.ui.page import (
     Debounce,
+    Hooks,
     Panel,
     Throttle,
     guarded,
@@ -173,6 +177,27 @@ def accuracy_sentence(p: Prediction, schema: Schema) -> str:
     )
 
 
+def _copy(frame: pd.DataFrame | None) -> pd.DataFrame | None:
+    return None if frame is None else frame.copy()
+
+
+@dataclass(frozen=True)
+class Priced:
+    """One repricing as the page shows it, all of one house: what `on_priced` hands on.
+
+    `house` is the record that was priced, as `predict_one` cleaned it (codes, not labels;
+    read-only); `prediction`, `comps`, `explanation` and `curve` (the what-if) are its own,
+    the tables as copies.
+    """
+
+    house: Mapping[str, object]
+    prediction: Prediction
+    comps: pd.DataFrame | None
+    explanation: Explanation | None
+    curve: pd.DataFrame | None
+    model: Model
+
+
 class PricePage:
     """The widgets of the page and the wiring between them; panels are displayed by cells."""
 
@@ -201,6 +226,7 @@ class PricePage:
         self.feedback_box = FeedbackBox(self.model.card, self._priced, guard=self.guard)
         self.form.on_implied(self.guard(self._implied))
         self.form.on_change(Throttle(self.guard(self.refresh)))
+        self.after_pricing = Hooks(self.status)  # on_priced's callbacks
         self.refresh()
 
     # --- building -------------------------------------------------------------------------
@@ -454,6 +480,37 @@ class PricePage:
         self._update_location(values)
         self._update_what_if()
         self._update_explanation()
+        if self.after_pricing:
+            self.after_pricing.run(self.last_priced())
+
+    def on_priced(
+        self, callback: Callable[[Priced], None], *, status: widgets.HTML | None = None
+    ) -> None:
+        """Call `callback(priced)` after every repricing, and now for the price shown.
+
+        The way for a panel to follow the house: a callback on the form's changes would run
+        before the throttled repricing and read the previous price. It is not called while
+        a field is marked invalid (the page keeps the last price). If it raises, the page
+        and the other callbacks go on; the error is logged and a short line says so in
+        `status` (the callback's panel's own line; the page's status line if not given).
+        """
+        self.after_pricing.add(callback, status)
+        if self.last is not None:
+            self.after_pricing.run_one(callback, status, self.last_priced())
+
+    def last_priced(self) -> Priced | None:
+        """The last repricing, with copies of its tables (a callback may change them)."""
+        p = self.last
+        if p is None:
+            return None
+        return Priced(
+            house=MappingProxyType(dict(p.inputs)),
+            prediction=p,
+            comps=_copy(self.comps),
+            explanation=self.explanation,
+            curve=_copy(self.curve),
+            model=self.model,
+        )
 
     def _show_price(self, p: Prediction) -> None:
         self.price_html.value = (
