@@ -39,6 +39,15 @@ PIP_NOISE := is ignored: it is neither
 TEMPLATE_FILES := $(shell find share/jupyter/voila/templates/homevalue -type f 2>/dev/null)
 # Jupyter refuses to run as root unless told to (containers, CI machines).
 LAB_ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
+# The chromium the browser tests and `make screenshots` drive: this path (or command) if
+# given, else the first of chromium, chromium-browser, google-chrome... on PATH, else
+# /usr/bin/chromium; none: `make test` installs Debian's with apt-get when run as root, or
+# says how to get one (tests/browser/chromium.py, the one lookup).
+CHROMIUM ?=
+export CHROMIUM
+# Extra pytest arguments for `make test`; PYTEST_ARGS='-m "not browser"' runs every test
+# but the browser ones, and needs no chromium.
+PYTEST_ARGS ?=
 
 .PHONY: help install serve serve-replicas api test lint format model bench lock lab notebooks screenshots clean distclean \
         airflow-venv airflow-test airflow-lock
@@ -79,10 +88,11 @@ api: $(VENV)/.installed
 	$(PY) -m homevalue.api $(strip $(if $(API_HOST),--host=$(API_HOST)) \
 	    $(if $(API_PORT),--port=$(API_PORT)) $(if $(API_WORKERS),--workers=$(API_WORKERS)))
 
-## Lint, then run the whole test suite (what CI runs)
+## Lint, find or install chromium, then run the whole test suite (what CI runs; PYTEST_ARGS=...)
 test: $(VENV)/.installed
 	$(MAKE) lint
-	$(PY) -m pytest
+	$(if $(findstring not browser,$(PYTEST_ARGS)),,$(PY) tests/browser/chromium.py --install)
+	$(PY) -m pytest $(PYTEST_ARGS)
 
 ## Check code style with ruff (lint + format check)
 lint: $(VENV)/.installed
@@ -157,8 +167,9 @@ lab: $(VENV)/.installed
 notebooks: $(VENV)/.installed
 	$(PY) tests/refresh_notebooks.py
 
-## Screenshots of every page, light and dark, into docs/screenshots/ (Debian chromium)
+## Screenshots of every page, light and dark, into docs/screenshots/ (chromium as for `make test`)
 screenshots: $(VENV)/.installed
+	$(PY) tests/browser/chromium.py --install
 	$(PY) tests/browser/screenshots.py docs/screenshots
 
 ## Remove caches (__pycache__, .pytest_cache, .ruff_cache, .hypothesis)

@@ -1,12 +1,36 @@
-"""Fixtures shared by the test modules: the committed model and one ordinary house."""
+"""Fixtures shared by the test modules: the committed model and one ordinary house; and
+the `browser` marker on every test that launches chromium."""
 
 from __future__ import annotations
 
 import pandas as pd
 import pytest
+from browser import chromium
 
 import homevalue
 from homevalue import config
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items):
+    """Every test that launches chromium (through the `browser` fixture, tests/browser/)
+    carries the `browser` marker, so `-m "not browser"` runs all the others where there is
+    no chromium. First, before pytest's own -m deselects by markers."""
+    for item in items:
+        if "browser" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.browser)
+
+
+def pytest_collection_finish(session):
+    """Without chromium, stop before the first test, with how to get one, rather than fail
+    each browser test in turn (`make test` has found or installed one already)."""
+    if session.config.option.collectonly:
+        return
+    if any(item.get_closest_marker("browser") for item in session.items):
+        try:
+            chromium.require()
+        except chromium.ChromiumNotFound as error:
+            raise pytest.UsageError(str(error)) from None
 
 
 @pytest.fixture(scope="session")

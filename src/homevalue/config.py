@@ -1,8 +1,23 @@
 """Where things live, in one place.
 
 Paths are anchored to the package, not the working directory, so a notebook, a cron job
-and a test all find the same model. Environment variables override them for deployments
-and tests that want a private copy.
+and a test all find the same folders; environment variables override them for deployments
+and tests that want a private copy. Two kinds of folder, and where each is found:
+
+- The model, only ever read: HOMEVALUE_MODEL_DIR; else, when the package runs from a
+  checkout (`make install`'s editable install, the tests), the checkout's model/, which
+  `make model` rewrites; else, installed from a wheel (`pip install .`, a wheel file), the
+  copy the wheel carries as package data (homevalue/data/model in site-packages,
+  pyproject.toml's force-include).
+- What homevalue writes (the batch job's inbox, outputs and run history, the feedback
+  store): under HOMEVALUE_HOME; else the checkout (its batch/, beside model/); else, from a
+  wheel, $XDG_DATA_HOME/homevalue (~/.local/share/homevalue): never site-packages, which
+  its users may not write, nor the working directory, which differs between cron, a
+  dashboard's kernel and a shell. Each also has a variable of its own
+  (HOMEVALUE_BATCH_INBOX, HOMEVALUE_FEEDBACK_DB). Compiled trees are a cache: cache_dir().
+
+This module imports nothing beyond the standard library (`homevalue/__init__.py` is lazy):
+the CLI, the servers and the Dask scheduler read it before deciding what else to load.
 """
 
 from __future__ import annotations
@@ -11,9 +26,30 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-PROJ_ROOT = Path(__file__).resolve().parents[2]
+PACKAGE_DIR = Path(__file__).resolve().parent
+# The checkout the package runs from, if any (src/homevalue/ in a folder with pyproject.toml):
+# its model/, batch/, voila.json, deploy/ and tests/. A wheel installed in site-packages has
+# none, and nothing that runs from a wheel may need it.
+PROJ_ROOT = PACKAGE_DIR.parents[1]
+FROM_CHECKOUT = PACKAGE_DIR.parent.name == "src" and (PROJ_ROOT / "pyproject.toml").is_file()
+# The model a wheel carries (absent from a checkout, whose model/ is read instead).
+PACKAGED_MODEL_DIR = PACKAGE_DIR / "data" / "model"
+HOME_VARIABLE = "HOMEVALUE_HOME"
 
-MODEL_DIR = Path(os.environ.get("HOMEVALUE_MODEL_DIR", PROJ_ROOT / "model"))
+
+def home() -> Path:
+    """The folder homevalue writes to (see above), re-read from the environment."""
+    if os.environ.get(HOME_VARIABLE):
+        return Path(os.environ[HOME_VARIABLE])
+    if FROM_CHECKOUT:
+        return PROJ_ROOT
+    return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "homevalue"
+
+
+MODEL_DIR = Path(
+    os.environ.get("HOMEVALUE_MODEL_DIR")
+    or (PROJ_ROOT / "model" if FROM_CHECKOUT else PACKAGED_MODEL_DIR)
+)
 MODEL_FILE = "pipeline.skops"
 # The same booster for serving, readable without scikit-learn (homevalue.booster).
 BOOSTER_FILE = "booster.json"
@@ -27,9 +63,10 @@ CARD_MARKDOWN = "MODEL_CARD.md"
 REFERENCE_SALES = "reference_sales.csv"
 HOLDOUT_PREDICTIONS = "holdout.csv"
 
-# The batch job's inbox. Anchored to the project like the model, so cron (whatever its
-# working directory) and the dashboard (whose kernel runs in notebooks/) see the same runs.
-BATCH_INBOX = PROJ_ROOT / "batch" / "inbox"
+# The batch job's inbox, under home() (as this process started; batch_inbox() re-reads),
+# so cron (whatever its working directory) and the dashboard (whose kernel runs in
+# notebooks/) see the same runs.
+BATCH_INBOX = home() / "batch" / "inbox"
 BATCH_CHUNK_ROWS = 100_000
 # Said once per run with rejected rows (a rejected row names only its nearest values).
 BATCH_SCHEMA_HINT = "every column's allowed values: homevalue batch schema"
@@ -154,12 +191,12 @@ def batch_max_line_bytes() -> int:
 
 def model_dir() -> Path:
     """The model folder, re-read from the environment so tests can point elsewhere."""
-    return Path(os.environ.get("HOMEVALUE_MODEL_DIR", MODEL_DIR))
+    return Path(os.environ.get("HOMEVALUE_MODEL_DIR") or MODEL_DIR)
 
 
 def batch_inbox() -> Path:
-    """The inbox folder, overridable with HOMEVALUE_BATCH_INBOX."""
-    return Path(os.environ.get("HOMEVALUE_BATCH_INBOX", BATCH_INBOX))
+    """The inbox folder: HOMEVALUE_BATCH_INBOX, else batch/inbox under home()."""
+    return Path(os.environ.get("HOMEVALUE_BATCH_INBOX") or home() / "batch" / "inbox")
 
 
 # Feedback (homevalue.feedback): sale prices and "this price looks wrong" reports from the

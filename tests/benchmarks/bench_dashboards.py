@@ -57,7 +57,8 @@ from playwright.async_api import async_playwright
 from report import PROJ_ROOT
 
 sys.path.insert(0, str(PROJ_ROOT / "tests"))
-from browser.screenshots import CHROMIUM, FLAGS, VIEWPORT  # noqa: E402
+from browser import chromium  # noqa: E402
+from browser.screenshots import FLAGS, VIEWPORT  # noqa: E402
 from voila_server import VoilaServer, serve  # noqa: E402
 
 LIBRARIES = [
@@ -1050,7 +1051,7 @@ async def measure(args) -> dict:
     try:
         with tempfile.TemporaryDirectory(prefix="homevalue-bench-") as scratch:
             async with async_playwright() as p:
-                browser = await p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+                browser = await p.chromium.launch(executable_path=chromium.require(), args=FLAGS)
                 found = await run_phases(args, Path(scratch), sampler, browser)
                 found["browser"] = f"chromium {browser.version}"
                 await browser.close()

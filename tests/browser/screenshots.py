@@ -3,8 +3,9 @@ screen), for the README and for review.
 
 Usage: python tests/browser/screenshots.py [OUT_DIR [BASE_URL]]
 Without BASE_URL it starts Voilà as `make serve` does (tests/voila_server.py) and stops it
-afterwards; OUT_DIR defaults to docs/screenshots. Drives Debian's chromium (never a
-downloaded browser) with Playwright.
+afterwards; OUT_DIR defaults to docs/screenshots. Drives the system's chromium with
+Playwright (never a downloaded browser; tests/browser/chromium.py finds it, as for the
+browser tests).
 
 The browser tests use the same pieces (`launch`, `open_page`, `shoot`) and write their
 screenshots to test-artifacts/screenshots/.
@@ -18,7 +19,10 @@ from pathlib import Path
 
 from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 
-CHROMIUM = "/usr/bin/chromium"
+if __package__:
+    from browser import chromium
+else:  # run as a script: `python tests/browser/screenshots.py`
+    import chromium
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--no-first-run"]  # fmt: skip
 VIEWPORT = {"width": 1280, "height": 900}
@@ -37,8 +41,8 @@ PAGES = {
 
 
 def launch(playwright: Playwright) -> Browser:
-    """Debian's chromium, headless, with nothing that reaches for the network by itself."""
-    return playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+    """The system's chromium, headless, with nothing that reaches for the network by itself."""
+    return playwright.chromium.launch(executable_path=chromium.require(), args=FLAGS)
 
 
 def page_url(base_url: str, name: str, theme: str = "light", query: str = "") -> str:
