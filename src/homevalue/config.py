@@ -13,7 +13,8 @@ from pathlib import Path
 
 PROJ_ROOT = Path(__file__).resolve().parents[2]
 
-MODEL_DIR = Path(os.environ.get("HOMEVALUE_MODEL_DIR", PROJ_ROOT / "model"))
+MODEL_DIR_ENV = "HOMEVALUE_MODEL_DIR"
+MODEL_DIR = Path(os.environ.get(MODEL_DIR_ENV, PROJ_ROOT / "model"))
 MODEL_FILE = "pipeline.skops"
 # The same booster for serving, readable without scikit-learn (homevalue.booster).
 BOOSTER_FILE = "booster.json"
@@ -154,7 +155,7 @@ def batch_max_line_bytes() -> int:
 
 def model_dir() -> Path:
     """The model folder, re-read from the environment so tests can point elsewhere."""
-    return Path(os.environ.get("HOMEVALUE_MODEL_DIR", MODEL_DIR))
+    return Path(os.environ.get(MODEL_DIR_ENV, MODEL_DIR))
 
 
 def batch_inbox() -> Path:
