@@ -46,9 +46,9 @@ def home() -> Path:
     return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "homevalue"
 
 
+MODEL_DIR_ENV = "HOMEVALUE_MODEL_DIR"
 MODEL_DIR = Path(
-    os.environ.get("HOMEVALUE_MODEL_DIR")
-    or (PROJ_ROOT / "model" if FROM_CHECKOUT else PACKAGED_MODEL_DIR)
+    os.environ.get(MODEL_DIR_ENV) or (PROJ_ROOT / "model" if FROM_CHECKOUT else PACKAGED_MODEL_DIR)
 )
 MODEL_FILE = "pipeline.skops"
 # The same booster for serving, readable without scikit-learn (homevalue.booster).
@@ -191,7 +191,7 @@ def batch_max_line_bytes() -> int:
 
 def model_dir() -> Path:
     """The model folder, re-read from the environment so tests can point elsewhere."""
-    return Path(os.environ.get("HOMEVALUE_MODEL_DIR") or MODEL_DIR)
+    return Path(os.environ.get(MODEL_DIR_ENV) or MODEL_DIR)
 
 
 def batch_inbox() -> Path:

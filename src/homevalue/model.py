@@ -24,6 +24,7 @@ import logging
 import os
 import re
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import version as installed_version
 from pathlib import Path
@@ -125,12 +126,24 @@ class PriceBands:
         """`index` of one finite price, without an array (the online path)."""
         return bisect.bisect_right(self._edge_list, price)
 
+    def halfwidth_one(self, price: float) -> float:
+        """The log half-width of one finite price's band, as a float (the online path)."""
+        return self._halfwidth_list[bisect.bisect_right(self._edge_list, price)]
+
     @functools.cached_property
     def _edge_list(self) -> list[float]:
         return self.edges.tolist()
 
+    @functools.cached_property
+    def _halfwidth_list(self) -> list[float]:
+        return self.log_halfwidth.tolist()
+
     def label(self, band: int) -> str:
-        return band_label(*self.bounds[band])
+        return self._labels[band]
+
+    @functools.cached_property
+    def _labels(self) -> tuple[str, ...]:
+        return tuple(band_label(*bounds) for bounds in self.bounds)
 
 
 @dataclass(frozen=True)
@@ -192,7 +205,7 @@ class Model:
     def version(self) -> str:
         return self.card["model_version"]
 
-    @property
+    @functools.cached_property
     def dollars_of(self) -> str:
         """The years whose dollars every price is in ("2006-2010"): the sales it learned from."""
         return dollars_of(self.card)
@@ -221,6 +234,13 @@ class Model:
             for name, values in self.booster.categories.items()
         }
 
+    @functools.cached_property
+    def row_codes(self) -> tuple[tuple[str, dict[str, float] | None], ...]:
+        """Each input in the booster's order with its category codes (None for a number):
+        how a validated record becomes a row (homevalue.predict.encode_row)."""
+        codes = self.category_codes
+        return tuple((name, codes.get(name)) for name in self.schema.names)
+
     def predict_log(self, matrix: np.ndarray, *, threads: int = 1) -> np.ndarray:
         """Log price for encoded rows, skipping pandas on the hot path: the compiled forest
         when this process has it (homevalue.compiled), otherwise LightGBM's library. The
@@ -229,6 +249,17 @@ class Model:
         if forest is not None:
             return forest.predict(matrix, threads=threads)
         return self.booster.predict(matrix, threads=threads)
+
+    def predict_log_one(self, row: Sequence[float]) -> float:
+        """Log price of one encoded row (a list of numbers): `predict_log` without building
+        arrays, which cost a single row more than its trees do. A subclass that answers
+        `predict_log` its own way (the tests' fixed prices) is asked through it."""
+        if type(self).predict_log is not Model.predict_log:
+            return float(self.predict_log(np.array([row], dtype=np.float64))[0])
+        forest = self._engine.forest if self._engine.settled else self.compiled()
+        if forest is not None:
+            return forest.predict_row(row)
+        return float(self.booster.predict(np.array([row], dtype=np.float64))[0])
 
     @functools.cached_property
     def _engine(self) -> _Engine:
@@ -528,7 +559,10 @@ def _load_cached(folder: Path) -> Model:
 
 def load_model(folder: Path | str | None = None) -> Model:
     """The model in `folder` (default: the package's `model/`), loaded once per process."""
-    given = str(folder or config.model_dir())
+    # config.model_dir() without building a Path (as long as a tenth of a price).
+    given = str(folder) if folder else os.environ.get(config.MODEL_DIR_ENV)
+    if not given:  # unset or empty: the default, as config.model_dir() reads it
+        given = str(config.MODEL_DIR)
     # Resolving a path walks it with a system call per part (~50 µs, as long as a whole
     # price): remembered per path as given and, for a relative one, per working directory.
     return _load_cached(_resolved(given, "" if os.path.isabs(given) else os.getcwd()))

@@ -137,9 +137,15 @@ class Schema:
 
     features: tuple[Feature, ...]
     by_name: dict[str, Feature] = field(init=False, repr=False, compare=False)
+    # What validate_record's fast lane reads per field, looked up once (see _fast_lane).
+    fast_lane: tuple[tuple, ...] = field(init=False, repr=False, compare=False)
+    at_least_pairs: tuple[tuple[str, str], ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "by_name", {f.name: f for f in self.features})
+        object.__setattr__(self, "fast_lane", tuple(_fast_lane(f) for f in self.features))
+        pairs = tuple((f.name, f.at_least) for f in self.features if f.at_least)
+        object.__setattr__(self, "at_least_pairs", pairs)
 
     @property
     def names(self) -> list[str]:
@@ -164,6 +170,28 @@ class Schema:
     @classmethod
     def from_list(cls, items: list[Mapping]) -> Schema:
         return cls(tuple(Feature.from_dict(item) for item in items))
+
+
+def _fast_lane(feature: Feature) -> tuple:
+    """(name, feature, codes, low, high, whole, train_low, train_high) for one field.
+
+    `codes` is the set of category codes a value may be given as exactly (None for a
+    number); low/high the number's allowed range, train_low/train_high its training range
+    (infinite where the card has none). A field without a range gets an empty one, so its
+    values always take the full path.
+    """
+    inf = math.inf
+    if feature.is_category:
+        codes = frozenset(c for c in feature.categories if c == c.strip())
+        return feature.name, feature, codes, inf, -inf, False, -inf, inf
+    if feature.min is None or feature.max is None:
+        low, high = inf, -inf
+    else:
+        low, high = float(feature.min), float(feature.max)
+    train_low = -inf if feature.train_min is None else float(feature.train_min)
+    train_high = inf if feature.train_max is None else float(feature.train_max)
+    whole = feature.kind == "integer"
+    return feature.name, feature, None, low, high, whole, train_low, train_high
 
 
 def fmt(value: float, *, grouping: bool = True) -> str:
@@ -375,8 +403,24 @@ def validate_record(schema: Schema, record: Mapping) -> tuple[dict, list[Flag]]:
     clean: dict = {}
     flags: list[Flag] = []
     problems: list[Problem] = []
-    for feature in schema.features:
-        value = record.get(feature.name)
+    for name, feature, codes, low, high, whole, train_low, train_high in schema.fast_lane:
+        value = record.get(name)
+        # The fast lane: a value of a form's or the API's own types that is valid as given
+        # (most are) is taken as the full path below would take it, in a third of its time.
+        if codes is None:
+            if type(value) is float or type(value) is int:
+                try:
+                    number = float(value)
+                except OverflowError:  # an int too large for a float: the full path says so
+                    number = math.nan
+                if low <= number <= high and (not whole or number.is_integer()):
+                    clean[name] = number
+                    if number > train_high or number < train_low:
+                        flags.extend(_range_flags(feature, number))
+                    continue
+        elif type(value) is str and value in codes:
+            clean[name] = value
+            continue
         if _is_missing(value):
             if feature.required:
                 problems.append(Problem(feature.name, value, "is required"))
@@ -413,12 +457,11 @@ def _range_flags(feature: Feature, number: float) -> list[Flag]:
 
 def _cross_field_problems(schema: Schema, clean: dict, record: Mapping) -> list[Problem]:
     problems = []
-    for feature in schema.features:
-        other = feature.at_least
-        known = other and feature.name in clean and other in clean
-        if known and clean[feature.name] < clean[other]:
+    for name, other in schema.at_least_pairs:
+        known = name in clean and other in clean
+        if known and clean[name] < clean[other]:
             reason = f"must not be earlier than {other} ({fmt(clean[other], grouping=False)})"
-            problems.append(Problem(feature.name, record.get(feature.name), reason))
+            problems.append(Problem(name, record.get(name), reason))
     return problems
 
 
