@@ -167,6 +167,20 @@ def test_the_access_log_masks_a_login_token(caplog, status, level):
     assert "?a=1&token=[secret]&_xsrf=[secret]&b=2" in record.getMessage()
 
 
+@pytest.mark.parametrize("level, debug", [("INFO", False), ("WARN", False), ("DEBUG", True)])
+def test_the_servers_debug_calls_stop_at_its_log_level(level, debug):
+    """traitlets left the server's logger at DEBUG whatever `--log-level` said, so every
+    debug call (one per kernel message of a page being built) made a record to drop."""
+    import logging
+
+    from homevalue.dashboards.app import DashboardServer
+
+    server = DashboardServer(log_level=level)
+    assert server.log.isEnabledFor(logging.DEBUG) is debug
+    assert server.log.isEnabledFor(logging.WARNING)
+    server.log.warning("still logged")  # the handler still writes what passes
+
+
 def test_a_kernel_that_has_not_started_has_no_idle_time_yet():
     """jupyter_server sets `last_activity` once the kernel runs; before, reading it raises."""
     from jupyter_server.services.kernels.kernelmanager import ServerKernelManager

@@ -146,6 +146,7 @@ def serve(
     env: dict[str, str] | None = None,
     voila_args: str = "",
     upstream: bool = False,
+    port: int | None = None,
 ) -> Iterator[VoilaServer]:
     """Run `make serve` on a free port until the block ends; fail with the log if it dies.
 
@@ -153,8 +154,9 @@ def serve(
     `voila_args` adds Voilà options on top of voila.json (`make serve VOILA_ARGS=...`).
     `upstream` runs Voilà's own `voila` command instead, with jupyter_server's kernel and
     websocket classes in place of ours (the benchmarks' baseline), on the same voila.json.
+    `port` is the port to serve on (a free one if not given).
     """
-    port = free_port()
+    port = port or free_port()
     command = ["make", "-s", "serve", f"PORT={port}"]
     if upstream:
         command = [str(PROJ_ROOT / ".venv/bin/voila"), "--no-browser", f"--port={port}",

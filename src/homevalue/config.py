@@ -431,6 +431,10 @@ ZYGOTE_MAX = 4
 # A forked kernel's exit is seen at once through its pidfd; the zygote's report of its exit
 # status follows within milliseconds. Waited for this long, then the status is "unknown".
 ZYGOTE_EXIT_REPORT_SECONDS = 1.0
+# Compiled page templates the dashboards' server keeps for all its renders
+# (homevalue.dashboards.rendering): the price page uses 15, each a few kB of code; the bound
+# only matters for a server whose templates are edited while it runs.
+COMPILED_TEMPLATES_KEPT = 256
 
 
 def kernel_fork_enabled() -> bool:

@@ -40,9 +40,10 @@ import psutil
 from jupyter_server._tz import utcnow
 from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
 from tornado.ioloop import IOLoop
-from traitlets import Integer, TraitError
+from traitlets import Bool, Integer, TraitError
 
 from homevalue import config
+from homevalue.dashboards import rendering
 
 MB = 2**20
 WATCH_SECONDS = 1.0  # how often kernel memory and unclaimed kernels are checked
@@ -130,6 +131,12 @@ class LimitedKernelManager(AsyncMappingKernelManager):
         culled (0: never). Kernels without a connection follow cull_idle_timeout; set
         cull_connected to false so that one applies only to them.""",
     )
+    share_compiled_templates = Bool(
+        True,
+        config=True,
+        help="""Compile the page templates once for all the pool's renders instead of
+        once per render (homevalue.dashboards.rendering); False renders as upstream does.""",
+    )
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -158,7 +165,8 @@ class LimitedKernelManager(AsyncMappingKernelManager):
 
     def __init_subclass__(cls, **kwargs):
         """Voilà's preheated pool is a subclass of this class (voila.json): its refills
-        count from the moment it schedules them (see _note_refills)."""
+        count from the moment it schedules them (see _note_refills), and the pages it
+        renders share their compiled templates (homevalue.dashboards.rendering)."""
         super().__init_subclass__(**kwargs)
         fill = cls.__dict__.get("fill_if_needed")
         if fill is None:
@@ -171,6 +179,22 @@ class LimitedKernelManager(AsyncMappingKernelManager):
             self._note_refills(self._pool_tasks() - before)
 
         cls.fill_if_needed = fill_if_needed
+        rendering.check_voila()
+        make_renderer = cls.__dict__.get("_notebook_renderer_factory")
+        if make_renderer is None:
+            raise rendering.VoilaVersionError(
+                "Voilà's preheated pool has no _notebook_renderer_factory: "
+                "homevalue.dashboards.rendering cannot reach its page renders"
+            )
+
+        @functools.wraps(make_renderer)
+        def _notebook_renderer_factory(self, *args, **kwargs):
+            renderer = make_renderer(self, *args, **kwargs)
+            if self.share_compiled_templates:
+                rendering.share_compiled_templates(renderer)
+            return renderer
+
+        cls._notebook_renderer_factory = _notebook_renderer_factory
 
     # --- admission ---------------------------------------------------------------------
 
