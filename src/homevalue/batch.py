@@ -8,6 +8,7 @@ reason). Both are written under temporary names and renamed into place only once
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import csv
 import errno
@@ -193,7 +194,9 @@ def _not_utf8(path: Path, error: UnicodeDecodeError) -> BatchFileError:
     )
 
 
-def _read_csv(path: Path, chunk_rows: int, limits: FileLimits) -> Iterator[pd.DataFrame]:
+def _read_csv(
+    path: Path, chunk_rows: int, limits: FileLimits, threads: int | None = None
+) -> Iterator[pd.DataFrame]:
     """The CSV in chunks of text cells: Arrow's parser while the file is regular, pandas'
     from the row where Arrow stopped otherwise.
 
@@ -205,7 +208,7 @@ def _read_csv(path: Path, chunk_rows: int, limits: FileLimits) -> Iterator[pd.Da
     """
     given = 0
     try:
-        for chunk in _read_csv_arrow(path, chunk_rows, limits):
+        for chunk in _read_csv_arrow(path, chunk_rows, limits, threads):
             given += len(chunk)
             yield chunk
         return
@@ -223,7 +226,9 @@ class _ArrowStopped(Exception):
     """Arrow's reader met something it reads differently from pandas', or refuses."""
 
 
-def _read_csv_arrow(path: Path, chunk_rows: int, limits: FileLimits) -> Iterator[pd.DataFrame]:
+def _read_csv_arrow(
+    path: Path, chunk_rows: int, limits: FileLimits, threads: int | None
+) -> Iterator[pd.DataFrame]:
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
@@ -235,7 +240,11 @@ def _read_csv_arrow(path: Path, chunk_rows: int, limits: FileLimits) -> Iterator
     positional = [f"f{i}" for i in range(len(names))]
     options = {
         "read_options": pacsv.ReadOptions(
-            column_names=positional, skip_rows=1, block_size=1 << 20, use_threads=True
+            column_names=positional,
+            skip_rows=1,
+            block_size=1 << 20,
+            # One thread means one: a Dask task or a 1-thread run leaves Arrow's pool alone.
+            use_threads=threads is None or threads > 1,
         ),
         # A quoted cell may hold a line break (pandas reads it so); a row of another width
         # stops Arrow, and pandas reads the file from that chunk on.
@@ -307,13 +316,14 @@ def _not_parquet(path: Path, error: Exception) -> BatchFileError:
     return BatchFileError(f"{path.name} is not a readable Parquet file: {error}")
 
 
-def _read_parquet(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
+def _read_parquet(path: Path, chunk_rows: int, threads: int | None) -> Iterator[pd.DataFrame]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
         parquet = pq.ParquetFile(path)
-        for batch in parquet.iter_batches(batch_size=chunk_rows):
+        use_threads = threads is None or threads > 1
+        for batch in parquet.iter_batches(batch_size=chunk_rows, use_threads=use_threads):
             yield batch.to_pandas()
     except (pa.ArrowException, OSError) as error:
         raise _not_parquet(path, error) from error
@@ -324,14 +334,15 @@ def _is_parquet(path: Path) -> bool:
 
 
 def read_chunks(
-    path: Path, chunk_rows: int, limits: FileLimits | None = None
+    path: Path, chunk_rows: int, limits: FileLimits | None = None, *, threads: int | None = None
 ) -> Iterator[pd.DataFrame]:
-    """The file as DataFrames of at most `chunk_rows` rows; structural problems raise early."""
+    """The file as DataFrames of at most `chunk_rows` rows; structural problems raise early.
+    `threads` = 1 parses a CSV on this thread alone (default: Arrow's thread pool)."""
     suffix = path.suffix.lower()
     if suffix in CSV_SUFFIXES:
-        return _read_csv(path, chunk_rows, limits or FileLimits.from_environment())
+        return _read_csv(path, chunk_rows, limits or FileLimits.from_environment(), threads)
     if _is_parquet(path):
-        return _read_parquet(path, chunk_rows)
+        return _read_parquet(path, chunk_rows, threads)
     raise BatchFileError(
         f"{path.name}: unsupported file type {suffix or '(none)'}; use .csv or .parquet"
     )
@@ -431,10 +442,10 @@ def neutralise_formulas(frame: pd.DataFrame) -> pd.DataFrame:
         if values.dtype != object and not pd.api.types.is_string_dtype(values.dtype):
             continue
         text = values if isinstance(values.dtype, pd.StringDtype) else values.astype("string")
-        if not _has_bytes(text, _FORMULA_BYTES):  # digits and words alone: nothing to look at
-            continue
-        risky = text.str.startswith(FORMULA_START).fillna(False).to_numpy(dtype=bool, copy=True)
-        if not risky.any():
+        risky = _first_byte_in(text, _FORMULA_BYTES)
+        if risky is None:  # not plain text: pandas looks at each cell
+            risky = text.str.startswith(FORMULA_START).fillna(False).to_numpy(dtype=bool, copy=True)
+        if not risky.any():  # digits and words alone: nothing to look at
             continue
         (positions,) = np.nonzero(risky)
         candidates = text.iloc[positions]
@@ -454,8 +465,8 @@ PLAIN_NUMBER = r"[ \t\r\n]*[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?
 
 def csv_bytes(frame: pd.DataFrame, *, header: bool) -> bytes | None:
     """`frame` as CSV, byte for byte what `frame.to_csv(index=False, lineterminator="\\r\\n")`
-    writes, built column by column with Arrow's compute functions; None for a frame of
-    other than text and whole-number columns, which pandas then writes itself.
+    writes, by Arrow's CSV writer or built with Arrow's compute functions; None for a frame
+    of other than text and whole-number columns, which pandas then writes itself.
 
     Python's csv module (which pandas' writer uses) quotes a cell holding a comma, a quote
     or a line break ("\\r" or "\\n"), doubling its quotes; a missing cell is empty.
@@ -465,11 +476,6 @@ def csv_bytes(frame: pd.DataFrame, *, header: bool) -> bytes | None:
 
     if len(frame.columns) < 2:
         return None  # csv writes a lone empty cell as "": not worth a case of its own
-
-    def text(value: str):
-        return pa.scalar(value, type=pa.large_string())
-
-    quote, empty = text('"'), text("")
     cells = []
     for _, values in frame.items():
         if pd.api.types.is_integer_dtype(values.dtype) and not pd.api.types.is_bool_dtype(
@@ -480,29 +486,87 @@ def csv_bytes(frame: pd.DataFrame, *, header: bool) -> bytes | None:
         if not (values.dtype == object or pd.api.types.is_string_dtype(values.dtype)):
             return None
         try:
-            given = pa.array(values, type=pa.large_string(), from_pandas=True)
+            cells.append(pa.array(values, type=pa.large_string(), from_pandas=True))
         except (pa.ArrowInvalid, pa.ArrowTypeError):  # an object column of non-text values
             return None
-        if _has_special_bytes(given):  # most columns never do: no per-cell work then
-            doubled = pc.replace_substring(given, '"', '""')
-            quoted = pc.binary_join_element_wise(quote, doubled, quote, empty)
-            needs_quotes = pc.match_substring_regex(given, '[",\r\n]')
-            given = pc.if_else(needs_quotes, quoted, given)
-        cells.append(pc.fill_null(given, empty))
     lines = b""
     if len(frame):
-        rows = pc.binary_join_element_wise(*cells, text(","))
-        rows = pc.binary_join_element_wise(rows, empty, text("\r\n"))
-        if isinstance(rows, pa.ChunkedArray):  # columns read in several Arrow blocks
-            rows = rows.combine_chunks()
-        offsets = np.frombuffer(rows.buffers()[1], dtype=np.int64)
-        offsets = offsets[rows.offset : rows.offset + len(rows) + 1]
-        lines = rows.buffers()[2].to_pybytes()[offsets[0] : offsets[-1]]
+        try:
+            lines = _plain_csv_lines(cells)
+        except pa.ArrowInvalid:  # a cell that needs quotes: Arrow's writer refuses it
+            lines = _quoted_csv_lines(cells)
     if not header:
         return lines
     names = io.StringIO()
     csv.writer(names, lineterminator="\r\n").writerow([str(c) for c in frame.columns])
     return names.getvalue().encode() + lines
+
+
+def _plain_csv_lines(cells: list) -> bytes:
+    """Rows of text cells by Arrow's CSV writer, which refuses (ArrowInvalid) a cell holding
+    a quote, comma or line break rather than quote it otherwise than the csv module would:
+    without one, its bytes are the csv module's, in a third of the time of joining cells."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    table = pa.table({str(i): column for i, column in enumerate(cells)})
+    options = pacsv.WriteOptions(include_header=False, quoting_style="none", eol="\r\n")
+    stream = pa.BufferOutputStream()
+    pacsv.write_csv(table, stream, options)
+    return stream.getvalue().to_pybytes()
+
+
+def _quoted_csv_lines(cells: list) -> bytes:
+    """Rows of text cells joined with Arrow's compute functions, quoting where csv would."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    def text(value: str):
+        return pa.scalar(value, type=pa.large_string())
+
+    quote, empty = text('"'), text("")
+    joined = []
+    for given in cells:
+        if _has_special_bytes(given):  # most columns never do: no per-cell work then
+            doubled = pc.replace_substring(given, '"', '""')
+            quoted = pc.binary_join_element_wise(quote, doubled, quote, empty)
+            needs_quotes = pc.match_substring_regex(given, '[",\r\n]')
+            given = pc.if_else(needs_quotes, quoted, given)
+        joined.append(pc.fill_null(given, empty))
+    rows = pc.binary_join_element_wise(*joined, text(","))
+    rows = pc.binary_join_element_wise(rows, empty, text("\r\n"))
+    if isinstance(rows, pa.ChunkedArray):  # columns read in several Arrow blocks
+        rows = rows.combine_chunks()
+    offsets = np.frombuffer(rows.buffers()[1], dtype=np.int64)
+    offsets = offsets[rows.offset : rows.offset + len(rows) + 1]
+    return rows.buffers()[2].to_pybytes()[offsets[0] : offsets[-1]]
+
+
+def _first_byte_in(values: pd.Series, wanted: np.ndarray) -> np.ndarray | None:
+    """Which cells of a text column start with one of the `wanted` (ASCII) bytes, as
+    `str.startswith` of those characters says, from the offsets of Arrow's array: one
+    lookup per cell, where a scan of every byte and six `startswith` passes cost ~5 ms a
+    column per 100,000 rows. None for a column Arrow does not take as text."""
+    import pyarrow as pa
+
+    try:
+        array = pa.array(values, type=pa.large_string(), from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return None
+    found = []
+    for chunk in array.chunks if isinstance(array, pa.ChunkedArray) else [array]:
+        offsets = np.frombuffer(chunk.buffers()[1], dtype=np.int64)
+        starts = offsets[chunk.offset : chunk.offset + len(chunk)]
+        ends = offsets[chunk.offset + 1 : chunk.offset + len(chunk) + 1]
+        data = chunk.buffers()[2]
+        first = np.zeros(len(chunk), dtype=bool)
+        if data is not None:
+            nonempty = ends > starts
+            first[nonempty] = wanted[np.frombuffer(data, dtype=np.uint8)[starts[nonempty]]]
+        if chunk.null_count:
+            first &= chunk.is_valid().to_numpy(zero_copy_only=False)
+        found.append(first)
+    return np.concatenate(found) if found else np.zeros(0, dtype=bool)
 
 
 def _byte_set(characters: str) -> np.ndarray:
@@ -637,6 +701,84 @@ def _progress(enabled: bool | None):
     return tqdm(unit="rows", unit_scale=True, disable=not enabled, file=sys.stderr)
 
 
+def _write_chunk(writes, scored_sink, rejected_sink, result) -> None:
+    with writes():
+        scored_sink.write(result.scored)
+        rejected_sink.write(result.rejected)
+
+
+_END = object()
+
+
+class _Overlap:
+    """Reading the next chunk and writing the last on threads of their own while this one
+    is validated and priced, when `threads` > 1; in order on the caller's thread otherwise.
+
+    Why: Arrow's parser, its compute functions, file writes and the compiled trees all
+    release the GIL, so on two cores the stages run side by side. Chunks still go through
+    validation, pricing and writing one at a time and in order; an error surfaces where
+    it would have without the threads (a read's when its chunk is due, a write's before
+    anything after it), and at most one read and one write are in flight.
+    """
+
+    def __init__(self, threads: int):
+        self.pool = None
+        if threads > 1:
+            self.pool = concurrent.futures.ThreadPoolExecutor(2, "homevalue-batch")
+        self.reading: concurrent.futures.Future | None = None
+        self.writing: concurrent.futures.Future | None = None
+        self.chunks: Iterator | None = None
+
+    def ahead(self, chunks: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        """`chunks`, the next one read on the pool while the caller works on this one."""
+        if self.pool is None:
+            yield from chunks
+            return
+        self.chunks = chunks = iter(chunks)
+        self.reading = self.pool.submit(next, chunks, _END)
+        while (chunk := self.reading.result()) is not _END:
+            self.reading = self.pool.submit(next, chunks, _END)
+            yield chunk
+        self.reading = None
+
+    def behind(self, write: Callable, *arguments) -> None:
+        """`write(*arguments)` on the pool, once the previous write is done (its error, if
+        it failed, is raised here, before this chunk's write begins)."""
+        if self.pool is None:
+            write(*arguments)
+            return
+        self._last_write()
+        self.writing = self.pool.submit(write, *arguments)
+
+    def finish(self) -> None:
+        """Wait for the last write (raising its error) and end the threads."""
+        if self.pool is not None:
+            self._last_write()
+            self.pool.shutdown(wait=True)
+
+    def _last_write(self) -> None:
+        writing, self.writing = self.writing, None
+        if writing is not None:
+            writing.result()
+
+    def stop(self) -> BaseException | None:
+        """After a failure: wait for the threads' work, close the reader, and give the error
+        of a write still unreported (it happened before the failure being handled)."""
+        if self.pool is None:
+            return None
+        failed = None
+        if self.writing is not None:
+            failed = self.writing.exception()
+            self.writing = None
+        if self.reading is not None:
+            self.reading.exception()  # wait: a generator cannot be closed while it runs
+            self.reading = None
+        if self.chunks is not None and hasattr(self.chunks, "close"):
+            self.chunks.close()  # its files and Arrow reader, now rather than at collection
+        self.pool.shutdown(wait=True)
+        return failed
+
+
 def score_file(
     source: Path,
     out_dir: Path,
@@ -672,7 +814,7 @@ def score_file(
     )
     limits = limits or FileLimits.from_environment()
     seen = seen or fingerprint(source)
-    chunks = read_chunks(source, chunk_rows, limits)
+    chunks = read_chunks(source, chunk_rows, limits, threads=threads)
     # The header as written (pandas renames a repeated name), no wider than the limit: a
     # file refused here costs milliseconds, and nothing is created.
     columns = _columns_of(source, limits)
@@ -690,16 +832,15 @@ def score_file(
     rejected_sink = _CsvSink(rejected_file.temporary)
     counts = {"scored": 0, "rejected_rows": 0}
     first_row = 1
+    overlap = _Overlap(threads)
     try:
         with _progress(progress) as bar:
-            for chunk in chunks:
+            for chunk in overlap.ahead(chunks):
                 check_cells(chunk, limits, source.name, first_row)
                 result = score_frame(
                     chunk, model=model, first_row=first_row, threads=threads, explain=explain
                 )
-                with writes():
-                    scored_sink.write(result.scored)
-                    rejected_sink.write(result.rejected)
+                overlap.behind(_write_chunk, writes, scored_sink, rejected_sink, result)
                 if profile is not None:  # drift: this chunk's valid rows, binned
                     profile.add(reference, result.inputs, result.scored["predicted_price"])
                 counts["scored"] += len(result.scored)
@@ -708,9 +849,11 @@ def score_file(
                 bar.update(len(chunk))
                 if on_rows is not None:
                     on_rows(first_row - 1)
-                # Drop this chunk before the reader parses the next: otherwise two chunks'
-                # frames are alive at once and the peak is ~2 chunks (+45 MiB per 100k rows).
+                # Held no longer than needed: each 100k-row chunk alive costs ~45 MiB. One
+                # thread holds one at a time; with more, at most three (reading, scoring,
+                # writing), whatever the file's size.
                 del chunk, result
+            overlap.finish()
         _check_unchanged(source, seen)
         with writes():
             if first_row == 1:  # header only, or an empty Parquet file
@@ -722,12 +865,16 @@ def score_file(
             rejected_sink.close()
             rejected_file.commit()
             scored_file.commit()
-    except BaseException:
+    except BaseException as error:
+        # A write that failed behind this chunk came first: its error is the one to raise.
+        earlier = overlap.stop()
         scored_file.discard()
         rejected_file.discard()
         if rejected_file.committed and not scored_file.committed:  # both or neither
             with contextlib.suppress(OSError):
                 rejected_file.target.unlink()
+        if earlier is not None and earlier is not error:
+            raise earlier from earlier.__cause__  # its own cause (the OSError) kept
         raise
     return BatchResult(
         source, scored_path, rejected_path, counts["scored"], counts["rejected_rows"],

@@ -229,6 +229,22 @@ def _category_positions(values, categories: list[str]) -> np.ndarray:
     return np.asarray(found.to_numpy(zero_copy_only=False), dtype=np.float64)
 
 
+def _any_relabelled(given: np.ndarray, written: pd.Series) -> bool:
+    """Whether some cell's code (`given`, None where there is none) is not the text written:
+    one Arrow comparison, where the cell-by-cell Python one cost ~14 ms per 100,000 rows
+    of a column whose cells are nearly always their code already. True when unsure."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    try:
+        codes = pa.array(given, type=pa.string(), from_pandas=True)
+        cells = pa.array(written, type=pa.string(), from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return True
+    differs = pc.fill_null(pc.not_equal(codes, cells), True)  # a code for a missing cell
+    return bool(pc.any(pc.and_(pc.is_valid(codes), differs)).as_py())
+
+
 def score_frame(
     frame: pd.DataFrame,
     *,
@@ -265,7 +281,10 @@ def score_frame(
     # Our row number replaces an input column of that name, as the price columns do.
     scored = frame.reset_index(drop=True)[ok].drop(columns="row", errors="ignore")
     for name, codes in checked.codes.items():  # "north ames" comes out as North_Ames
-        given, written = codes[ok], scored[name].to_numpy(dtype=object)
+        given = codes[ok]
+        if not _any_relabelled(given, scored[name]):
+            continue
+        written = scored[name].to_numpy(dtype=object)
         relabelled = ~pd.isna(given)  # empty or refused cells stay as written
         relabelled[relabelled] = given[relabelled] != written[relabelled]
         if relabelled.any():

@@ -603,6 +603,10 @@ def _categories(feature: Feature, raw: pd.Series):
     Past SUGGEST_DISTINCT distinct near misses in one column, the rest are refused without
     suggestions (the one way the reasons can differ from validate_record's).
     """
+    plain = _plain_categories(feature, raw)
+    if plain is not None:
+        column, missing = plain
+        return column, missing, np.zeros(len(raw), dtype=bool), []
     text = _text_cells(raw)
     missing = (text.isna() | (text == "")).to_numpy(dtype=bool)
     exact = text.isin(feature.categories).to_numpy(dtype=bool)
@@ -630,6 +634,30 @@ def _categories(feature: Feature, raw: pd.Series):
     bad[positions] = pd.isna(found)
     reasons[positions] = why[inverse]
     return column, missing, bad, [(reasons, bad)]
+
+
+def _plain_categories(feature: Feature, raw: pd.Series) -> tuple[pd.Series, np.ndarray] | None:
+    """(codes, missing) for a column of Arrow-backed text whose every cell is empty or a
+    code as written (a file written by a program); None otherwise. `_categories`' answer
+    for such a column, from Arrow's array in a few passes instead of pandas' dozen."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not (isinstance(raw.dtype, pd.StringDtype) and raw.dtype.storage == "pyarrow"):
+        return None
+    given = pa.array(raw.array)
+    if isinstance(given, pa.ChunkedArray):
+        given = given.combine_chunks()
+    text = pc.utf8_trim_whitespace(given)
+    empty = pc.fill_null(pc.equal(text, ""), True)
+    codes = pa.array(feature.categories, type=text.type)
+    exact = pc.fill_null(pc.is_in(text, value_set=codes), False)
+    if not pc.all(pc.or_(exact, empty)).as_py():
+        return None
+    missing = np.asarray(empty.to_numpy(zero_copy_only=False), dtype=bool)
+    column = text.to_numpy(zero_copy_only=False)
+    column[missing] = pd.NA  # as pandas' text.where(exact, other=None).astype(object) gives
+    return pd.Series(column, dtype=object), missing
 
 
 def _category_answer(
@@ -683,9 +711,44 @@ def _ascii_digits(cells: pd.Series) -> np.ndarray:
     return np.asarray(found.to_numpy(zero_copy_only=False), dtype=bool).copy()
 
 
-def _numbers(feature: Feature, raw: pd.Series):
-    """Parse a column to floats and say, per row, why a value is not acceptable."""
-    bool_column = pd.api.types.is_bool_dtype(raw.dtype)  # numpy bool, "boolean", bool[pyarrow]
+def _plain_numbers(raw: pd.Series) -> tuple[np.ndarray, np.ndarray] | None:
+    """(numbers, missing) for a column of Arrow-backed text (a batch file's) whose every
+    cell is empty or matches NUMBER_TEXT; None otherwise, and the cells go the long way.
+
+    The same Arrow functions as the long way (pandas' strip, RE2 for the regular expression,
+    the cast), on the column's own Arrow array: a tenth of the time, without the ~15
+    pandas round trips a column. Nearly every column of a real file takes this path.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not (isinstance(raw.dtype, pd.StringDtype) and raw.dtype.storage == "pyarrow"):
+        return None
+    given = pa.array(raw.array)
+    if isinstance(given, pa.ChunkedArray):
+        given = given.combine_chunks()
+    text = pc.utf8_trim_whitespace(given)
+    empty = pc.fill_null(pc.equal(text, ""), True)
+    number = pc.fill_null(pc.ascii_is_decimal(text), False)
+    if not pc.all(pc.or_(number, empty)).as_py():
+        matched = pc.match_substring_regex(text, f"^(?:{NUMBER_TEXT})$")
+        number = pc.fill_null(matched, False)
+        if not pc.all(pc.or_(number, empty)).as_py():
+            return None
+    cells = pc.if_else(empty, pa.scalar(None, text.type), text)
+    if pc.any(pc.match_substring(cells, ",")).as_py():
+        cells = pc.replace_substring(cells, ",", "")
+    try:
+        parsed = pc.cast(cells, pa.float64())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    missing = np.asarray(empty.to_numpy(zero_copy_only=False), dtype=bool)
+    return np.asarray(parsed.to_numpy(zero_copy_only=False), dtype=float), missing
+
+
+def _read_numbers(raw: pd.Series, bool_column: bool):
+    """The long way for any column: (numbers, missing, type reasons, "inf"/"nan" text,
+    numbers in other digits), cell types checked as validate_record checks them."""
     if bool_column:
         type_reasons = np.where(raw.notna().to_numpy(dtype=bool), TRUE_FALSE, "").astype(object)
     elif raw.dtype == object:  # Python values of any type, as validate_record gets them
@@ -721,6 +784,22 @@ def _numbers(feature: Feature, raw: pd.Series):
             other_digits[suspects] = other.to_numpy(dtype=bool)
         number = np.full(len(raw), np.nan)
         number[is_number] = _parse_numbers(cells[is_number])
+    return number, missing, type_reasons, non_finite_text, other_digits
+
+
+def _numbers(feature: Feature, raw: pd.Series):
+    """Parse a column to floats and say, per row, why a value is not acceptable."""
+    bool_column = pd.api.types.is_bool_dtype(raw.dtype)  # numpy bool, "boolean", bool[pyarrow]
+    plain = None if bool_column else _plain_numbers(raw)
+    if plain is not None:  # text cells, every one a number or empty
+        number, missing = plain
+        wrong_type = non_finite_text = other_digits = np.zeros(len(raw), dtype=bool)
+        type_reasons = np.broadcast_to(np.array("", dtype=object), len(raw))  # a view: free
+    else:
+        number, missing, type_reasons, non_finite_text, other_digits = _read_numbers(
+            raw, bool_column
+        )
+        wrong_type = type_reasons != ""
     with np.errstate(invalid="ignore"):
         not_finite = np.isinf(number) | non_finite_text
         not_number = ~missing & np.isnan(number) & ~wrong_type & ~not_finite & ~other_digits
