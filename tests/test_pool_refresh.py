@@ -25,7 +25,8 @@ SETTLE_TIMEOUT = 120
 
 
 class Pools(PoolRefresh):
-    """Voilà's pool as the mixin sees it: `_pools` of tasks, refilled by fill_if_needed."""
+    """Voilà's pool as the mixin sees it: `_pools` of tasks, refilled by fill_if_needed,
+    which LimitedKernelManager's wrapper follows with `_after_fill()`."""
 
     def __init__(self, root: Path):
         self.root_dir = str(root)
@@ -38,6 +39,7 @@ class Pools(PoolRefresh):
         pool = self._pools[notebook_name]
         while len(pool) < 1:
             pool.append(loop.create_future())
+        self._after_fill()
 
     async def shutdown_kernel(self, kernel_id, now=False):
         self.stopped.append(kernel_id)

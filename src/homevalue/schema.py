@@ -636,10 +636,9 @@ def _categories(feature: Feature, raw: pd.Series):
     return column, missing, bad, [(reasons, bad)]
 
 
-def _plain_categories(feature: Feature, raw: pd.Series) -> tuple[pd.Series, np.ndarray] | None:
-    """(codes, missing) for a column of Arrow-backed text whose every cell is empty or a
-    code as written (a file written by a program); None otherwise. `_categories`' answer
-    for such a column, from Arrow's array in a few passes instead of pandas' dozen."""
+def _arrow_text(raw: pd.Series):
+    """(text, empty) of a column of Arrow-backed text, its cells trimmed as pandas' strip
+    trims them, or None for any other column (it goes the long way)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -649,7 +648,20 @@ def _plain_categories(feature: Feature, raw: pd.Series) -> tuple[pd.Series, np.n
     if isinstance(given, pa.ChunkedArray):
         given = given.combine_chunks()
     text = pc.utf8_trim_whitespace(given)
-    empty = pc.fill_null(pc.equal(text, ""), True)
+    return text, pc.fill_null(pc.equal(text, ""), True)
+
+
+def _plain_categories(feature: Feature, raw: pd.Series) -> tuple[pd.Series, np.ndarray] | None:
+    """(codes, missing) for a column of Arrow-backed text whose every cell is empty or a
+    code as written (a file written by a program); None otherwise. `_categories`' answer
+    for such a column, from Arrow's array in a few passes instead of pandas' dozen."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    arrow = _arrow_text(raw)
+    if arrow is None:
+        return None
+    text, empty = arrow
     codes = pa.array(feature.categories, type=text.type)
     exact = pc.fill_null(pc.is_in(text, value_set=codes), False)
     if not pc.all(pc.or_(exact, empty)).as_py():
@@ -722,13 +734,10 @@ def _plain_numbers(raw: pd.Series) -> tuple[np.ndarray, np.ndarray] | None:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    if not (isinstance(raw.dtype, pd.StringDtype) and raw.dtype.storage == "pyarrow"):
+    arrow = _arrow_text(raw)
+    if arrow is None:
         return None
-    given = pa.array(raw.array)
-    if isinstance(given, pa.ChunkedArray):
-        given = given.combine_chunks()
-    text = pc.utf8_trim_whitespace(given)
-    empty = pc.fill_null(pc.equal(text, ""), True)
+    text, empty = arrow
     number = pc.fill_null(pc.ascii_is_decimal(text), False)
     if not pc.all(pc.or_(number, empty)).as_py():
         matched = pc.match_substring_regex(text, f"^(?:{NUMBER_TEXT})$")

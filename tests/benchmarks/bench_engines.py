@@ -42,6 +42,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from measure import time_calls
 
 from homevalue import compiled, config, load_model
 from homevalue.comps import reference_sales
@@ -76,15 +77,7 @@ def timed(work) -> tuple[object, float, float]:
 
 
 def p50_us(call, calls: int, warmup: int = 500) -> float:
-    for _ in range(warmup):
-        call()
-    clock = time.perf_counter_ns
-    times = np.empty(calls)
-    for i in range(calls):
-        start = clock()
-        call()
-        times[i] = clock() - start
-    return float(np.percentile(times, 50)) / 1e3
+    return float(np.percentile(time_calls(call, calls, warmup), 50)) * 1e6
 
 
 class Engine:

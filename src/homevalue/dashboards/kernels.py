@@ -177,6 +177,7 @@ class LimitedKernelManager(AsyncMappingKernelManager):
             before = self._pool_tasks()
             fill(self, *args, **kwargs)
             self._note_refills(self._pool_tasks() - before)
+            self._after_fill()
 
         cls.fill_if_needed = fill_if_needed
         rendering.check_voila()
@@ -195,6 +196,10 @@ class LimitedKernelManager(AsyncMappingKernelManager):
             return renderer
 
         cls._notebook_renderer_factory = _notebook_renderer_factory
+
+    def _after_fill(self) -> None:
+        """Called after each of Voilà's pool fills, for mixins that follow the pool (e.g.
+        homevalue.dashboards.pool_refresh): one wrapper of Voilà's fill_if_needed."""
 
     # --- admission ---------------------------------------------------------------------
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import os
 import weakref
 from pathlib import Path
@@ -41,19 +40,12 @@ def stamp(path: Path) -> Stamp | None:
 class PoolRefresh:
     """Kernel manager mixin for Voilà's pools (`_pools`: notebook -> tasks, `root_dir`)."""
 
-    def __init_subclass__(cls, **kwargs):
+    def _after_fill(self) -> None:
         """Voilà's pool class (built on ours) stamps each refill as it schedules it."""
-        super().__init_subclass__(**kwargs)
-        fill = cls.__dict__.get("fill_if_needed")
-        if fill is None:
-            return
-
-        @functools.wraps(fill)
-        def fill_if_needed(self, *args, **kwargs):
-            fill(self, *args, **kwargs)
-            self.note_pool_sources()
-
-        cls.fill_if_needed = fill_if_needed
+        parent = getattr(super(), "_after_fill", None)  # None: the mixin alone (its tests)
+        if parent is not None:
+            parent()
+        self.note_pool_sources()
 
     @property
     def _stamps(self) -> weakref.WeakKeyDictionary:
