@@ -18,6 +18,7 @@ from homevalue.schema import (
     check_value,
     choices_text,
     normal_key,
+    short_money,
     validate_frame,
     validate_record,
 )
@@ -722,3 +723,12 @@ def test_flags_scale_past_64_per_row():
     expected |= {f"default_used:x{i}" for i in range(0, 70, 2)}
     assert set(flags[0].split(";")) == expected
     assert list(flags[1:]) == ["", "above_training_range:x69"]
+
+
+@pytest.mark.parametrize(
+    ("dollars", "shown"),
+    [(150_000, "$150k"), (1_000_000, "$1,000k"), (10_000, "$10k"), (9_999, "$9,999"), (0, "$0")],
+)
+def test_short_money_is_thousands_except_under_ten_thousand(dollars, shown):
+    """The one compact money format of band labels, bins and axis ticks."""
+    assert short_money(dollars) == shown

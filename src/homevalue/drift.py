@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from homevalue import config
+from homevalue.schema import short_money
 
 PRICE = "predicted_price"  # the profile's name for the predicted prices (the output column)
 OTHER = "other/missing"  # a category's extra bin: a level training did not have, or none
@@ -148,7 +149,7 @@ class Histogram:
 
 def _short(value: float, money: bool) -> str:
     if money:
-        return f"${value / 1000:,.0f}k"
+        return short_money(value)
     # Years stay 1950 (not 1,950); lot areas past 10,000 sq ft get their comma.
     return f"{value:,.0f}" if abs(value) >= 10_000 else f"{value:g}"
 

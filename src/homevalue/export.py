@@ -20,7 +20,7 @@ from datetime import datetime
 
 import pandas as pd
 
-from homevalue.schema import fmt
+from homevalue.schema import fmt, short_money
 from homevalue.ui.charts import linear_ticks
 from homevalue.ui.render import esc, money
 
@@ -339,10 +339,6 @@ def _points(xs: Iterable[float], ys: Iterable[float]) -> str:
     return " ".join(f"{x},{y}" for x, y in zip(xs, ys, strict=True))
 
 
-def _short_money(value: float) -> str:
-    return f"${value / 1000:,.0f}k" if abs(value) >= 10_000 else money(value)
-
-
 def curve_svg(curve: Curve) -> str:
     """Price with its interval band as one feature varies; the house as a red dot."""
     m, w, h = CURVE_MARGIN, CHART_WIDTH, CURVE_HEIGHT
@@ -390,7 +386,7 @@ def waterfall_svg(drivers: Drivers, price: float) -> str:
     sx = _Scale(ticks[0], ticks[-1], BAR_LABEL, w - BAR_VALUE)
     parts = [
         f'<line x1="{sx(t)}" x2="{sx(t)}" y1="{top}" y2="{axis_y}" class="grid"/>'
-        f"{_text(sx(t), axis_y + 18, _short_money(t))}"
+        f"{_text(sx(t), axis_y + 18, short_money(t))}"
         for t in ticks
     ]
 

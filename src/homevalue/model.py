@@ -43,7 +43,7 @@ from homevalue.errors import (
     ModelVersionError,
     shown,
 )
-from homevalue.schema import Schema
+from homevalue.schema import Schema, short_money
 
 if TYPE_CHECKING:
     from homevalue import compiled
@@ -75,13 +75,11 @@ log = logging.getLogger("homevalue.model")
 
 def band_label(low: float | None, high: float | None) -> str:
     """A band of price as people read it: "under $100k", "$150k – $200k", "$300k and over"."""
-
-    def short(value: float) -> str:
-        return f"${value / 1000:,.0f}k"
-
     if low is None:
-        return f"under {short(high)}"
-    return f"{short(low)} and over" if high is None else f"{short(low)} – {short(high)}"
+        return f"under {short_money(high)}"
+    if high is None:
+        return f"{short_money(low)} and over"
+    return f"{short_money(low)} – {short_money(high)}"
 
 
 @dataclass(frozen=True)

@@ -202,6 +202,12 @@ def fmt(value: float, *, grouping: bool = True) -> str:
     return f"{value:.10g}"
 
 
+def short_money(value: float) -> str:
+    """$150k: dollars in thousands where full figures would crowd a label (price bands, axis
+    ticks, bins); below $10,000 the full figure ($5,000, $0), which "k" would round away."""
+    return f"${value / 1000:,.0f}k" if abs(value) >= 10_000 else f"${value:,.0f}"
+
+
 def fmt_for(feature: Feature, value: float) -> str:
     """Group thousands only for quantities with a unit (areas), never for years or counts."""
     return fmt(value, grouping=bool(feature.unit))

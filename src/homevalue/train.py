@@ -612,7 +612,7 @@ def card_markdown(card: dict) -> str:
 {card["estimator"]}, trained {card["trained_at"]} on {d["split"]["train"]} sales.
 
 ## Accuracy on {m["n_test"]} held-out sales
-- RMSLE **{m["rmsle"]:.4f}** (bar: 0.13), MAPE **{m["mape_percent"]:.2f}%** (bar: 10%),
+- RMSLE **{m["rmsle"]:.4f}** (bar: {config.TARGET_RMSLE:g}), MAPE **{m["mape_percent"]:.2f}%** (bar: {config.TARGET_MAPE_PERCENT:g}%),
   median error {m["median_ape_percent"]:.1f}%, mean absolute error ${m["mae_dollars"]:,.0f}.
 - {cv["folds"]}-fold cross-validated RMSLE on the {cv["n"]} training sales: **{cv["rmsle_mean"]:.4f} ± {cv["rmsle_sd"]:.4f}**
   (mean ± sd of the folds): what to expect of another holdout of this size.

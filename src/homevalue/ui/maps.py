@@ -11,6 +11,8 @@ import numpy as np
 import pandas as pd
 from ipyleaflet import GeoJSON, LegendControl, Map, ScaleControl
 
+from homevalue.schema import short_money
+
 # Price bands for colouring, and the colours (viridis, readable on light and dark).
 PRICE_BANDS = (100_000, 150_000, 200_000, 300_000)
 BAND_COLOURS = ("#440154", "#3b528b", "#21918c", "#5ec962", "#fde725")
@@ -30,12 +32,8 @@ def band_labels(bands, fmt) -> list[str]:
     )
 
 
-def _short_money(value: float) -> str:
-    return f"${value / 1000:,.0f}k"
-
-
 def price_legend() -> dict[str, str]:
-    return dict(zip(band_labels(PRICE_BANDS, _short_money), BAND_COLOURS, strict=True))
+    return dict(zip(band_labels(PRICE_BANDS, short_money), BAND_COLOURS, strict=True))
 
 
 def error_legend() -> dict[str, str]:

@@ -32,6 +32,7 @@ from homevalue.monitor import (
     thresholds_text,
     volume_text,
 )
+from homevalue.schema import short_money
 from homevalue.ui import charts, render
 from homevalue.ui.batch import HISTORY_UNREADABLE, SOURCE_NAMES, utc_time, whole
 from homevalue.ui.feedback import live_accuracy_html
@@ -184,7 +185,7 @@ def runs_table_html(window: Window, labels: dict[str, str]) -> str:
 
 def price_bin_labels(edges) -> list[str]:
     """Short names for the price chart's bins: "< $111k", "$111k–128k", "≥ $282k"."""
-    short = [f"{edge / 1000:,.0f}k" for edge in edges]
+    short = [short_money(edge).removeprefix("$") for edge in edges]
     middle = [f"${low}–{high}" for low, high in zip(short[:-1], short[1:], strict=True)]
     return [f"< ${short[0]}", *middle, f"≥ ${short[-1]}"]
 
