@@ -62,11 +62,21 @@ class KernelChannel:
         self, msg_type: str, content: dict, channel: str = "shell", metadata: dict | None = None
     ) -> dict:
         header = {
-            "msg_id": uuid.uuid4().hex, "msg_type": msg_type, "username": "viewer",
-            "session": self.session, "date": datetime.now(UTC).isoformat(), "version": "5.3",
-        }  # fmt: skip
-        return {"header": header, "parent_header": {}, "metadata": metadata or {},
-                "content": content, "channel": channel, "buffers": []}  # fmt: skip
+            "msg_id": uuid.uuid4().hex,
+            "msg_type": msg_type,
+            "username": "viewer",
+            "session": self.session,
+            "date": datetime.now(UTC).isoformat(),
+            "version": "5.3",
+        }
+        return {
+            "header": header,
+            "parent_header": {},
+            "metadata": metadata or {},
+            "content": content,
+            "channel": channel,
+            "buffers": [],
+        }
 
     def send(
         self, msg_type: str, content: dict, channel: str = "shell", metadata: dict | None = None
@@ -75,8 +85,10 @@ class KernelChannel:
         if self.protocol is None:
             self.ws.send(json.dumps(message))
         else:
-            parts = [json.dumps(message[k]).encode() for k in
-                     ("header", "parent_header", "metadata", "content")]  # fmt: skip
+            parts = [
+                json.dumps(message[k]).encode()
+                for k in ("header", "parent_header", "metadata", "content")
+            ]
             self.ws.send_binary(serialize_msg_to_ws_v1(parts, channel))
         return message
 
@@ -147,5 +159,7 @@ class KernelChannel:
 
     def update(self, model: str, state: dict) -> dict:
         """Set widget state as the browser does when a viewer edits a field."""
-        return self.send("comm_msg", {"comm_id": model, "data": {
-            "method": "update", "state": state, "buffer_paths": []}})  # fmt: skip
+        return self.send(
+            "comm_msg",
+            {"comm_id": model, "data": {"method": "update", "state": state, "buffer_paths": []}},
+        )

@@ -23,8 +23,12 @@ NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
 def refresh(path: Path) -> None:
     notebook = nbformat.read(path, as_version=4)
-    NotebookClient(notebook, timeout=300, store_widget_state=False,
-                   resources={"metadata": {"path": str(path.parent)}}).execute()  # fmt: skip
+    NotebookClient(
+        notebook,
+        timeout=300,
+        store_widget_state=False,
+        resources={"metadata": {"path": str(path.parent)}},
+    ).execute()
     strip_widget_state(notebook)
     for index, cell in enumerate(notebook.cells):
         cell.id = f"cell-{index}"

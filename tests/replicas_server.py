@@ -103,8 +103,15 @@ def serve_replicas(
         candidate = free_port()
         if candidate != port and candidate not in ports:
             ports.append(candidate)
-    command = ["make", "-s", "serve-replicas", f"PORT={port}", f"REPLICAS={count}",
-               f"REPLICA_PORTS={','.join(map(str, ports))}", f"RUN_DIR={run_dir}"]  # fmt: skip
+    command = [
+        "make",
+        "-s",
+        "serve-replicas",
+        f"PORT={port}",
+        f"REPLICAS={count}",
+        f"REPLICA_PORTS={','.join(map(str, ports))}",
+        f"RUN_DIR={run_dir}",
+    ]
     if voila_args:
         command.append(f"VOILA_ARGS={voila_args}")
     env = {
@@ -116,9 +123,14 @@ def serve_replicas(
     output = run_dir / "make.out"
     with output.open("wb") as out:
         process = subprocess.Popen(
-            command, cwd=PROJ_ROOT, stdin=subprocess.DEVNULL, stdout=out,
-            stderr=subprocess.STDOUT, env=env, start_new_session=True,
-        )  # fmt: skip
+            command,
+            cwd=PROJ_ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
     replicas = Replicas(process, port, ports, run_dir, output)
     try:
         _wait_until_serving(replicas)

@@ -193,9 +193,14 @@ def test_out_of_range_and_unknown_category_say_what_is_allowed(client, good_hous
 def test_labels_and_codes_in_any_case_price_like_the_codes(client, good_house, change):
     by_label = client.post(PREDICT, json={**good_house, **change})
     assert by_label.status_code == 200
-    codes = {"north ames": "North_Ames", "NORTH-AMES": "North_Ames", "yes": "Y",
-             "single-family detached": "OneFam", "above average": "Above_Average",
-             "onefam": "OneFam"}  # fmt: skip
+    codes = {
+        "north ames": "North_Ames",
+        "NORTH-AMES": "North_Ames",
+        "yes": "Y",
+        "single-family detached": "OneFam",
+        "above average": "Above_Average",
+        "onefam": "OneFam",
+    }
     by_code = client.post(PREDICT, json={**good_house, **{k: codes[v] for k, v in change.items()}})
     assert by_label.json() == by_code.json()
 

@@ -39,26 +39,41 @@ def test_a_sale_is_kept_against_the_price_this_api_gives(client, feedback_store,
     receipt = response.json()
     expected = homevalue.predict_one(good_house)
     assert (receipt["price"], receipt["low"], receipt["high"]) == (
-        expected.price, expected.low, expected.high)  # fmt: skip
+        expected.price,
+        expected.low,
+        expected.high,
+    )
     assert receipt["kind"] == "sale" and receipt["model_version"] == expected.model_version
     assert receipt["dollars_of"] == expected.dollars_of
     [row] = stored_reports(feedback_store)
     assert (row["id"], row["created_at"]) == (receipt["id"], receipt["recorded_at"])
     assert (row["source"], row["sale_price"], row["sale_year"], row["sale_month"]) == (
-        "api", 182_000, 2009, 6)  # fmt: skip
+        "api",
+        182_000,
+        2009,
+        6,
+    )
     assert row["predicted_price"] == expected.price
     assert json.loads(row["house"])["Gr_Liv_Area"] == good_house["Gr_Liv_Area"]
     assert row["client"].startswith("api:") and "testclient" not in row["client"]
 
 
 def test_looks_wrong_is_kept_with_its_reason(client, feedback_store, good_house):
-    sent = {"house": good_house, "looks_wrong": {"reason": "The range is too wide to be useful",
-                                                 "comment": "±$20k on a $150k house"}}  # fmt: skip
+    sent = {
+        "house": good_house,
+        "looks_wrong": {
+            "reason": "The range is too wide to be useful",
+            "comment": "±$20k on a $150k house",
+        },
+    }
     response = client.post(FEEDBACK, json=sent)
     assert response.status_code == 201, response.text
     [row] = stored_reports(feedback_store)
     assert (row["kind"], row["reason"], row["comment"]) == (
-        "looks_wrong", "range_too_wide", "±$20k on a $150k house")  # fmt: skip
+        "looks_wrong",
+        "range_too_wide",
+        "±$20k on a $150k house",
+    )
 
 
 def test_a_bad_house_is_refused_with_homevalues_own_reasons(client, feedback_store, good_house):
@@ -67,24 +82,34 @@ def test_a_bad_house_is_refused_with_homevalues_own_reasons(client, feedback_sto
         homevalue.predict_one(house)
     found = problems(client.post(FEEDBACK, json={"house": house, "sale": {"price": "abc"}}))
     expected = {f"house.{p.field}": p.reason for p in caught.value.problems}
-    assert found == {**expected, "house.Pool": "is not a field of this model",
-                     "sale.price": feedback.NOT_A_PRICE}  # fmt: skip
+    assert found == {
+        **expected,
+        "house.Pool": "is not a field of this model",
+        "sale.price": feedback.NOT_A_PRICE,
+    }
     assert stored_reports(feedback_store) == []
 
 
 @pytest.mark.parametrize(
     ("body", "field", "says"),
-    [(b"not json", "body", "not valid JSON"), (b"[1, 2]", "body", "must be"),
-     (b'{"house": "a house", "sale": {"price": 182000}}', "house", "mapping"),
-     (b'{"house": {}, "sale": {"price": 182000}}', "house.Neighborhood", "required"),
-     (b'{"house": {}, "sale": {"price": 5}}', "sale.price", "not a believable"),
-     (b'{"house": {}, "looks_wrong": {"reason": "too_high", "comment": "\\u001b[2J"}}',
-      "looks_wrong.comment", "U+001B"),
-     (b'{"house": {}}', "body", "must be")],
-)  # fmt: skip
+    [
+        (b"not json", "body", "not valid JSON"),
+        (b"[1, 2]", "body", "must be"),
+        (b'{"house": "a house", "sale": {"price": 182000}}', "house", "mapping"),
+        (b'{"house": {}, "sale": {"price": 182000}}', "house.Neighborhood", "required"),
+        (b'{"house": {}, "sale": {"price": 5}}', "sale.price", "not a believable"),
+        (
+            b'{"house": {}, "looks_wrong": {"reason": "too_high", "comment": "\\u001b[2J"}}',
+            "looks_wrong.comment",
+            "U+001B",
+        ),
+        (b'{"house": {}}', "body", "must be"),
+    ],
+)
 def test_bad_reports_are_refused(client, feedback_store, body, field, says):
-    found = problems(client.post(FEEDBACK, content=body,
-                                 headers={"content-type": "application/json"}))  # fmt: skip
+    found = problems(
+        client.post(FEEDBACK, content=body, headers={"content-type": "application/json"})
+    )
     assert says in found[field]
     assert stored_reports(feedback_store) == []
 
@@ -98,8 +123,9 @@ def test_a_body_over_the_feedback_limit_is_refused(client, good_house):
     assert "one house with its sale or looks_wrong" in response.json()["detail"]
 
 
-def test_a_flood_from_one_client_gets_429_with_retry_after(client, feedback_store, good_house,
-                                                           monkeypatch):  # fmt: skip
+def test_a_flood_from_one_client_gets_429_with_retry_after(
+    client, feedback_store, good_house, monkeypatch
+):
     monkeypatch.setenv("HOMEVALUE_FEEDBACK_PER_API_CLIENT_PER_HOUR", "2")
     sent = {"house": good_house, "sale": {"price": 182_000}}
     assert [client.post(FEEDBACK, json=sent).status_code for _ in range(2)] == [201, 201]
@@ -139,8 +165,7 @@ def test_a_store_that_cannot_be_written_is_a_503(client, tmp_path, monkeypatch, 
     monkeypatch.setenv("HOMEVALUE_FEEDBACK_DB", str(blocker / "feedback.sqlite"))
     response = client.post(FEEDBACK, json={"house": good_house, "sale": {"price": 182_000}})
     assert response.status_code == 503
-    assert response.json() == {"error": "feedback_unavailable",
-                               "detail": feedback.UNAVAILABLE}  # fmt: skip
+    assert response.json() == {"error": "feedback_unavailable", "detail": feedback.UNAVAILABLE}
     assert str(blocker) not in response.text
 
 

@@ -257,9 +257,11 @@ def per_worker(folder: Path, name: str, **labels: str) -> list[float]:
     for path in sorted(folder.glob("counter_*.db")):
         merged = MultiProcessCollector.merge([str(path)], accumulate=True)
         text = "".join(
-            f"{sample.name} {sample.value}\n" for metric in merged for sample in metric.samples
+            f"{sample.name} {sample.value}\n"
+            for metric in merged
+            for sample in metric.samples
             if sample.name == name and sample.labels == labels
-        )  # fmt: skip
+        )
         found.append(float(text.split()[-1]) if text else 0.0)
     return found
 

@@ -387,8 +387,16 @@ def test_neutralise_formulas_prefixes_risky_text_only():
     safe = neutralise_formulas(frame)
 
     assert safe["text"].iloc[:-1].tolist() == [
-        "'=1+2", "'+cmd", "'-cmd", "'@SUM(A1)", "'\tx", "'\rx", "-93.6", "+7", "ok",
-    ]  # fmt: skip
+        "'=1+2",
+        "'+cmd",
+        "'-cmd",
+        "'@SUM(A1)",
+        "'\tx",
+        "'\rx",
+        "-93.6",
+        "+7",
+        "ok",
+    ]
     assert pd.isna(safe["text"].iloc[-1])
     assert safe["number"].tolist() == original["number"].tolist()
     pd.testing.assert_frame_equal(frame, original)  # the input is not changed
@@ -530,8 +538,11 @@ def test_a_wide_csv_is_refused_at_once_by_the_real_command(tmp_path):
     started = time.monotonic()
     finished = subprocess.run(
         homevalue_command("batch", "score", str(source), "--out", str(out)),
-        capture_output=True, text=True, cwd=tmp_path, timeout=30,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=30,
+    )
     elapsed = time.monotonic() - started
 
     assert finished.returncode == 1, finished.stderr
@@ -683,8 +694,11 @@ def test_an_output_folder_that_is_a_file_is_one_line_from_the_real_command(tmp_p
 
     finished = subprocess.run(
         homevalue_command("batch", "score", str(source), "--out", str(tmp_path / "results")),
-        capture_output=True, text=True, cwd=tmp_path, timeout=60,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
+    )
 
     assert finished.returncode == 1
     assert finished.stderr == (
@@ -721,8 +735,11 @@ def test_a_read_only_output_folder_is_one_line_from_the_real_command(shared_tmp)
 
     finished = subprocess.run(
         unprivileged(homevalue_command("batch", "score", str(source), "--out", str(read_only))),
-        capture_output=True, text=True, cwd=shared_tmp, timeout=60,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        cwd=shared_tmp,
+        timeout=60,
+    )
 
     assert finished.returncode == 1, finished.stderr
     assert finished.stderr == (

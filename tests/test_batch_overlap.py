@@ -18,10 +18,30 @@ from homevalue.errors import BatchOutputError
 from homevalue.schema import validate_frame
 
 HOSTILE = [
-    "=1+1", "+cmd", "-2+3", "@SUM(A1)", "\tx", "a,b", 'say "hi"', "line\nbreak", "cr\rhere", "",
-    " 12 ", "1,800", "1,80", "-93.5", "١٥", "nan", "inf", "1e999", "north ames", " North_Ames ",
-    "NORTH-AMES", "é" * 5, "x" * 40,
-]  # fmt: skip
+    "=1+1",
+    "+cmd",
+    "-2+3",
+    "@SUM(A1)",
+    "\tx",
+    "a,b",
+    'say "hi"',
+    "line\nbreak",
+    "cr\rhere",
+    "",
+    " 12 ",
+    "1,800",
+    "1,80",
+    "-93.5",
+    "١٥",
+    "nan",
+    "inf",
+    "1e999",
+    "north ames",
+    " North_Ames ",
+    "NORTH-AMES",
+    "é" * 5,
+    "x" * 40,
+]
 
 
 @pytest.fixture(scope="module")
@@ -44,10 +64,16 @@ def test_two_threads_write_the_bytes_of_one_whatever_the_chunks(tmp_path, model)
     source = write_csv(hostile_houses(2_000), tmp_path / "hostile.csv")
 
     runs = [
-        score_file(source, tmp_path / f"t{threads}", model=model, progress=False,
-                   threads=threads, chunk_rows=chunk_rows)
+        score_file(
+            source,
+            tmp_path / f"t{threads}",
+            model=model,
+            progress=False,
+            threads=threads,
+            chunk_rows=chunk_rows,
+        )
         for threads, chunk_rows in [(1, 2_000), (1, 333), (2, 333), (2, 2_000)]
-    ]  # fmt: skip
+    ]
 
     first = runs[0]
     assert first.rows_rejected > 0 and first.rows_scored > 0
@@ -82,8 +108,9 @@ def test_a_failed_write_is_the_error_even_when_a_later_chunk_fails_too(
     monkeypatch.setattr(batch, "score_frame", score)
 
     with pytest.raises(BatchOutputError, match="no space left on device"):
-        score_file(source, tmp_path / "out", model=model, progress=False, threads=threads,
-                   chunk_rows=10)  # fmt: skip
+        score_file(
+            source, tmp_path / "out", model=model, progress=False, threads=threads, chunk_rows=10
+        )
     assert everything_in(tmp_path / "out") == []
 
 
@@ -98,8 +125,9 @@ def test_one_thread_runs_on_the_callers_thread_alone(tmp_path, model, monkeypatc
         return real_score(*args, **kwargs)
 
     monkeypatch.setattr(batch, "score_frame", score)
-    score_file(source, tmp_path / "out", model=model, progress=False, threads=threads,
-               chunk_rows=10)  # fmt: skip
+    score_file(
+        source, tmp_path / "out", model=model, progress=False, threads=threads, chunk_rows=10
+    )
 
     assert len(seen) == 3
     assert all(names == [] for names in seen) == (threads == 1)
@@ -139,14 +167,24 @@ def test_risky_first_characters_are_found_as_startswith_finds_them():
 
 @pytest.mark.parametrize(
     "cells",
-    [["a", "b"], ["", None], ["x,y", "plain"], ['q"uote', None], ["cr\rhere", "nl\nhere"],
-     ["é", "-93.6"]],
-)  # fmt: skip
+    [
+        ["a", "b"],
+        ["", None],
+        ["x,y", "plain"],
+        ['q"uote', None],
+        ["cr\rhere", "nl\nhere"],
+        ["é", "-93.6"],
+    ],
+)
 def test_csv_bytes_are_pandas_bytes_with_or_without_quotes(cells):
     frame = pd.DataFrame(
-        {"row": [1, -2], "text": pd.Series(cells, dtype="str"), "n": [10**12, 0],
-         "plain": pd.Series(["1", ""], dtype="str")}
-    )  # fmt: skip
+        {
+            "row": [1, -2],
+            "text": pd.Series(cells, dtype="str"),
+            "n": [10**12, 0],
+            "plain": pd.Series(["1", ""], dtype="str"),
+        }
+    )
     expected = frame.to_csv(index=False, lineterminator="\r\n").encode()
     assert csv_bytes(frame, header=True) == expected
     assert csv_bytes(frame.iloc[1:], header=False) == expected.split(b"\r\n", 2)[2]

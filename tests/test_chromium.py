@@ -133,10 +133,22 @@ def test_pytest_stops_before_the_browser_tests_when_there_is_no_chromium(tmp_pat
     """One clear message up front, not one error per browser test."""
     env = {**os.environ, "CHROMIUM": str(tmp_path / "no-chromium")}
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-o", "addopts=", "-p", "no:cacheprovider",
-         "tests/browser/test_pages.py"],
-        cwd=config.PROJ_ROOT, env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-o",
+            "addopts=",
+            "-p",
+            "no:cacheprovider",
+            "tests/browser/test_pages.py",
+        ],
+        cwd=config.PROJ_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == pytest.ExitCode.USAGE_ERROR, done.stdout + done.stderr
     assert f"CHROMIUM='{tmp_path / 'no-chromium'}'" in done.stderr
     assert " passed" not in done.stdout and " failed" not in done.stdout
@@ -151,11 +163,29 @@ def test_not_browser_deselects_every_test_that_uses_the_browser(tmp_path):
     out = tmp_path / "collected.json"
     env = {**os.environ, "PYTHONPATH": str(tmp_path), "MARKER_PROBE_OUT": str(out)}
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-o", "addopts=",
-         "-p", "no:cacheprovider", "-p", "marker_probe", "-m", "not browser",
-         "tests/browser", "tests/test_chromium.py"],
-        cwd=config.PROJ_ROOT, env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--collect-only",
+            "-q",
+            "-o",
+            "addopts=",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "marker_probe",
+            "-m",
+            "not browser",
+            "tests/browser",
+            "tests/test_chromium.py",
+        ],
+        cwd=config.PROJ_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     collected = json.loads(out.read_text())
     left = [row["id"] for row in collected["selected"] if row["uses_browser"]]

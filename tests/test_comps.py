@@ -157,9 +157,12 @@ def test_the_default_house_is_a_typical_north_ames_house_inside_north_ames(model
     for name in ("Gr_Liv_Area", "Year_Built"):  # typical of its neighbourhood, not the town
         assert theirs[name].quantile(0.3) <= house[name] <= theirs[name].quantile(0.7)
     comps = comparable_sales(
-        house["Latitude"], house["Longitude"], house["Gr_Liv_Area"],
-        neighbourhood=home, building_type=house["Bldg_Type"],
-    )  # fmt: skip
+        house["Latitude"],
+        house["Longitude"],
+        house["Gr_Liv_Area"],
+        neighbourhood=home,
+        building_type=house["Bldg_Type"],
+    )
     assert (comps["Neighborhood"] == home).all()
     assert (comps["Bldg_Type"] == house["Bldg_Type"]).all()
     # Priced like its comps (it used to sit below all five): within their range, give or
@@ -192,9 +195,12 @@ def test_comps_prefer_the_same_neighbourhood_and_type_then_distance(reference):
     for _, sale in reference.sample(120, random_state=7).iterrows():
         lat, lon = sale["Latitude"] + 0.003, sale["Longitude"]
         comps = comparable_sales(
-            lat, lon, sale["Gr_Liv_Area"],
-            neighbourhood=sale["Neighborhood"], building_type=sale["Bldg_Type"],
-        )  # fmt: skip
+            lat,
+            lon,
+            sale["Gr_Liv_Area"],
+            neighbourhood=sale["Neighborhood"],
+            building_type=sale["Bldg_Type"],
+        )
         step, qualifying = expected_step(reference, sale)
         steps.add(step)
         assert (comps["rule"] == step.describe()).all()

@@ -129,11 +129,14 @@ def test_a_request_through_a_proxy_is_refused(voila, headers):
 def test_an_unusable_token_stops_the_server_in_one_line(tmp_path):
     env = {**os.environ, config.METRICS_TOKEN_VARIABLE: "too-short"}
     done = subprocess.run(
-        [sys.executable, "-m", "homevalue.dashboards", "--no-browser", "--port=0",
-         str(tmp_path)],
-        cwd=PROJ_ROOT, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+        [sys.executable, "-m", "homevalue.dashboards", "--no-browser", "--port=0", str(tmp_path)],
+        cwd=PROJ_ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
         timeout=120,
-    )  # fmt: skip
+    )
     assert done.returncode == 2, done.stderr[-2000:]
     assert config.METRICS_TOKEN_VARIABLE in done.stderr
     assert "Traceback" not in done.stderr and "too-short" not in done.stderr

@@ -192,10 +192,20 @@ def test_a_viewer_cannot_create_widgets_in_the_kernel(voila):
     [process] = voila.kernel_processes(kernel)
     before = process.memory_info().rss
     with KernelChannel(voila.url, kernel) as channel:
-        state = {"_model_name": "HTMLModel", "_model_module": "@jupyter-widgets/controls",
-                 "_model_module_version": "2.0.0", "value": "x" * (20 * MB)}  # fmt: skip
-        channel.send("comm_open", {"comm_id": uuid.uuid4().hex, "target_name": "jupyter.widget",
-                                   "data": {"state": state, "buffer_paths": []}})  # fmt: skip
+        state = {
+            "_model_name": "HTMLModel",
+            "_model_module": "@jupyter-widgets/controls",
+            "_model_module_version": "2.0.0",
+            "value": "x" * (20 * MB),
+        }
+        channel.send(
+            "comm_open",
+            {
+                "comm_id": uuid.uuid4().hex,
+                "target_name": "jupyter.widget",
+                "data": {"state": state, "buffer_paths": []},
+            },
+        )
         with pytest.raises(websocket.WebSocketConnectionClosedException):
             for _ in range(100):
                 channel.recv()
@@ -232,8 +242,10 @@ def test_malformed_widget_messages_send_no_traceback_to_the_viewer(voila):
 
 def test_a_bad_value_in_a_link_is_a_notice_not_a_broken_page(voila):
     """`?Year_Built=2,009` reached the form as text and the page "could not be built"."""
-    for query, notice in [("?Year_Built=2,009", "Fix the marked field"),
-                          ("?Year_Built=abc", "Year_Built=abc must be a number")]:  # fmt: skip
+    for query, notice in [
+        ("?Year_Built=2,009", "Fix the marked field"),
+        ("?Year_Built=abc", "Year_Built=abc must be a number"),
+    ]:
         response = voila.get(PRICE_PAGE + query)
         assert response.status_code == 200
         assert "could not be built" not in response.text
@@ -283,8 +295,10 @@ def test_a_client_gets_a_few_kernels_a_minute_then_a_busy_page(limited):
     other = get_as(limited, "198.51.100.2")  # another viewer is still served
     assert other.status_code == 200
     rss = sum(p.memory_info().rss for p in limited.processes())
-    print(f"\nafter 100 GETs: {len(limited.kernel_ids())} kernels, {rss / MB:.0f} MB RSS in all; "
-          f"slowest landing page meanwhile {seen['slowest']:.2f} s")  # fmt: skip
+    print(
+        f"\nafter 100 GETs: {len(limited.kernel_ids())} kernels, {rss / MB:.0f} MB RSS in all; "
+        f"slowest landing page meanwhile {seen['slowest']:.2f} s"
+    )
 
 
 def test_pages_no_browser_connects_to_give_their_kernels_back(limited):

@@ -48,11 +48,27 @@ def wait_for_port(port: int, timeout: float = 30) -> None:
 def certificate(folder: Path) -> tuple[Path, Path]:
     cert, key = folder / "fullchain.pem", folder / "privkey.pem"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,DNS:api.localhost",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )  # fmt: skip
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,DNS:api.localhost",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
     return cert, key
 
 
@@ -82,19 +98,22 @@ def deployed(tmp_path_factory) -> Iterator[dict]:
         ports["voila"] = voila.port
         api = subprocess.Popen(
             [sys.executable, "-m", "homevalue.api", "--port", str(ports["api"])],
-            stdout=subprocess.DEVNULL, stderr=(folder / "api.log").open("wb"),
+            stdout=subprocess.DEVNULL,
+            stderr=(folder / "api.log").open("wb"),
             env={**os.environ, "HOMEVALUE_API_KEYS": API_KEY},
-        )  # fmt: skip
+        )
         (folder / "site.conf").write_text(site(CONFIG.read_text(), ports, cert, key))
         # The site's `include snippets/...` resolves next to nginx.conf, as in /etc/nginx.
         shutil.copytree(CONFIG.parent / "snippets", folder / "snippets")
         (folder / "nginx.conf").write_text(
             f"pid {folder}/nginx.pid;\nerror_log {folder}/error.log;\nevents {{}}\n"
             f"http {{\n  access_log {folder}/access.log;\n"
-            + "".join(f"  {name}_temp_path {folder}/{name};\n"
-                      for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+            + "".join(
+                f"  {name}_temp_path {folder}/{name};\n"
+                for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+            )
             + f"  include {folder}/site.conf;\n}}\n"
-        )  # fmt: skip
+        )
         nginx = subprocess.Popen(
             [NGINX, "-p", str(folder), "-c", str(folder / "nginx.conf"), "-g", "daemon off;"],
             stderr=(folder / "nginx.stderr").open("wb"),

@@ -71,24 +71,44 @@ def full_valuation(**changes) -> Valuation:
     """A valuation with every optional section filled in."""
     valuation = Valuation(
         title="North Ames, 1,472 sq ft, built 1976",
-        price=157_022, low=138_249, high=178_346, level=0.8,
+        price=157_022,
+        low=138_249,
+        high=178_346,
+        level=0.8,
         inputs=(Field("Living area", "1,472", "sq ft"), Field("Neighbourhood", "North Ames")),
-        model_version="1.0.0", valued_at=WHEN,
+        model_version="1.0.0",
+        valued_at=WHEN,
         caveat="Prices are in 2006–2010 dollars (the Ames sales the model learned from)",
         trained_at="2026-11-26T16:39:37Z",
         flags=("Lot area is outside the sold houses' range",),
         coverage=Coverage(0.79, "houses priced $150k – $200k", 142),
         accuracy=Accuracy(0.064, "North Ames", 83),
-        drivers=Drivers(180_000, (Driver("Living area 1,472 sq ft", -12_300),
-                                  Driver("Year built 1976", -6_000),
-                                  Driver("Everything else", -4_678))),
-        comps=Table(("Distance (km)", "Sold for"), (("0.21", "$181,500"), ("0.40", "$218,000")),
-                    (True, True)),
+        drivers=Drivers(
+            180_000,
+            (
+                Driver("Living area 1,472 sq ft", -12_300),
+                Driver("Year built 1976", -6_000),
+                Driver("Everything else", -4_678),
+            ),
+        ),
+        comps=Table(
+            ("Distance (km)", "Sold for"),
+            (("0.21", "$181,500"), ("0.40", "$218,000")),
+            (True, True),
+        ),
         comps_note="2 comparable sales within 0.40 km",
-        curve=Curve("Year built", "", (1900.0, 1950.0, 2000.0), (120_000.0, 140_000.0, 190_000.0),
-                    (100_000.0, 120_000.0, 165_000.0), (140_000.0, 160_000.0, 215_000.0),
-                    1976.0, 157_022.0, grouping=False),
-    )  # fmt: skip
+        curve=Curve(
+            "Year built",
+            "",
+            (1900.0, 1950.0, 2000.0),
+            (120_000.0, 140_000.0, 190_000.0),
+            (100_000.0, 120_000.0, 165_000.0),
+            (140_000.0, 160_000.0, 215_000.0),
+            1976.0,
+            157_022.0,
+            grouping=False,
+        ),
+    )
     return replace(valuation, **changes)
 
 
@@ -103,13 +123,30 @@ def test_every_section_is_there_with_its_figures():
     assert parsed.headings == ["Home valuation", *SECTIONS.values()]
     text = parsed.all_text
     for shown in (
-        "$157,022", "$138,249 – $178,346", "80% interval", "79.0%", "houses priced $150k – $200k",
-        "142", "6.4%", "North Ames", "83", "Living area 1,472 sq ft", "−$12,300", "$180,000",
-        "Living area", "1,472 sq ft", "$181,500", "0.40", "Distance (km)", "1.0.0",
-        "30 November 2026, 09:05 UTC", "2026-11-26T16:39:37Z",
+        "$157,022",
+        "$138,249 – $178,346",
+        "80% interval",
+        "79.0%",
+        "houses priced $150k – $200k",
+        "142",
+        "6.4%",
+        "North Ames",
+        "83",
+        "Living area 1,472 sq ft",
+        "−$12,300",
+        "$180,000",
+        "Living area",
+        "1,472 sq ft",
+        "$181,500",
+        "0.40",
+        "Distance (km)",
+        "1.0.0",
+        "30 November 2026, 09:05 UTC",
+        "2026-11-26T16:39:37Z",
         "Prices are in 2006–2010 dollars (the Ames sales the model learned from)",
-        "Lot area is outside the sold houses' range", "The red dot is this house (1976)",
-    ):  # fmt: skip
+        "Lot area is outside the sold houses' range",
+        "The red dot is this house (1976)",
+    ):
         assert shown in text, f"{shown!r} is missing from the file"
     assert parsed.tags.count("svg") == 2  # the waterfall and the what-if chart
 
@@ -118,8 +155,12 @@ def test_optional_sections_are_left_out_when_not_given():
     bare = full_valuation(coverage=None, accuracy=None, drivers=None, curve=None, comps=None)
     parsed = Parsed(valuation_html(bare))
     assert parsed.headings == [
-        "Home valuation", "Price", "The house", "Comparable sales", "About this valuation"
-    ]  # fmt: skip
+        "Home valuation",
+        "Price",
+        "The house",
+        "Comparable sales",
+        "About this valuation",
+    ]
     assert "Coverage" not in parsed.all_text
     assert "No comparable sales were found." in parsed.all_text
     assert "svg" not in parsed.tags
@@ -130,15 +171,19 @@ def hostile_everywhere() -> Valuation:
     v = full_valuation()
     return replace(
         v,
-        title=HOSTILE, model_version=HOSTILE, caveat=HOSTILE, trained_at=HOSTILE,
-        flags=(HOSTILE,), comps_note=HOSTILE,
+        title=HOSTILE,
+        model_version=HOSTILE,
+        caveat=HOSTILE,
+        trained_at=HOSTILE,
+        flags=(HOSTILE,),
+        comps_note=HOSTILE,
         inputs=(Field(HOSTILE, HOSTILE, HOSTILE),),
         coverage=replace(v.coverage, scope=HOSTILE),
         accuracy=replace(v.accuracy, scope=HOSTILE),
         drivers=Drivers(1000.0, (Driver(HOSTILE, 5.0),), start_label=HOSTILE),
         comps=Table((HOSTILE, HOSTILE), ((HOSTILE, HOSTILE),)),
         curve=replace(v.curve, label=HOSTILE, unit=HOSTILE),
-    )  # fmt: skip
+    )
 
 
 def test_markup_in_any_field_is_shown_as_text_and_never_becomes_a_tag():
@@ -158,16 +203,22 @@ def test_the_file_runs_nothing_and_loads_nothing():
         assert tag not in parsed.tags
     assert not re.search(r"https?:|//[a-z]|url\(", html, re.I), "nothing may come from elsewhere"
     assert not [a for a, _ in parsed.attributes if a in ("src", "href", "action")]
-    policy = next(value for name, value in parsed.attributes if name == "content" and value
-                  and "default-src" in value)  # fmt: skip
+    policy = next(
+        value
+        for name, value in parsed.attributes
+        if name == "content" and value and "default-src" in value
+    )
     assert "default-src 'none'" in policy and "script-src" not in policy
 
 
 def test_the_waterfall_walks_from_the_start_to_the_price():
     drivers = Drivers(180_000, (Driver("up", 20_000), Driver("down", -30_000)))
     svg = export.waterfall_svg(drivers, 170_000)
-    bars = re.findall(r'<rect x="([\d.]+)" y="[\d.]+" width="([\d.]+)" height="[\d.]+" '
-                      r'fill="(#[0-9a-f]+)"', svg)  # fmt: skip
+    bars = re.findall(
+        r'<rect x="([\d.]+)" y="[\d.]+" width="([\d.]+)" height="[\d.]+" '
+        r'fill="(#[0-9a-f]+)"',
+        svg,
+    )
     colours = [colour for _, _, colour in bars]
     assert colours == [export.COLOURS[k] for k in ("total", "up", "down", "total")]
     (start, _, _), (up_x, up_w, _), (down_x, down_w, _), (end, _, _) = (

@@ -29,11 +29,20 @@ LIMITS = config.FeedbackLimits(
 )
 
 
-def priced(price: float = 150_000.0, low: float = 130_000.0, high: float = 170_000.0,
-           version: str = "test-1") -> Prediction:  # fmt: skip
-    return Prediction(price=price, low=low, high=high, model_version=version,
-                      inputs={"Gr_Liv_Area": 1500, "Neighborhood": "North_Ames"},
-                      dollars_of="2006-2010")  # fmt: skip
+def priced(
+    price: float = 150_000.0,
+    low: float = 130_000.0,
+    high: float = 170_000.0,
+    version: str = "test-1",
+) -> Prediction:
+    return Prediction(
+        price=price,
+        low=low,
+        high=high,
+        model_version=version,
+        inputs={"Gr_Liv_Area": 1500, "Neighborhood": "North_Ames"},
+        dollars_of="2006-2010",
+    )
 
 
 def rows(path) -> list[dict]:
@@ -51,8 +60,9 @@ def problems_of(call) -> dict[str, str]:
 # --- what is kept ---------------------------------------------------------------------------
 
 
-def test_a_sale_is_kept_with_the_house_and_the_price_it_was_given(feedback_store, model,
-                                                                    good_house):  # fmt: skip
+def test_a_sale_is_kept_with_the_house_and_the_price_it_was_given(
+    feedback_store, model, good_house
+):
     assert not feedback_store.exists()  # created on first use
     prediction = homevalue.predict_one(good_house, model=model)
     sale = feedback.check_sale("$182,000", 2009, 6, card=model.card)
@@ -63,7 +73,10 @@ def test_a_sale_is_kept_with_the_house_and_the_price_it_was_given(feedback_store
     assert row["model_version"] == model.version == receipt.model_version
     assert json.loads(row["house"]) == json.loads(json.dumps(prediction.inputs, default=float))
     assert (row["predicted_price"], row["predicted_low"], row["predicted_high"]) == (
-        prediction.price, prediction.low, prediction.high)  # fmt: skip
+        prediction.price,
+        prediction.low,
+        prediction.high,
+    )
     assert (row["sale_price"], row["sale_year"], row["sale_month"]) == (182_000, 2009, 6)
     assert row["reason"] is None and row["comment"] is None
     with sqlite3.connect(feedback_store) as db:
@@ -75,8 +88,11 @@ def test_looks_wrong_is_kept_with_its_reason_and_comment(feedback_store):
     assert report == LooksWrong("too_low", "new roof\nand kitchen")  # label accepted, any case
     feedback.record(priced(), report, source="api", client="api:x", now=NOON)
     [row] = rows(feedback_store)
-    assert (row["kind"], row["reason"], row["comment"]) == ("looks_wrong", "too_low",
-                                                            "new roof\nand kitchen")  # fmt: skip
+    assert (row["kind"], row["reason"], row["comment"]) == (
+        "looks_wrong",
+        "too_low",
+        "new roof\nand kitchen",
+    )
     assert row["sale_price"] is None
 
 
@@ -90,9 +106,25 @@ def test_the_default_store_is_beside_the_batch_history(monkeypatch, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "price", ["abc", "", "  ", None, True, [182000], {"price": 1}, "182k", "1e5", "NaN",
-              float("nan"), float("inf"), "$ 182 000 dollars", "9" * 400, 10**400],
-)  # fmt: skip
+    "price",
+    [
+        "abc",
+        "",
+        "  ",
+        None,
+        True,
+        [182000],
+        {"price": 1},
+        "182k",
+        "1e5",
+        "NaN",
+        float("nan"),
+        float("inf"),
+        "$ 182 000 dollars",
+        "9" * 400,
+        10**400,
+    ],
+)
 def test_a_price_that_is_not_a_number_is_refused(model, price):
     found = problems_of(lambda: feedback.check_sale(price, card=model.card))
     assert list(found) == ["sale.price"]
@@ -133,20 +165,30 @@ def test_every_problem_of_a_sale_is_named_at_once(model):
 
 @pytest.mark.parametrize(
     ("comment", "why"),
-    [("x" * (config.FEEDBACK_COMMENT_MAX_CHARS + 1), "characters long: at most"),
-     ("bell\x07", "U+0007"), ("\x1b[31mred", "U+001B"), ("nul\x00", "U+0000"),
-     ("abc\u202egnp.exe", "U+202E"), ("lone \ud800", "U+D800"), (42, "must be text")],
-)  # fmt: skip
+    [
+        ("x" * (config.FEEDBACK_COMMENT_MAX_CHARS + 1), "characters long: at most"),
+        ("bell\x07", "U+0007"),
+        ("\x1b[31mred", "U+001B"),
+        ("nul\x00", "U+0000"),
+        ("abc\u202egnp.exe", "U+202E"),
+        ("lone \ud800", "U+D800"),
+        (42, "must be text"),
+    ],
+)
 def test_comments_too_long_or_with_control_characters_are_refused(comment, why):
     found = problems_of(lambda: feedback.check_looks_wrong("too_high", comment))
     assert why in found["looks_wrong.comment"]
 
 
 def test_reasons_are_a_fixed_set_and_other_needs_a_comment():
-    assert "must be one of too_high" in problems_of(
-        lambda: feedback.check_looks_wrong("it's bad"))["looks_wrong.reason"]  # fmt: skip
-    assert "required" in problems_of(lambda: feedback.check_looks_wrong("other", " "))[
-        "looks_wrong.comment"]  # fmt: skip
+    assert (
+        "must be one of too_high"
+        in problems_of(lambda: feedback.check_looks_wrong("it's bad"))["looks_wrong.reason"]
+    )
+    assert (
+        "required"
+        in problems_of(lambda: feedback.check_looks_wrong("other", " "))["looks_wrong.comment"]
+    )
     assert feedback.check_looks_wrong("other", "cracked foundation").reason == "other"
     longest = "é" * config.FEEDBACK_COMMENT_MAX_CHARS + "\n"
     assert feedback.check_looks_wrong("too_high", longest).comment == longest.strip()
@@ -154,15 +196,20 @@ def test_reasons_are_a_fixed_set_and_other_needs_a_comment():
 
 @pytest.mark.parametrize(
     ("payload", "fields"),
-    [([1, 2], {"body"}), ({"sale": {"price": 182000}}, {"house"}),
-     ({"house": {}}, {"body"}),
-     ({"house": {}, "sale": {"price": 182000}, "looks_wrong": {"reason": "too_low"}}, {"body"}),
-     ({"house": {}, "sale": 182000}, {"sale"}),
-     ({"house": {}, "sale": {"price": 182000, "when": "2009"}}, {"sale.when"}),
-     ({"house": {}, "sale": {"price": "abc", "when": 1}}, {"sale.when", "sale.price"}),
-     ({"house": {}, "looks_wrong": {"reason": "nope"}, "extra": 1},
-      {"extra", "looks_wrong.reason"})],
-)  # fmt: skip
+    [
+        ([1, 2], {"body"}),
+        ({"sale": {"price": 182000}}, {"house"}),
+        ({"house": {}}, {"body"}),
+        ({"house": {}, "sale": {"price": 182000}, "looks_wrong": {"reason": "too_low"}}, {"body"}),
+        ({"house": {}, "sale": 182000}, {"sale"}),
+        ({"house": {}, "sale": {"price": 182000, "when": "2009"}}, {"sale.when"}),
+        ({"house": {}, "sale": {"price": "abc", "when": 1}}, {"sale.when", "sale.price"}),
+        (
+            {"house": {}, "looks_wrong": {"reason": "nope"}, "extra": 1},
+            {"extra", "looks_wrong.reason"},
+        ),
+    ],
+)
 def test_a_request_of_the_wrong_shape_is_refused_part_by_part(model, payload, fields):
     _house, report, problems = feedback.read_request(payload, model.card)
     assert report is None
@@ -175,8 +222,14 @@ def test_a_request_of_the_wrong_shape_is_refused_part_by_part(model, payload, fi
 def test_one_page_may_send_so_many_reports_an_hour(feedback_store):
     sale = Sale(182_000)
     for minute in range(3):
-        feedback.record(priced(), sale, source="page", client="page:a", limits=LIMITS,
-                        now=NOON + timedelta(minutes=minute))  # fmt: skip
+        feedback.record(
+            priced(),
+            sale,
+            source="page",
+            client="page:a",
+            limits=LIMITS,
+            now=NOON + timedelta(minutes=minute),
+        )
     later = NOON + timedelta(minutes=10)
     with pytest.raises(FeedbackLimitError, match="this page has sent 3 reports") as caught:
         feedback.record(priced(), sale, source="page", client="page:a", limits=LIMITS, now=later)
@@ -184,8 +237,14 @@ def test_one_page_may_send_so_many_reports_an_hour(feedback_store):
     assert len(rows(feedback_store)) == 3  # nothing written
     # Another page is another sender; and the first page may report again an hour on.
     feedback.record(priced(), sale, source="page", client="page:b", limits=LIMITS, now=later)
-    feedback.record(priced(), sale, source="page", client="page:a", limits=LIMITS,
-                    now=NOON + timedelta(hours=1, seconds=1))  # fmt: skip
+    feedback.record(
+        priced(),
+        sale,
+        source="page",
+        client="page:a",
+        limits=LIMITS,
+        now=NOON + timedelta(hours=1, seconds=1),
+    )
     assert len(rows(feedback_store)) == 5
 
 
@@ -200,25 +259,30 @@ def test_a_sender_that_counts_its_own_reports_is_refused_before_the_store(feedba
 
 def test_an_api_client_has_its_own_hourly_limit(feedback_store):
     for _ in range(LIMITS.per_api_client_per_hour):
-        feedback.record(priced(), Sale(182_000), source="api", client="api:k", limits=LIMITS,
-                        now=NOON)  # fmt: skip
+        feedback.record(
+            priced(), Sale(182_000), source="api", client="api:k", limits=LIMITS, now=NOON
+        )
     with pytest.raises(FeedbackLimitError, match="this API client"):
-        feedback.record(priced(), Sale(182_000), source="api", client="api:k", limits=LIMITS,
-                        now=NOON)  # fmt: skip
+        feedback.record(
+            priced(), Sale(182_000), source="api", client="api:k", limits=LIMITS, now=NOON
+        )
 
 
 def test_the_store_takes_so_many_reports_a_day_from_everyone(feedback_store):
     limits = config.FeedbackLimits(3, 3, max_rows_per_day=4, busy_seconds=5.0)
     for n in range(4):
-        feedback.record(priced(), Sale(182_000), source="api", client=f"api:{n}",
-                        limits=limits, now=NOON)  # fmt: skip
+        feedback.record(
+            priced(), Sale(182_000), source="api", client=f"api:{n}", limits=limits, now=NOON
+        )
     with pytest.raises(FeedbackLimitError, match="4 reports today") as caught:
-        feedback.record(priced(), Sale(182_000), source="page", client="page:new",
-                        limits=limits, now=NOON)  # fmt: skip
+        feedback.record(
+            priced(), Sale(182_000), source="page", client="page:new", limits=limits, now=NOON
+        )
     assert caught.value.retry_after == 12 * 3600  # until midnight UTC
     tomorrow = NOON + timedelta(hours=12)
-    feedback.record(priced(), Sale(182_000), source="page", client="page:new", limits=limits,
-                    now=tomorrow)  # fmt: skip
+    feedback.record(
+        priced(), Sale(182_000), source="page", client="page:new", limits=limits, now=tomorrow
+    )
     assert len(rows(feedback_store)) == 5
 
 
@@ -238,8 +302,14 @@ def _write_many(path: str, sender: str, count: int, queue) -> None:
     kept = refused = 0
     for n in range(count):
         try:
-            feedback.record(priced(price=100_000 + n), Sale(150_000), source="api",
-                            client=sender, path=path, limits=limits)  # fmt: skip
+            feedback.record(
+                priced(price=100_000 + n),
+                Sale(150_000),
+                source="api",
+                client=sender,
+                path=path,
+                limits=limits,
+            )
             kept += 1
         except FeedbackLimitError:
             refused += 1
@@ -252,8 +322,10 @@ def test_writers_in_several_processes_lose_nothing_and_keep_the_daily_cap(feedba
     transaction, one writer at a time)."""
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
-    workers = [context.Process(target=_write_many, args=(str(feedback_store), f"api:{n}", 20,
-                                                          queue)) for n in range(4)]  # fmt: skip
+    workers = [
+        context.Process(target=_write_many, args=(str(feedback_store), f"api:{n}", 20, queue))
+        for n in range(4)
+    ]
     for worker in workers:
         worker.start()
     results = [queue.get(timeout=120) for _ in workers]
@@ -273,8 +345,7 @@ def test_readers_are_not_blocked_by_a_writer_and_a_busy_store_fails_closed(feedb
         assert feedback.summary().sales == 1  # WAL: a reader never waits for the writer
         quick = config.FeedbackLimits(10, 10, 100, busy_seconds=0.2)
         with pytest.raises(FeedbackStoreError, match="busy; try again") as caught:
-            feedback.record(priced(), Sale(150_000), source="page", client="page:a",
-                            limits=quick)  # fmt: skip
+            feedback.record(priced(), Sale(150_000), source="page", client="page:a", limits=quick)
         assert caught.value.retry_after >= 1
     finally:
         holder.execute("ROLLBACK")
@@ -310,8 +381,13 @@ def test_a_store_that_cannot_be_created_fails_closed(tmp_path, caplog):
         caplog.at_level(logging.ERROR, logger="homevalue.feedback"),
         pytest.raises(FeedbackStoreError),
     ):
-        feedback.record(priced(), Sale(150_000), source="page", client="page:a",
-                        path=blocker / "feedback.sqlite")  # fmt: skip
+        feedback.record(
+            priced(),
+            Sale(150_000),
+            source="page",
+            client="page:a",
+            path=blocker / "feedback.sqlite",
+        )
     assert "can be written" in caplog.text
 
 
@@ -327,12 +403,15 @@ def test_summary_of_an_absent_store_is_empty_and_creates_nothing(feedback_store)
 
 def test_summary_recomputes_the_measures_from_the_reports(feedback_store):
     reports = [  # (predicted, low, high, sold)
-        (150_000, 130_000, 170_000, 160_000), (200_000, 180_000, 220_000, 250_000),
-        (100_000, 90_000, 110_000, 90_000), (300_000, 260_000, 340_000, 310_000),
-    ]  # fmt: skip
+        (150_000, 130_000, 170_000, 160_000),
+        (200_000, 180_000, 220_000, 250_000),
+        (100_000, 90_000, 110_000, 90_000),
+        (300_000, 260_000, 340_000, 310_000),
+    ]
     for price, low, high, sold in reports:
-        feedback.record(priced(price, low, high), Sale(sold), source="api", client="api:a",
-                        now=NOON)  # fmt: skip
+        feedback.record(
+            priced(price, low, high), Sale(sold), source="api", client="api:a", now=NOON
+        )
     for reason in ("too_high", "too_high", "comps_unlike"):
         feedback.record(priced(), LooksWrong(reason), source="page", client="page:b", now=NOON)
     found = feedback.summary(since=NOON - timedelta(minutes=1))
@@ -346,13 +425,19 @@ def test_summary_recomputes_the_measures_from_the_reports(feedback_store):
     # An odd count takes the middle one.
     feedback.record(priced(100_000), Sale(100_000), source="api", client="api:a", now=NOON)
     assert feedback.summary().median_ape_percent == pytest.approx(
-        100 * statistics.median([*apes, 0.0]))  # fmt: skip
+        100 * statistics.median([*apes, 0.0])
+    )
 
 
 def test_summary_since_and_by_model_version(feedback_store):
     now = datetime.now(UTC)
-    feedback.record(priced(version="old"), Sale(150_000), source="api", client="api:a",
-                    now=now - timedelta(days=10))  # fmt: skip
+    feedback.record(
+        priced(version="old"),
+        Sale(150_000),
+        source="api",
+        client="api:a",
+        now=now - timedelta(days=10),
+    )
     feedback.record(priced(version="new"), Sale(150_000), source="api", client="api:a", now=now)
     assert feedback.summary().sales == 2
     assert feedback.summary(timedelta(days=7)).sales == 1  # a span back from now

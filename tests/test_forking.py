@@ -136,8 +136,14 @@ def test_a_forked_kernel_runs_in_its_own_environment_folder_and_session(tmp_path
                 "import os, sys\nfrom ipykernel.kernelapp import IPKernelApp",
             )
             assert seen == [
-                pid, zygote.pid, str(tmp_path), "http://x/price?a=1", pid, True, os.getpid()
-            ]  # fmt: skip
+                pid,
+                zygote.pid,
+                str(tmp_path),
+                "http://x/price?a=1",
+                pid,
+                True,
+                os.getpid(),
+            ]
             # a kernel's command line, connection file included (ps, the tests, the bench)
             command = psutil.Process(pid).cmdline()
             assert command[1:3] == ["-m", "ipykernel_launcher"]

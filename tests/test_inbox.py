@@ -83,8 +83,11 @@ def test_new_files_are_scored_archived_and_recorded(dirs, model):
     assert everything_in(dirs.inbox) == []
     assert everything_in(dirs.archive) == ["a.csv", "b.parquet"]
     assert everything_in(dirs.outbox) == [
-        "a.run1.rejected.csv", "a.run1.scored.csv", "b.run2.rejected.csv", "b.run2.scored.parquet",
-    ]  # fmt: skip
+        "a.run1.rejected.csv",
+        "a.run1.scored.csv",
+        "b.run2.rejected.csv",
+        "b.run2.scored.parquet",
+    ]
     assert len(read_text_csv(dirs.outbox / "a.run1.scored.csv")) == 18
     assert len(read_text_csv(dirs.outbox / "a.run1.rejected.csv")) == 2
     assert pd.read_parquet(dirs.outbox / "b.run2.scored.parquet")["house_id"].iloc[6] == "007"
@@ -162,8 +165,9 @@ def test_a_bad_file_goes_to_failed_with_the_reason_and_the_rest_still_runs(dirs,
     summaries = run(dirs, model)
 
     assert [(s["file"], s["status"]) for s in summaries] == [
-        ("a_bad.csv", "failed"), ("b_good.csv", "ok"),
-    ]  # fmt: skip
+        ("a_bad.csv", "failed"),
+        ("b_good.csv", "ok"),
+    ]
     assert "lacks required column(s) Latitude" in summaries[0]["error"]
     assert everything_in(dirs.failed) == ["a_bad.csv", "a_bad.csv.error.txt"]
     reason = (dirs.failed / "a_bad.csv.error.txt").read_text()
@@ -320,22 +324,38 @@ def test_a_history_from_before_sources_is_read_and_then_extended(dirs, model):
     before = run_history(dirs.history)
     assert before[["file", "source"]].values.tolist() == [["old.csv", "inbox"]]
 
-    record_upload(dirs.history, file="mine.csv", sha256="def", status="ok",
-                  started_at=now(), rows_scored=2, rows_rejected=0)  # fmt: skip
+    record_upload(
+        dirs.history,
+        file="mine.csv",
+        sha256="def",
+        status="ok",
+        started_at=now(),
+        rows_scored=2,
+        rows_rejected=0,
+    )
     write_csv(houses(4), dirs.inbox / "new.csv")
     run(dirs, model)
 
     history = run_history(dirs.history)
     assert history[["file", "source"]].values.tolist() == [
-        ["new.csv", "inbox"], ["mine.csv", "page"], ["old.csv", "inbox"]
-    ]  # fmt: skip
+        ["new.csv", "inbox"],
+        ["mine.csv", "page"],
+        ["old.csv", "inbox"],
+    ]
 
 
 def test_a_page_upload_of_the_same_content_does_not_stop_the_inbox_scoring_it(dirs, model):
     """A page upload's outputs went to its viewer: the inbox must still write its own."""
     path = write_csv(houses(5), dirs.inbox / "monday.csv")
-    record_upload(dirs.history, file="monday.csv", sha256=sha256_file(path), status="ok",
-                  started_at=now(), rows_scored=5, rows_rejected=0)  # fmt: skip
+    record_upload(
+        dirs.history,
+        file="monday.csv",
+        sha256=sha256_file(path),
+        status="ok",
+        started_at=now(),
+        rows_scored=5,
+        rows_rejected=0,
+    )
 
     (summary,) = run(dirs, model)
 
@@ -429,8 +449,9 @@ def test_a_wide_file_goes_to_failed_with_the_limit_and_the_rest_still_runs(dirs,
     summaries = run(dirs, model)
 
     assert [(s["file"], s["status"]) for s in summaries] == [
-        ("a_wide.csv", "failed"), ("b_good.csv", "ok"),
-    ]  # fmt: skip
+        ("a_wide.csv", "failed"),
+        ("b_good.csv", "ok"),
+    ]
     reason = (dirs.failed / "a_wide.csv.error.txt").read_text()
     assert reason.startswith("a_wide.csv has 1,020 columns; the limit is 500")
     assert "HOMEVALUE_BATCH_MAX_COLUMNS" in reason
@@ -475,16 +496,19 @@ def test_a_damaged_history_is_set_aside_and_scoring_goes_on(dirs, model, capsys,
     new_output = dirs.outbox / "daily.run3.scored.csv"
     assert printed.out == f"daily.csv: 6 scored, 0 rejected -> {new_output}\n"
     assert everything_in(dirs.outbox) == [
-        "daily.run1.rejected.csv", "daily.run1.scored.csv",
-        "daily.run3.rejected.csv", "daily.run3.scored.csv",
-    ]  # fmt: skip
+        "daily.run1.rejected.csv",
+        "daily.run1.scored.csv",
+        "daily.run3.rejected.csv",
+        "daily.run3.scored.csv",
+    ]
     if damage is _random_bytes:
         beside = sorted(p.name.removeprefix(aside.name) for p in dirs.root.glob(aside.name + "*"))
         assert beside == ["", "-shm", "-wal"]
     history = run_history(dirs.history)
     assert history[["id", "file", "status"]].values.tolist() == [
-        [3, "daily.csv", "ok"], [2, "history.sqlite", "reset"],
-    ]  # fmt: skip
+        [3, "daily.csv", "ok"],
+        [2, "history.sqlite", "reset"],
+    ]
     assert history["error"].iloc[1] == (
         f"the previous history could not be read ({reason}); it was moved to {aside.name}"
     )
@@ -551,8 +575,11 @@ def test_a_write_failing_mid_file_in_a_real_run_keeps_that_file_and_scores_the_n
 
     finished = subprocess.run(
         homevalue_command("batch", "inbox", "--inbox", str(dirs.inbox)),
-        capture_output=True, text=True, timeout=120, preexec_fn=_file_size_limit(2**20),
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=_file_size_limit(2**20),
+    )
 
     assert finished.returncode == 1, finished.stderr
     assert finished.stderr == ""
@@ -640,15 +667,19 @@ def test_a_file_written_slowly_during_a_real_run_with_settle_0_is_not_scored_hal
     source = dirs.inbox / "slow.csv"
     writer = subprocess.Popen(
         [sys.executable, "-c", WRITER.format(path=str(source)), ",".join(given.columns), *rows],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     environment = {k: v for k, v in os.environ.items() if not k.startswith("HOMEVALUE_BATCH_")}
     try:
         assert writer.stdout.readline() == "started\n"
         job = subprocess.run(
             homevalue_command("batch", "inbox", "--inbox", str(dirs.inbox), "--settle", "0"),
-            capture_output=True, text=True, timeout=60, env=environment,
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=environment,
+        )
         assert writer.poll() is None, "the writer finished before the run: nothing was tested"
     finally:
         writer.wait(timeout=60)
@@ -661,8 +692,11 @@ def test_a_file_written_slowly_during_a_real_run_with_settle_0_is_not_scored_hal
 
     again = subprocess.run(
         homevalue_command("batch", "inbox", "--inbox", str(dirs.inbox), "--settle", "0"),
-        capture_output=True, text=True, timeout=60, env=environment,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=environment,
+    )
 
     assert again.stdout == (
         f"slow.csv: 200 scored, 0 rejected -> {dirs.outbox / 'slow.run1.scored.csv'}\n"

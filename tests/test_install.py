@@ -26,12 +26,28 @@ from homevalue import config
 
 # The names `import homevalue as hv` has offered notebooks and scripts all along.
 PUBLIC_NAMES = [
-    "BatchFileError", "Feature", "Flag", "HomevalueError", "Model", "ModelError",
-    "ModelFileError", "ModelMissingError", "ModelRuntimeError", "ModelSchemaError",
-    "ModelVersionError", "Prediction", "Problem", "Schema", "ValidationError",
-    "comparable_sales", "load_model", "predict_frame", "predict_one", "read_card",
+    "BatchFileError",
+    "Feature",
+    "Flag",
+    "HomevalueError",
+    "Model",
+    "ModelError",
+    "ModelFileError",
+    "ModelMissingError",
+    "ModelRuntimeError",
+    "ModelSchemaError",
+    "ModelVersionError",
+    "Prediction",
+    "Problem",
+    "Schema",
+    "ValidationError",
+    "comparable_sales",
+    "load_model",
+    "predict_frame",
+    "predict_one",
+    "read_card",
     "score_frame",
-]  # fmt: skip
+]
 HEAVY = ("pandas", "numpy", "sklearn", "lightgbm", "pyarrow", "homevalue.model")
 STEP_TIMEOUT = 180
 PRICE_SCRIPT = """
@@ -58,8 +74,20 @@ def within(path: str | Path, folder: Path) -> bool:
 def wheel(tmp_path_factory) -> Path:
     """The wheel of this checkout, built as `pip wheel .` builds it, but offline."""
     dist = tmp_path_factory.mktemp("dist")
-    run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-         "--no-index", "--wheel-dir", str(dist), str(config.PROJ_ROOT)])  # fmt: skip
+    run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--wheel-dir",
+            str(dist),
+            str(config.PROJ_ROOT),
+        ]
+    )
     (built,) = dist.glob("homevalue-*.whl")
     return built
 
@@ -73,8 +101,19 @@ def wheel_python(wheel, tmp_path_factory) -> Path:
     version = f"python{sys.version_info.major}.{sys.version_info.minor}"
     dependencies = "\n".join(site.getsitepackages())  # .venv's, not its .pth files
     (venv / "lib" / version / "site-packages" / "dependencies.pth").write_text(dependencies)
-    run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps",
-         "--no-index", str(wheel)])  # fmt: skip
+    run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(python),
+            "install",
+            "--no-deps",
+            "--no-index",
+            str(wheel),
+        ]
+    )
     return python
 
 
@@ -94,8 +133,14 @@ def outside(tmp_path) -> tuple[Path, dict]:
 
 def test_the_wheel_carries_the_model_and_the_template(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
-    for name in (config.CARD_JSON, config.CARD_PIN, config.BOOSTER_FILE, config.MODEL_FILE,
-                 config.REFERENCE_SALES, config.HOLDOUT_PREDICTIONS):  # fmt: skip
+    for name in (
+        config.CARD_JSON,
+        config.CARD_PIN,
+        config.BOOSTER_FILE,
+        config.MODEL_FILE,
+        config.REFERENCE_SALES,
+        config.HOLDOUT_PREDICTIONS,
+    ):
         assert f"homevalue/data/model/{name}" in names
     assert "homevalue/data/new_listings.csv" in names
     assert any(n.endswith("share/jupyter/voila/templates/homevalue/conf.json") for n in names)
@@ -107,8 +152,7 @@ def test_the_installed_wheel_prices_a_house_from_its_own_model(
 ):
     folder, env = outside
     expected = homevalue.predict_one(good_house, model=model)
-    done = run([str(wheel_python), "-c", PRICE_SCRIPT, json.dumps(good_house)],
-               cwd=folder, env=env)  # fmt: skip
+    done = run([str(wheel_python), "-c", PRICE_SCRIPT, json.dumps(good_house)], cwd=folder, env=env)
     found = json.loads(done.stdout)
     venv = wheel_python.parents[1]
     assert within(found["package"], venv)
@@ -124,8 +168,7 @@ def test_the_installed_wheel_prices_a_house_from_its_own_model(
 def test_without_compiled_trees_it_prices_with_lightgbm(wheel_python, outside, model, good_house):
     folder, env = outside
     env["HOMEVALUE_CACHE_DIR"] = str(folder / "empty-cache")
-    done = run([str(wheel_python), "-c", PRICE_SCRIPT, json.dumps(good_house)],
-               cwd=folder, env=env)  # fmt: skip
+    done = run([str(wheel_python), "-c", PRICE_SCRIPT, json.dumps(good_house)], cwd=folder, env=env)
     found = json.loads(done.stdout)
     assert found["compiled"] is False
     assert found["price"] == pytest.approx(homevalue.predict_one(good_house).price, abs=0.5)
@@ -143,8 +186,11 @@ def test_the_installed_wheel_scores_a_file_and_writes_under_its_home(
         writer.writeheader()
         writer.writerows(rows)
     homevalue_command = wheel_python.parent / "homevalue"
-    run([str(homevalue_command), "batch", "score", "houses.csv", "--out", "results"],
-        cwd=folder, env=env)  # fmt: skip
+    run(
+        [str(homevalue_command), "batch", "score", "houses.csv", "--out", "results"],
+        cwd=folder,
+        env=env,
+    )
     with (folder / "results" / "houses.scored.csv").open() as scored:
         prices = [float(row["predicted_price"]) for row in csv.DictReader(scored)]
     expected = [homevalue.predict_one(row).price for row in rows[:2]]

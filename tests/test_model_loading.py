@@ -438,11 +438,20 @@ def _bands(card: dict) -> list[dict]:
         lambda card: card.pop("accuracy_here"),
     ],
     ids=[
-        "no-bands", "empty", "closed-below", "closed-above", "gap", "descending",
-        "negative-width", "text-width", "coverage-over-1", "accuracy-bands", "accuracy-place",
+        "no-bands",
+        "empty",
+        "closed-below",
+        "closed-above",
+        "gap",
+        "descending",
+        "negative-width",
+        "text-width",
+        "coverage-over-1",
+        "accuracy-bands",
+        "accuracy-place",
         "no-accuracy",
     ],
-)  # fmt: skip
+)
 def test_a_card_whose_bands_or_accuracy_cannot_be_used_is_a_model_file_error(model_copy, change):
     """A price must never get another band's interval, or none: such a card is refused."""
     edit_card(model_copy, change)

@@ -91,8 +91,10 @@ def test_profiles_of_parts_add_up_to_the_whole(reference, model):
     sales = pd.read_csv(model.path / config.REFERENCE_SALES)
     whole = score_frame(sales, model=model)
     prices = whole.scored[PRICE].to_numpy()
-    parts = [profile_rows(reference, whole.inputs[s], prices[s])
-             for s in (slice(0, 100), slice(100, 1000), slice(1000, None))]  # fmt: skip
+    parts = [
+        profile_rows(reference, whole.inputs[s], prices[s])
+        for s in (slice(0, 100), slice(100, 1000), slice(1000, None))
+    ]
     total = sum_profiles(parts)
     assert total.rows == len(sales)
     one = profile_rows(reference, whole.inputs, prices)
@@ -284,10 +286,18 @@ def test_the_page_with_history_shows_volume_drift_and_prices(tmp_path, model, re
     for seed, shift in ((6, 1.0), (7, 1.6)):
         source = sample_file(tmp_path / f"f{seed}.csv", sales, 600, seed=seed, Gr_Liv_Area=shift)
         result = score_file(source, tmp_path / "out", model=model)
-        record_upload(history, file=source.name, sha256=str(seed), status="ok",
-                      started_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-                      rows_scored=result.rows_scored, rows_rejected=result.rows_rejected,
-                      source="cli", profile=result.profile, card=model.card)  # fmt: skip
+        record_upload(
+            history,
+            file=source.name,
+            sha256=str(seed),
+            status="ok",
+            started_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            rows_scored=result.rows_scored,
+            rows_rejected=result.rows_rejected,
+            source="cli",
+            profile=result.profile,
+            card=model.card,
+        )
     page = MonitoringPage(inbox=history.parent / "inbox")
     grid = page.drift_html.value
     assert grid.count("<tr>") == len(reference.names) + 1  # the header and one per input

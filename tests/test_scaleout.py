@@ -115,9 +115,16 @@ def test_the_cli_on_an_existing_cluster_matches_the_cli_in_one_process(tmp_path,
     assert cli.main(["batch", "score", str(tmp_path / "in"), "--out", str(tmp_path / "here")]) == 0
     printed_here = capsys.readouterr().out
     code = cli.main(
-        ["batch", "score", str(tmp_path / "in"), "--out", str(tmp_path / "there"),
-         "--cluster", address]
-    )  # fmt: skip
+        [
+            "batch",
+            "score",
+            str(tmp_path / "in"),
+            "--out",
+            str(tmp_path / "there"),
+            "--cluster",
+            address,
+        ]
+    )
     printed_there = capsys.readouterr()
 
     assert code == 0, printed_there.err
@@ -136,11 +143,21 @@ def test_the_real_command_with_workers_starts_and_closes_its_own_cluster(tmp_pat
 
     finished = subprocess.run(
         homevalue_command(
-            "batch", "score", str(tmp_path / "in"), "--out", str(tmp_path / "there"),
-            "--workers", "2", "--chunk-rows", str(CHUNK_ROWS),
+            "batch",
+            "score",
+            str(tmp_path / "in"),
+            "--out",
+            str(tmp_path / "there"),
+            "--workers",
+            "2",
+            "--chunk-rows",
+            str(CHUNK_ROWS),
         ),
-        capture_output=True, text=True, cwd=tmp_path, timeout=180,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=180,
+    )
 
     assert finished.returncode == 0, finished.stderr
     assert finished.stderr == ""  # no log lines from Dask: cron mails only what matters

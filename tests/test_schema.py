@@ -303,7 +303,7 @@ SPELLINGS = [  # (field, as written, code)
     ("Bldg_Type", "two-family conversion", "TwoFmCon"),
     ("Overall_Cond", "above average", "Above_Average"),
     ("Overall_Cond", "VERY_GOOD", "Very_Good"),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize(("field", "written", "code"), SPELLINGS)

@@ -33,8 +33,13 @@ def csv_bytes(frame: pd.DataFrame) -> bytes:
 
 def upload(page: BatchPage, name: str, content: bytes) -> None:
     """What the browser's FileUpload sends when a viewer picks a file."""
-    item = {"name": name, "type": "text/csv", "size": len(content),
-            "content": memoryview(content), "last_modified": datetime.now(UTC)}  # fmt: skip
+    item = {
+        "name": name,
+        "type": "text/csv",
+        "size": len(content),
+        "content": memoryview(content),
+        "last_modified": datetime.now(UTC),
+    }
     page.upload.value = (item,)
 
 
@@ -170,16 +175,26 @@ def body_rows(html: str) -> list[list[str]]:
 
 def test_the_table_leads_with_the_prices_as_money_and_the_download_keeps_its_order(page):
     headers = header_row(page.table_html.value)
-    assert headers[:7] == ["Predicted price", "Low (80% range)", "High (80% range)", "Flags",
-                           "Model", "Dollars of", "Row"]  # fmt: skip
+    assert headers[:7] == [
+        "Predicted price",
+        "Low (80% range)",
+        "High (80% range)",
+        "Flags",
+        "Model",
+        "Dollars of",
+        "Row",
+    ]
     scored = page.outcome.scored
     inputs = [c for c in scored.columns if c not in PRICE_COLUMNS and c != "row"]
     assert headers[7:] == inputs
     first = body_rows(page.table_html.value)[0]
     top = page.outcome.prices.max()  # highest first
     row = scored.loc[page.outcome.prices.idxmax()]
-    assert first[:3] == [render.money(top), render.money(float(row["price_low"])),
-                         render.money(float(row["price_high"]))]  # fmt: skip
+    assert first[:3] == [
+        render.money(top),
+        render.money(float(row["price_low"])),
+        render.money(float(row["price_high"])),
+    ]
     assert first[3:7] == [row["flags"], row["model_version"], row["dollars_of"], row["row"]]
     # the download keeps the batch job's documented order: the file's columns, then prices
     header = downloaded(page, "scored").decode().splitlines()[0].split(",")
@@ -217,9 +232,14 @@ def test_history_times_are_readable_and_counts_are_whole_numbers(page, model):
     shown = body_rows(page.history_html.value)
     assert header_row(page.history_html.value)[:4] == ["Started (UTC)", "File", "From", "Status"]
     started = datetime.fromisoformat(runs["started_at"].iloc[1].replace("Z", "+00:00"))
-    assert shown[1][:6] == [started.strftime("%Y-%m-%d %H:%M UTC"), "monday.csv", "inbox", "ok",
-                            f"{runs['rows_scored'].iloc[1]:.0f}",
-                            f"{runs['rows_rejected'].iloc[1]:.0f}"]  # fmt: skip
+    assert shown[1][:6] == [
+        started.strftime("%Y-%m-%d %H:%M UTC"),
+        "monday.csv",
+        "inbox",
+        "ok",
+        f"{runs['rows_scored'].iloc[1]:.0f}",
+        f"{runs['rows_rejected'].iloc[1]:.0f}",
+    ]
     assert shown[0][1] == "broken.csv" and shown[0][3:6] == ["failed", "", ""]
     assert utc_time("2026-11-30T23:05:09.123456Z") == "2026-11-30 23:05 UTC"
     assert utc_time(None) == "" and utc_time("not a time") == "not a time"
@@ -252,16 +272,19 @@ def test_page_uploads_are_recorded_in_the_history_with_their_source(page, refere
 
     runs = run_history(page.dirs.history)
     assert runs[["file", "source", "status"]].values.tolist() == [
-        ["x.csv", "page", "failed"], ["mine.csv", "page", "ok"]
-    ]  # fmt: skip
+        ["x.csv", "page", "failed"],
+        ["mine.csv", "page", "ok"],
+    ]
     assert runs["rows_scored"].tolist()[1:] == [9] and runs["rows_rejected"].tolist()[1:] == [1]
     assert runs[["rows_scored", "rows_rejected"]].iloc[0].isna().all()
     assert "lacks required column" in runs["error"].iloc[0]
     assert (runs["model_version"] == page.model.version).all()
     assert runs["output"].isna().all()  # the outputs went to the viewer
     shown = body_rows(page.history_html.value)
-    assert [row[1:4] for row in shown] == [["x.csv", "page upload", "failed"],
-                                           ["mine.csv", "page upload", "ok"]]  # fmt: skip
+    assert [row[1:4] for row in shown] == [
+        ["x.csv", "page upload", "failed"],
+        ["mine.csv", "page upload", "ok"],
+    ]
 
 
 def test_a_history_that_cannot_take_an_upload_leaves_the_viewer_their_result(page, reference):

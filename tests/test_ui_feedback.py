@@ -34,7 +34,12 @@ def test_reporting_a_sale_keeps_it_against_the_price_shown(page, model, feedback
     expected = homevalue.predict_one(page.form.values(), model=model)
     [row] = stored_reports(feedback_store)
     assert (row["source"], row["kind"], row["sale_price"], row["sale_year"], row["sale_month"]) == (
-        "page", "sale", 182_000, 2009, 6)  # fmt: skip
+        "page",
+        "sale",
+        182_000,
+        2009,
+        6,
+    )
     assert row["predicted_price"] == expected.price and row["client"] == box.client
     assert "Thank you: the sale for $182,000 in June 2009 was recorded" in box.result.value
     assert money(expected.price) in box.result.value
@@ -98,7 +103,8 @@ def test_one_page_is_one_sender_for_the_flood_limit(model, feedback_store, monke
     first.feedback_box.sale_button.click()
     monkeypatch.setattr(feedback, "record", keep)
     assert "Not recorded: this page has sent 2 reports in the last hour" in (
-        first.feedback_box.result.value)  # fmt: skip
+        first.feedback_box.result.value
+    )
     second.feedback_box.sale_price.value = "182,000"
     second.feedback_box.sale_button.click()
     assert "Thank you" in second.feedback_box.result.value
@@ -146,8 +152,9 @@ def test_live_accuracy_sits_beside_the_holdouts(model, feedback_store, good_hous
     assert text.startswith("2 reported sales") and "looks wrong: too_low 1" in text
 
 
-def test_the_report_page_shows_live_accuracy_with_a_stable_summary(model, feedback_store,
-                                                                   good_house):  # fmt: skip
+def test_the_report_page_shows_live_accuracy_with_a_stable_summary(
+    model, feedback_store, good_house
+):
     empty = ReportPage().live
     p = homevalue.predict_one(good_house, model=model)
     feedback.record(p, Sale(p.price), source="api", client="api:a")

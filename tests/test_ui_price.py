@@ -95,9 +95,16 @@ def test_the_sold_houses_come_once_the_browser_has_drawn_the_map(page, model):
 def test_a_retrained_schema_gets_its_own_form(model):
     """A feature the notebook never heard of appears in the form with its own widget."""
     extra = homevalue.Feature(
-        "Pool_Area", "integer", "Pool area", unit="sq ft", min=0, max=2000,
-        train_min=0, train_max=800, default=0,
-    )  # fmt: skip
+        "Pool_Area",
+        "integer",
+        "Pool area",
+        unit="sq ft",
+        min=0,
+        max=2000,
+        train_min=0,
+        train_max=800,
+        default=0,
+    )
     schema = homevalue.Schema((*model.schema.features, extra))
     form = HouseForm(schema)
     assert form.inputs["Pool_Area"].description == "Pool area"
@@ -140,9 +147,10 @@ def test_the_price_states_its_bands_coverage_and_the_median_error_here(page, mod
         f"(North Ames, {north_ames['n_test']} test sales)"
     ) in shown
     few = next(
-        n for n in model.schema.by_name["Neighborhood"].categories
+        n
+        for n in model.schema.by_name["Neighborhood"].categories
         if n not in accuracy["neighbourhoods"]
-    )  # fmt: skip
+    )
     page.form.inputs["Neighborhood"].value = few
     band = next(b for b in accuracy["bands"] if b["low"] == page.last.price_band["low"])
     assert (
@@ -337,9 +345,17 @@ def test_clicking_a_sale_offers_to_start_from_it(page, reference):
 
 
 def test_the_url_prefills_the_form_and_reports_what_it_could_not_use(page, model):
-    page.apply_request({"Gr_Liv_Area": "1800", "lat": "42.03", "lon": "-93.62",
-                        "Year_Built": "abc", "colour": "red", "theme": "dark",
-                        "token": "s3cret"})  # fmt: skip
+    page.apply_request(
+        {
+            "Gr_Liv_Area": "1800",
+            "lat": "42.03",
+            "lon": "-93.62",
+            "Year_Built": "abc",
+            "colour": "red",
+            "theme": "dark",
+            "token": "s3cret",
+        }
+    )
     values = page.form.values()
     assert (values["Gr_Liv_Area"], values[LAT], values[LON]) == (1800, 42.03, -93.62)
     assert values["Year_Built"] == model.schema.by_name["Year_Built"].default  # bad, not used
@@ -351,14 +367,18 @@ def test_the_url_prefills_the_form_and_reports_what_it_could_not_use(page, model
 
 def test_a_link_may_name_a_category_by_its_label_in_any_case(page):
     """?Neighborhood=north+ames&Central_Air=no&Bldg_Type=Townhouse%2C+end+unit"""
-    query = dict(urllib.parse.parse_qsl(
-        "Neighborhood=north+ames&Central_Air=no&Bldg_Type=Townhouse%2C+end+unit"
-    ))  # fmt: skip
+    query = dict(
+        urllib.parse.parse_qsl(
+            "Neighborhood=north+ames&Central_Air=no&Bldg_Type=Townhouse%2C+end+unit"
+        )
+    )
     page.apply_request(query)
     values = page.form.values()
     assert (values["Neighborhood"], values["Central_Air"], values["Bldg_Type"]) == (
-        "North_Ames", "N", "TwnhsE"
-    )  # fmt: skip
+        "North_Ames",
+        "N",
+        "TwnhsE",
+    )
     assert "not used" not in page.status.value
 
 
@@ -486,9 +506,13 @@ def _voila_environment(monkeypatch, port: int) -> None:
     """What Voilà puts in a preheated kernel's environment before its viewer arrives (set
     through monkeypatch, so what the request adds is undone after the test)."""
     variables = {
-        "VOILA_PREHEAT": "True", "VOILA_KERNEL_ID": "k-1", "VOILA_APP_PORT": str(port),
-        "VOILA_SERVER_URL": "/", "QUERY_STRING": "", "SCRIPT_NAME": "",
-    }  # fmt: skip
+        "VOILA_PREHEAT": "True",
+        "VOILA_KERNEL_ID": "k-1",
+        "VOILA_APP_PORT": str(port),
+        "VOILA_SERVER_URL": "/",
+        "QUERY_STRING": "",
+        "SCRIPT_NAME": "",
+    }
     for name, value in variables.items():
         monkeypatch.setenv(name, value)
 

@@ -22,22 +22,29 @@ from homevalue.ui.report import ReportPage
 
 def sale(where, sale_price, predicted, low, high, lat=42.0, lon=-93.6) -> dict:
     return {
-        "Neighborhood": where, "Latitude": lat, "Longitude": lon, "Sale_Price": sale_price,
-        "Predicted_Price": predicted, "Price_Low": low, "Price_High": high,
-    }  # fmt: skip
+        "Neighborhood": where,
+        "Latitude": lat,
+        "Longitude": lon,
+        "Sale_Price": sale_price,
+        "Predicted_Price": predicted,
+        "Price_Low": low,
+        "Price_High": high,
+    }
 
 
 @pytest.fixture
 def tiny() -> pd.DataFrame:
     """Six test sales in three neighbourhoods; intervals are predicted × 0.9 to × 1.1."""
-    return pd.DataFrame([
-        sale("A", 100_000, 110_000, 99_000, 121_000, lat=42.00),  # +10%, inside
-        sale("A", 200_000, 180_000, 162_000, 198_000, lat=42.02),  # -10%, outside
-        sale("B", 100_000, 125_000, 112_500, 137_500),  # +25%, outside
-        sale("C", 200_000, 190_000, 171_000, 209_000),  # -5%, inside
-        sale("C", 300_000, 270_000, 243_000, 300_000),  # -10%, on the upper end: inside
-        sale("C", 400_000, 400_000, 360_000, 440_000),  # exact, inside
-    ])  # fmt: skip
+    return pd.DataFrame(
+        [
+            sale("A", 100_000, 110_000, 99_000, 121_000, lat=42.00),  # +10%, inside
+            sale("A", 200_000, 180_000, 162_000, 198_000, lat=42.02),  # -10%, outside
+            sale("B", 100_000, 125_000, 112_500, 137_500),  # +25%, outside
+            sale("C", 200_000, 190_000, 171_000, 209_000),  # -5%, inside
+            sale("C", 300_000, 270_000, 243_000, 300_000),  # -10%, on the upper end: inside
+            sale("C", 400_000, 400_000, 360_000, 440_000),  # exact, inside
+        ]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -147,10 +154,13 @@ def test_metrics_panel_states_the_card_figures(page, card):
     assert f"5-fold CV RMSLE {cv['rmsle_mean']:.3f} ± {cv['rmsle_sd']:.3f}" in text
     assert f"{cv['rmsle_mean']:.3f} ± {cv['rmsle_sd']:.3f}" in page.metrics.children[0].value
     for shown in (
-        f"RMSLE {m['rmsle']:.3f}", f"MAPE {m['mape_percent']:.1f}%",
-        f"median APE {m['median_ape_percent']:.1f}%", f"MAE ${m['mae_dollars']:,.0f}",
-        f"R² (log price) {m['r2_log']:.3f}", f"model {card['model_version']}",
-    ):  # fmt: skip
+        f"RMSLE {m['rmsle']:.3f}",
+        f"MAPE {m['mape_percent']:.1f}%",
+        f"median APE {m['median_ape_percent']:.1f}%",
+        f"MAE ${m['mae_dollars']:,.0f}",
+        f"R² (log price) {m['r2_log']:.3f}",
+        f"model {card['model_version']}",
+    ):
         assert shown in text
     markup = page.metrics.children[0].value
     assert f"{m['rmsle']:.3f}" in markup and "How to read it" in markup

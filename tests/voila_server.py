@@ -159,9 +159,15 @@ def serve(
     port = port or free_port()
     command = ["make", "-s", "serve", f"PORT={port}"]
     if upstream:
-        command = [str(PROJ_ROOT / ".venv/bin/voila"), "--no-browser", f"--port={port}",
-                   "--Voila.port_retries=0", *UPSTREAM_CLASSES, *voila_args.split(),
-                   str(notebooks or NOTEBOOKS)]  # fmt: skip
+        command = [
+            str(PROJ_ROOT / ".venv/bin/voila"),
+            "--no-browser",
+            f"--port={port}",
+            "--Voila.port_retries=0",
+            *UPSTREAM_CLASSES,
+            *voila_args.split(),
+            str(notebooks or NOTEBOOKS),
+        ]
     else:
         if notebooks is not None:
             command.append(f"NOTEBOOKS={notebooks}")

@@ -76,9 +76,19 @@ access_log = logging.getLogger("homevalue.api.access")
 
 # What GET /v1/model shows of the card: the facts a client needs, not the artifact's hashes.
 CARD_KEYS = (
-    "model_version", "trained_at", "target", "estimator", "features", "metrics",
-    "cross_validation", "interval", "accuracy_here", "price_bounds", "data", "versions",
-)  # fmt: skip
+    "model_version",
+    "trained_at",
+    "target",
+    "estimator",
+    "features",
+    "metrics",
+    "cross_validation",
+    "interval",
+    "accuracy_here",
+    "price_bounds",
+    "data",
+    "versions",
+)
 PREDICT_PATH = "/v1/predict"
 FEEDBACK_PATH = "/v1/feedback"
 EXPLAIN_KEY = "explain"  # in a house or the query: not a field, the option to explain

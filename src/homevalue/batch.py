@@ -877,9 +877,14 @@ def score_file(
             raise earlier from earlier.__cause__  # its own cause (the OSError) kept
         raise
     return BatchResult(
-        source, scored_path, rejected_path, counts["scored"], counts["rejected_rows"],
-        model.version, profile,
-    )  # fmt: skip
+        source,
+        scored_path,
+        rejected_path,
+        counts["scored"],
+        counts["rejected_rows"],
+        model.version,
+        profile,
+    )
 
 
 def fingerprint(path: Path) -> tuple[int, int]:

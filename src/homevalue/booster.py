@@ -59,14 +59,27 @@ def _library() -> ctypes.CDLL:
     library.LGBM_GetLastError.restype = ctypes.c_char_p
     # Declared, so a wrong argument is a TypeError here rather than a misread in C.
     library.LGBM_BoosterCalcNumPredict.argtypes = [
-        ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int,
+        ctypes.c_void_p,
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_int,
         ctypes.POINTER(ctypes.c_int64),
-    ]  # fmt: skip
+    ]
     library.LGBM_BoosterPredictForMat.argtypes = [
-        ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_int32, ctypes.c_int32,
-        ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_char_p,
-        ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(ctypes.c_double),
-    ]  # fmt: skip
+        ctypes.c_void_p,
+        ctypes.c_void_p,
+        ctypes.c_int,
+        ctypes.c_int32,
+        ctypes.c_int32,
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_char_p,
+        ctypes.POINTER(ctypes.c_int64),
+        ctypes.POINTER(ctypes.c_double),
+    ]
     return library
 
 
@@ -179,9 +192,14 @@ class NativeBooster:
         size = ctypes.c_int64(rows)
         if kind != _PREDICT_NORMAL:
             _call(
-                "LGBM_BoosterCalcNumPredict", self._handle, rows, kind, 0, _ALL_ITERATIONS,
+                "LGBM_BoosterCalcNumPredict",
+                self._handle,
+                rows,
+                kind,
+                0,
+                _ALL_ITERATIONS,
                 ctypes.byref(size),
-            )  # fmt: skip
+            )
         out = np.empty(size.value, dtype=np.float64)
         written = ctypes.c_int64()
         _call(

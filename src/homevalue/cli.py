@@ -41,55 +41,72 @@ def _parser() -> argparse.ArgumentParser:
 
     score = jobs.add_parser("score", help="score CSV or Parquet files: a file, a folder or a glob")
     score.add_argument(
-        "paths", nargs="+", metavar="FILE|FOLDER|GLOB",
+        "paths",
+        nargs="+",
+        metavar="FILE|FOLDER|GLOB",
         help="files to score: a file, a folder (its .csv and .parquet files) or a quoted "
         "glob pattern such as 'data/*.csv'; several may be given",
-    )  # fmt: skip
+    )
     score.add_argument("--out", type=Path, default=Path("."), help="output folder (default .)")
     score.add_argument("--chunk-rows", type=int, default=config.BATCH_CHUNK_ROWS)
     score.add_argument(
-        "--explain", action="store_true",
+        "--explain",
+        action="store_true",
         help="add why each price is what it is: base_price and contribution_<field> columns, "
         "in dollars, adding up to predicted_price (slower: about 2 ms per row per thread)",
-    )  # fmt: skip
+    )
     where = score.add_mutually_exclusive_group()
     where.add_argument(
-        "--workers", type=int, metavar="N",
+        "--workers",
+        type=int,
+        metavar="N",
         help="score on a Dask cluster of N worker processes on this machine, a file per "
         "task (default: one process, one file after another)",
-    )  # fmt: skip
+    )
     where.add_argument(
-        "--cluster", metavar="tcp://HOST:8786",
+        "--cluster",
+        metavar="tcp://HOST:8786",
         help="score on an existing Dask cluster (its scheduler's address); its workers need "
         "the same homevalue and model, and the files and --out at the same paths",
-    )  # fmt: skip
+    )
     score.add_argument(
-        "--threads-per-worker", type=int, default=None, metavar="T",
+        "--threads-per-worker",
+        type=int,
+        default=None,
+        metavar="T",
         help="with --workers: files each worker scores at once (default 1)",
-    )  # fmt: skip
+    )
 
     jobs.add_parser(
-        "schema", help="list the columns a file may have: ranges, and every category's code "
+        "schema",
+        help="list the columns a file may have: ranges, and every category's code "
         "and label (either is accepted, in any case)",
-    )  # fmt: skip
+    )
 
-    for name, text in (("inbox", "score every new file in the inbox"),
-                       ("history", "show recent inbox runs")):  # fmt: skip
+    for name, text in (
+        ("inbox", "score every new file in the inbox"),
+        ("history", "show recent inbox runs"),
+    ):
         job = jobs.add_parser(name, help=text)
         job.add_argument(
-            "--inbox", type=Path, default=None,
+            "--inbox",
+            type=Path,
+            default=None,
             help=f"inbox folder (default {config.BATCH_INBOX}, env HOMEVALUE_BATCH_INBOX)",
-        )  # fmt: skip
+        )
         if name == "history":
             job.add_argument("--limit", type=int, default=20)
         else:
             job.add_argument(
-                "--settle", type=float, default=None, metavar="SECONDS",
+                "--settle",
+                type=float,
+                default=None,
+                metavar="SECONDS",
                 help="leave files modified more recently than this for the next run "
                 f"(default {config.BATCH_SETTLE_SECONDS:g}, env HOMEVALUE_BATCH_SETTLE_SECONDS); "
                 "whatever it is, a file must also look the same twice, "
                 f"{config.BATCH_LOOK_SECONDS:g} s apart (env HOMEVALUE_BATCH_LOOK_SECONDS)",
-            )  # fmt: skip
+            )
     _monitor_parser(commands)
     return parser
 
@@ -105,23 +122,31 @@ def _since(text: str):
 
 def _monitor_parser(commands) -> None:
     monitor = commands.add_parser(
-        "monitor", help="the batch runs of a period: volume, rejections, drift against the "
+        "monitor",
+        help="the batch runs of a period: volume, rejections, drift against the "
         f"training data; exit {config.EXIT_DRIFT} when drift crosses a threshold (cron alert)",
-    )  # fmt: skip
+    )
     monitor.add_argument(
-        "--since", type=_since, default="7d", metavar="PERIOD",
+        "--since",
+        type=_since,
+        default="7d",
+        metavar="PERIOD",
         help="the period: 90m, 24h, 7d (default), 2w, a UTC date such as 2026-11-23, or all",
-    )  # fmt: skip
+    )
     monitor.add_argument(
-        "--inbox", type=Path, default=None,
+        "--inbox",
+        type=Path,
+        default=None,
         help=f"the batch job whose history to read (default {config.BATCH_INBOX}, env "
         "HOMEVALUE_BATCH_INBOX)",
-    )  # fmt: skip
+    )
     monitor.add_argument(
-        "--fail-on", choices=("act", "watch"), default="act",
+        "--fail-on",
+        choices=("act", "watch"),
+        default="act",
         help=f"exit {config.EXIT_DRIFT} when a PSI reaches this threshold (act "
         f"{config.PSI_ACT:g}, default; watch {config.PSI_WATCH:g})",
-    )  # fmt: skip
+    )
 
 
 def _score(args) -> int:
@@ -221,11 +246,18 @@ def _record_score(source: Path, result, started: str) -> None:
     history = BatchDirs(config.batch_inbox()).history
     try:
         record_upload(
-            history, file=Path(source).name, sha256=sha256_file(source), status="ok",
-            started_at=started, rows_scored=result.rows_scored,
-            rows_rejected=result.rows_rejected, model_version=result.model_version,
-            source="cli", profile=result.profile, card=load_model().card,
-        )  # fmt: skip
+            history,
+            file=Path(source).name,
+            sha256=sha256_file(source),
+            status="ok",
+            started_at=started,
+            rows_scored=result.rows_scored,
+            rows_rejected=result.rows_rejected,
+            model_version=result.model_version,
+            source="cli",
+            profile=result.profile,
+            card=load_model().card,
+        )
     except (OSError, sqlite3.Error) as error:
         logging.getLogger("homevalue").warning(
             "the run was scored but not recorded in the history %s: %s", history, error

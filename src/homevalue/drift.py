@@ -140,10 +140,11 @@ class Histogram:
             return ["all"]
         middle = [
             # a bin of one whole number (a count's own bin) is named by it: "2", not "2 to 3"
-            low if not money and self.edges[i + 1] - self.edges[i] == 1 and low.isdigit()
+            low
+            if not money and self.edges[i + 1] - self.edges[i] == 1 and low.isdigit()
             else f"{low} to {high}"
             for i, (low, high) in enumerate(zip(shown[:-1], shown[1:], strict=True))
-        ]  # fmt: skip
+        ]
         return [f"under {shown[0]}", *middle, f"{shown[-1]} and over"]
 
 

@@ -112,10 +112,14 @@ class Contribution:
 
     def to_dict(self) -> dict:
         return {
-            "feature": self.feature, "label": self.label, "value": self.value,
-            "value_text": self.value_text, "log": self.log, "dollars": self.dollars,
+            "feature": self.feature,
+            "label": self.label,
+            "value": self.value,
+            "value_text": self.value_text,
+            "log": self.log,
+            "dollars": self.dollars,
             "text": self.text,
-        }  # fmt: skip
+        }
 
 
 @dataclass(frozen=True)

@@ -39,8 +39,15 @@ POLICY = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-act
 CHART_WIDTH, CURVE_HEIGHT = 680, 280
 CURVE_MARGIN = {"top": 12, "right": 18, "bottom": 48, "left": 78}
 BAR_ROW, BAR_LABEL, BAR_VALUE = 26, 230, 96  # px: a driver's row, its label, its amount
-COLOURS = {"line": "#21918c", "current": "#b2182b", "up": "#1a9850", "down": "#d73027",
-           "total": "#3b528b", "axis": "#666", "grid": "#ddd"}  # fmt: skip
+COLOURS = {
+    "line": "#21918c",
+    "current": "#b2182b",
+    "up": "#1a9850",
+    "down": "#d73027",
+    "total": "#3b528b",
+    "axis": "#666",
+    "grid": "#ddd",
+}
 
 
 @dataclass(frozen=True)
@@ -307,9 +314,12 @@ def _about_section(v: Valuation) -> str:
         ("Model version", v.model_version),
         *([("Model trained", v.trained_at)] if v.trained_at else []),
         ("Dollars", v.caveat),
-        ("What this is", "An estimate by a statistical model from the house's description "
-                         "and location, not an appraisal."),
-    ]  # fmt: skip
+        (
+            "What this is",
+            "An estimate by a statistical model from the house's description "
+            "and location, not an appraisal.",
+        ),
+    ]
     rows = "".join(f'<tr><th scope="row">{esc(k)}</th><td>{esc(val)}</td></tr>' for k, val in pairs)
     return _section("about", f'<table class="pairs"><tbody>{rows}</tbody></table>\n')
 
@@ -367,10 +377,14 @@ def curve_svg(curve: Curve) -> str:
         f'fill="{COLOURS["current"]}"/>',
         f'<line x1="{m["left"]}" x2="{w - m["right"]}" y1="{h - m["bottom"]}" '
         f'y2="{h - m["bottom"]}" class="axis"/>',
-        _text((m["left"] + w - m["right"]) / 2, h - 8,
-              f"{curve.label}{f' ({curve.unit})' if curve.unit else ''}", css="label"),
+        _text(
+            (m["left"] + w - m["right"]) / 2,
+            h - 8,
+            f"{curve.label}{f' ({curve.unit})' if curve.unit else ''}",
+            css="label",
+        ),
         _text(16, (m["top"] + h - m["bottom"]) / 2, "Price", css="label", turn=-90),
-    ]  # fmt: skip
+    ]
     return _svg(w, h, f"What if: price as {curve.label.lower()} varies", parts)
 
 
@@ -397,8 +411,7 @@ def waterfall_svg(drivers: Drivers, price: float) -> str:
         parts.append(shape.format(y=top + i * BAR_ROW + 4, h=BAR_ROW - 8, middle=middle))
 
     def marker(value: float, colour: str) -> str:
-        return (f'<rect x="{sx(value) - 2}" y="{{y}}" width="4" height="{{h}}" '
-                f'fill="{colour}"/>')  # fmt: skip
+        return f'<rect x="{sx(value) - 2}" y="{{y}}" width="4" height="{{h}}" fill="{colour}"/>'
 
     row(0, drivers.start_label, money(drivers.start), marker(drivers.start, COLOURS["total"]))
     for i, item in enumerate(drivers.items, start=1):
@@ -411,8 +424,9 @@ def waterfall_svg(drivers: Drivers, price: float) -> str:
         )
         row(i, item.label, _signed_money(item.dollars), bar)
     row(rows - 1, "This house", money(price), marker(price, COLOURS["total"]))
-    parts.append(f'<line x1="{BAR_LABEL}" x2="{w - BAR_VALUE}" y1="{axis_y}" y2="{axis_y}" '
-                 'class="axis"/>')  # fmt: skip
+    parts.append(
+        f'<line x1="{BAR_LABEL}" x2="{w - BAR_VALUE}" y1="{axis_y}" y2="{axis_y}" class="axis"/>'
+    )
     return _svg(w, h, "Why this price: what each feature adds to the starting price", parts, "")
 
 

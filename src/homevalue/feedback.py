@@ -80,10 +80,21 @@ CREATE INDEX IF NOT EXISTS feedback_client_time ON feedback (client, created_at)
 CREATE INDEX IF NOT EXISTS feedback_time ON feedback (created_at);
 """
 COLUMNS = (
-    "created_at", "source", "client", "model_version", "house", "predicted_price",
-    "predicted_low", "predicted_high", "kind", "sale_price", "sale_year", "sale_month",
-    "reason", "comment",
-)  # fmt: skip
+    "created_at",
+    "source",
+    "client",
+    "model_version",
+    "house",
+    "predicted_price",
+    "predicted_low",
+    "predicted_high",
+    "kind",
+    "sale_price",
+    "sale_year",
+    "sale_month",
+    "reason",
+    "comment",
+)
 HOUR = timedelta(hours=1)
 # A price as people write it: 182000, 182,000, $182,000, 182000.00 (no "k", no words).
 _PRICE_TEXT = re.compile(r"\$?\s*(\d{1,3}(?:,\d{3})+|\d+)(\.\d+)?")
@@ -292,8 +303,11 @@ def _part(payload: Mapping, name: str, keys: tuple[str, ...]) -> tuple[dict, lis
     part = payload[name]
     if not isinstance(part, Mapping):
         return {}, [Problem(name, part, f"must be an object with {', '.join(keys)}")]
-    extra = [Problem(f"{name}.{key}", part[key], f"is not one of {', '.join(keys)}")
-             for key in part if key not in keys]  # fmt: skip
+    extra = [
+        Problem(f"{name}.{key}", part[key], f"is not one of {', '.join(keys)}")
+        for key in part
+        if key not in keys
+    ]
     return {key: part.get(key) for key in keys}, extra
 
 
@@ -308,8 +322,11 @@ def read_request(
     today = today or datetime.now(UTC)
     if not isinstance(payload, Mapping):
         return None, None, [Problem("body", payload, REQUEST_SHAPE)]
-    problems = [Problem(key, payload[key], f"is not one of {', '.join(REQUEST_KEYS)}")
-                for key in payload if key not in REQUEST_KEYS]  # fmt: skip
+    problems = [
+        Problem(key, payload[key], f"is not one of {', '.join(REQUEST_KEYS)}")
+        for key in payload
+        if key not in REQUEST_KEYS
+    ]
     if "house" not in payload:
         problems.append(Problem("house", None, "is required: the house as priced"))
     given = [name for name in ("sale", "looks_wrong") if name in payload]
@@ -403,10 +420,15 @@ class Receipt:
 
     def to_dict(self) -> dict:
         return {
-            "id": self.id, "recorded_at": self.recorded_at, "kind": self.kind,
-            "model_version": self.model_version, "price": self.price, "low": self.low,
-            "high": self.high, "dollars_of": self.dollars_of,
-        }  # fmt: skip
+            "id": self.id,
+            "recorded_at": self.recorded_at,
+            "kind": self.kind,
+            "model_version": self.model_version,
+            "price": self.price,
+            "low": self.low,
+            "high": self.high,
+            "dollars_of": self.dollars_of,
+        }
 
 
 def _plain(value: object) -> object:
@@ -420,14 +442,21 @@ def _row(prediction: Prediction, report: Report, source: str, client: str, now: 
     sale = report if isinstance(report, Sale) else None
     wrong = report if isinstance(report, LooksWrong) else None
     return (
-        stamp(now), source, client, prediction.model_version,
+        stamp(now),
+        source,
+        client,
+        prediction.model_version,
         json.dumps(prediction.inputs, sort_keys=True, default=_plain),
-        float(prediction.price), float(prediction.low), float(prediction.high),
+        float(prediction.price),
+        float(prediction.low),
+        float(prediction.high),
         "sale" if sale else "looks_wrong",
-        sale.price if sale else None, sale.year if sale else None,
+        sale.price if sale else None,
+        sale.year if sale else None,
         sale.month if sale else None,
-        wrong.reason if wrong else None, wrong.comment if wrong else None,
-    )  # fmt: skip
+        wrong.reason if wrong else None,
+        wrong.comment if wrong else None,
+    )
 
 
 def _wait_text(seconds: int) -> str:
@@ -534,9 +563,15 @@ def record(
     except (sqlite3.Error, OSError) as error:
         raise _store_error(error, path, "recording a report") from error
     return Receipt(
-        cursor.lastrowid, row[0], row[8], prediction.model_version,
-        prediction.price, prediction.low, prediction.high, prediction.dollars_of,
-    )  # fmt: skip
+        cursor.lastrowid,
+        row[0],
+        row[8],
+        prediction.model_version,
+        prediction.price,
+        prediction.low,
+        prediction.high,
+        prediction.dollars_of,
+    )
 
 
 # --- live accuracy --------------------------------------------------------------------------
@@ -617,11 +652,14 @@ def _summarise(db, clause: str, params: list, start, model_version) -> FeedbackS
     ).fetchone()
     median = None
     if count:
-        middle = [row[0] for row in db.execute(
-            "SELECT ABS(predicted_price / sale_price - 1) AS ape FROM feedback "
-            f"WHERE {sales_clause} ORDER BY ape LIMIT ? OFFSET ?",
-            [*params, 2 - count % 2, (count - 1) // 2],
-        )]  # fmt: skip
+        middle = [
+            row[0]
+            for row in db.execute(
+                "SELECT ABS(predicted_price / sale_price - 1) AS ape FROM feedback "
+                f"WHERE {sales_clause} ORDER BY ape LIMIT ? OFFSET ?",
+                [*params, 2 - count % 2, (count - 1) // 2],
+            )
+        ]
         median = 100 * sum(middle) / len(middle)
     reasons = dict.fromkeys(REASONS, 0)
     for reason, n in db.execute(

@@ -227,16 +227,25 @@ def open_history(history: Path, outbox: Path) -> sqlite3.Connection:
             )
     log.warning(
         "the batch history %s could not be read (%s); it was moved to %s and a new history "
-        "was started", history, reason, aside,
-    )  # fmt: skip
+        "was started",
+        history,
+        reason,
+        aside,
+    )
     db = connect(history)
     db.execute(
         "INSERT INTO runs (id, started_at, finished_at, file, sha256, status, error, pid) "
         "VALUES (?, ?, ?, ?, ?, 'reset', ?, ?)",
-        (_last_run_id(outbox) + 1, now(), now(), history.name, digest,
-         f"the previous history could not be read ({reason}); it was moved to {aside.name}",
-         os.getpid()),
-    )  # fmt: skip
+        (
+            _last_run_id(outbox) + 1,
+            now(),
+            now(),
+            history.name,
+            digest,
+            f"the previous history could not be read ({reason}); it was moved to {aside.name}",
+            os.getpid(),
+        ),
+    )
     return db
 
 
@@ -288,9 +297,20 @@ def record_upload(
                 "INSERT INTO runs (started_at, finished_at, file, sha256, rows_scored, "
                 "rows_rejected, status, error, model_version, pid, source) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (started_at, now(), file, sha256, rows_scored, rows_rejected, status, error,
-                 model_version, os.getpid(), source),
-            ).lastrowid  # fmt: skip
+                (
+                    started_at,
+                    now(),
+                    file,
+                    sha256,
+                    rows_scored,
+                    rows_rejected,
+                    status,
+                    error,
+                    model_version,
+                    os.getpid(),
+                    source,
+                ),
+            ).lastrowid
             record_drift(db, run_id, reference_of(card or {}), profile)
         except BaseException:
             db.execute("ROLLBACK")
@@ -300,9 +320,20 @@ def record_upload(
 
 
 # `source` last: the CLI's columns stay where scripts reading them expect them.
-HISTORY_COLUMNS = ["id", "started_at", "finished_at", "file", "status", "rows_scored",
-                   "rows_rejected", "error", "output", "rejected_output", "model_version",
-                   "source"]  # fmt: skip
+HISTORY_COLUMNS = [
+    "id",
+    "started_at",
+    "finished_at",
+    "file",
+    "status",
+    "rows_scored",
+    "rows_rejected",
+    "error",
+    "output",
+    "rejected_output",
+    "model_version",
+    "source",
+]
 
 
 def run_history(history: Path, limit: int = 50) -> pd.DataFrame:
@@ -316,12 +347,15 @@ def run_history(history: Path, limit: int = 50) -> pd.DataFrame:
     try:
         with contextlib.closing(sqlite3.connect(f"file:{history}?mode=ro", uri=True)) as db:
             present = _columns(db)
-            selected = ["'inbox' AS source" if c not in present and c == "source" else c
-                        for c in HISTORY_COLUMNS]  # fmt: skip
+            selected = [
+                "'inbox' AS source" if c not in present and c == "source" else c
+                for c in HISTORY_COLUMNS
+            ]
             return pd.read_sql_query(
-                f"SELECT {', '.join(selected)} FROM runs ORDER BY id DESC LIMIT ?", db,
+                f"SELECT {', '.join(selected)} FROM runs ORDER BY id DESC LIMIT ?",
+                db,
                 params=(limit,),
-            )  # fmt: skip
+            )
     except (sqlite3.Error, pd.errors.DatabaseError) as error:  # pandas wraps sqlite's errors
         reason = error.__cause__ or error  # sqlite's own words, not pandas' wrapping
         advice = (
@@ -400,10 +434,16 @@ def _score_and_file(db, dirs: BatchDirs, path: Path, seen, model: Model, progres
         db.execute(
             "INSERT INTO runs (started_at, finished_at, file, sha256, status, error, "
             "model_version, pid) VALUES (?, ?, ?, ?, 'skipped', ?, ?, ?)",
-            (now(), now(), path.name, digest,
-             f"same content as run {earlier[0]} ({earlier[1]}); archived as {moved.name}",
-             model.version, os.getpid()),
-        )  # fmt: skip
+            (
+                now(),
+                now(),
+                path.name,
+                digest,
+                f"same content as run {earlier[0]} ({earlier[1]}); archived as {moved.name}",
+                model.version,
+                os.getpid(),
+            ),
+        )
         reason = f"same content as run {earlier[0]}"
         return {"file": path.name, "status": "skipped", "error": reason}
     run_id = db.execute(
@@ -435,14 +475,23 @@ def _score_and_file(db, dirs: BatchDirs, path: Path, seen, model: Model, progres
     db.execute(
         "UPDATE runs SET status='ok', finished_at=?, rows_scored=?, rows_rejected=?, output=?, "
         "rejected_output=? WHERE id=?",
-        (now(), result.rows_scored, result.rows_rejected, str(result.scored_path),
-         str(result.rejected_path), run_id),
-    )  # fmt: skip
+        (
+            now(),
+            result.rows_scored,
+            result.rows_rejected,
+            str(result.scored_path),
+            str(result.rejected_path),
+            run_id,
+        ),
+    )
     move_aside(path, dirs.archive)  # if this fails, the next run finds it done and archives it
     return {
-        "file": path.name, "status": "ok", "rows_scored": result.rows_scored,
-        "rows_rejected": result.rows_rejected, "output": str(result.scored_path),
-    }  # fmt: skip
+        "file": path.name,
+        "status": "ok",
+        "rows_scored": result.rows_scored,
+        "rows_rejected": result.rows_rejected,
+        "output": str(result.scored_path),
+    }
 
 
 def _finish(db, run_id: int, status: str, error: str) -> None:
@@ -459,9 +508,14 @@ def settling(files: list[Path], seconds: float) -> tuple[list[Path], list[dict]]
     for path in files:
         age = now_ - path.stat().st_mtime
         if age < seconds:
-            waiting.append({"file": path.name, "status": "waiting",
-                            "error": f"modified {age:.0f} s ago, may still be arriving; "
-                                     "left for the next run"})  # fmt: skip
+            waiting.append(
+                {
+                    "file": path.name,
+                    "status": "waiting",
+                    "error": f"modified {age:.0f} s ago, may still be arriving; "
+                    "left for the next run",
+                }
+            )
         else:
             ready.append(path)
     return ready, waiting

@@ -43,8 +43,17 @@ CREATE TABLE IF NOT EXISTS drift (
     PRIMARY KEY (run_id, feature)
 );
 """
-RUN_COLUMNS = ["id", "started_at", "finished_at", "file", "status", "rows_scored",
-               "rows_rejected", "model_version", "source"]  # fmt: skip
+RUN_COLUMNS = [
+    "id",
+    "started_at",
+    "finished_at",
+    "file",
+    "status",
+    "rows_scored",
+    "rows_rejected",
+    "model_version",
+    "source",
+]
 SPAN = re.compile(r"(\d{1,6})\s*([mhdw])")
 UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 SINCE_HELP = (
@@ -53,8 +62,9 @@ SINCE_HELP = (
 )
 
 
-def record_drift(db: sqlite3.Connection, run_id: int, reference: Reference | None,
-                 profile: Profile | None) -> Drift | None:  # fmt: skip
+def record_drift(
+    db: sqlite3.Connection, run_id: int, reference: Reference | None, profile: Profile | None
+) -> Drift | None:
     """Store a finished run's profile and its PSI per input and price; its Drift, or None
     when there is nothing to measure (no profile, or a card without training histograms)."""
     if reference is None or profile is None or profile.reference != reference.fingerprint:
@@ -176,9 +186,10 @@ def _read(db: sqlite3.Connection, since: datetime | None):
     selected = [c if c in present else f"'inbox' AS {c}" for c in RUN_COLUMNS]
     where, params = ("WHERE started_at >= ?", (stamp(since),)) if since else ("", ())
     runs = pd.read_sql_query(
-        f"SELECT {', '.join(selected)} FROM runs {where} ORDER BY started_at, id", db,
+        f"SELECT {', '.join(selected)} FROM runs {where} ORDER BY started_at, id",
+        db,
         params=params,
-    )  # fmt: skip
+    )
     ids = tuple(int(i) for i in runs["id"])
     profiles: dict[int, Profile] = {}
     psi: dict[int, dict[str, float]] = {}
@@ -212,8 +223,16 @@ def _window(since, runs, profiles, psi, reference) -> Window:
     matching = [p for p in usable if reference is not None and p.reference == reference.fingerprint]
     pooled_profile = sum_profiles(matching)
     pooled = drift(reference, pooled_profile) if pooled_profile is not None else None
-    return Window(since, runs, psi, reference, pooled, pooled_profile,
-                  len(usable) - len(matching), by_day(runs))  # fmt: skip
+    return Window(
+        since,
+        runs,
+        psi,
+        reference,
+        pooled,
+        pooled_profile,
+        len(usable) - len(matching),
+        by_day(runs),
+    )
 
 
 def _worst(values: dict[str, float]) -> tuple[str, float]:
@@ -229,11 +248,13 @@ def by_day(runs: pd.DataFrame) -> pd.DataFrame:
     done = runs[runs["status"] == "ok"]
     if done.empty:
         return pd.DataFrame(columns=["day", "runs", "scored", "rejected", "rejection_rate"])
-    frame = pd.DataFrame({
-        "day": done["started_at"].str.slice(0, 10),
-        "scored": pd.to_numeric(done["rows_scored"], errors="coerce").fillna(0),
-        "rejected": pd.to_numeric(done["rows_rejected"], errors="coerce").fillna(0),
-    })  # fmt: skip
+    frame = pd.DataFrame(
+        {
+            "day": done["started_at"].str.slice(0, 10),
+            "scored": pd.to_numeric(done["rows_scored"], errors="coerce").fillna(0),
+            "rejected": pd.to_numeric(done["rows_rejected"], errors="coerce").fillna(0),
+        }
+    )
     days = frame.groupby("day").agg(
         runs=("scored", "size"), scored=("scored", "sum"), rejected=("rejected", "sum")
     )
@@ -250,11 +271,13 @@ def drift_table(window: Window) -> pd.DataFrame:
         return pd.DataFrame(columns=["feature", "psi", "level"])
     names = window.reference.names
     pooled = window.pooled
-    table = pd.DataFrame({
-        "feature": names,
-        "psi": [pooled.psi[n] if pooled else np.nan for n in names],
-        "level": [pooled.level(n) if pooled else "none" for n in names],
-    })  # fmt: skip
+    table = pd.DataFrame(
+        {
+            "feature": names,
+            "psi": [pooled.psi[n] if pooled else np.nan for n in names],
+            "level": [pooled.level(n) if pooled else "none" for n in names],
+        }
+    )
     latest = window.runs[window.runs["profiled"] > 0].tail(config.MONITOR_RUNS_SHOWN)
     for run_id in latest["id"]:
         values = window.psi.get(int(run_id), {})
@@ -274,8 +297,9 @@ def price_shares(window: Window) -> pd.DataFrame:
         period = counts / counts.sum()
     else:
         period = np.full(histogram.bins, np.nan)
-    return pd.DataFrame({"bin": histogram.labels(money=True), "training": training,
-                         "period": period})  # fmt: skip
+    return pd.DataFrame(
+        {"bin": histogram.labels(money=True), "training": training, "period": period}
+    )
 
 
 # --- words: the same for the page and the command line ------------------------------------------

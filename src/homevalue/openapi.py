@@ -306,16 +306,26 @@ def document_request(openapi: dict, path: str, schema: Schema | None) -> dict:
 
 
 ONE_REPORT = "a feedback report is one house with its sale or looks_wrong: send one per request"
-EXAMPLE_HOUSE = {"Neighborhood": "North_Ames", "Gr_Liv_Area": 1500, "Year_Built": 1975,
-                 "Longitude": -93.62, "Latitude": 42.03}  # fmt: skip
+EXAMPLE_HOUSE = {
+    "Neighborhood": "North_Ames",
+    "Gr_Liv_Area": 1500,
+    "Year_Built": 1975,
+    "Longitude": -93.62,
+    "Latitude": 42.03,
+}
 FEEDBACK_EXAMPLES = {
-    "sale": {"summary": "the actual sale price", "value": {
-        "house": EXAMPLE_HOUSE,
-        "sale": {"price": 182000, "year": 2009, "month": 6}}},
-    "looks_wrong": {"summary": "this price looks wrong", "value": {
-        "house": EXAMPLE_HOUSE,
-        "looks_wrong": {"reason": "too_low", "comment": "new roof and kitchen in 2008"}}},
-}  # fmt: skip
+    "sale": {
+        "summary": "the actual sale price",
+        "value": {"house": EXAMPLE_HOUSE, "sale": {"price": 182000, "year": 2009, "month": 6}},
+    },
+    "looks_wrong": {
+        "summary": "this price looks wrong",
+        "value": {
+            "house": EXAMPLE_HOUSE,
+            "looks_wrong": {"reason": "too_low", "comment": "new roof and kitchen in 2008"},
+        },
+    },
+}
 
 
 def document_feedback(openapi: dict, path: str, has_house: bool) -> dict:

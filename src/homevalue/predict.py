@@ -22,8 +22,13 @@ from homevalue.model import Model, load_model
 from homevalue.schema import Flag, check_value, flag_message, validate_frame, validate_record
 
 PRICE_COLUMNS = [
-    "predicted_price", "price_low", "price_high", "flags", "model_version", "dollars_of"
-]  # fmt: skip
+    "predicted_price",
+    "price_low",
+    "price_high",
+    "flags",
+    "model_version",
+    "dollars_of",
+]
 
 
 @dataclass(frozen=True)

@@ -196,17 +196,22 @@ def score_on_cluster(
     files = [Path(f).absolute() for f in files]
     out_dir = Path(out_dir).absolute()
     with writing_into(
-        out_dir, "cannot write the outputs of this run in",
+        out_dir,
+        "cannot write the outputs of this run in",
         "Nothing was written; free or fix that folder and run again",
-    ):  # fmt: skip
+    ):
         out_dir.mkdir(parents=True, exist_ok=True)
     identity = model_identity(model)
     client.register_plugin(ModelPlugin())
     check_workers(client.run(_worker_report, [str(f) for f in files], str(out_dir)), identity)
     futures = client.map(
-        _score_task, [str(f) for f in files],
-        out_dir=str(out_dir), options=options, identity=identity, pure=False,
-    )  # fmt: skip
+        _score_task,
+        [str(f) for f in files],
+        out_dir=str(out_dir),
+        options=options,
+        identity=identity,
+        pure=False,
+    )
     sources = {future.key: source for future, source in zip(futures, files, strict=True)}
     outcomes = {}
     with _progress(len(files), progress) as bar:

@@ -84,8 +84,9 @@ class Feature:
 
     def __post_init__(self) -> None:
         if self.labels and len(self.labels) != len(self.categories):
-            raise ValueError(f"{self.name}: {len(self.labels)} labels for "
-                             f"{len(self.categories)} categories")  # fmt: skip
+            raise ValueError(
+                f"{self.name}: {len(self.labels)} labels for {len(self.categories)} categories"
+            )
         object.__setattr__(self, "vocabulary", _vocabulary(self.categories, self.shown_labels))
         object.__setattr__(self, "suggested", {})  # near miss key -> codes, see suggestions()
 

@@ -189,10 +189,20 @@ CATEGORY_LABELS: dict[str, dict[str, str]] = {
 }
 REFERENCE_COLUMNS = ["Sale_Price", "Year_Sold", "Mo_Sold"]
 LGBM_PARAMS = dict(
-    n_estimators=800, learning_rate=0.03, num_leaves=15, min_child_samples=20,
-    subsample=0.8, subsample_freq=1, colsample_bytree=0.7, cat_smooth=10,
-    deterministic=True, force_row_wise=True, random_state=0, n_jobs=1, verbose=-1,
-)  # fmt: skip
+    n_estimators=800,
+    learning_rate=0.03,
+    num_leaves=15,
+    min_child_samples=20,
+    subsample=0.8,
+    subsample_freq=1,
+    colsample_bytree=0.7,
+    cat_smooth=10,
+    deterministic=True,
+    force_row_wise=True,
+    random_state=0,
+    n_jobs=1,
+    verbose=-1,
+)
 
 
 def load_sales() -> pd.DataFrame:

@@ -97,8 +97,12 @@ def fetch() -> Path:
         try:
             subprocess.run(
                 ["npm", "pack", f"axe-core@{AXE_VERSION}", "--silent"],
-                cwd=folder, check=True, capture_output=True, text=True, timeout=FETCH_TIMEOUT,
-            )  # fmt: skip
+                cwd=folder,
+                check=True,
+                capture_output=True,
+                text=True,
+                timeout=FETCH_TIMEOUT,
+            )
         except (OSError, subprocess.SubprocessError) as error:
             detail = getattr(error, "stderr", "") or error
             raise RuntimeError(

@@ -23,8 +23,14 @@ if __package__:
     from browser import chromium
 else:  # run as a script: `python tests/browser/screenshots.py`
     import chromium
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--no-first-run"]  # fmt: skip
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
 VIEWPORT = {"width": 1280, "height": 900}
 # A phone and a tablet, shot in the light theme only, as the first screen a viewer sees.
 SIZES = {"phone": {"width": 390, "height": 844}, "tablet": {"width": 768, "height": 1024}}
@@ -113,5 +119,7 @@ def main(out: Path, base_url: str | None) -> None:
 
 if __name__ == "__main__":
     root = Path(__file__).resolve().parents[2]
-    main(Path(sys.argv[1]) if len(sys.argv) > 1 else root / "docs" / "screenshots",
-         sys.argv[2] if len(sys.argv) > 2 else None)  # fmt: skip
+    main(
+        Path(sys.argv[1]) if len(sys.argv) > 1 else root / "docs" / "screenshots",
+        sys.argv[2] if len(sys.argv) > 2 else None,
+    )

@@ -136,8 +136,12 @@ def test_an_upload_shows_counts_rejections_results_and_downloads(
     upload_row = history.locator("tbody tr").first
     expect(upload_row).to_contain_text("listings_part.csv")
     assert table_rows(history)[0][1:6] == [
-        "listings_part.csv", "page upload", "ok", str(scored), str(rejected_rows)
-    ]  # fmt: skip
+        "listings_part.csv",
+        "page upload",
+        "ok",
+        str(scored),
+        str(rejected_rows),
+    ]
     expect(page.get_by_role("button", name="Open the latest output")).to_be_disabled()
 
     page.get_by_label("Sort by").select_option("Gr_Liv_Area")

@@ -34,11 +34,17 @@ def recorded(server, model, tmp_path_factory) -> list:
         frame.to_csv(source, index=False)
         result = score_file(source, folder / "out", model=model, progress=False)
         record_upload(
-            history, file=name, sha256=name, status="ok", source="cli",
+            history,
+            file=name,
+            sha256=name,
+            status="ok",
+            source="cli",
             started_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-            rows_scored=result.rows_scored, rows_rejected=result.rows_rejected,
-            profile=result.profile, card=model.card,
-        )  # fmt: skip
+            rows_scored=result.rows_scored,
+            rows_rejected=result.rows_rejected,
+            profile=result.profile,
+            card=model.card,
+        )
         results.append(result)
     return results
 

@@ -104,9 +104,13 @@ def test_print_to_pdf_has_the_whole_page_down_to_the_comparable_sales(price_page
     assert len(pdf.pages) <= PRINTED_PAGES_LIMIT
     assert page.inner_text(".hv-price") in text
     comps = comparable_sales(
-        values[LAT], values[LON], values["Gr_Liv_Area"], folder=model.path,
-        neighbourhood=values["Neighborhood"], building_type=values["Bldg_Type"],
-    )  # fmt: skip
+        values[LAT],
+        values[LON],
+        values["Gr_Liv_Area"],
+        folder=model.path,
+        neighbourhood=values["Neighborhood"],
+        building_type=values["Bldg_Type"],
+    )
     assert "Comparable sales" in text and "Sold for" in text
     for sale in comps.itertuples():
         assert f"{sale.distance_km:.2f} {money(sale.Sale_Price)}" in text

@@ -78,9 +78,17 @@ def test_a_viewer_reports_a_sale_with_the_keyboard_and_it_is_stored(price_page, 
     assert len(rows) == before_rows + 1
     row = rows[-1]
     assert (row["source"], row["kind"], row["sale_price"], row["sale_year"], row["sale_month"]) == (
-        "page", "sale", 182_000, 2009, 6)  # fmt: skip
+        "page",
+        "sale",
+        182_000,
+        2009,
+        6,
+    )
     assert (row["predicted_price"], row["predicted_low"], row["predicted_high"]) == (
-        expected.price, expected.low, expected.high)  # fmt: skip
+        expected.price,
+        expected.low,
+        expected.high,
+    )
     assert row["model_version"] == model.version
     assert json.loads(row["house"])["Gr_Liv_Area"] == values["Gr_Liv_Area"] == 1700
 
@@ -97,4 +105,7 @@ def test_a_viewer_says_the_price_looks_wrong(price_page, server):
     row = stored(server)[-1]
     assert len(stored(server)) == before_rows + 1
     assert (row["kind"], row["reason"], row["comment"]) == (
-        "looks_wrong", "too_low", "new kitchen in 2008")  # fmt: skip
+        "looks_wrong",
+        "too_low",
+        "new kitchen in 2008",
+    )

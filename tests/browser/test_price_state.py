@@ -70,12 +70,14 @@ def test_the_address_keeps_the_house_and_a_reload_brings_it_back(page, server, m
 
 
 def test_a_hostile_address_fails_closed_with_a_notice(page, server, model):
-    hostile = urllib.parse.urlencode({
-        "Gr_Liv_Area": "1e400",
-        "Neighborhood": "<script>alert(1)</script>",
-        "javascript:alert(1)": "x",
-        "Year_Built": "1950",
-    })  # fmt: skip
+    hostile = urllib.parse.urlencode(
+        {
+            "Gr_Liv_Area": "1e400",
+            "Neighborhood": "<script>alert(1)</script>",
+            "javascript:alert(1)": "x",
+            "Year_Built": "1950",
+        }
+    )
     open_page(page, server.url, "price_a_home", query=hostile)
     notice = page.locator(".hv-notice")
     expect(notice).to_contain_text("The link had values that were not used", timeout=UPDATE_TIMEOUT)

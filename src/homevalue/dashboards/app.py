@@ -173,8 +173,11 @@ class DashboardServer(Voila):
 
     def init_handlers(self) -> list:
         ours = {TornadoVoilaHandler: ViewerPageHandler, FileFindHandler: LabExtensionFiles}
-        metrics = (url_path_join(self.server_url, config.METRICS_PATH), MetricsHandler,
-                   {"metrics": self.metrics})  # fmt: skip
+        metrics = (
+            url_path_join(self.server_url, config.METRICS_PATH),
+            MetricsHandler,
+            {"metrics": self.metrics},
+        )
         return [metrics] + [
             (rule[0], ours.get(rule[1], rule[1]), *rule[2:]) for rule in super().init_handlers()
         ]

@@ -121,13 +121,26 @@ def start_replica(
     """`make serve`'s command on `port`, in its own session: Ctrl-C reaches the launcher,
     which stops the replicas in order."""
     log_path = run_dir / f"replica-{number}.log"
-    command = [sys.executable, "-m", "homevalue.dashboards", "--no-browser", f"--port={port}",
-               "--Voila.port_retries=0", *shlex.split(voila_args), notebooks]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "homevalue.dashboards",
+        "--no-browser",
+        f"--port={port}",
+        "--Voila.port_retries=0",
+        *shlex.split(voila_args),
+        notebooks,
+    ]
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            command, cwd=config.PROJ_ROOT, stdin=subprocess.DEVNULL, stdout=log,
-            stderr=subprocess.STDOUT, env=env, start_new_session=True,
-        )  # fmt: skip
+            command,
+            cwd=config.PROJ_ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
     return Replica(number, port, process, log_path)
 
 
@@ -144,9 +157,11 @@ def start_nginx(nginx: str, run_dir: Path) -> subprocess.Popen:
     with (run_dir / "nginx.stderr").open("wb") as log:
         return subprocess.Popen(
             [nginx, "-p", str(run_dir), "-c", str(run_dir / "nginx.conf")],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
-        )  # fmt: skip
+        )
 
 
 def interrupt(*_) -> None:

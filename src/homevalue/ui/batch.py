@@ -47,14 +47,23 @@ PRICE = "predicted_price"
 MONEY_COLUMNS = ("predicted_price", "price_low", "price_high")
 # The results table's names for the scored file's own columns (the input's keep theirs).
 HEADERS = {
-    "row": "Row", "predicted_price": "Predicted price", "price_low": "Low (80% range)",
-    "price_high": "High (80% range)", "flags": "Flags", "model_version": "Model",
+    "row": "Row",
+    "predicted_price": "Predicted price",
+    "price_low": "Low (80% range)",
+    "price_high": "High (80% range)",
+    "flags": "Flags",
+    "model_version": "Model",
     "dollars_of": "Dollars of",
-}  # fmt: skip
+}
 HISTORY_HEADERS = {
-    "started_at": "Started (UTC)", "file": "File", "source": "From", "status": "Status",
-    "rows_scored": "Scored", "rows_rejected": "Rejected", "error": "Error",
-}  # fmt: skip
+    "started_at": "Started (UTC)",
+    "file": "File",
+    "source": "From",
+    "status": "Status",
+    "rows_scored": "Scored",
+    "rows_rejected": "Rejected",
+    "error": "Error",
+}
 SOURCE_NAMES = {"inbox": "inbox", "page": "page upload", "cli": "command line"}
 
 
@@ -112,9 +121,13 @@ def score_upload(name: str, content: bytes, *, model: Model, on_rows=None) -> Ou
             source = Path(folder) / safe
             source.write_bytes(content)
             result = score_file(
-                source, Path(folder) / "out", model=model, progress=False,
-                chunk_rows=config.UPLOAD_CHUNK_ROWS, on_rows=on_rows,
-            )  # fmt: skip
+                source,
+                Path(folder) / "out",
+                model=model,
+                progress=False,
+                chunk_rows=config.UPLOAD_CHUNK_ROWS,
+                on_rows=on_rows,
+            )
             outcome = read_outputs(safe, result.scored_path, result.rejected_path)
             outcome.profile = result.profile
             return outcome
@@ -240,12 +253,22 @@ def downloads_html(outcome: Outcome, result: int) -> str:
     stem = Path(outcome.name).stem
     n_scored = render.count(len(outcome.scored), "row")
     n_problems = render.count(len(outcome.rejected), "problem")
-    return f'<p class="hv-downloads" data-hv-result="{result}">' + " ".join([
-        download_link(f"{stem}.scored.csv", outcome.scored_csv,
-                      f"Download the prices ({n_scored})"),
-        download_link(f"{stem}.rejected.csv", outcome.rejected_csv,
-                      f"Download the rejected rows ({n_problems})"),
-    ]) + "</p>"  # fmt: skip
+    return (
+        f'<p class="hv-downloads" data-hv-result="{result}">'
+        + " ".join(
+            [
+                download_link(
+                    f"{stem}.scored.csv", outcome.scored_csv, f"Download the prices ({n_scored})"
+                ),
+                download_link(
+                    f"{stem}.rejected.csv",
+                    outcome.rejected_csv,
+                    f"Download the rejected rows ({n_problems})",
+                ),
+            ]
+        )
+        + "</p>"
+    )
 
 
 def map_sample(frame: pd.DataFrame, limit: int = MAP_POINTS) -> pd.DataFrame:
@@ -307,9 +330,11 @@ class BatchPage:
         self.refresh_button = widgets.Button(description="Refresh", icon="refresh")
         self.refresh_button.on_click(guard(lambda _: self.show_history()))
         self.latest_button = widgets.Button(
-            description="Open the latest output", icon="folder-open", layout={"width": "auto"},
+            description="Open the latest output",
+            icon="folder-open",
+            layout={"width": "auto"},
             disabled=True,
-        )  # fmt: skip
+        )
         # What the button did (or why it could not), beside it rather than up at the upload.
         self.latest_note = widgets.HTML()
         self.latest_button.on_click(guarded(self.latest_note)(lambda _: self.open_latest()))
@@ -356,9 +381,15 @@ class BatchPage:
         )
         self.histogram.layout.flex = "1 1 400px"
         dollars = widgets.HTML(render.dollars_note(self.model.dollars_of))
-        children = [dollars, self.downloads_html, charts_row,
-                    widgets.HBox([self.sort_by, self.descending]),
-                    self.table_html, self.map, self.map_note]  # fmt: skip
+        children = [
+            dollars,
+            self.downloads_html,
+            charts_row,
+            widgets.HBox([self.sort_by, self.descending]),
+            self.table_html,
+            self.map,
+            self.map_note,
+        ]
         return Panel(children, title="Results", summary=self._describe_results)
 
     @property
@@ -368,9 +399,10 @@ class BatchPage:
             layout={"flex_flow": "row wrap", "align_items": "center"},
         )
         return Panel(
-            [buttons, self.history_html], title="Batch job history",
+            [buttons, self.history_html],
+            title="Batch job history",
             summary=lambda: "the latest runs of the batch job, newest first, from its history file",
-        )  # fmt: skip
+        )
 
     def _describe_validation(self) -> str:
         if self.outcome is None:
@@ -433,11 +465,17 @@ class BatchPage:
             counts = {"rows_scored": len(outcome.scored), "rows_rejected": int(rejected_rows)}
         try:
             record_upload(
-                self.dirs.history, file=Path(name).name or name, started_at=started,
-                sha256=hashlib.sha256(content).hexdigest(), status=status, error=error,
-                model_version=self.model.version, **counts,
-                profile=outcome.profile if outcome is not None else None, card=self.model.card,
-            )  # fmt: skip
+                self.dirs.history,
+                file=Path(name).name or name,
+                started_at=started,
+                sha256=hashlib.sha256(content).hexdigest(),
+                status=status,
+                error=error,
+                model_version=self.model.version,
+                **counts,
+                profile=outcome.profile if outcome is not None else None,
+                card=self.model.card,
+            )
         except (sqlite3.Error, OSError) as problem:
             log.error("cannot record an upload in the history %s: %s", self.dirs.history, problem)
             return
@@ -536,9 +574,10 @@ class BatchPage:
             return
         self.latest_button.disabled = not latest_outputs(runs)
         self.latest_button.tooltip = (
-            "" if not self.latest_button.disabled
+            ""
+            if not self.latest_button.disabled
             else "No run of the batch job has its output on disk yet."
-        )  # fmt: skip
+        )
         if runs.empty:
             self.history_html.value = "<p class='hv-hint'>The batch job has not run yet.</p>"
             return
@@ -559,7 +598,10 @@ class BatchPage:
             raise BatchFileError("No finished CSV run of the batch job has its output on disk yet.")
         run = found[0]
         outcome = read_outputs(run.file, Path(run.output), Path(run.rejected_output))
-        self.show(outcome, latest=render.ok(
-            f"Showing the batch job's output for {run.file} "
-            f"(run {run.id}, started {utc_time(run.started_at)})."
-        ))  # fmt: skip
+        self.show(
+            outcome,
+            latest=render.ok(
+                f"Showing the batch job's output for {run.file} "
+                f"(run {run.id}, started {utc_time(run.started_at)})."
+            ),
+        )

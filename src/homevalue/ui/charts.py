@@ -18,18 +18,25 @@ X_TICKS, Y_TICKS = 6, 5  # about how many ticks a chart's x and y axes get
 
 def _figure(marks, axes, title: str, height: str = "300px") -> bq.Figure:
     figure = bq.Figure(
-        marks=marks, axes=axes, title=title, fig_margin=MARGIN,
+        marks=marks,
+        axes=axes,
+        title=title,
+        fig_margin=MARGIN,
         layout={"width": "100%", "height": height},
-    )  # fmt: skip
+    )
     figure.add_class("hv-chart")
     return figure
 
 
 def _money_axis(scale, label: str, side: str = "left") -> bq.Axis:
     return bq.Axis(
-        scale=scale, label=label, side=side, tick_format="$,.0f",
-        label_offset="60px" if side == "left" else "36px", num_ticks=5,
-    )  # fmt: skip
+        scale=scale,
+        label=label,
+        side=side,
+        tick_format="$,.0f",
+        label_offset="60px" if side == "left" else "36px",
+        num_ticks=5,
+    )
 
 
 class WhatIfChart:
@@ -39,9 +46,13 @@ class WhatIfChart:
         self.x, self.y = bq.LinearScale(), bq.LinearScale()
         scales = {"x": self.x, "y": self.y}
         self.band = bq.Lines(
-            scales=scales, fill="between", colors=["#21918c"], fill_colors=["#21918c"],
-            fill_opacities=[0.2], stroke_width=0,
-        )  # fmt: skip
+            scales=scales,
+            fill="between",
+            colors=["#21918c"],
+            fill_colors=["#21918c"],
+            fill_opacities=[0.2],
+            stroke_width=0,
+        )
         self.line = bq.Lines(scales=scales, colors=["#21918c"], stroke_width=3)
         self.current = bq.Scatter(scales=scales, colors=["#b2182b"], default_size=120)
         self.x_axis = bq.Axis(scale=self.x, label="", tick_format=",d")
@@ -146,9 +157,13 @@ def predicted_vs_actual(actual, predicted, *, title: str = "") -> bq.Figure:
     x, y = bq.LogScale(min=low, max=high), bq.LogScale(min=low, max=high)
     scales = {"x": x, "y": y}
     dots = bq.Scatter(
-        x=np.asarray(actual), y=np.asarray(predicted), scales=scales, colors=["#3b528b"],
-        default_size=16, opacities=[0.55],
-    )  # fmt: skip
+        x=np.asarray(actual),
+        y=np.asarray(predicted),
+        scales=scales,
+        colors=["#3b528b"],
+        default_size=16,
+        opacities=[0.55],
+    )
     diagonal = bq.Lines(x=[low, high], y=[low, high], scales=scales, colors=["#b2182b"])
     axes = [_money_axis(x, "Sale price", "bottom"), _money_axis(y, "Predicted price")]
     for axis in axes:
@@ -163,9 +178,13 @@ def horizontal_bars(labels, values, *, title: str = "", label: str = "", fmt: st
     """Bars with category labels down the side (importance, errors by group)."""
     y, x = bq.OrdinalScale(reverse=True), bq.LinearScale(min=0)
     bars = bq.Bars(
-        x=list(labels), y=np.asarray(values, dtype=float), scales={"x": y, "y": x},
-        orientation="horizontal", colors=["#21918c"], padding=0.15,
-    )  # fmt: skip
+        x=list(labels),
+        y=np.asarray(values, dtype=float),
+        scales={"x": y, "y": x},
+        orientation="horizontal",
+        colors=["#21918c"],
+        padding=0.15,
+    )
     axes = [
         bq.Axis(scale=y, side="left"),
         bq.Axis(scale=x, side="bottom", tick_format=fmt, label=label, num_ticks=5),
@@ -190,9 +209,14 @@ class WaterfallChart:
     def __init__(self, rows: int = 9):
         self.y, self.x = bq.OrdinalScale(reverse=True), bq.LinearScale()
         self.bars = bq.Bars(
-            scales={"x": self.y, "y": self.x}, orientation="horizontal", type="stacked",
-            color_mode="no_group", opacity_mode="no_group", padding=0.25, stroke_width=0,
-        )  # fmt: skip
+            scales={"x": self.y, "y": self.x},
+            orientation="horizontal",
+            type="stacked",
+            color_mode="no_group",
+            opacity_mode="no_group",
+            padding=0.25,
+            stroke_width=0,
+        )
         self.label_axis = bq.Axis(scale=self.y, side="left")
         self.money_axis = bq.Axis(scale=self.x, side="bottom", tick_format="$,.0f", num_ticks=5)
         height = f"{rows * WATERFALL_ROW_PX + 70}px"

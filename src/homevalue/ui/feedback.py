@@ -37,8 +37,20 @@ LABELS = {
     "looks_wrong.reason": "What looks wrong",
     "looks_wrong.comment": "Comment",
 }
-MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August",
-          "September", "October", "November", "December")  # fmt: skip
+MONTHS = (
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
 NOT_GIVEN = ""  # the dropdowns' "Not given": blank to homevalue.feedback
 LABEL_WIDTH = "170px"  # as the house form's, so the boxes line up
 NO_PRICE = (

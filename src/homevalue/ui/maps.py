@@ -62,11 +62,13 @@ def points(
     for x, y, props, fill, extra in zip(lon, lat, records, colour, styles, strict=True):
         props = {k: (v.item() if hasattr(v, "item") else v) for k, v in props.items()}
         props["style"] = {"fillColor": fill, "color": fill, **extra}
-        features.append({
-            "type": "Feature",
-            "geometry": {"type": "Point", "coordinates": [round(x, 5), round(y, 5)]},
-            "properties": props,
-        })  # fmt: skip
+        features.append(
+            {
+                "type": "Feature",
+                "geometry": {"type": "Point", "coordinates": [round(x, 5), round(y, 5)]},
+                "properties": props,
+            }
+        )
     return {"type": "FeatureCollection", "features": features}
 
 

@@ -38,8 +38,13 @@ from homevalue.ui.batch import HISTORY_UNREADABLE, SOURCE_NAMES, utc_time, whole
 from homevalue.ui.feedback import live_accuracy_html
 from homevalue.ui.page import Panel, guarded, log, version_marker
 
-PERIODS = [("Last 24 hours", "24h"), ("Last 7 days", "7d"), ("Last 30 days", "30d"),
-           ("Last 90 days", "90d"), ("All runs", "all")]  # fmt: skip
+PERIODS = [
+    ("Last 24 hours", "24h"),
+    ("Last 7 days", "7d"),
+    ("Last 30 days", "30d"),
+    ("Last 90 days", "90d"),
+    ("All runs", "all"),
+]
 DEFAULT_PERIOD = "7d"
 LEVEL_WORDS = {"act": "act", "watch": "watch", "ok": "ok", "few rows": "few rows", "none": ""}
 EMPTY_STATE = (
@@ -162,25 +167,36 @@ def runs_table_html(window: Window, labels: dict[str, str]) -> str:
     scored = pd.to_numeric(runs["rows_scored"], errors="coerce")
     rejected = pd.to_numeric(runs["rows_rejected"], errors="coerce")
     read = scored.fillna(0) + rejected.fillna(0)
-    shown = pd.DataFrame({
-        "started_at": runs["started_at"].map(utc_time),
-        "source": runs["source"].map(lambda s: SOURCE_NAMES.get(s, s)),
-        "file": runs["file"],
-        "status": runs["status"],
-        "rows_scored": runs["rows_scored"].map(whole),
-        "rows_rejected": runs["rows_rejected"].map(whole),
-        "rate": [f"{r / n:.1%}" if n else "" for r, n in zip(rejected.fillna(0), read,
-                                                             strict=True)],
-        "worst": [f"{labels.get(w, w)} {v:.3f}" if w else ""
-                  for w, v in zip(runs["worst"], runs["worst_psi"], strict=True)],
-    })  # fmt: skip
+    shown = pd.DataFrame(
+        {
+            "started_at": runs["started_at"].map(utc_time),
+            "source": runs["source"].map(lambda s: SOURCE_NAMES.get(s, s)),
+            "file": runs["file"],
+            "status": runs["status"],
+            "rows_scored": runs["rows_scored"].map(whole),
+            "rows_rejected": runs["rows_rejected"].map(whole),
+            "rate": [
+                f"{r / n:.1%}" if n else "" for r, n in zip(rejected.fillna(0), read, strict=True)
+            ],
+            "worst": [
+                f"{labels.get(w, w)} {v:.3f}" if w else ""
+                for w, v in zip(runs["worst"], runs["worst_psi"], strict=True)
+            ],
+        }
+    )
     headers = {
-        "started_at": "Started (UTC)", "source": "From", "file": "File", "status": "Status",
-        "rows_scored": "Scored", "rows_rejected": "Rejected", "rate": "Rejected share",
+        "started_at": "Started (UTC)",
+        "source": "From",
+        "file": "File",
+        "status": "Status",
+        "rows_scored": "Scored",
+        "rows_rejected": "Rejected",
+        "rate": "Rejected share",
         "worst": "Worst drift (PSI)",
-    }  # fmt: skip
-    return render.table(shown, headers=headers, label="Latest runs",
-                        caption="Latest runs, newest first")  # fmt: skip
+    }
+    return render.table(
+        shown, headers=headers, label="Latest runs", caption="Latest runs, newest first"
+    )
 
 
 def price_bin_labels(edges) -> list[str]:
@@ -252,23 +268,34 @@ class MonitoringPage:
             [self.period, self.refresh_button],
             layout={"flex_flow": "row wrap", "align_items": "center"},
         )
-        children = [version_marker(self.card["model_version"]), controls, self.status,
-                    self.volume_html, self.volume_box, self.runs_html]  # fmt: skip
+        children = [
+            version_marker(self.card["model_version"]),
+            controls,
+            self.status,
+            self.volume_html,
+            self.volume_box,
+            self.runs_html,
+        ]
         return Panel(
-            children, title="Runs over time",
-            summary=lambda: "rows scored and rejected per day, and the latest runs (inbox, "
-            "command line, page uploads) from the batch job's history; period last 7 days, "
-            "others on demand",
-        )  # fmt: skip
+            children,
+            title="Runs over time",
+            summary=lambda: (
+                "rows scored and rejected per day, and the latest runs (inbox, "
+                "command line, page uploads) from the batch job's history; period last 7 days, "
+                "others on demand"
+            ),
+        )
 
     @property
     def drift(self) -> Panel:
-        lead = DRIFT_LEAD.format(watch=config.PSI_WATCH, act=config.PSI_ACT,
-                                 rows=config.DRIFT_MIN_ROWS)  # fmt: skip
+        lead = DRIFT_LEAD.format(
+            watch=config.PSI_WATCH, act=config.PSI_ACT, rows=config.DRIFT_MIN_ROWS
+        )
         return Panel(
-            [_html(_paragraph(lead)), self.drift_html], title="Drift by input",
+            [_html(_paragraph(lead)), self.drift_html],
+            title="Drift by input",
             summary=lambda: self._drift_summary(),
-        )  # fmt: skip
+        )
 
     @property
     def prices(self) -> Panel:
@@ -277,9 +304,10 @@ class MonitoringPage:
         )
         children = [_html(_paragraph(PRICE_LEAD) + dollars), self.price_box, self.price_html]
         return Panel(
-            children, title="Predicted prices against training",
+            children,
+            title="Predicted prices against training",
             summary=lambda: price_summary(self.reference),
-        )  # fmt: skip
+        )
 
     @property
     def feedback(self) -> Panel:
@@ -287,9 +315,11 @@ class MonitoringPage:
         return Panel(
             [_html(_paragraph(FEEDBACK_LEAD)), self.feedback_html],
             title="Accuracy on reported sales",
-            summary=lambda: "this model's accuracy on the sale prices reported in the period, "
-            "beside the test sales'",
-        )  # fmt: skip
+            summary=lambda: (
+                "this model's accuracy on the sale prices reported in the period, "
+                "beside the test sales'"
+            ),
+        )
 
     def _drift_summary(self) -> str:
         if self.reference is None:
@@ -306,16 +336,22 @@ class MonitoringPage:
     def _volume_chart() -> bq.Figure:
         x, y = bq.OrdinalScale(), bq.LinearScale(min=0)
         bars = bq.Bars(
-            scales={"x": x, "y": y}, type="stacked", padding=0.2,
-            colors=[COLOURS["scored"], COLOURS["rejected"]], labels=["Scored", "Rejected"],
-        )  # fmt: skip
-        axes = [bq.Axis(scale=x, label="Day (UTC)"),
-                bq.Axis(scale=y, side="left", label="Rows", tick_format=",d",
-                        label_offset="60px")]  # fmt: skip
+            scales={"x": x, "y": y},
+            type="stacked",
+            padding=0.2,
+            colors=[COLOURS["scored"], COLOURS["rejected"]],
+            labels=["Scored", "Rejected"],
+        )
+        axes = [
+            bq.Axis(scale=x, label="Day (UTC)"),
+            bq.Axis(scale=y, side="left", label="Rows", tick_format=",d", label_offset="60px"),
+        ]
         figure = bq.Figure(
-            marks=[bars], axes=axes, fig_margin=charts.MARGIN,
+            marks=[bars],
+            axes=axes,
+            fig_margin=charts.MARGIN,
             layout={"width": "100%", "height": "260px"},
-        )  # fmt: skip
+        )
         figure.add_class("hv-chart")
         return figure
 
@@ -324,20 +360,32 @@ class MonitoringPage:
         """The period's share per bin as bars, training's as a line with dots over them."""
         x, y = bq.OrdinalScale(), bq.LinearScale(min=0, max=0.2)
         scales = {"x": x, "y": y}
-        bars = bq.Bars(scales=scales, padding=0.2, colors=[COLOURS["period"]],
-                       labels=["This period"])  # fmt: skip
+        bars = bq.Bars(
+            scales=scales, padding=0.2, colors=[COLOURS["period"]], labels=["This period"]
+        )
         training = bq.Lines(
-            scales=scales, colors=[COLOURS["training"]], marker="circle", stroke_width=2,
+            scales=scales,
+            colors=[COLOURS["training"]],
+            marker="circle",
+            stroke_width=2,
             labels=["Training"],
-        )  # fmt: skip
-        axes = [bq.Axis(scale=x, label="Predicted price"),
-                bq.Axis(scale=y, side="left", label="Share of houses", tick_format=".0%",
-                        label_offset="50px")]  # fmt: skip
+        )
+        axes = [
+            bq.Axis(scale=x, label="Predicted price"),
+            bq.Axis(
+                scale=y,
+                side="left",
+                label="Share of houses",
+                tick_format=".0%",
+                label_offset="50px",
+            ),
+        ]
         figure = bq.Figure(
-            marks=[bars, training], axes=axes,
+            marks=[bars, training],
+            axes=axes,
             fig_margin=charts.MARGIN,
             layout={"width": "100%", "height": "320px"},
-        )  # fmt: skip
+        )
         figure.add_class("hv-chart")
         return figure
 

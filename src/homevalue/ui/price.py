@@ -84,15 +84,24 @@ def _percent(value: float) -> str:
 
 
 COMPS_HEADERS = {
-    "number": "#", "distance_km": "Distance (km)", "Sale_Price": "Sold for",
-    "model_price": "Model says", "difference": "Model vs sale",
-    "Gr_Liv_Area": "Living area (sq ft)", "Bldg_Type": "Type", "Year_Built": "Built",
-    "Neighborhood": "Neighbourhood", "sold": "Sold",
-}  # fmt: skip
+    "number": "#",
+    "distance_km": "Distance (km)",
+    "Sale_Price": "Sold for",
+    "model_price": "Model says",
+    "difference": "Model vs sale",
+    "Gr_Liv_Area": "Living area (sq ft)",
+    "Bldg_Type": "Type",
+    "Year_Built": "Built",
+    "Neighborhood": "Neighbourhood",
+    "sold": "Sold",
+}
 COMPS_FORMATS = {
-    "Sale_Price": render.money, "model_price": render.money, "difference": _percent,
-    "distance_km": "{:.2f}".format, "Gr_Liv_Area": "{:,.0f}".format,
-}  # fmt: skip
+    "Sale_Price": render.money,
+    "model_price": render.money,
+    "difference": _percent,
+    "distance_km": "{:.2f}".format,
+    "Gr_Liv_Area": "{:,.0f}".format,
+}
 
 
 def comps_frame(comps, schema: Schema) -> pd.DataFrame:
@@ -101,25 +110,29 @@ def comps_frame(comps, schema: Schema) -> pd.DataFrame:
     columns: pandas' assign and map cost more than the whole search for the comps."""
     sold = comps["Sale_Price"].to_numpy(float)
     said = comps["model_price"].to_numpy(float) if "model_price" in comps else sold * np.nan
-    return pd.DataFrame({
-        "number": np.arange(1, len(comps) + 1),
-        "distance_km": comps["distance_km"].to_numpy(),
-        "Sale_Price": sold,
-        "model_price": said,
-        "difference": said / sold - 1,
-        "Gr_Liv_Area": comps["Gr_Liv_Area"].to_numpy(),
-        "Bldg_Type": [schema.by_name["Bldg_Type"].label_of(v) for v in comps["Bldg_Type"]],
-        "Year_Built": comps["Year_Built"].to_numpy(),
-        "Neighborhood": [schema.by_name[HOOD].label_of(v) for v in comps[HOOD]],
-        "sold": [f"{y}-{int(m):02d}" for y, m in comps[["Year_Sold", "Mo_Sold"]].to_numpy()],
-    })  # fmt: skip
+    return pd.DataFrame(
+        {
+            "number": np.arange(1, len(comps) + 1),
+            "distance_km": comps["distance_km"].to_numpy(),
+            "Sale_Price": sold,
+            "model_price": said,
+            "difference": said / sold - 1,
+            "Gr_Liv_Area": comps["Gr_Liv_Area"].to_numpy(),
+            "Bldg_Type": [schema.by_name["Bldg_Type"].label_of(v) for v in comps["Bldg_Type"]],
+            "Year_Built": comps["Year_Built"].to_numpy(),
+            "Neighborhood": [schema.by_name[HOOD].label_of(v) for v in comps[HOOD]],
+            "sold": [f"{y}-{int(m):02d}" for y, m in comps[["Year_Sold", "Mo_Sold"]].to_numpy()],
+        }
+    )
 
 
 def comps_table(comps, schema: Schema) -> str:
     return render.table(
-        comps_frame(comps, schema), headers=COMPS_HEADERS, formats=COMPS_FORMATS,
+        comps_frame(comps, schema),
+        headers=COMPS_HEADERS,
+        formats=COMPS_FORMATS,
         label="Comparable sales",
-    )  # fmt: skip
+    )
 
 
 def what_if_grid(feature, current: float) -> np.ndarray:
@@ -350,11 +363,15 @@ class PricePage:
         top = widgets.VBox(
             [
                 version_marker(self.model.version),
-                self.kept_html, self.status, self.price_html, self.announcement,
-                self.flags_html, self.link_html,
+                self.kept_html,
+                self.status,
+                self.price_html,
+                self.announcement,
+                self.flags_html,
+                self.link_html,
                 self.download_box,
             ]
-        )  # fmt: skip
+        )
         where = widgets.VBox(
             [
                 widgets.HTML(
@@ -363,14 +380,21 @@ class PricePage:
                     "choose a neighbourhood to move it there; click a sold house to start "
                     "from it.</p>"
                 ),
-                self.place_html, self.keep_button, self.map, self.offer,
+                self.place_html,
+                self.keep_button,
+                self.map,
+                self.offer,
             ]
-        )  # fmt: skip
+        )
         answer = widgets.VBox([top, where])
         form.layout, answer.layout = {"flex": "1 1 420px"}, {"flex": "1 1 420px"}
         box = widgets.HBox([form, answer], layout={"flex_flow": "row wrap"})
-        for widget, css in ((box, "hv-main"), (answer, "hv-answer"), (top, "hv-answer-top"),
-                            (where, "hv-answer-map")):  # fmt: skip
+        for widget, css in (
+            (box, "hv-main"),
+            (answer, "hv-answer"),
+            (top, "hv-answer-top"),
+            (where, "hv-answer-map"),
+        ):
             widget.add_class(css)
         return Panel([box], title="Price a home", summary=self._describe)
 
@@ -401,9 +425,10 @@ class PricePage:
         """Is this price right?: the actual sale price, or what looks wrong, for the house
         priced (homevalue.feedback keeps it; the report page shows the accuracy)."""
         return Panel(
-            self.feedback_box.children(), title="Is this price right?",
+            self.feedback_box.children(),
+            title="Is this price right?",
             summary=self.feedback_box.describe,
-        )  # fmt: skip
+        )
 
     def _priced(self) -> Prediction | None:
         """The price shown for the house in the form; None while a field is marked."""
@@ -556,10 +581,14 @@ class PricePage:
             self.marker.location = (lat, lon)
         self._show_place(values)
         self.comps = comparable_sales(
-            lat, lon, values["Gr_Liv_Area"], neighbourhood=values[HOOD],
-            building_type=values.get("Bldg_Type"), folder=self.model.path,
+            lat,
+            lon,
+            values["Gr_Liv_Area"],
+            neighbourhood=values[HOOD],
+            building_type=values.get("Bldg_Type"),
+            folder=self.model.path,
             with_model_price=True,
-        )  # fmt: skip
+        )
         self.comps_html.value = comps_table(self.comps, self.schema)
         options = [(str(i + 1), i) for i in range(len(self.comps))]
         if list(self.comp_choice.options) != options:
@@ -645,18 +674,26 @@ class PricePage:
         )
         unit = f" ({feature.unit})" if feature.unit else ""
         self.chart.show(
-            self.curve[name], self.curve["price"], self.curve["low"], self.curve["high"],
-            current, self.last.price, f"{feature.label}{unit}", grouping=bool(feature.unit),
-        )  # fmt: skip
+            self.curve[name],
+            self.curve["price"],
+            self.curve["low"],
+            self.curve["high"],
+            current,
+            self.last.price,
+            f"{feature.label}{unit}",
+            grouping=bool(feature.unit),
+        )
 
     def _update_explanation(self) -> None:
         """The same numbers as `predict_one(..., explain=True)` and the API's `explain`."""
         self.explanation = explain_prediction(self.last, model=self.model).explanation
         steps = self.explanation.steps()
         self.waterfall.show(
-            [s.text for s in steps], [s.start for s in steps], [s.end for s in steps],
+            [s.text for s in steps],
+            [s.start for s in steps],
+            [s.end for s in steps],
             [s.kind == "total" for s in steps],
-        )  # fmt: skip
+        )
         # Read by screen readers; shown instead of the chart on a phone (homevalue.css).
         words = (s.text for s in steps)
         self.drivers_html.value = render.bullet_list(words, css="hv-sr-only hv-drivers-list")
@@ -675,7 +712,10 @@ class PricePage:
         interval = card["interval"]
         return export.Valuation(
             title=self._house_title(values),
-            price=p.price, low=p.low, high=p.high, level=interval["level"],
+            price=p.price,
+            low=p.low,
+            high=p.high,
+            level=interval["level"],
             inputs=tuple(self._export_field(f, values[f.name]) for f in self.schema.features),
             model_version=p.model_version,
             valued_at=valued_at or datetime.now(UTC),
@@ -688,7 +728,7 @@ class PricePage:
             comps=self._export_comps(),
             comps_note=comps_summary(self.comps),
             curve=self._export_curve(),
-        )  # fmt: skip
+        )
 
     def _house_title(self, values: dict) -> str:
         """North Ames, 1,800 sq ft, built 1960: a house in a few words."""
@@ -743,11 +783,13 @@ class PricePage:
             return None
         feature = self.schema.by_name[name]
         return export.Curve(
-            feature.label, feature.unit,
+            feature.label,
+            feature.unit,
             *(tuple(float(v) for v in c[column]) for column in (name, "price", "low", "high")),
-            current_x=float(self.last.inputs[name]), current_price=self.last.price,
+            current_x=float(self.last.inputs[name]),
+            current_price=self.last.price,
             grouping=bool(feature.unit),
-        )  # fmt: skip
+        )
 
     def _download(self, _button=None) -> None:
         """Build the file and hand it to the browser: the template clicks the fresh link once

@@ -158,11 +158,13 @@ def coverage_by_price_band(
     middle. Columns: band (label), n, coverage, median_width; empty bands are left out.
     """
     labels = maps.band_labels(bands, short_money)
-    frame = pd.DataFrame({
-        "band": np.digitize(holdout["Predicted_Price"].to_numpy(float), bands),
-        "inside": inside_interval(holdout).to_numpy(),
-        "width": (holdout["Price_High"] - holdout["Price_Low"]).to_numpy(float),
-    })  # fmt: skip
+    frame = pd.DataFrame(
+        {
+            "band": np.digitize(holdout["Predicted_Price"].to_numpy(float), bands),
+            "inside": inside_interval(holdout).to_numpy(),
+            "width": (holdout["Price_High"] - holdout["Price_Low"]).to_numpy(float),
+        }
+    )
     table = frame.groupby("band").agg(
         n=("inside", "size"), coverage=("inside", "mean"), median_width=("width", "median")
     )
@@ -179,11 +181,13 @@ def importance_table(card: dict) -> pd.DataFrame:
     """The card's split-gain shares with readable labels, largest first; nothing recomputed."""
     shares = card["feature_importance_gain_share"]
     labels = feature_labels(card)
-    frame = pd.DataFrame({
-        "feature": list(shares),
-        "label": [labels.get(name, name) for name in shares],
-        "share": [float(v) for v in shares.values()],
-    })  # fmt: skip
+    frame = pd.DataFrame(
+        {
+            "feature": list(shares),
+            "label": [labels.get(name, name) for name in shares],
+            "share": [float(v) for v in shares.values()],
+        }
+    )
     return frame.sort_values(["share", "feature"], ascending=[False, True], ignore_index=True)
 
 
@@ -259,11 +263,16 @@ def metric_rows(card: dict) -> pd.DataFrame:
          "Sales kept out of training and calibration; every figure here is measured on them."),
     ]  # fmt: skip
     if cv := card.get("cross_validation"):
-        rows.insert(1, (
-            f"RMSLE, {cv['folds']}-fold CV", f"{cv['rmsle_mean']:.3f} ± {cv['rmsle_sd']:.3f}", "",
-            f"The same measure on each fifth of the {cv['n']:,} training sales, by a model "
-            "fitted on the other four: mean ± sd. What to expect of another test part.",
-        ))  # fmt: skip
+        rows.insert(
+            1,
+            (
+                f"RMSLE, {cv['folds']}-fold CV",
+                f"{cv['rmsle_mean']:.3f} ± {cv['rmsle_sd']:.3f}",
+                "",
+                f"The same measure on each fifth of the {cv['n']:,} training sales, by a model "
+                "fitted on the other four: mean ± sd. What to expect of another test part.",
+            ),
+        )
     return pd.DataFrame(rows, columns=["Measure", "Value", "Target", "How to read it"])
 
 
@@ -531,9 +540,12 @@ class ReportPage:
     def _importance(self) -> Panel:
         table = importance_table(self.card)
         bars = charts.horizontal_bars(
-            table["label"], table["share"], label="Share of total split gain", fmt=".0%",
+            table["label"],
+            table["share"],
+            label="Share of total split gain",
+            fmt=".0%",
             title="What the trees split on",
-        )  # fmt: skip
+        )
         caption = _html(_paragraph(IMPORTANCE_CAPTION.format(version=self.card["model_version"])))
         summary = importance_summary(table, self.card["model_version"])
         return _panel([bars, caption], "Feature importance", summary)
@@ -583,16 +595,22 @@ def neighbourhood_table_html(table: pd.DataFrame, known: list[str]) -> str:
         shown[[*columns, "note"]],
         label="Errors by neighbourhood",
         headers={
-            "Neighborhood": "Neighbourhood", "n": "Test sales", "median_price": "Median sale",
-            "median_bias": "Median error", "median_ape": "Median miss",
-            "inside_share": "Inside interval", "note": "Note",
+            "Neighborhood": "Neighbourhood",
+            "n": "Test sales",
+            "median_price": "Median sale",
+            "median_bias": "Median error",
+            "median_ape": "Median miss",
+            "inside_share": "Inside interval",
+            "note": "Note",
         },
         formats={
-            "median_price": render.money, "median_bias": _signed_pct,
-            "median_ape": _pct, "inside_share": lambda v: _pct(v, 0),
+            "median_price": render.money,
+            "median_bias": _signed_pct,
+            "median_ape": _pct,
+            "inside_share": lambda v: _pct(v, 0),
         },
         caption="Error = predicted / sale price − 1; miss = its size, either way",
-    )  # fmt: skip
+    )
 
 
 def with_card_figures(bands: pd.DataFrame, card: dict) -> pd.DataFrame:
@@ -619,11 +637,14 @@ def coverage_table_html(
     holdout: pd.DataFrame, bands: pd.DataFrame, card: dict | None = None
 ) -> str:
     """Coverage per band of predicted price, with all test sales as the last row."""
-    overall = pd.DataFrame({
-        "band": ["All test sales"], "n": [len(holdout)],
-        "coverage": [inside_interval(holdout).mean()],
-        "median_width": [(holdout["Price_High"] - holdout["Price_Low"]).median()],
-    })  # fmt: skip
+    overall = pd.DataFrame(
+        {
+            "band": ["All test sales"],
+            "n": [len(holdout)],
+            "coverage": [inside_interval(holdout).mean()],
+            "median_width": [(holdout["Price_High"] - holdout["Price_Low"]).median()],
+        }
+    )
     if card and "one_width" in card["interval"]:
         overall["one_width"] = card["interval"]["one_width"]["coverage_test"]
         overall["n_calibration"] = sum(b["n_calibration"] for b in card["interval"]["bands"])
@@ -634,15 +655,20 @@ def coverage_table_html(
         table,
         label="Interval coverage by price band",
         headers={
-            "band": "Predicted price", "n": "Test sales",
-            "coverage": "Sale inside the range", "median_width": "Median range width",
-            "halfwidth": "Range", "n_calibration": "Calibration sales",
+            "band": "Predicted price",
+            "n": "Test sales",
+            "coverage": "Sale inside the range",
+            "median_width": "Median range width",
+            "halfwidth": "Range",
+            "n_calibration": "Calibration sales",
             "one_width": "Inside, one width for all",
         },
         formats={
-            "coverage": _pct, "median_width": render.money, "halfwidth": _plus_minus,
+            "coverage": _pct,
+            "median_width": render.money,
+            "halfwidth": _plus_minus,
             "n_calibration": lambda v: "" if v is None or v != v else f"{int(v):,}",
             "one_width": lambda v: "" if v != v else _pct(v),
         },
         caption="Coverage by band of predicted price",
-    )  # fmt: skip
+    )
