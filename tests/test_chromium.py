@@ -129,26 +129,23 @@ def test_apt_get_runs_update_then_install_and_a_failure_is_reported():
     )
 
 
-def test_pytest_stops_before_the_browser_tests_when_there_is_no_chromium(tmp_path):
-    """One clear message up front, not one error per browser test."""
-    env = {**os.environ, "CHROMIUM": str(tmp_path / "no-chromium")}
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-o",
-            "addopts=",
-            "-p",
-            "no:cacheprovider",
-            "tests/browser/test_pages.py",
-        ],
+def run_pytest(*args: str, env: dict) -> subprocess.CompletedProcess:
+    """This checkout's pytest in a child process, without the suite's addopts (nbval)."""
+    command = [sys.executable, "-m", "pytest", "-o", "addopts=", "-p", "no:cacheprovider"]
+    return subprocess.run(
+        [*command, *args],
         cwd=config.PROJ_ROOT,
         env=env,
         capture_output=True,
         text=True,
         timeout=300,
     )
+
+
+def test_pytest_stops_before_the_browser_tests_when_there_is_no_chromium(tmp_path):
+    """One clear message up front, not one error per browser test."""
+    env = {**os.environ, "CHROMIUM": str(tmp_path / "no-chromium")}
+    done = run_pytest("tests/browser/test_pages.py", env=env)
     assert done.returncode == pytest.ExitCode.USAGE_ERROR, done.stdout + done.stderr
     assert f"CHROMIUM='{tmp_path / 'no-chromium'}'" in done.stderr
     assert " passed" not in done.stdout and " failed" not in done.stdout
@@ -162,29 +159,16 @@ def test_not_browser_deselects_every_test_that_uses_the_browser(tmp_path):
     (tmp_path / "marker_probe.py").write_text(MARKER_PROBE)
     out = tmp_path / "collected.json"
     env = {**os.environ, "PYTHONPATH": str(tmp_path), "MARKER_PROBE_OUT": str(out)}
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "--collect-only",
-            "-q",
-            "-o",
-            "addopts=",
-            "-p",
-            "no:cacheprovider",
-            "-p",
-            "marker_probe",
-            "-m",
-            "not browser",
-            "tests/browser",
-            "tests/test_chromium.py",
-        ],
-        cwd=config.PROJ_ROOT,
+    done = run_pytest(
+        "--collect-only",
+        "-q",
+        "-p",
+        "marker_probe",
+        "-m",
+        "not browser",
+        "tests/browser",
+        "tests/test_chromium.py",
         env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     collected = json.loads(out.read_text())

@@ -221,30 +221,19 @@ def test_a_request_of_the_wrong_shape_is_refused_part_by_part(model, payload, fi
 
 def test_one_page_may_send_so_many_reports_an_hour(feedback_store):
     sale = Sale(182_000)
+    page_a, page_b = (
+        {"source": "page", "client": c, "limits": LIMITS} for c in ("page:a", "page:b")
+    )
     for minute in range(3):
-        feedback.record(
-            priced(),
-            sale,
-            source="page",
-            client="page:a",
-            limits=LIMITS,
-            now=NOON + timedelta(minutes=minute),
-        )
+        feedback.record(priced(), sale, **page_a, now=NOON + timedelta(minutes=minute))
     later = NOON + timedelta(minutes=10)
     with pytest.raises(FeedbackLimitError, match="this page has sent 3 reports") as caught:
-        feedback.record(priced(), sale, source="page", client="page:a", limits=LIMITS, now=later)
+        feedback.record(priced(), sale, **page_a, now=later)
     assert caught.value.retry_after == 50 * 60  # when the first of the three is an hour old
     assert len(rows(feedback_store)) == 3  # nothing written
     # Another page is another sender; and the first page may report again an hour on.
-    feedback.record(priced(), sale, source="page", client="page:b", limits=LIMITS, now=later)
-    feedback.record(
-        priced(),
-        sale,
-        source="page",
-        client="page:a",
-        limits=LIMITS,
-        now=NOON + timedelta(hours=1, seconds=1),
-    )
+    feedback.record(priced(), sale, **page_b, now=later)
+    feedback.record(priced(), sale, **page_a, now=NOON + timedelta(hours=1, seconds=1))
     assert len(rows(feedback_store)) == 5
 
 
