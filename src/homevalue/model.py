@@ -243,7 +243,7 @@ class Model:
         """Log price for encoded rows, skipping pandas on the hot path: the compiled forest
         when this process has it (homevalue.compiled), otherwise LightGBM's library. The
         two agree to 1e-9 on every reference sale (tests/test_compiled.py)."""
-        forest = self._engine.forest if self._engine.settled else self.compiled()
+        forest = self._forest()
         if forest is not None:
             return forest.predict(matrix, threads=threads)
         return self.booster.predict(matrix, threads=threads)
@@ -254,10 +254,15 @@ class Model:
         `predict_log` its own way (the tests' fixed prices) is asked through it."""
         if type(self).predict_log is not Model.predict_log:
             return float(self.predict_log(np.array([row], dtype=np.float64))[0])
-        forest = self._engine.forest if self._engine.settled else self.compiled()
+        forest = self._forest()
         if forest is not None:
             return forest.predict_row(row)
         return float(self.booster.predict(np.array([row], dtype=np.float64))[0])
+
+    def _forest(self) -> compiled.CompiledForest | None:
+        """The compiled forest once this process has settled which engine prices (a
+        dictionary read on the hot path), else asks `compiled()` to settle it."""
+        return self._engine.forest if self._engine.settled else self.compiled()
 
     @functools.cached_property
     def _engine(self) -> _Engine:

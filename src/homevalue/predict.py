@@ -210,11 +210,11 @@ def explain_prediction(prediction: Prediction, *, model: Model | None = None) ->
 def encode_frame(model: Model, values: pd.DataFrame) -> np.ndarray:
     """Validated columns as the booster's input matrix (rows that failed hold NaN)."""
     columns = []
-    for name in model.schema.names:
-        if name in model.category_codes:
-            columns.append(_category_positions(values[name], list(model.category_codes[name])))
-        else:
+    for name, codes in model.row_codes:
+        if codes is None:
             columns.append(np.asarray(values[name], dtype=np.float64))
+        else:
+            columns.append(_category_positions(values[name], list(codes)))
     return np.column_stack(columns) if columns else np.empty((len(values), 0))
 
 
