@@ -243,8 +243,7 @@ def _read_csv_arrow(
             column_names=positional,
             skip_rows=1,
             block_size=1 << 20,
-            # One thread means one: a Dask task or a 1-thread run leaves Arrow's pool alone.
-            use_threads=threads is None or threads > 1,
+            use_threads=_arrow_threads(threads),
         ),
         # A quoted cell may hold a line break (pandas reads it so); a row of another width
         # stops Arrow, and pandas reads the file from that chunk on.
@@ -316,14 +315,20 @@ def _not_parquet(path: Path, error: Exception) -> BatchFileError:
     return BatchFileError(f"{path.name} is not a readable Parquet file: {error}")
 
 
+def _arrow_threads(threads: int | None) -> bool:
+    """Whether Arrow's reader may use its pool. One thread means one: a Dask task or a
+    1-thread run leaves Arrow's pool alone."""
+    return threads is None or threads > 1
+
+
 def _read_parquet(path: Path, chunk_rows: int, threads: int | None) -> Iterator[pd.DataFrame]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
         parquet = pq.ParquetFile(path)
-        use_threads = threads is None or threads > 1
-        for batch in parquet.iter_batches(batch_size=chunk_rows, use_threads=use_threads):
+        batches = parquet.iter_batches(batch_size=chunk_rows, use_threads=_arrow_threads(threads))
+        for batch in batches:
             yield batch.to_pandas()
     except (pa.ArrowException, OSError) as error:
         raise _not_parquet(path, error) from error

@@ -51,7 +51,7 @@ from homevalue.errors import (
     HomevalueError,
 )
 from homevalue.model import Model, load_model, sha256_file
-from homevalue.monitor import TABLES, record_drift
+from homevalue.monitor import RUN_COLUMNS, TABLES, record_drift, run_columns_sql
 
 log = logging.getLogger("homevalue.inbox")
 
@@ -319,20 +319,14 @@ def record_upload(
         return run_id
 
 
-# `source` last: the CLI's columns stay where scripts reading them expect them.
+# The monitor's columns plus where a run's output went and why it failed; `source` last,
+# so the CLI's columns stay where scripts reading them expect them.
 HISTORY_COLUMNS = [
-    "id",
-    "started_at",
-    "finished_at",
-    "file",
-    "status",
-    "rows_scored",
-    "rows_rejected",
+    *RUN_COLUMNS[:-2],
     "error",
     "output",
     "rejected_output",
-    "model_version",
-    "source",
+    *RUN_COLUMNS[-2:],
 ]
 
 
@@ -346,13 +340,8 @@ def run_history(history: Path, limit: int = 50) -> pd.DataFrame:
         return pd.DataFrame(columns=HISTORY_COLUMNS)
     try:
         with contextlib.closing(sqlite3.connect(f"file:{history}?mode=ro", uri=True)) as db:
-            present = _columns(db)
-            selected = [
-                "'inbox' AS source" if c not in present and c == "source" else c
-                for c in HISTORY_COLUMNS
-            ]
             return pd.read_sql_query(
-                f"SELECT {', '.join(selected)} FROM runs ORDER BY id DESC LIMIT ?",
+                f"SELECT {run_columns_sql(db, HISTORY_COLUMNS)} FROM runs ORDER BY id DESC LIMIT ?",
                 db,
                 params=(limit,),
             )

@@ -158,6 +158,14 @@ class Window:
         return self.pooled.crossed if self.pooled is not None else {}
 
 
+def run_columns_sql(db: sqlite3.Connection, columns: list[str]) -> str:
+    """The SELECT list for `columns` of the runs table. A history written before runs had
+    a source is read as it is (read-only): its runs were all the inbox's."""
+    present = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
+    old = "source" not in present
+    return ", ".join("'inbox' AS source" if c == "source" and old else c for c in columns)
+
+
 def _tables(db: sqlite3.Connection) -> set[str]:
     return {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
 
@@ -182,11 +190,9 @@ def _read(db: sqlite3.Connection, since: datetime | None):
     tables = _tables(db)
     if "runs" not in tables:
         return pd.DataFrame(columns=RUN_COLUMNS), {}, {}
-    present = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
-    selected = [c if c in present else f"'inbox' AS {c}" for c in RUN_COLUMNS]
     where, params = ("WHERE started_at >= ?", (stamp(since),)) if since else ("", ())
     runs = pd.read_sql_query(
-        f"SELECT {', '.join(selected)} FROM runs {where} ORDER BY started_at, id",
+        f"SELECT {run_columns_sql(db, RUN_COLUMNS)} FROM runs {where} ORDER BY started_at, id",
         db,
         params=params,
     )
