@@ -24,6 +24,7 @@ import requests
 from replicas_server import Replicas, serve_replicas
 
 from homevalue.config import POOL_MEMORY_SHARE
+from homevalue.dashboards import replicas as launcher
 from homevalue.dashboards.replicas import (
     TEMPLATE,
     nginx_config,
@@ -64,6 +65,15 @@ def test_replica_ports_default_to_the_ones_after_the_proxys_and_bad_lists_are_re
     ]:
         with pytest.raises(SystemExit, match=says):
             replica_ports(8866, count, given)
+
+
+def test_without_a_checkouts_nginx_configuration_it_says_so_and_starts_nothing(
+    tmp_path, monkeypatch
+):
+    """An installed wheel has no deploy/nginx: a clear refusal, not a traceback."""
+    monkeypatch.setattr(launcher, "TEMPLATE", tmp_path / "replicas.conf.template")
+    with pytest.raises(SystemExit, match="needs nginx's configuration from a checkout"):
+        launcher.main(["--port", "1", "--replicas", "1"])
 
 
 def test_the_replicas_trust_the_local_proxy_and_share_the_kernel_and_pool_budgets(monkeypatch):

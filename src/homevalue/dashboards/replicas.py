@@ -250,6 +250,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if not TEMPLATE.is_file():  # an installed wheel has no deploy/ folder
+        raise SystemExit(
+            f"serving replicas needs nginx's configuration from a checkout of homevalue "
+            f"({TEMPLATE} is missing): run `make serve-replicas` in the checkout"
+        )
     ports = replica_ports(args.port, args.replicas, args.replica_ports)
     busy = [p for p in [args.port, *ports] if not port_is_free(p)]
     if busy:
