@@ -174,13 +174,15 @@ def not_lightgbm() -> Path:
 def broken(kind: str, tmp_path: Path) -> Path | None:
     if kind == "none":
         return None
+    if kind == "missing":
+        return tmp_path / "lib_lightgbm.so"
     if kind == "not_a_library":
         (tmp_path / "lib_lightgbm.so").write_text("not a shared object")
         return tmp_path / "lib_lightgbm.so"
     return not_lightgbm()
 
 
-LIBRARIES = ["none", "not_a_library", "not_lightgbm"]
+LIBRARIES = ["none", "missing", "not_a_library", "not_lightgbm"]
 
 
 @pytest.mark.parametrize("kind", LIBRARIES)
@@ -195,6 +197,8 @@ def test_a_library_missing_broken_or_foreign_is_a_model_runtime_error(
     assert "pip install" in message and "lightgbm" in message  # the fix
     if kind == "none":
         assert "/nowhere/lib_lightgbm.so" in message
+    if kind in ("missing", "not_a_library"):
+        assert f"{tmp_path / 'lib_lightgbm.so'} cannot be loaded" in message
     if kind == "not_lightgbm":
         assert f"{not_lightgbm()} has no LGBM_GetLastError" in message
 
@@ -212,19 +216,16 @@ def test_the_price_page_and_predict_one_say_unavailable_for_a_bad_library(
         predict_one(good_house)
 
 
-def test_the_api_is_not_ready_and_logs_one_line_for_a_foreign_library(model_copy, library_at):
+def test_the_api_is_not_ready_and_logs_one_line_for_a_foreign_library(
+    model_copy, library_at, caplog
+):
     library_at(not_lightgbm())
-    errors: list[logging.LogRecord] = []
-    handler = logging.Handler(logging.ERROR)
-    handler.emit = errors.append
-    api.log.addHandler(handler)
-    try:
-        with TestClient(api.create_app(model_copy)) as client:
-            assert client.get("/readyz").status_code == 503
-    finally:
-        api.log.removeHandler(handler)
-    assert len(errors) == 1 and "has no LGBM_" in errors[0].getMessage()
-    assert errors[0].exc_info is None  # a ModelError's sentence, not a bug's traceback
+    app = api.create_app(model_copy)
+    with caplog.at_level(logging.ERROR, logger=api.log.name), TestClient(app) as client:
+        assert client.get("/readyz").status_code == 503
+    [error] = [record for record in caplog.records if record.name == api.log.name]
+    assert "has no LGBM_" in error.getMessage()
+    assert error.exc_info is None  # a ModelError's sentence, not a bug's traceback
 
 
 def test_every_function_called_is_declared():
