@@ -32,6 +32,8 @@ from homevalue import (
     predict_one,
 )
 from homevalue.model import Backend, Model, read_holdout
+from homevalue.predict import encode_row
+from homevalue.schema import validate_record
 from homevalue.ui import report
 from homevalue.ui.page import Unavailable, build
 from homevalue.ui.price import PricePage
@@ -72,25 +74,22 @@ def records(model: Model, count: int) -> list[dict]:
     ]
 
 
+def encoded(model: Model, count: int) -> np.ndarray:
+    return np.array(
+        [encode_row(model, validate_record(model.schema, r)[0]) for r in records(model, count)]
+    )
+
+
 # --- the backends ---------------------------------------------------------------------------
 
 
 def test_both_backends_are_backends_and_agree_row_by_row(model, forest):
-    matrix = _rows(model, 20)
+    matrix = encoded(model, 20)
     for backend, name in ((model.booster, "lightgbm"), (forest, "compiled")):
         assert isinstance(backend, Backend) and backend.name == name
         one_by_one = [backend.predict_row(row) for row in matrix.tolist()]
         np.testing.assert_array_equal(one_by_one, backend.predict(matrix))
     np.testing.assert_allclose(forest.predict(matrix), model.booster.predict(matrix), atol=1e-9)
-
-
-def _rows(model: Model, count: int) -> np.ndarray:
-    from homevalue.predict import encode_row
-    from homevalue.schema import validate_record
-
-    return np.array(
-        [encode_row(model, validate_record(model.schema, r)[0]) for r in records(model, count)]
-    )
 
 
 class Recorder:
@@ -263,7 +262,7 @@ def sizes(monkeypatch):
 
 
 def test_buffers_are_the_size_lightgbm_gives(model, sizes):
-    matrix = _rows(model, 3)
+    matrix = encoded(model, 3)
     features = len(model.schema.names)
     assert model.booster.predict(matrix).shape == (3,)
     assert model.booster.contributions(matrix).shape == (3, features + 1)
@@ -274,7 +273,7 @@ def test_buffers_are_the_size_lightgbm_gives(model, sizes):
 def test_a_size_lightgbm_did_not_write_is_refused(model, sizes):
     sizes.extra = 3  # LightGBM writes 3 values into a buffer of 6: nothing overrun, refused
     with pytest.raises(ModelFileError, match="LightGBM wrote 3 values for 3 rows, 6 expected"):
-        model.booster.predict(_rows(model, 3))
+        model.booster.predict(encoded(model, 3))
 
 
 # --- threads ------------------------------------------------------------------------------
