@@ -18,6 +18,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 import homevalue.booster as booster
+import homevalue.compiled as compiled
 from homevalue import (
     ModelError,
     ModelFileError,
@@ -140,6 +141,12 @@ def test_the_library_is_looked_for_where_lightgbms_libpath_looks(monkeypatch, sy
     found = booster.library_candidates()
     assert found[:3] == [package.parent / name, package / "bin" / name, package / "lib" / name]
     assert all(path.name == name for path in found)
+
+
+@pytest.mark.parametrize(("system", "suffix"), [("Linux", ".so"), ("Darwin", ".dylib")])
+def test_the_compiled_library_is_named_as_the_platform_names_one(monkeypatch, system, suffix):
+    monkeypatch.setattr(compiled.platform, "system", lambda: system)
+    assert compiled.library_path("0" * 64, Path("/cache")).suffix == suffix
 
 
 def test_the_library_found_is_the_one_lightgbm_loads():

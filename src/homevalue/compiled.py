@@ -64,9 +64,11 @@ def enabled() -> bool:
 
 
 def library_path(booster_sha256: str, folder: Path | None = None) -> Path:
-    """Where the compiled library of the booster with this SHA-256 lives in the cache."""
+    """Where the compiled library of the booster with this SHA-256 lives in the cache,
+    named as this platform names a shared library (as lightgbm/libpath.py names its own)."""
     folder = Path(folder or config.cache_dir())
-    return folder / f"forest-{booster_sha256}-{platform.machine()}-v{FORMAT}.so"
+    suffix = {"Darwin": "dylib", "Windows": "dll", "Microsoft": "dll"}.get(platform.system(), "so")
+    return folder / f"forest-{booster_sha256}-{platform.machine()}-v{FORMAT}.{suffix}"
 
 
 class CompiledForest:
