@@ -303,15 +303,18 @@ class Model:
 
     @functools.cached_property
     def _engine(self) -> _Engine:
-        fixed = self.fixed_backend
-        return _Engine(fixed or self.booster, settled=fixed is not None, fixed=fixed is not None)
+        fixed = self.fixed_backend is not None
+        backend = self.fixed_backend if fixed else self.booster
+        return _Engine(backend, settled=fixed, fixed=fixed)
 
     def compiled(self, *, build: bool = False) -> compiled.CompiledForest | None:
         """The compiled forest, or None when prices come from LightGBM's library.
 
         The cache (config.cache_dir, keyed by the booster's SHA-256) is looked at once per
         process; with `build`, a library missing or unusable there is compiled now (about
-        12 s). Why it cannot be had is logged once, as a warning, and LightGBM prices.
+        12 s). Why it cannot be had is logged once, as a warning, and LightGBM prices; so
+        it does with HOMEVALUE_COMPILED=0. A model given a backend (`with_backend`) keeps
+        it: None, and nothing is built. Which backend prices is logged once, at INFO.
         """
         from homevalue import compiled  # here: `python -m homevalue.compiled` imports us
 
