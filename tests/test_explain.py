@@ -250,18 +250,28 @@ def test_score_frame_explains_each_row_as_predict_one_does(model, good_house):
         assert [row[c] for c in columns(model.schema)] == expected
 
 
-def test_a_clamped_price_from_the_model_is_explained_to_its_bound(model, good_house, monkeypatch):
+class Absurd:
+    """A prediction backend whose every log price (99) is far over the card's ceiling."""
+
+    name = "absurd"
+
+    def predict(self, matrix: np.ndarray, *, threads: int = 1) -> np.ndarray:
+        return np.full(len(matrix), 99.0)
+
+    def predict_row(self, row) -> float:
+        return 99.0
+
+
+def test_a_clamped_price_from_the_model_is_explained_to_its_bound(model, good_house):
     """The explanation follows the price shown: finish() clamps; dollars add up to it."""
     prediction = predict_one(good_house, model=model)
     ceiling = model.card["price_bounds"]["ceiling"]
-    monkeypatch.setattr(
-        type(model), "predict_log", lambda self, m, threads=1: np.full(len(m), 99.0)
-    )
-    _, _, _, clamped, _ = finish(model, np.array([99.0]))
+    absurd = model.with_backend(Absurd())
+    _, _, _, clamped, _ = finish(absurd, np.array([99.0]))
     assert clamped[0]
     capped = explain_prediction(
         type(prediction)(ceiling, ceiling, ceiling, (), model.version, prediction.inputs),
-        model=model,
+        model=absurd,
     ).explanation
     assert capped.base_price + sum(c.dollars for c in capped.contributions) == ceiling
 

@@ -21,7 +21,6 @@ from homevalue import (
     ModelError,
     ModelFileError,
     ModelMissingError,
-    ModelRuntimeError,
     ModelSchemaError,
     ModelVersionError,
     config,
@@ -476,25 +475,6 @@ def test_an_unreadable_pipeline_is_a_model_file_error_when_asked_for(model_copy)
     with pytest.raises(ModelFileError, match="make model") as caught:
         model.pipeline  # noqa: B018
     assert config.MODEL_FILE in str(caught.value)
-
-
-@pytest.mark.parametrize("content", [None, b"not a shared object"], ids=["missing", "garbage"])
-def test_lightgbms_library_missing_or_broken_is_a_model_runtime_error(
-    model_copy, tmp_path, monkeypatch, content
-):
-    library = tmp_path / "lib_lightgbm.so"
-    if content is not None:
-        library.write_bytes(content)
-    monkeypatch.setattr(homevalue.booster, "_library_path", lambda: library)
-    homevalue.booster._library.cache_clear()
-    try:
-        with pytest.raises(ModelRuntimeError) as caught:
-            load_model(model_copy)
-    finally:
-        monkeypatch.undo()
-        homevalue.booster._library.cache_clear()  # the real one again, for later tests
-    message = str(caught.value)
-    assert str(library) in message and "pip install" in message and "lightgbm" in message
 
 
 def test_the_pages_show_unavailable_for_a_garbage_booster(model_copy, monkeypatch):

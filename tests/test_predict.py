@@ -287,14 +287,24 @@ def test_score_frame_of_an_empty_frame(model, good_house):
 # --- post-processing: no price is ever NaN, negative or absurd ------------------------------
 
 
+class FixedAnswers:
+    """A prediction backend that answers `log_prices`, repeated over the rows."""
+
+    name = "fixed"
+
+    def __init__(self, log_prices: list[float]):
+        self.log_prices = np.asarray(log_prices, dtype=float)
+
+    def predict(self, matrix: np.ndarray, *, threads: int = 1) -> np.ndarray:
+        return np.resize(self.log_prices, len(matrix))
+
+    def predict_row(self, row) -> float:
+        return float(self.log_prices[0])
+
+
 def answering(model: Model, log_prices: list[float]) -> Model:
-    """A copy of `model` whose booster answers `log_prices` (repeated over the rows)."""
-
-    class FixedAnswerModel(Model):
-        def predict_log(self, matrix: np.ndarray, *, threads: int = 1) -> np.ndarray:
-            return np.resize(np.asarray(log_prices, dtype=float), len(matrix))
-
-    return FixedAnswerModel(model.booster, model.card, model.schema, model.path)
+    """A copy of `model` pricing through FixedAnswers(`log_prices`)."""
+    return model.with_backend(FixedAnswers(log_prices))
 
 
 def test_finish_clamps_to_the_price_bounds_and_marks_non_finite(model):

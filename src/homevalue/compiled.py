@@ -64,13 +64,22 @@ def enabled() -> bool:
 
 
 def library_path(booster_sha256: str, folder: Path | None = None) -> Path:
-    """Where the compiled library of the booster with this SHA-256 lives in the cache."""
+    """Where the compiled library of the booster with this SHA-256 lives in the cache,
+    named as this platform names a shared library (as lightgbm/libpath.py names its own)."""
     folder = Path(folder or config.cache_dir())
-    return folder / f"forest-{booster_sha256}-{platform.machine()}-v{FORMAT}.so"
+    suffix = {"Darwin": "dylib", "Windows": "dll", "Microsoft": "dll"}.get(platform.system(), "so")
+    return folder / f"forest-{booster_sha256}-{platform.machine()}-v{FORMAT}.{suffix}"
 
 
 class CompiledForest:
-    """A compiled booster: raw scores (log prices) for rows of encoded features."""
+    """A compiled booster: raw scores (log prices) for rows of encoded features.
+
+    A prediction backend (homevalue.model.Backend). Safe to share between threads without
+    a lock: the compiled function only reads its rows and writes its own outputs (lleaves
+    emits no global state), `predict` gives each call its own output array, and
+    `predict_row` keeps its two buffers per thread."""
+
+    name = "compiled"
 
     def __init__(self, path: Path, features: int):
         self.path, self.features = Path(path), int(features)
@@ -81,6 +90,8 @@ class CompiledForest:
             raise ModelRuntimeError(
                 f"the compiled model {self.path} cannot be loaded ({error}): {FIX}"
             ) from None
+        # lleaves' entry, `void forest_root(double *rows, double *out, int32 start, int32 end)`:
+        # declared, so a wrong argument is a TypeError rather than a misread in machine code.
         entry.restype = None
         entry.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int32, ctypes.c_int32]
         self._entry = entry

@@ -17,9 +17,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from homevalue import config
-from homevalue.errors import ModelMissingError
-
 EARTH_RADIUS_KM = 6371.0
 SIZE_TOLERANCES = (0.25, 0.5, 1.0, None)  # widen until k houses qualify
 NEIGHBOURS = 7  # sales that vote on a spot's neighbourhood
@@ -65,13 +62,12 @@ COMPS_RULE_TEXT = (
 )
 
 
-@functools.lru_cache(maxsize=4)
 def reference_sales(folder: Path | None = None) -> pd.DataFrame:
-    """The sold houses the model was trained on (cleaned), as stored in the model folder."""
-    path = Path(folder or config.model_dir()) / config.REFERENCE_SALES
-    if not path.exists():
-        raise ModelMissingError(f"no reference sales at {path}: run `make model`")
-    return pd.read_csv(path)
+    """The sold houses the model was trained on (cleaned): `Model.reference_sales` of the
+    model in `folder` (default: the served one), which reads and checks the file once."""
+    from homevalue.model import load_model
+
+    return load_model(folder).reference_sales()
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,7 @@ MODEL_DIR_ENV = "HOMEVALUE_MODEL_DIR"
 MODEL_DIR = Path(
     os.environ.get(MODEL_DIR_ENV) or (PROJ_ROOT / "model" if FROM_CHECKOUT else PACKAGED_MODEL_DIR)
 )
+# The model folder's files: training writes them, homevalue.model alone reads them.
 MODEL_FILE = "pipeline.skops"
 # The same booster for serving, readable without scikit-learn (homevalue.booster).
 BOOSTER_FILE = "booster.json"

@@ -12,6 +12,12 @@ catches accidents and careless edits, not someone who can write the folder (they
 retrain too); that is what the folder's permissions are for. Every way a file can fail to
 load is a ModelError naming the file and the fix, so the API reports not ready and the
 dashboards show their "unavailable" panel rather than a traceback.
+
+One seam: `Model` owns every file of the folder (this is the only module that names
+them, besides training, which writes them) and prices through one `Backend`, the
+compiled trees or LightGBM's library, settled once per process. Threads: a loaded Model
+may be shared. Its backends are thread-safe (each says why), settling the backend holds
+a lock, and the tables it reads are read whole before anyone sees them.
 """
 
 from __future__ import annotations
@@ -25,10 +31,10 @@ import os
 import re
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib.metadata import version as installed_version
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -46,6 +52,8 @@ from homevalue.errors import (
 from homevalue.schema import Schema, short_money
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from homevalue import compiled
 
 # The only types skops may rebuild from the artifact; anything else is refused.
@@ -71,6 +79,23 @@ CARD_SHAPE = {
 }
 _PIN = re.compile(rf"([0-9a-f]{{64}})  {re.escape(config.CARD_JSON)}\n?")
 log = logging.getLogger("homevalue.model")
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What turns encoded rows into log prices: compiled.CompiledForest (the fast one) or
+    booster.NativeBooster (LightGBM's library), or a test's stand-in. Both methods give
+    the same number for the same row; both may be called from several threads at once."""
+
+    name: str  # for logs and metrics: "compiled", "lightgbm"
+
+    def predict(self, matrix: np.ndarray, *, threads: int = 1) -> np.ndarray:
+        """Log prices of a 2-D float matrix's rows; `threads` may split the rows."""
+        ...
+
+    def predict_row(self, row: Sequence[float]) -> float:
+        """Log price of one row given as numbers, without building arrays."""
+        ...
 
 
 def band_label(low: float | None, high: float | None) -> str:
@@ -184,16 +209,20 @@ def _edge(value: object) -> float | None:
 
 @dataclass(frozen=True)
 class Model:
-    """The booster that prices houses plus what the card says about it.
+    """The booster that prices houses plus what the card says about it, and every other
+    file of its folder (`reference_sales`, `holdout`, `pipeline`).
 
     Pricing never touches scikit-learn (see homevalue.booster); the fitted pipeline is
-    loaded on first use of `pipeline`, by training checks, tests and benchmarks.
+    loaded on first use of `pipeline`, by training checks, tests and benchmarks. Prices
+    come from `backend`; `fixed_backend` replaces the one this process would settle on
+    (tests price through a stand-in this way; serving never sets it).
     """
 
     booster: NativeBooster
     card: dict
     schema: Schema
     path: Path
+    fixed_backend: Backend | None = field(default=None, repr=False)
 
     @functools.cached_property
     def pipeline(self):
@@ -239,51 +268,67 @@ class Model:
         codes = self.category_codes
         return tuple((name, codes.get(name)) for name in self.schema.names)
 
+    def reference_sales(self) -> pd.DataFrame:
+        """The sold houses the model learned from (cleaned), as training stored them, each
+        with the card's inputs: comparable sales, the map of sales. Read once per version
+        of the file; the frame is shared, so callers do not change it."""
+        return _table(self.path, config.REFERENCE_SALES, "reference sales", self.schema.names)
+
+    def holdout(self, columns: Sequence[str] = ()) -> pd.DataFrame:
+        """The test sales with their predictions, as training wrote them (`read_holdout`)."""
+        return read_holdout(self.path, columns)
+
+    def with_backend(self, backend: Backend) -> Model:
+        """This model pricing through `backend` instead (a test's stand-in, say)."""
+        return replace(self, fixed_backend=backend)
+
+    @property
+    def backend(self) -> Backend:
+        """What prices in this process: the compiled forest when the cache has it
+        (homevalue.compiled), otherwise LightGBM's library. The two agree to 1e-9 on every
+        reference sale (tests/test_compiled.py). Settled once (a dictionary read after)."""
+        engine = self._engine
+        if not engine.settled:
+            self.compiled()
+        return engine.backend
+
     def predict_log(self, matrix: np.ndarray, *, threads: int = 1) -> np.ndarray:
-        """Log price for encoded rows, skipping pandas on the hot path: the compiled forest
-        when this process has it (homevalue.compiled), otherwise LightGBM's library. The
-        two agree to 1e-9 on every reference sale (tests/test_compiled.py)."""
-        forest = self._forest()
-        if forest is not None:
-            return forest.predict(matrix, threads=threads)
-        return self.booster.predict(matrix, threads=threads)
+        """Log price for encoded rows, skipping pandas on the hot path."""
+        return self.backend.predict(matrix, threads=threads)
 
     def predict_log_one(self, row: Sequence[float]) -> float:
         """Log price of one encoded row (a list of numbers): `predict_log` without building
-        arrays, which cost a single row more than its trees do. A subclass that answers
-        `predict_log` its own way (the tests' fixed prices) is asked through it."""
-        if type(self).predict_log is not Model.predict_log:
-            return float(self.predict_log(np.array([row], dtype=np.float64))[0])
-        forest = self._forest()
-        if forest is not None:
-            return forest.predict_row(row)
-        return float(self.booster.predict(np.array([row], dtype=np.float64))[0])
-
-    def _forest(self) -> compiled.CompiledForest | None:
-        """The compiled forest once this process has settled which engine prices (a
-        dictionary read on the hot path), else asks `compiled()` to settle it."""
-        return self._engine.forest if self._engine.settled else self.compiled()
+        arrays, which cost a single row more than its trees do."""
+        return self.backend.predict_row(row)
 
     @functools.cached_property
     def _engine(self) -> _Engine:
-        return _Engine()
+        fixed = self.fixed_backend is not None
+        backend = self.fixed_backend if fixed else self.booster
+        return _Engine(backend, settled=fixed, fixed=fixed)
 
     def compiled(self, *, build: bool = False) -> compiled.CompiledForest | None:
         """The compiled forest, or None when prices come from LightGBM's library.
 
         The cache (config.cache_dir, keyed by the booster's SHA-256) is looked at once per
         process; with `build`, a library missing or unusable there is compiled now (about
-        12 s). Why it cannot be had is logged once, as a warning, and LightGBM prices.
+        12 s). Why it cannot be had is logged once, as a warning, and LightGBM prices; so
+        it does with HOMEVALUE_COMPILED=0. A model given a backend (`with_backend`) keeps
+        it: None, and nothing is built. Which backend prices is logged once, at INFO.
         """
         from homevalue import compiled  # here: `python -m homevalue.compiled` imports us
 
         engine = self._engine
-        if not compiled.enabled() or (engine.settled and (engine.forest or not build)):
+        if engine.fixed or (engine.settled and (engine.forest or not build)):
             return engine.forest
         with engine.lock:
-            if engine.forest is None and not (engine.settled and engine.build_tried):
+            wanted = compiled.enabled()
+            if wanted and engine.forest is None and not (engine.settled and engine.build_tried):
                 engine.forest = self._find_forest(engine, build)
-            engine.settled = True
+            if not engine.settled:
+                log.info("prices come from %s", (engine.forest or self.booster).name)
+            engine.backend = engine.forest or self.booster
+            engine.settled = True  # after the backend: a reader that sees it sees that
         return engine.forest
 
     def _find_forest(self, engine: _Engine, build: bool) -> compiled.CompiledForest | None:
@@ -348,11 +393,13 @@ def _exists(path: Path) -> bool:
 
 @dataclass
 class _Engine:
-    """Which library prices for a Model in this process (see Model.compiled)."""
+    """Which backend prices for a Model in this process (see Model.compiled)."""
 
+    backend: Backend  # LightGBM's library until the compiled forest is found
     lock: threading.Lock = field(default_factory=threading.Lock)
     forest: compiled.CompiledForest | None = None
-    settled: bool = False  # the cache has been looked at
+    settled: bool = False  # the cache has been looked at (or a backend was given)
+    fixed: bool = False  # given: never replaced by a compiled forest
     build_tried: bool = False
     warned: bool = False
 
@@ -435,6 +482,47 @@ def _pinned_card(folder: Path) -> tuple[Path, bytes]:
             f"{pin_path}: {FIX}"
         )
     return card_path, data
+
+
+def read_holdout(folder: Path | str | None = None, columns: Sequence[str] = ()) -> pd.DataFrame:
+    """The test sales with their predictions, as training wrote them, for pages that only
+    show facts (the model report) and need not load the model: refused when it lacks
+    `columns` or has no rows. Read once per process (per version of the file)."""
+    folder = Path(folder or config.model_dir())
+    return _table(folder, config.HOLDOUT_PREDICTIONS, "holdout predictions", columns)
+
+
+def _table(folder: Path, name: str, what: str, columns: Sequence[str]) -> pd.DataFrame:
+    """A table training wrote into the folder, with `columns` and rows, read once per
+    version of the file: a stat per call keys the cache, so a retrained folder is read
+    again rather than served stale. The frame is shared: callers do not change it."""
+    path = model_file(folder, name, what)
+    try:
+        stat = path.stat()
+    except OSError as error:
+        raise ModelFileError(f"{path} cannot be read ({error.strerror}): {FIX}") from None
+    table = _read_table(path, (stat.st_mtime_ns, stat.st_size, stat.st_ino), what)
+    missing = [column for column in columns if column not in table.columns]
+    if missing or table.empty:
+        raise ModelSchemaError(f"{path} lacks the columns {missing} or has no rows: {FIX}")
+    return table
+
+
+@functools.lru_cache(maxsize=8)
+def _read_table(path: Path, version: tuple, what: str) -> pd.DataFrame:
+    """The CSV at `path` (as of `version`), or the ModelError saying why it cannot be read.
+    Two threads asking at once may both read it; each gets a whole frame."""
+    import pandas as pd
+
+    try:
+        return pd.read_csv(path)
+    except OSError as error:
+        raise ModelFileError(f"{path} cannot be read ({error.strerror}): {FIX}") from None
+    except ValueError as error:  # not UTF-8, not CSV, empty (pandas' errors are ValueErrors)
+        raise ModelFileError(
+            f"{path} cannot be read as the {what} ({type(error).__name__}: "
+            f"{str(error)[:80]}): {FIX}"
+        ) from None
 
 
 def read_card(folder: Path | None = None) -> dict:

@@ -22,8 +22,9 @@ import numpy as np
 import pandas as pd
 
 from homevalue import config
-from homevalue.errors import ModelMissingError, ModelSchemaError
+from homevalue.errors import ModelSchemaError
 from homevalue.model import FIX, band_label, dollars_of, read_card
+from homevalue.model import read_holdout as model_holdout
 from homevalue.schema import readable, short_money
 from homevalue.ui import charts, maps, render
 from homevalue.ui.feedback import live_accuracy_panel
@@ -74,15 +75,9 @@ IMPORTANCE_CAPTION = (
 
 
 def read_holdout(folder: Path) -> pd.DataFrame:
-    """The test sales with their predictions, as training wrote them; refuses a partial file."""
-    path = Path(folder) / config.HOLDOUT_PREDICTIONS
-    if not path.exists():
-        raise ModelMissingError(f"no holdout predictions at {path}: {FIX}")
-    holdout = pd.read_csv(path)
-    missing = [c for c in HOLDOUT_COLUMNS if c not in holdout.columns]
-    if missing or holdout.empty:
-        raise ModelSchemaError(f"{path} lacks the columns {missing} or has no rows: {FIX}")
-    return holdout
+    """The test sales with their predictions, as training wrote them; refuses a partial file
+    (homevalue.model reads it, without loading the model: this page needs only facts)."""
+    return model_holdout(folder, HOLDOUT_COLUMNS)
 
 
 def check_card(card: dict, folder: Path) -> None:
