@@ -14,7 +14,8 @@ from fastapi.testclient import TestClient
 
 import homevalue
 from homevalue import api, config
-from homevalue.errors import ModelError, ValidationError
+from homevalue.batch import score_file
+from homevalue.errors import BatchFileError, ModelError, ValidationError
 from homevalue.model import load_model, write_card_pin
 from homevalue.schema import ROLES, SUGGESTED_KEYS, resolve_keys
 from homevalue.ui import PricePage
@@ -164,3 +165,13 @@ def test_only_the_first_unknown_keys_of_a_house_get_suggestions(model, good_hous
     assert [("did you mean" in r) for r in reasons] == [True] * SUGGESTED_KEYS + [False] * (
         4 - SUGGESTED_KEYS
     )
+
+
+def test_a_batch_header_names_fields_exactly_and_says_which_to_rename(model, good_house, tmp_path):
+    """A file's other columns are carried through, so its header is not read loosely: a
+    column that would name a field in a house (`lat`) is refused with the fix."""
+    source = tmp_path / "loose.csv"
+    house = {("lat" if k == "Latitude" else k): v for k, v in good_house.items()}
+    source.write_text(",".join(house) + "\n" + ",".join(map(str, house.values())) + "\n")
+    with pytest.raises(BatchFileError, match=r"header names must be exact: rename lat to Latitude"):
+        score_file(source, tmp_path / "out", model=model)
