@@ -233,7 +233,7 @@ def test_a_field_the_model_does_not_take_is_refused(client, good_house):
             "index": None,
             "field": "Gr_Liv_Aera",
             "value": 1800,
-            "reason": "is not a field of this model",
+            "reason": "is not a field of this model; did you mean Gr_Liv_Area?",
         }
     ]
 

@@ -122,9 +122,9 @@ def test_every_neighbourhood_centre_is_one_of_its_sales_and_lies_in_it(reference
         assert neighbourhood_at(lat, lon) == name
 
 
-def test_the_centre_is_the_sale_nearest_all_the_others(reference):
+def test_the_centre_is_the_sale_nearest_all_the_others(reference, model):
     group = reference[reference["Neighborhood"] == "Veenker"]
-    lat, lon = neighbourhood_centres(reference)["Veenker"]
+    lat, lon = neighbourhood_centres(reference, model.schema)["Veenker"]
     totals = [
         haversine_km(y, x, group["Latitude"], group["Longitude"]).sum()
         for y, x in zip(group["Latitude"], group["Longitude"], strict=True)

@@ -156,6 +156,9 @@ def test_sale_year_and_month_are_checked(model):
     assert "year" in problems_of(lambda: check(None, 5))["sale.month"]
     assert "future" in problems_of(lambda: check(2026, 12))["sale.month"]
     assert set(problems_of(lambda: check("soon", True))) == {"sale.year", "sale.month"}
+    # a refused year with a good month: the year named, no crash (schemathesis found it)
+    assert set(problems_of(lambda: check(False, 1))) == {"sale.year"}
+    assert set(problems_of(lambda: check("soon", 1))) == {"sale.year"}
 
 
 def test_every_problem_of_a_sale_is_named_at_once(model):

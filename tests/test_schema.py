@@ -272,11 +272,21 @@ def test_only_ascii_digits_make_a_number_in_both_validators(schema, good_house, 
     ]
 
 
-def test_category_text_is_stripped_and_unknown_keys_are_ignored(schema, good_house):
-    good_house.update(Neighborhood="  Old_Town ", colour="blue", id=17)
+def test_category_text_is_stripped(schema, good_house):
+    good_house.update(Neighborhood="  Old_Town ")
     clean, _ = validate_record(schema, good_house)
     assert clean["Neighborhood"] == "Old_Town"
-    assert "colour" not in clean and "id" not in clean
+
+
+def test_unknown_keys_are_refused_naming_the_nearest_field(schema, good_house):
+    """A misspelt optional field would otherwise be replaced by its default unseen."""
+    good_house.update(Garage_Car=2, colour="blue", id=17)
+    problems = [(p.field, p.reason) for p in problems_of(schema, good_house)]
+    assert problems == [
+        ("Garage_Car", "is not a field of this model; did you mean Garage_Cars?"),
+        ("colour", "is not a field of this model"),
+        ("id", "is not a field of this model"),
+    ]
 
 
 # --- one vocabulary: codes and labels, any case, any separators -----------------------------

@@ -303,7 +303,7 @@ def test_a_result_that_fails_to_show_leaves_the_previous_one_whole(page, referen
     upload(page, "first.csv", csv_bytes(houses))
     shown = [w.value for w in (page.summary_html, page.table_html, page.downloads_html)]
 
-    def broken(_frame):
+    def broken(_frame, _place):
         raise RuntimeError("the map cannot be drawn")
 
     monkeypatch.setattr("homevalue.ui.batch.map_sample", broken)

@@ -283,15 +283,13 @@ def too_many_keys(schema: Schema, house: object) -> Problem | None:
     return Problem("record", f"an object of {len(house):,} keys", reason)
 
 
-def unknown_fields(schema: Schema, house: object, room: int) -> tuple[list[Problem], int]:
-    """Keys the model does not take (the first `room`, and how many): refused, so a misspelt
-    optional field is not silently replaced by its default (the pricing page's links say
-    the same)."""
-    if not isinstance(house, Mapping):
-        return [], 0
-    reason = "is not a field of this model"
-    unknown = [key for key in house if key not in schema.by_name and key != EXPLAIN_KEY]
-    return [Problem(key, house[key], reason) for key in unknown[:room]], len(unknown)
+def without_option(house: object) -> object:
+    """The house without its `"explain"` option, which is not a field: every other key is
+    read by the schema's input policy (a key that names no field is refused, with the
+    nearest field's name, as the pricing page's links and `predict_one` refuse it)."""
+    if isinstance(house, Mapping) and EXPLAIN_KEY in house:
+        return {k: v for k, v in house.items() if k != EXPLAIN_KEY}
+    return house
 
 
 def explain_query(request: Request) -> bool:
@@ -341,9 +339,9 @@ def price_houses(model: Model, houses: list, single: bool, explain: bool = False
         if crowded := too_many_keys(model.schema, house):
             found, count = [crowded], 1
         else:
-            found, count = unknown_fields(model.schema, house, room)
-            found, count = option + found, len(option) + count
+            found, count = option, len(option)
             try:
+                house = without_option(house)
                 priced.append(predict_one(house, model=model, explain=explained).to_dict())
             except ValidationError as error:
                 found, count = error.problems + found, len(error.problems) + count
@@ -367,11 +365,11 @@ def check_feedback(model: Model, payload: object) -> tuple[Prediction, feedback.
         if crowded := too_many_keys(model.schema, house):
             found = [crowded]
         else:
-            found = unknown_fields(model.schema, house, config.API_MAX_PROBLEMS)[0]
+            found = []
             try:
                 prediction = predict_one(house, model=model)
             except ValidationError as error:
-                found = error.problems + found
+                found = error.problems
         problems += [
             Problem("house" if p.field == "record" else f"house.{p.field}", p.value, p.reason)
             for p in found
@@ -732,7 +730,9 @@ def create_app(model_dir: Path | str | None = None) -> FastAPI:
         )
         model = slot.get()
         document = openapi.document_request(document, PREDICT_PATH, model.schema if model else None)
-        document = openapi.document_feedback(document, FEEDBACK_PATH, model is not None)
+        document = openapi.document_feedback(
+            document, FEEDBACK_PATH, model.schema if model else None
+        )
         if keys is not None:
             document = openapi.document_keys(document, config.API_OPEN_PATHS)
         if model is not None:

@@ -367,10 +367,15 @@ def check_columns(columns: list[str], model: Model, name: str, explain: bool = F
             f"{str(columns[0])[:80]}); save it with commas as separators"
         )
     if missing:
+        # A file's header names fields exactly (its other columns are carried through): a
+        # column the one-house policy would read as a missing field is named, with the fix.
+        loose = [(c, model.schema.field_for(c)) for c in columns]
+        renames = [f"{c} to {field}" for c, field in loose if field in missing and c != field]
+        hint = f" (header names must be exact: rename {', '.join(renames)})" if renames else ""
         raise BatchFileError(
             f"{name} lacks required column(s) {', '.join(missing)}; it has "
             f"{', '.join(map(str, columns)) or 'no columns'}. Required: "
-            f"{', '.join(model.schema.required)}"
+            f"{', '.join(model.schema.required)}{hint}"
         )
     clash = [c for c in output_columns(model, explain) if c in columns]
     if clash:

@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from homevalue.schema import Schema
+
 EARTH_RADIUS_KM = 6371.0
 SIZE_TOLERANCES = (0.25, 0.5, 1.0, None)  # widen until k houses qualify
 NEIGHBOURS = 7  # sales that vote on a spot's neighbourhood
@@ -82,15 +84,23 @@ class _Arrays:
     columns: dict[str, np.ndarray]  # every column of the sales, for building results
 
 
+def _schema(folder: Path | None) -> Schema:
+    """The loaded model's schema: its roles name the sales' columns (a card may rename them)."""
+    from homevalue.model import load_model
+
+    return load_model(folder).schema
+
+
 @functools.lru_cache(maxsize=4)
 def _arrays(folder: Path | None) -> _Arrays:
     sales = reference_sales(folder)
-    hoods, hood_names = pd.factorize(sales["Neighborhood"].astype(str), sort=True)
-    types, type_names = pd.factorize(sales["Bldg_Type"].astype(str), sort=True)
+    column = {role: f.name for role, f in _schema(folder).roles.items()}
+    hoods, hood_names = pd.factorize(sales[column["neighbourhood"]].astype(str), sort=True)
+    types, type_names = pd.factorize(sales[column["building_type"]].astype(str), sort=True)
     return _Arrays(
-        np.radians(sales["Latitude"].to_numpy(float)),
-        np.radians(sales["Longitude"].to_numpy(float)),
-        sales["Gr_Liv_Area"].to_numpy(float),
+        np.radians(sales[column["latitude"]].to_numpy(float)),
+        np.radians(sales[column["longitude"]].to_numpy(float)),
+        sales[column["living_area"]].to_numpy(float),
         hoods,
         types,
         tuple(hood_names),
@@ -133,25 +143,26 @@ def medoid(lats: np.ndarray, lons: np.ndarray) -> int:
     return int(np.argmin(np.hypot(x, y).sum(axis=1)))
 
 
-def neighbourhood_centres(sales: pd.DataFrame) -> dict[str, tuple[float, float]]:
+def neighbourhood_centres(sales: pd.DataFrame, schema: Schema) -> dict[str, tuple[float, float]]:
     """(lat, lon) of each neighbourhood's centre: its medoid sale, so a point inside it.
 
     A mean could fall outside a curved or split neighbourhood; a sale of it cannot, and
-    the medoid is the sale nearest the rest of them.
+    the medoid is the sale nearest the rest of them. `schema`'s roles name the columns.
     """
+    hood, lat, lon = (schema.role(r).name for r in ("neighbourhood", "latitude", "longitude"))
     centres = {}
-    for name, group in sales.groupby(sales["Neighborhood"].astype(str), sort=True):
-        lats = np.radians(group["Latitude"].to_numpy(float))
-        lons = np.radians(group["Longitude"].to_numpy(float))
+    for name, group in sales.groupby(sales[hood].astype(str), sort=True):
+        lats = np.radians(group[lat].to_numpy(float))
+        lons = np.radians(group[lon].to_numpy(float))
         best = group.iloc[medoid(lats, lons)]
-        centres[name] = (float(best["Latitude"]), float(best["Longitude"]))
+        centres[name] = (float(best[lat]), float(best[lon]))
     return centres
 
 
 @functools.lru_cache(maxsize=4)
 def reference_centres(folder: Path | None = None) -> dict[str, tuple[float, float]]:
     """The centre of each neighbourhood of the reference sales, once per process."""
-    return neighbourhood_centres(reference_sales(folder))
+    return neighbourhood_centres(reference_sales(folder), _schema(folder))
 
 
 @functools.lru_cache(maxsize=4)

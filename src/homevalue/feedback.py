@@ -207,7 +207,7 @@ def _sale(
             problems.append(Problem("sale.month", month, "must be a month from 1 to 12"))
         elif _blank(year):
             problems.append(Problem("sale.month", month, "needs the sale year with it"))
-        elif (sold_year, sold_month) > (today.year, today.month):
+        elif sold_year is not None and (sold_year, sold_month) > (today.year, today.month):
             problems.append(Problem("sale.month", month, "is in the future"))
     if problems:
         return None, problems

@@ -551,12 +551,14 @@ def _check_shape(card: dict, folder: Path) -> Schema:
         PriceBands.from_card(card["interval"])
         AccuracyHere.from_card(card)
         float(card["price_bounds"]["floor"]) + float(card["price_bounds"]["ceiling"])
-        return Schema.from_list(card["features"])
+        schema = Schema.from_list(card["features"])
     except (KeyError, TypeError, ValueError) as error:
         raise ModelFileError(
             f"{path} holds an interval, accuracy, price bounds or features this code cannot read "
             f"({type(error).__name__}: {error}): {FIX}"
         ) from None
+    schema.check_roles()  # the pages find location, size, type by role: all must be there
+    return schema
 
 
 def _check_versions(card: dict, folder: Path) -> None:

@@ -306,35 +306,36 @@ def document_request(openapi: dict, path: str, schema: Schema | None) -> dict:
 
 
 ONE_REPORT = "a feedback report is one house with its sale or looks_wrong: send one per request"
-EXAMPLE_HOUSE = {
-    "Neighborhood": "North_Ames",
-    "Gr_Liv_Area": 1500,
-    "Year_Built": 1975,
-    "Longitude": -93.62,
-    "Latitude": 42.03,
-}
-FEEDBACK_EXAMPLES = {
-    "sale": {
-        "summary": "the actual sale price",
-        "value": {"house": EXAMPLE_HOUSE, "sale": {"price": 182000, "year": 2009, "month": 6}},
-    },
-    "looks_wrong": {
-        "summary": "this price looks wrong",
-        "value": {
-            "house": EXAMPLE_HOUSE,
-            "looks_wrong": {"reason": "too_low", "comment": "new roof and kitchen in 2008"},
+
+
+def feedback_examples(schema: Schema) -> dict:
+    """A report of each kind about the typical house, given by its required fields (the
+    card's names: a model that renames a field documents the new name)."""
+    typical = schema.default_record()
+    house = {name: typical[name] for name in schema.required}
+    return {
+        "sale": {
+            "summary": "the actual sale price",
+            "value": {"house": house, "sale": {"price": 182000, "year": 2009, "month": 6}},
         },
-    },
-}
+        "looks_wrong": {
+            "summary": "this price looks wrong",
+            "value": {
+                "house": house,
+                "looks_wrong": {"reason": "too_low", "comment": "new roof and kitchen in 2008"},
+            },
+        },
+    }
 
 
-def document_feedback(openapi: dict, path: str, has_house: bool) -> dict:
+def document_feedback(openapi: dict, path: str, schema: Schema | None) -> dict:
     """The body of POST `path`: a house (the House of POST /v1/predict, once the model is
-    loaded) with exactly one of sale and looks_wrong."""
+    loaded: `schema`) with exactly one of sale and looks_wrong."""
     reports = {model.__name__: model for model in (SaleReport, LooksWrongReport)}
     schemas = openapi.setdefault("components", {}).setdefault("schemas", {})
     for name, model in reports.items():
         schemas[name] = model.model_json_schema(ref_template=REF_TEMPLATE)
+    has_house = schema is not None
     house = {"$ref": REF_TEMPLATE.format(model="House")} if has_house else {"type": "object"}
     body = {
         "type": "object",
@@ -351,8 +352,11 @@ def document_feedback(openapi: dict, path: str, has_house: bool) -> dict:
         "required": True,
         "description": "a house as priced, with what it sold for (`sale`) or why its price "
         f"looks wrong (`looks_wrong`); body at most {config.FEEDBACK_MAX_BODY_BYTES:,} bytes",
-        "content": {"application/json": {"schema": body, "examples": FEEDBACK_EXAMPLES}},
+        "content": {"application/json": {"schema": body}},
     }
+    if schema is not None:
+        content = openapi["paths"][path]["post"]["requestBody"]["content"]["application/json"]
+        content["examples"] = feedback_examples(schema)
     return openapi
 
 

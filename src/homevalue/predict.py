@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -139,7 +140,7 @@ def accuracy_here(model: Model, clean: Mapping, price: float) -> dict:
     median_error_percent, n_test}; median_error_percent is None if nothing was measured.
     """
     accuracy = model.accuracy
-    place = clean.get("Neighborhood")
+    place = clean.get(model.schema.role("neighbourhood").name)
     if place in accuracy.neighbourhoods:
         median, n = accuracy.neighbourhoods[place]
         return {
@@ -160,14 +161,20 @@ def accuracy_here(model: Model, clean: Mapping, price: float) -> dict:
 
 
 def predict_one(
-    record: Mapping, *, model: Model | None = None, explain: bool = False
+    record: Mapping,
+    *,
+    model: Model | None = None,
+    explain: bool = False,
+    unknown: Literal["refuse", "ignore"] = "refuse",
 ) -> Prediction:
     """Price one house given as {field: value}; raise ValidationError naming every bad field.
 
     With `explain`, the prediction carries its `explanation` (see `explain_prediction`).
+    A key that names no field is refused; `unknown="ignore"` takes a row of a table as the
+    batch job does (`validate_record`).
     """
     model = model or load_model()
-    clean, flags = validate_record(model.schema, record)
+    clean, flags = validate_record(model.schema, record, unknown=unknown)
     log_price = model.predict_log_one(encode_row(model, clean))
     if not math.isfinite(log_price):
         raise HomevalueError(f"the model gave no finite price for {clean}: run `make model`")

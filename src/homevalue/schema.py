@@ -1,10 +1,24 @@
-"""The feature schema and the validation built from it.
+"""The feature schema, the input policy and the validation built from them.
 
 The schema is written into the model card at training time and read back from it at
 serving time, so the form, the validation and the batch column checks always describe the
 model that is actually loaded. Two validators share the same rules: `validate_record` for
 one house (pure Python, microseconds) and `validate_frame` for many (vectorised pandas).
 `tests/test_schema.py` holds them to the same answers.
+
+The input policy, one for every surface (`validate_record`, so `predict_one` and the API;
+the price page's links), is `Schema.field_for` and `Schema.unknown_reason`:
+- a key names a field by its name exactly, or by its name, label, role or one of the role's
+  ALIASES in any case and with any separators ("lat", "living area", "GR_LIV_AREA");
+- a key that names no field is refused, naming the nearest field ("did you mean ..."),
+  so a misspelt optional field is never silently replaced by its default;
+- a category is given by its code or its label, in any case (`Feature.code_for`).
+A batch file is the one exception, by design: its header must name fields exactly, and
+its other columns (ids, addresses) are carried through to the output untouched.
+
+Fields have roles (ROLES): the pages find the house's location, living area, type,
+neighbourhood and age through `Schema.role`, never by an Ames column name, so a model
+whose card renames a field keeps working.
 """
 
 from __future__ import annotations
@@ -19,7 +33,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from homevalue.errors import Problem, ValidationError
+from homevalue.errors import ModelSchemaError, Problem, ValidationError
 
 Kind = Literal["integer", "number", "category"]
 
@@ -35,6 +49,23 @@ SUGGEST_CHARS = 48  # a near miss is compared on its first 48 key characters (di
 SUGGEST_DISTINCT = 200  # near misses given suggestions per column of a chunk (~0.5 ms each)
 SUGGESTIONS = 3
 SUGGEST_CUTOFF = 0.6
+# Unknown keys of one house given the nearest field's name (~0.2 ms each, difflib); the rest
+# are refused without. An API request of 100 houses of 63 made-up keys each would otherwise
+# cost a second of CPU; bounded, it costs what its category near misses already may.
+SUGGESTED_KEYS = 2
+
+# --- roles: what the pages need to know a field as, whatever the card calls it -----------
+# role -> other names a person may give it (a link's ?lat=42.03&lon=-93.62), besides the
+# field's name, its label and the role itself. train.py gives each of these roles to one
+# feature; a card that lacks one, or gives one twice, is refused at load.
+ROLES: dict[str, tuple[str, ...]] = {
+    "latitude": ("lat",),
+    "longitude": ("lon", "lng"),
+    "neighbourhood": ("neighborhood", "hood"),
+    "living_area": (),
+    "building_type": (),
+    "year_built": (),
+}
 
 
 def readable(code: str) -> str:
@@ -79,6 +110,7 @@ class Feature:
     required: bool = False
     help: str = ""
     labels: tuple[str, ...] = ()  # one per category, as people read it; () = from the codes
+    role: str | None = None  # what the pages know it as (ROLES), None for the rest
     vocabulary: dict[str, str] = field(init=False, repr=False, compare=False)
     suggested: dict[str, list[str]] = field(init=False, repr=False, compare=False)
 
@@ -141,12 +173,79 @@ class Schema:
     # What validate_record's fast lane reads per field, looked up once (see _fast_lane).
     fast_lane: tuple[tuple, ...] = field(init=False, repr=False, compare=False)
     at_least_pairs: tuple[tuple[str, str], ...] = field(init=False, repr=False, compare=False)
+    name_set: frozenset[str] = field(init=False, repr=False, compare=False)
+    # normal_key of every name, label, role and alias -> the field's name (see field_for)
+    key_names: dict[str, str] = field(init=False, repr=False, compare=False)
+    roles: dict[str, Feature] = field(init=False, repr=False, compare=False)
+    suggested: dict[str, str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "by_name", {f.name: f for f in self.features})
         object.__setattr__(self, "fast_lane", tuple(_fast_lane(f) for f in self.features))
         pairs = tuple((f.name, f.at_least) for f in self.features if f.at_least)
         object.__setattr__(self, "at_least_pairs", pairs)
+        object.__setattr__(self, "name_set", frozenset(self.by_name))
+        roles: dict[str, Feature] = {}
+        for f in self.features:
+            if f.role is None:
+                continue
+            if f.role not in ROLES:
+                raise ValueError(f"{f.name}: role {f.role!r} is not one of {', '.join(ROLES)}")
+            if f.role in roles:
+                raise ValueError(f"{roles[f.role].name} and {f.name} both have the role {f.role!r}")
+            roles[f.role] = f
+        object.__setattr__(self, "roles", roles)
+        object.__setattr__(self, "key_names", _key_names(self.features))
+        object.__setattr__(self, "suggested", {})  # a key's normal_key -> its reason
+
+    def role(self, role: str) -> Feature:
+        """The field the pages know as `role` ("latitude" -> the card's Latitude)."""
+        try:
+            return self.roles[role]
+        except KeyError:
+            raise ModelSchemaError(
+                f"the model card gives no field the role {role!r}: retrain (`make model`)"
+            ) from None
+
+    @property
+    def place(self) -> tuple[str, str]:
+        """The (latitude, longitude) fields' names: where a house or a sale is drawn."""
+        return self.role("latitude").name, self.role("longitude").name
+
+    def check_roles(self) -> None:
+        """Refuse, at load, a card without every role the pages need (ROLES)."""
+        missing = [role for role in ROLES if role not in self.roles]
+        if missing:
+            why = " (a card written before roles existed)" if not self.roles else ""
+            raise ModelSchemaError(
+                f"the model card gives no field the role(s) {', '.join(missing)}, which the "
+                f"pages need{why}: retrain (`make model`)"
+            )
+
+    def field_for(self, key: object) -> str | None:
+        """The field a key names (the input policy, see the module's docstring), or None."""
+        if key in self.name_set:
+            return key  # type: ignore[return-value]
+        if not isinstance(key, str) or len(key) > MATCH_CHARS:
+            return None
+        return self.key_names.get(normal_key(key))
+
+    def unknown_reason(self, key: object, *, suggest: bool = True) -> str:
+        """Why a key was refused, with the nearest fields' names: the same words on every
+        surface (the API, `predict_one`, the price page's links). Answers are remembered
+        (a client repeats its typo), in a bounded cache."""
+        reason = "is not a field of this model"
+        if not suggest:
+            return reason
+        text = normal_key(str(key)[: SUGGEST_CHARS * 4])[:SUGGEST_CHARS]
+        cache = self.suggested
+        if text not in cache:
+            if len(cache) >= 4096:
+                cache.clear()
+            close = difflib.get_close_matches(text, self.key_names, n=4, cutoff=SUGGEST_CUTOFF)
+            nearest = list(dict.fromkeys(self.key_names[k] for k in close))[:2]
+            cache[text] = f"{reason}; did you mean {' or '.join(nearest)}?" if nearest else reason
+        return cache[text]
 
     @property
     def names(self) -> list[str]:
@@ -171,6 +270,38 @@ class Schema:
     @classmethod
     def from_list(cls, items: list[Mapping]) -> Schema:
         return cls(tuple(Feature.from_dict(item) for item in items))
+
+
+def _key_names(features: tuple[Feature, ...]) -> dict[str, str]:
+    """Each way of naming a field -> its name; a key two fields could claim names neither
+    (it is refused rather than guessed; only a field's exact name always names it)."""
+    claims: dict[str, set[str]] = {}
+    for f in features:
+        role_names = (f.role, *ROLES.get(f.role, ())) if f.role else ()
+        for given in (f.name, f.label, *role_names):
+            claims.setdefault(normal_key(given), set()).add(f.name)
+    return {key: next(iter(names)) for key, names in claims.items() if len(names) == 1}
+
+
+def resolve_keys(schema: Schema, record: Mapping) -> tuple[dict, list[Problem]]:
+    """The record keyed by field names, and a Problem per key that names no field (the
+    first SUGGESTED_KEYS with the nearest fields) or names one a second time ("lat" beside
+    "Latitude")."""
+    resolved: dict = {}
+    given: dict[str, object] = {}
+    problems: list[Problem] = []
+    for key, value in record.items():
+        name = schema.field_for(key)
+        if name is None:
+            reason = schema.unknown_reason(key, suggest=len(problems) < SUGGESTED_KEYS)
+            problems.append(Problem(str(key), value, reason))
+        elif name in given:
+            reason = f"gives {name} a second time (it was given as {given[name]})"
+            problems.append(Problem(str(key), value, reason))
+        else:
+            given[name] = key
+            resolved[name] = value
+    return resolved, problems
 
 
 def _fast_lane(feature: Feature) -> tuple:
@@ -399,17 +530,24 @@ def check_value(feature: Feature, value: object) -> tuple[float | str | None, st
     return checker(feature, value)
 
 
-def validate_record(schema: Schema, record: Mapping) -> tuple[dict, list[Flag]]:
+def validate_record(
+    schema: Schema, record: Mapping, *, unknown: Literal["refuse", "ignore"] = "refuse"
+) -> tuple[dict, list[Flag]]:
     """Check one house; return clean values (defaults filled) and flags, or raise.
 
     Raises ValidationError listing every problem at once, so a form can mark all bad fields.
-    Keys the schema does not know are ignored.
+    Keys are read by the input policy (`resolve_keys`): a key that names no field is refused.
+    `unknown="ignore"` is a table's rule instead (a row of a batch file, as `validate_frame`
+    reads it): fields by their exact names, other columns left alone.
     """
     if not isinstance(record, Mapping):
         raise ValidationError([Problem("record", record, "must be a mapping of field to value")])
     clean: dict = {}
     flags: list[Flag] = []
     problems: list[Problem] = []
+    keys: list[Problem] = []  # keys that name no field, or one twice
+    if unknown == "refuse" and not schema.name_set.issuperset(record):  # not all exact names
+        record, keys = resolve_keys(schema, record)
     for name, feature, codes, low, high, whole, train_low, train_high in schema.fast_lane:
         value = record.get(name)
         # The fast lane: a value of a form's or the API's own types that is valid as given
@@ -447,6 +585,7 @@ def validate_record(schema: Schema, record: Mapping) -> tuple[dict, list[Flag]]:
         if not feature.is_category:
             flags.extend(_range_flags(feature, checked))
     problems.extend(_cross_field_problems(schema, clean, record))
+    problems.extend(keys)
     if problems:
         raise ValidationError(problems)
     return clean, flags

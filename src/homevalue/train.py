@@ -12,6 +12,7 @@ import hashlib
 import json
 import platform
 import sys
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,10 +49,11 @@ MAX_LIVING_AREA = 4000  # De Cock (2011): the five larger houses are partial sal
 KEPT_SALE_CONDITIONS = ("Normal", "Partial")  # the rest are family, foreclosure or land sales
 
 # What a viewer can reasonably tell us about a house. Categories first: that is the column
-# order after the encoder, and so the order the fast path feeds the booster.
+# order after the encoder, and so the order the fast path feeds the booster. A `role`
+# (schema.ROLES) is how the pages find a field whatever it is called: the card carries it.
 FEATURES: tuple[Feature, ...] = (
     Feature(
-        "Neighborhood", "category", "Neighbourhood", required=True,
+        "Neighborhood", "category", "Neighbourhood", required=True, role="neighbourhood",
         help="The Ames neighbourhood the house is in, as the city assessor names it.",
     ),
     Feature(
@@ -60,7 +62,7 @@ FEATURES: tuple[Feature, ...] = (
         "excellent; most houses are Average.",
     ),
     Feature(
-        "Bldg_Type", "category", "Building type",
+        "Bldg_Type", "category", "Building type", role="building_type",
         help="A detached house for one family, a townhouse (end or inside unit), a duplex, or "
         "a house converted for two families.",
     ),
@@ -70,6 +72,7 @@ FEATURES: tuple[Feature, ...] = (
     ),
     Feature(
         "Gr_Liv_Area", "integer", "Living area", "sq ft", 200, 10_000, required=True,
+        role="living_area",
         help="Above-ground finished living area, excluding the basement: every finished floor, "
         "measured to the outside of the walls.",
     ),
@@ -82,7 +85,7 @@ FEATURES: tuple[Feature, ...] = (
         help="The whole plot the house stands on (an acre is 43,560 sq ft).",
     ),
     Feature(
-        "Year_Built", "integer", "Year built", "", 1800, 2027, required=True,
+        "Year_Built", "integer", "Year built", "", 1800, 2027, required=True, role="year_built",
         help="The year the house was first finished.",
     ),
     Feature(
@@ -111,12 +114,12 @@ FEATURES: tuple[Feature, ...] = (
         help="How many fireplaces the house has.",
     ),
     Feature(
-        "Longitude", "number", "Longitude", "°", -93.75, -93.50, required=True,
+        "Longitude", "number", "Longitude", "°", -93.75, -93.50, required=True, role="longitude",
         help="Where the house is, east-west, in decimal degrees (negative: west of Greenwich); "
         "placing the house on the map sets it.",
     ),
     Feature(
-        "Latitude", "number", "Latitude", "°", 41.95, 42.10, required=True,
+        "Latitude", "number", "Latitude", "°", 41.95, 42.10, required=True, role="latitude",
         help="Where the house is, north-south, in decimal degrees; placing the house on the "
         "map sets it.",
     ),
@@ -252,7 +255,11 @@ def category_label(name: str, code: str) -> str:
     return CATEGORY_LABELS.get(name, {}).get(code) or readable(code)
 
 
-def build_schema(train: pd.DataFrame, places: pd.DataFrame | None = None) -> Schema:
+def build_schema(
+    train: pd.DataFrame,
+    places: pd.DataFrame | None = None,
+    features: tuple[Feature, ...] = FEATURES,
+) -> Schema:
     """Fill in what the training data says: ranges seen, categories, typical values.
 
     The default house is a typical house of the commonest neighbourhood, inside it: its
@@ -261,12 +268,14 @@ def build_schema(train: pd.DataFrame, places: pd.DataFrame | None = None) -> Sch
     `train`), the point the page moves a house to when its neighbourhood is chosen.
     Medians over the whole town would put a North Ames house among Veenker's sales.
     """
-    home = train["Neighborhood"].mode()[0]
-    typical = train[train["Neighborhood"] == home]
-    centre = neighbourhood_centres(train if places is None else places)[home]
-    location = {"Latitude": centre[0], "Longitude": centre[1]}
-    features = []
-    for feature in FEATURES:
+    roles = Schema(features)  # the fields' roles name the columns, whatever they are called
+    hood = roles.role("neighbourhood").name
+    home = train[hood].mode()[0]
+    typical = train[train[hood] == home]
+    centre = neighbourhood_centres(train if places is None else places, roles)[home]
+    location = dict(zip(roles.place, centre, strict=True))
+    built = []
+    for feature in features:
         column = train[feature.name]
         if feature.is_category:
             seen = set(column)
@@ -274,13 +283,13 @@ def build_schema(train: pd.DataFrame, places: pd.DataFrame | None = None) -> Sch
             categories = tuple(c for c in order if c in seen)
             labels = tuple(category_label(feature.name, c) for c in categories)
             default = typical[feature.name].mode()[0]
-            features.append(replace(feature, categories=categories, labels=labels, default=default))
+            built.append(replace(feature, categories=categories, labels=labels, default=default))
         else:
             median = location.get(feature.name, float(typical[feature.name].median()))
             default = None if feature.default_from else round(median, 6)
             if feature.kind == "integer" and default is not None:
                 default = float(round(median))
-            features.append(
+            built.append(
                 replace(
                     feature,
                     train_min=float(column.min()),
@@ -288,10 +297,10 @@ def build_schema(train: pd.DataFrame, places: pd.DataFrame | None = None) -> Sch
                     default=default,
                 )
             )
-    return Schema(tuple(features))
+    return Schema(tuple(built))
 
 
-def build_pipeline(schema: Schema) -> Pipeline:
+def build_pipeline(schema: Schema, params: Mapping = LGBM_PARAMS) -> Pipeline:
     """Ordinal-encode categories (LightGBM splits them natively), pass numbers through."""
     categorical = [f.name for f in schema.features if f.is_category]
     encoder = OrdinalEncoder(
@@ -305,12 +314,12 @@ def build_pipeline(schema: Schema) -> Pipeline:
         remainder="passthrough",
         verbose_feature_names_out=False,
     )
-    return Pipeline([("encode", encode), ("regress", LGBMRegressor(**LGBM_PARAMS))])
+    return Pipeline([("encode", encode), ("regress", LGBMRegressor(**params))])
 
 
-def fit_pipeline(schema: Schema, train: pd.DataFrame) -> Pipeline:
+def fit_pipeline(schema: Schema, train: pd.DataFrame, params: Mapping = LGBM_PARAMS) -> Pipeline:
     """Fit on log price: errors in log space are relative errors, which is what buyers feel."""
-    pipeline = build_pipeline(schema)
+    pipeline = build_pipeline(schema, params)
     n_categories = sum(f.is_category for f in schema.features)
     pipeline.fit(
         train[schema.names],
@@ -320,7 +329,9 @@ def fit_pipeline(schema: Schema, train: pd.DataFrame) -> Pipeline:
     return pipeline
 
 
-def cross_validate(schema: Schema, train: pd.DataFrame) -> tuple[np.ndarray, dict]:
+def cross_validate(
+    schema: Schema, train: pd.DataFrame, params: Mapping = LGBM_PARAMS
+) -> tuple[np.ndarray, dict]:
     """Out-of-fold log prices for every training sale, and the folds' RMSLE.
 
     Each sale is predicted by a model that never saw it: those residuals calibrate the
@@ -332,7 +343,7 @@ def cross_validate(schema: Schema, train: pd.DataFrame) -> tuple[np.ndarray, dic
     scores = []
     for fit_rows, held_rows in folds.split(train):
         held = train.iloc[held_rows]
-        out_of_fold[held_rows] = fit_pipeline(schema, train.iloc[fit_rows]).predict(
+        out_of_fold[held_rows] = fit_pipeline(schema, train.iloc[fit_rows], params).predict(
             held[schema.names]
         )
         scores.append(rmsle(held["Sale_Price"].to_numpy(), np.exp(out_of_fold[held_rows])))
@@ -442,7 +453,9 @@ def evaluate(
     return {
         "metrics": metrics,
         "interval": interval,
-        "accuracy_here": accuracy_here(test["Neighborhood"].to_numpy(), band, ape),
+        "accuracy_here": accuracy_here(
+            test[schema.role("neighbourhood").name].to_numpy(), band, ape
+        ),
         "holdout": holdout,
     }
 
@@ -504,7 +517,7 @@ def data_fingerprint(raw: pd.DataFrame) -> str:
     return hashlib.sha256(raw.to_csv(index=False).encode()).hexdigest()
 
 
-def build_card(schema, raw, clean, removed, parts, evaluation, importance, hashes):
+def build_card(schema, raw, clean, removed, parts, evaluation, importance, hashes, params):
     """The JSON card: the one place serving, the form and the report read model facts from."""
     prices = clean["Sale_Price"]
     return {
@@ -513,7 +526,7 @@ def build_card(schema, raw, clean, removed, parts, evaluation, importance, hashe
         "target": {"name": "Sale_Price", "unit": "USD", "transform": "log"},
         "estimator": f"LightGBM {lightgbm.__version__} gradient-boosted trees in a "
         "scikit-learn Pipeline (OrdinalEncoder for categories)",
-        "params": {k: v for k, v in LGBM_PARAMS.items() if k != "verbose"},
+        "params": {k: v for k, v in params.items() if k != "verbose"},
         "features": schema.to_list(),
         "price_bounds": {
             "floor": float(np.floor(prices.min() / 2)),
@@ -661,14 +674,28 @@ Versions: {", ".join(f"{k} {v}" for k, v in card["versions"].items())}.
 """  # noqa: E501
 
 
-def train(out_dir: Path) -> dict:
-    """Train, evaluate and write the model folder; return the card."""
+def train(
+    out_dir: Path,
+    *,
+    features: tuple[Feature, ...] = FEATURES,
+    columns: Mapping[str, str] | None = None,
+    params: Mapping = LGBM_PARAMS,
+) -> dict:
+    """Train, evaluate and write the model folder; return the card.
+
+    `features` are the model's inputs, `columns` maps a feature's name to the data's column
+    when they differ ({"Living_Area": "Gr_Liv_Area"}): how a model with a renamed or an
+    extra field is trained (tests/test_renamed_field.py); `params` LightGBM's.
+    """
     raw = load_sales()
     clean, removed = clean_sales(raw)
     parts = split_sales(clean)
-    schema = build_schema(parts["train"], places=clean)
-    pipeline = fit_pipeline(schema, parts["train"])
-    out_of_fold, cross_validation = cross_validate(schema, parts["train"])
+    renamed = {column: name for name, column in (columns or {}).items()}
+    clean = clean.rename(columns=renamed)
+    parts = {part: frame.rename(columns=renamed) for part, frame in parts.items()}
+    schema = build_schema(parts["train"], places=clean, features=features)
+    pipeline = fit_pipeline(schema, parts["train"], params)
+    out_of_fold, cross_validation = cross_validate(schema, parts["train"], params)
     evaluation = evaluate(pipeline, schema, parts, out_of_fold)
     evaluation["cross_validation"] = cross_validation
     importance = feature_importance(pipeline, schema)
@@ -679,7 +706,7 @@ def train(out_dir: Path) -> dict:
     hashes = {
         name: sha256_file(out_dir / name) for name in [config.MODEL_FILE, config.BOOSTER_FILE]
     }
-    card = build_card(schema, raw, clean, removed, parts, evaluation, importance, hashes)
+    card = build_card(schema, raw, clean, removed, parts, evaluation, importance, hashes, params)
     card["training_distribution"] = training_distribution(pipeline, schema, parts["train"])
     (out_dir / config.CARD_JSON).write_text(json.dumps(card, indent=2) + "\n")
     write_card_pin(out_dir)  # loading refuses a card changed after this

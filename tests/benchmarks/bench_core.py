@@ -161,8 +161,9 @@ def measure_page_change(model, calls: int) -> tuple[dict, dict]:
     from homevalue import comparable_sales, predict_one
     from homevalue.predict import explain_prediction, what_if
     from homevalue.ui import PricePage
-    from homevalue.ui.price import LAT, LON, what_if_grid
+    from homevalue.ui.price import what_if_grid
 
+    lat, lon = model.schema.place
     page = PricePage(model)
     page.form.set_values({name: RECORD[name] for name in model.schema.names})
     varied = page.what_if_choice.value
@@ -174,8 +175,8 @@ def measure_page_change(model, calls: int) -> tuple[dict, dict]:
         price = predict_one(record, model=model)
         explain_prediction(price, model=model)
         comparable_sales(
-            record[LAT],
-            record[LON],
+            record[lat],
+            record[lon],
             record["Gr_Liv_Area"],
             folder=model.path,
             neighbourhood=record["Neighborhood"],

@@ -16,10 +16,9 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from browser.screenshots import open_page
-from browser.test_price_page import UPDATE_TIMEOUT, assert_priced_as_shown, changed
+from browser.test_price_page import LAT, LON, UPDATE_TIMEOUT, assert_priced_as_shown, changed
 from homevalue.comps import comparable_sales
 from homevalue.export import SECTIONS
-from homevalue.ui.price import LAT, LON
 from homevalue.ui.render import money
 
 DOWNLOAD = "Download this valuation"

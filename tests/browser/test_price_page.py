@@ -27,8 +27,6 @@ from homevalue.schema import validate_record
 from homevalue.ui.form import HouseForm
 from homevalue.ui.price import (
     HIGHLIGHT_STYLE,
-    LAT,
-    LON,
     accuracy_sentence,
     interval_sentence,
 )
@@ -65,6 +63,7 @@ EMPTY_MAP_POINT = """scope => {
   }
   return null;
 }"""
+LAT, LON = "Latitude", "Longitude"  # the committed model's fields of those roles
 UPDATE_TIMEOUT = 15_000  # ms for a change to come back as a new price
 COMPS_COLOUR = "#e66101"  # the comparable sales' circles, drawn over the sold houses
 READ_FORM = """names => Object.fromEntries(names.map(name => {

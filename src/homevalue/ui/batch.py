@@ -271,12 +271,15 @@ def downloads_html(outcome: Outcome, result: int) -> str:
     )
 
 
-def map_sample(frame: pd.DataFrame, limit: int = MAP_POINTS) -> pd.DataFrame:
+def map_sample(
+    frame: pd.DataFrame, place: tuple[str, str], limit: int = MAP_POINTS
+) -> pd.DataFrame:
+    """Up to `limit` priced rows, evenly spread over the file, with a place to draw them at
+    (`place`: the latitude and longitude columns, `Schema.place`)."""
     located = frame.assign(
-        Longitude=pd.to_numeric(frame["Longitude"], errors="coerce"),
-        Latitude=pd.to_numeric(frame["Latitude"], errors="coerce"),
+        **{name: pd.to_numeric(frame[name], errors="coerce") for name in place},
         price=pd.to_numeric(frame[PRICE], errors="coerce"),
-    ).dropna(subset=["Longitude", "Latitude", "price"])
+    ).dropna(subset=[*place, "price"])
     if len(located) > limit:
         located = located.iloc[np.linspace(0, len(located) - 1, limit).astype(int)]
     return located
@@ -502,10 +505,10 @@ class BatchPage:
         sort_column = PRICE if PRICE in columns else columns[0]
         table = self._table(scored, sort_column, self.descending.value)
         downloads = downloads_html(outcome, self._results + 1)
-        located = map_sample(scored)
-        layer = maps.points(
-            located, ["price"], maps.colours(located["price"], maps.PRICE_BANDS, maps.BAND_COLOURS)
-        )
+        place = self.model.schema.place
+        located = map_sample(scored, place)
+        colour = maps.colours(located["price"], maps.PRICE_BANDS, maps.BAND_COLOURS)
+        layer = maps.points(located, ["price"], colour, at=place)
         map_note = (
             f"<p class='hv-hint'>{len(located):,} of {len(scored):,} priced houses on the map.</p>"
         )

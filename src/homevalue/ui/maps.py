@@ -46,17 +46,23 @@ def colours(values, bands, palette) -> list[str]:
 
 
 def points(
-    frame: pd.DataFrame, properties: list[str], colour: list[str], styles: list[dict] | None = None
+    frame: pd.DataFrame,
+    properties: list[str],
+    colour: list[str],
+    styles: list[dict] | None = None,
+    *,
+    at: tuple[str, str],
 ) -> dict:
     """A FeatureCollection of circles; each feature carries its colour and chosen columns.
 
     The reference sales are most of a page's widget state (the browser waits for all of it
     before drawing anything), so features carry only what a click or a style needs: the
     size is the layer's, coordinates are rounded to 5 decimals (about a metre). `styles`
-    adds to a feature's style (a highlighted circle: larger, outlined).
+    adds to a feature's style (a highlighted circle: larger, outlined). `at` names the
+    (latitude, longitude) columns: `Schema.place`.
     """
     features = []
-    lon, lat = frame["Longitude"].to_numpy(float), frame["Latitude"].to_numpy(float)
+    lat, lon = frame[at[0]].to_numpy(float), frame[at[1]].to_numpy(float)
     records = frame[properties].to_dict("records")
     styles = styles or [{}] * len(records)
     for x, y, props, fill, extra in zip(lon, lat, records, colour, styles, strict=True):

@@ -48,13 +48,10 @@ from homevalue.ui.page import (
     version_marker,
 )
 
-LAT, LON = "Latitude", "Longitude"
-QUERY_ALIASES = {"lat": LAT, "latitude": LAT, "lon": LON, "lng": LON, "longitude": LON}
 # Voilà's own URL parameters (`?theme=dark`, a login `?token=`), not fields of the house.
 VOILA_PARAMETERS = {"theme", "template", "token"}
 WHAT_IF_POINTS = 40
 SALE_PROPERTIES = ["Sale_ID"]  # a click finds the rest in self.sales
-HOOD = "Neighborhood"
 COMPS_COLOUR = "#e66101"
 # The comp the viewer picked: larger, with a dark outline that reads on every basemap.
 HIGHLIGHT_STYLE = {"radius": 14, "weight": 4, "color": "#111111", "fillOpacity": 1.0}
@@ -83,16 +80,18 @@ def _percent(value: float) -> str:
     return f"{whole:+d}%" if whole else "0%"
 
 
+# The comps table's columns: the sales' own fields are named by their role (schema.ROLES),
+# whatever the model's card calls them.
 COMPS_HEADERS = {
     "number": "#",
     "distance_km": "Distance (km)",
     "Sale_Price": "Sold for",
     "model_price": "Model says",
     "difference": "Model vs sale",
-    "Gr_Liv_Area": "Living area (sq ft)",
-    "Bldg_Type": "Type",
-    "Year_Built": "Built",
-    "Neighborhood": "Neighbourhood",
+    "living_area": "Living area (sq ft)",
+    "building_type": "Type",
+    "year_built": "Built",
+    "neighbourhood": "Neighbourhood",
     "sold": "Sold",
 }
 COMPS_FORMATS = {
@@ -100,7 +99,7 @@ COMPS_FORMATS = {
     "model_price": render.money,
     "difference": _percent,
     "distance_km": "{:.2f}".format,
-    "Gr_Liv_Area": "{:,.0f}".format,
+    "living_area": "{:,.0f}".format,
 }
 
 
@@ -110,6 +109,7 @@ def comps_frame(comps, schema: Schema) -> pd.DataFrame:
     columns: pandas' assign and map cost more than the whole search for the comps."""
     sold = comps["Sale_Price"].to_numpy(float)
     said = comps["model_price"].to_numpy(float) if "model_price" in comps else sold * np.nan
+    kind, hood = schema.role("building_type"), schema.role("neighbourhood")
     return pd.DataFrame(
         {
             "number": np.arange(1, len(comps) + 1),
@@ -117,10 +117,10 @@ def comps_frame(comps, schema: Schema) -> pd.DataFrame:
             "Sale_Price": sold,
             "model_price": said,
             "difference": said / sold - 1,
-            "Gr_Liv_Area": comps["Gr_Liv_Area"].to_numpy(),
-            "Bldg_Type": [schema.by_name["Bldg_Type"].label_of(v) for v in comps["Bldg_Type"]],
-            "Year_Built": comps["Year_Built"].to_numpy(),
-            "Neighborhood": [schema.by_name[HOOD].label_of(v) for v in comps[HOOD]],
+            "living_area": comps[schema.role("living_area").name].to_numpy(),
+            "building_type": [kind.label_of(v) for v in comps[kind.name]],
+            "year_built": comps[schema.role("year_built").name].to_numpy(),
+            "neighbourhood": [hood.label_of(v) for v in comps[hood.name]],
             "sold": [f"{y}-{int(m):02d}" for y, m in comps[["Year_Sold", "Mo_Sold"]].to_numpy()],
         }
     )
@@ -178,7 +178,7 @@ def accuracy_sentence(p: Prediction, schema: Schema) -> str:
     if not here:
         return ""
     scope = (
-        schema.by_name[HOOD].label_of(here["value"])
+        schema.role("neighbourhood").label_of(here["value"])
         if here["scope"] == "neighbourhood"
         else f"homes priced {here['value']}"
     )
@@ -217,6 +217,12 @@ class PricePage:
     def __init__(self, model: Model | None = None):
         self.model = model or load_model()
         self.schema = self.model.schema
+        # The fields the page works with by name, found by their roles (schema.ROLES).
+        self.lat, self.lon = self.schema.place
+        self.hood = self.schema.role("neighbourhood").name
+        self.area = self.schema.role("living_area").name
+        self.built = self.schema.role("year_built").name
+        self.kind = self.schema.role("building_type").name
         self.sales = reference_sales(self.model.path)
         self.form = HouseForm(self.schema)
         self.status = widgets.HTML()
@@ -256,7 +262,7 @@ class PricePage:
         self.comps_layer.on_click(self.guard(self._comp_clicked))
         values = self.form.values()
         self.marker = Marker(
-            location=(values[LAT], values[LON]), draggable=True, title="This house"
+            location=(values[self.lat], values[self.lon]), draggable=True, title="This house"
         )
         for item in (self.sales_layer, self.comps_layer, self.marker):
             self.map.add(item)
@@ -286,7 +292,9 @@ class PricePage:
             return
         self.sales_shown = True
         colour = maps.colours(self.sales["Sale_Price"], maps.PRICE_BANDS, maps.BAND_COLOURS)
-        self.sales_layer.data = maps.points(self.sales, SALE_PROPERTIES, colour)
+        self.sales_layer.data = maps.points(
+            self.sales, SALE_PROPERTIES, colour, at=self.schema.place
+        )
         self.map.add_class("hv-sales-shown")
 
     def _build_answer(self) -> None:
@@ -309,7 +317,7 @@ class PricePage:
 
     def _build_what_if(self) -> None:
         numeric = [
-            f for f in self.schema.features if not f.is_category and f.name not in (LAT, LON)
+            f for f in self.schema.features if not f.is_category and f.name not in self.schema.place
         ]
         self.what_if_choice = widgets.Dropdown(
             options=[(f.label, f.name) for f in numeric],
@@ -346,7 +354,7 @@ class PricePage:
 
     def _label(self, code: str) -> str:
         """A neighbourhood as the form names it (the card's label)."""
-        return self.schema.by_name[HOOD].label_of(code)
+        return self.schema.role("neighbourhood").label_of(code)
 
     def _importance(self, name: str) -> float:
         return self.model.card.get("feature_importance_gain_share", {}).get(name, 0.0)
@@ -451,8 +459,8 @@ class PricePage:
     def _describe_house(self) -> str:
         v = self.form.values()
         return (
-            f"{self._label(v['Neighborhood'])}, {fmt(v['Gr_Liv_Area'])} sq ft, built "
-            f"{v['Year_Built']}, at {v[LAT]:.4f}, {v[LON]:.4f}; "
+            f"{self._label(v[self.hood])}, {fmt(v[self.area])} sq ft, built "
+            f"{v[self.built]}, at {v[self.lat]:.4f}, {v[self.lon]:.4f}; "
             f"{fmt(len(self.sales))} sold houses on the map"
         )
 
@@ -576,16 +584,16 @@ class PricePage:
         self.announcement.value = render.esc(text)  # unchanged words: traitlets sends nothing
 
     def _update_location(self, values: dict) -> None:
-        lat, lon = values[LAT], values[LON]
+        lat, lon = values[self.lat], values[self.lon]
         if tuple(self.marker.location) != (lat, lon):
             self.marker.location = (lat, lon)
         self._show_place(values)
         self.comps = comparable_sales(
             lat,
             lon,
-            values["Gr_Liv_Area"],
-            neighbourhood=values[HOOD],
-            building_type=values.get("Bldg_Type"),
+            values[self.area],
+            neighbourhood=values[self.hood],
+            building_type=values.get(self.kind),
             folder=self.model.path,
             with_model_price=True,
         )
@@ -605,28 +613,32 @@ class PricePage:
     def _draw_comps(self, chosen: int | None = None) -> None:
         styles = [HIGHLIGHT_STYLE if i == chosen else {} for i in range(len(self.comps))]
         self.comps_layer.data = maps.points(
-            self.comps, SALE_PROPERTIES, [COMPS_COLOUR] * len(self.comps), styles
+            self.comps,
+            SALE_PROPERTIES,
+            [COMPS_COLOUR] * len(self.comps),
+            styles,
+            at=self.schema.place,
         )
 
     # --- location and neighbourhood -------------------------------------------------
 
     def _place_problem(self, values: dict) -> str:
         """The notice when the chosen neighbourhood is not the one the spot is in."""
-        located = neighbourhood_at(values[LAT], values[LON], folder=self.model.path)
-        if located == values[HOOD]:
+        located = neighbourhood_at(values[self.lat], values[self.lon], folder=self.model.path)
+        if located == values[self.hood]:
             return ""
         return (
             f"This spot is in {self._label(located)} by its nearest sales; it is "
-            f"priced as {self._label(values[HOOD])}, as chosen. Choose "
+            f"priced as {self._label(values[self.hood])}, as chosen. Choose "
             f"{self._label(located)}, or place the house in "
-            f"{self._label(values[HOOD])}, to make them agree."
+            f"{self._label(values[self.hood])}, to make them agree."
         )
 
     def _show_place(self, values: dict) -> None:
         problem = self._place_problem(values)
         self.place_html.value = render.notice(problem) if problem else ""
-        centre = self.centres.get(values[HOOD])
-        moved = self.moved_from is not None and centre == (values[LAT], values[LON])
+        centre = self.centres.get(values[self.hood])
+        moved = self.moved_from is not None and centre == (values[self.lat], values[self.lon])
         if not moved:
             self.moved_from = None
         self.keep_button.layout.display = "flex" if moved else "none"
@@ -636,32 +648,33 @@ class PricePage:
         its centre (inside it by construction, so placing there names it again); typed
         coordinates place the house, and its neighbourhood follows."""
         values = self.form.values()
-        if name == HOOD and value in self.centres:
-            self.moved_from = (values[LAT], values[LON])
+        if name == self.hood and value in self.centres:
+            self.moved_from = (values[self.lat], values[self.lon])
             lat, lon = self.centres[value]
-            return {LAT: lat, LON: lon}
-        if name in (LAT, LON):
+            return {self.lat: lat, self.lon: lon}
+        if name in self.schema.place:
             self.moved_from = None
-            return {HOOD: self._located(values[LAT], values[LON])}
+            return {self.hood: self._located(values[self.lat], values[self.lon])}
         return None
 
     def _located(self, lat: float, lon: float) -> str:
         """The neighbourhood of a spot, if the form offers it (else the current choice)."""
         hood = neighbourhood_at(lat, lon, folder=self.model.path)
-        return hood if hood in self.schema.by_name[HOOD].categories else self.form.values()[HOOD]
+        hood_field = self.schema.by_name[self.hood]
+        return hood if hood in hood_field.categories else self.form.values()[self.hood]
 
     def place(self, lat: float, lon: float) -> None:
         """Put the house at (lat, lon): its neighbourhood is the one its sales say."""
         lat, lon = round(lat, 6), round(lon, 6)
         self.moved_from = None
-        self.form.set_values({LAT: lat, LON: lon, HOOD: self._located(lat, lon)})
+        self.form.set_values({self.lat: lat, self.lon: lon, self.hood: self._located(lat, lon)})
 
     def _keep_spot(self, _button=None) -> None:
         """Undo the move a chosen neighbourhood made, keeping the choice: an override."""
         if self.moved_from is not None:
             lat, lon = self.moved_from
             self.moved_from = None
-            self.form.set_values({LAT: lat, LON: lon})
+            self.form.set_values({self.lat: lat, self.lon: lon})
 
     def _update_what_if(self) -> None:
         if self.last is None:
@@ -733,8 +746,8 @@ class PricePage:
     def _house_title(self, values: dict) -> str:
         """North Ames, 1,800 sq ft, built 1960: a house in a few words."""
         return (
-            f"{self._label(values['Neighborhood'])}, {fmt(values['Gr_Liv_Area'])} sq ft, "
-            f"built {fmt(values['Year_Built'], grouping=False)}"
+            f"{self._label(values[self.hood])}, {fmt(values[self.area])} sq ft, "
+            f"built {fmt(values[self.built], grouping=False)}"
         )
 
     def _export_drivers(self) -> export.Drivers | None:
@@ -801,7 +814,7 @@ class PricePage:
         content = export.valuation_html(valuation).encode("utf-8")
         values = self.last.inputs
         name = export.valuation_filename(
-            valuation.valued_at, values["Neighborhood"], f"{values['Gr_Liv_Area']:.0f}sqft"
+            valuation.valued_at, values[self.hood], f"{values[self.area]:.0f}sqft"
         )
         self.downloads += 1
         payload = base64.b64encode(content).decode("ascii")
@@ -820,7 +833,7 @@ class PricePage:
     def _marker_moved(self, change) -> None:
         lat, lon = change["new"]
         values = self.form.values()
-        if (round(lat, 6), round(lon, 6)) != (values[LAT], values[LON]):
+        if (round(lat, 6), round(lon, 6)) != (values[self.lat], values[self.lon]):
             self.place(lat, lon)
 
     def _sale_clicked(self, feature=None, properties=None, **_event) -> None:
@@ -847,9 +860,9 @@ class PricePage:
         self.offered = sale
         self.offer_text.value = (
             f"<span>Sold {render.esc(int(sale['Year_Sold']))} for "
-            f"<b>{render.money(sale['Sale_Price'])}</b>: {fmt(sale['Gr_Liv_Area'])} sq ft, "
-            f"built {render.esc(int(sale['Year_Built']))}, "
-            f"{render.esc(self._label(sale[HOOD]))}.</span>"
+            f"<b>{render.money(sale['Sale_Price'])}</b>: {fmt(sale[self.area])} sq ft, "
+            f"built {render.esc(int(sale[self.built]))}, "
+            f"{render.esc(self._label(sale[self.hood]))}.</span>"
         )
         self.offer.layout.display = "flex"
 
@@ -860,7 +873,8 @@ class PricePage:
             self.offer.layout.display = "none"
 
     def apply_request(self, query: dict | None = None) -> None:
-        """Prefill from the page's URL (`?Gr_Liv_Area=1800&lat=42.03&lon=-93.62`).
+        """Prefill from the page's URL (`?Gr_Liv_Area=1800&lat=42.03&lon=-93.62`): keys are
+        read by the schema's input policy (`Schema.field_for`), as the API reads them.
 
         The page's last cell calls this: whatever a link holds, it ends in a notice, never
         in a page that "could not be built".
@@ -913,13 +927,13 @@ class PricePage:
         """A link's place and neighbourhood, as the form would set them: a spot without a
         neighbourhood takes the spot's; a neighbourhood without a spot moves the house to
         its centre; both are kept as given (the page says if they disagree)."""
-        spot = LAT in values or LON in values
-        if spot and HOOD not in values:
+        spot = self.lat in values or self.lon in values
+        if spot and self.hood not in values:
             here = {**self.form.values(), **values}
-            return {**values, HOOD: self._located(here[LAT], here[LON])}
-        if HOOD in values and not spot and values[HOOD] in self.centres:
-            lat, lon = self.centres[values[HOOD]]
-            return {**values, LAT: lat, LON: lon}
+            return {**values, self.hood: self._located(here[self.lat], here[self.lon])}
+        if self.hood in values and not spot and values[self.hood] in self.centres:
+            lat, lon = self.centres[values[self.hood]]
+            return {**values, self.lat: lat, self.lon: lon}
         return values
 
     def query_values(self, query: dict) -> tuple[dict, list[str]]:
@@ -932,9 +946,9 @@ class PricePage:
         for key, raw in query.items():
             if key in VOILA_PARAMETERS:
                 continue
-            name = QUERY_ALIASES.get(key.lower(), key)
-            if name not in self.schema.by_name:
-                problems.append(f"{key!s:.40} is not a field of this model")
+            name = self.schema.field_for(key)
+            if name is None:
+                problems.append(f"{key!s:.40} {self.schema.unknown_reason(key)}")
                 continue
             value, reason = check_value(self.schema.by_name[name], raw)
             if reason:

@@ -25,7 +25,7 @@ from homevalue import config
 from homevalue.errors import ModelSchemaError
 from homevalue.model import FIX, band_label, dollars_of, read_card
 from homevalue.model import read_holdout as model_holdout
-from homevalue.schema import readable, short_money
+from homevalue.schema import Schema, readable, short_money
 from homevalue.ui import charts, maps, render
 from homevalue.ui.feedback import live_accuracy_panel
 from homevalue.ui.page import Panel, guarded, version_marker
@@ -34,10 +34,9 @@ from homevalue.ui.page import Panel, guarded, version_marker
 TARGETS = {"rmsle": config.TARGET_RMSLE, "mape_percent": config.TARGET_MAPE_PERCENT}
 # Below this many test sales a neighbourhood's medians are anecdotes, not evidence.
 FEW_SALES = 10
+# The holdout's own columns; its neighbourhood and location are the fields of those roles
+# (schema.ROLES), checked against the card by `place_columns`.
 HOLDOUT_COLUMNS = (
-    "Neighborhood",
-    "Longitude",
-    "Latitude",
     "Sale_Price",
     "Predicted_Price",
     "Price_Low",
@@ -80,6 +79,17 @@ def read_holdout(folder: Path) -> pd.DataFrame:
     return model_holdout(folder, HOLDOUT_COLUMNS)
 
 
+def place_columns(card: dict, holdout: pd.DataFrame, folder: Path) -> tuple[str, str, str]:
+    """The holdout's (neighbourhood, latitude, longitude) columns: the card's fields of those
+    roles, whatever the card calls them; a holdout without them is refused."""
+    schema = Schema.from_list(card["features"])
+    columns = tuple(schema.role(r).name for r in ("neighbourhood", "latitude", "longitude"))
+    missing = [c for c in columns if c not in holdout.columns]
+    if missing:
+        raise ModelSchemaError(f"{folder}: the holdout predictions lack {missing}: {FIX}")
+    return columns  # type: ignore[return-value]
+
+
 def check_card(card: dict, folder: Path) -> None:
     """Refuse a card written by an older trainer, naming what it lacks, before any panel."""
     missing = [key for key in CARD_KEYS if key not in card]
@@ -110,30 +120,36 @@ def share_within(holdout: pd.DataFrame, tolerance: float) -> float:
 
 
 def residuals_by_neighbourhood(
-    holdout: pd.DataFrame, label: Callable[[str], str] = readable
+    holdout: pd.DataFrame,
+    label: Callable[[str], str] = readable,
+    *,
+    places: tuple[str, str, str],
 ) -> pd.DataFrame:
     """How the model did in each neighbourhood, most over-priced first.
 
-    Columns: Neighborhood; label (as the form names it: `label` of the code); n (test
-    sales); median_price (sale price); median_ape (median absolute % error, as a fraction);
-    median_bias (median signed error: + over-, - under-priced); inside_share (share inside
-    the 80% interval); Latitude, Longitude (mean of its houses: where the map draws it).
-    Sorted by bias, so systematic misses lead.
+    `places` names the holdout's (neighbourhood, latitude, longitude) columns
+    (`place_columns`). Columns: neighbourhood (its code); label (as the form names it:
+    `label` of the code); n (test sales); median_price (sale price); median_ape (median
+    absolute % error, as a fraction); median_bias (median signed error: + over-, - under-
+    priced); inside_share (share inside the 80% interval); latitude, longitude (mean of its
+    houses: where the map draws it). Sorted by bias, so systematic misses lead.
     """
+    hood, lat, lon = places
     error = signed_error(holdout)
     frame = holdout.assign(bias=error, ape=error.abs(), inside=inside_interval(holdout))
-    table = frame.groupby("Neighborhood").agg(
+    table = frame.groupby(hood).agg(
         n=("Sale_Price", "size"),
         median_price=("Sale_Price", "median"),
         median_ape=("ape", "median"),
         median_bias=("bias", "median"),
         inside_share=("inside", "mean"),
-        Latitude=("Latitude", "mean"),
-        Longitude=("Longitude", "mean"),
+        latitude=(lat, "mean"),
+        longitude=(lon, "mean"),
     )
-    order = ["median_bias", "Neighborhood"]
-    table = table.reset_index().sort_values(order, ascending=[False, True], ignore_index=True)
-    table.insert(1, "label", table["Neighborhood"].map(label))
+    table = table.rename_axis("neighbourhood").reset_index()
+    order = ["median_bias", "neighbourhood"]
+    table = table.sort_values(order, ascending=[False, True], ignore_index=True)
+    table.insert(1, "label", table["neighbourhood"].map(label))
     return table
 
 
@@ -206,7 +222,7 @@ def neighbourhood_geojson(table: pd.DataFrame) -> dict:
     )
     colour = maps.colours(shown["median_bias"], maps.ERROR_BANDS, maps.ERROR_COLOURS)
     columns = ["name", "n", "median_bias", "median_ape", "inside_share"]
-    data = maps.points(shown, columns, colour)
+    data = maps.points(shown, columns, colour, at=("latitude", "longitude"))
     for feature, n in zip(data["features"], shown["n"], strict=True):
         feature["properties"]["style"].update(radius=circle_radius(int(n)), color=CIRCLE_OUTLINE)
     return data
@@ -349,7 +365,7 @@ def neighbourhood_summary(table: pd.DataFrame, unseen: list[str]) -> str:
 def neighbourhood_notes(table: pd.DataFrame, known: list[str]) -> list[str]:
     """A short warning per row: few sales, or a neighbourhood the model never trained on."""
     notes = []
-    for name, n in zip(table["Neighborhood"], table["n"], strict=True):
+    for name, n in zip(table["neighbourhood"], table["n"], strict=True):
         flags = [f"only {n} sale{'s' if n > 1 else ''}"] if n < FEW_SALES else []
         flags += [NOT_IN_TRAINING] if known and name not in known else []
         notes.append("; ".join(flags))
@@ -501,9 +517,11 @@ class ReportPage:
     def _neighbourhoods(self) -> Panel:
         known, labels = self._known_neighbourhoods()
         table = residuals_by_neighbourhood(
-            self.holdout, lambda code: labels.get(code, readable(code))
+            self.holdout,
+            lambda code: labels.get(code, readable(code)),
+            places=place_columns(self.card, self.holdout, self.folder),
         )
-        unseen = [r.label for r in table.itertuples() if known and r.Neighborhood not in known]
+        unseen = [r.label for r in table.itertuples() if known and r.neighbourhood not in known]
         self.neighbourhood_map, status = self._neighbourhood_map(table)
         children = [
             _html(_paragraph(NEIGHBOURHOOD_INTRO)),
@@ -515,11 +533,9 @@ class ReportPage:
 
     def _known_neighbourhoods(self) -> tuple[list[str], dict[str, str]]:
         """The neighbourhoods the model learned, and their labels (the card's vocabulary)."""
-        by_name = {f["name"]: f for f in self.card.get("features", [])}
-        feature = by_name.get("Neighborhood", {})
-        known = list(feature.get("categories") or [])
-        labels = feature.get("labels") or [readable(code) for code in known]
-        return known, dict(zip(known, labels, strict=False))
+        feature = Schema.from_list(self.card["features"]).role("neighbourhood")
+        labels = dict(zip(feature.categories, feature.shown_labels, strict=True))
+        return list(feature.categories), labels
 
     def _neighbourhood_map(self, table: pd.DataFrame):
         status = _html(_paragraph(HOVER_PROMPT))
@@ -582,15 +598,15 @@ def hover_handler(status: widgets.HTML) -> Callable:
 def neighbourhood_table_html(table: pd.DataFrame, known: list[str]) -> str:
     """The residuals table as shown: readable names, percentages, a note on weak rows."""
     shown = table.assign(
-        Neighborhood=table["label"],
+        neighbourhood=table["label"],
         note=neighbourhood_notes(table, known),
     )
-    columns = ["Neighborhood", "n", "median_price", "median_bias", "median_ape", "inside_share"]
+    columns = ["neighbourhood", "n", "median_price", "median_bias", "median_ape", "inside_share"]
     return render.table(
         shown[[*columns, "note"]],
         label="Errors by neighbourhood",
         headers={
-            "Neighborhood": "Neighbourhood",
+            "neighbourhood": "Neighbourhood",
             "n": "Test sales",
             "median_price": "Median sale",
             "median_bias": "Median error",
