@@ -18,6 +18,7 @@ import pytest
 
 from homevalue import config, load_model, predict_frame, predict_one
 from homevalue.model import card_pin
+from homevalue.train import main as train_main
 from homevalue.train import train
 
 
@@ -216,3 +217,15 @@ def test_split_moves_a_neighbourhood_seen_only_in_test_into_train():
         assert len(parts["train"]) + len(parts["test"]) == 100
         again = split_sales(sales)
         assert parts["test"]["Sale_ID"].tolist() == again["test"]["Sale_ID"].tolist()
+
+
+def test_from_an_installed_wheel_training_needs_out_and_never_rewrites_site_packages(
+    monkeypatch, capsys
+):
+    """Installed from a wheel, the model is pip's package data: `--out` is asked for."""
+    monkeypatch.delenv(config.MODEL_DIR_ENV, raising=False)
+    monkeypatch.setattr(config, "FROM_CHECKOUT", False)
+    with pytest.raises(SystemExit) as stopped:
+        train_main([])
+    assert stopped.value.code == 2
+    assert "give --out DIR" in capsys.readouterr().err

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import platform
 import sys
 from collections.abc import Mapping
@@ -717,10 +718,24 @@ def train(
     return card
 
 
+def default_out() -> Path | None:
+    """Where a retrained model goes without `--out`: the folder being served
+    (HOMEVALUE_MODEL_DIR, or a checkout's model/). None from an installed wheel, whose
+    model lives in site-packages, which pip owns and its users may not write."""
+    if os.environ.get(config.MODEL_DIR_ENV) or config.FROM_CHECKOUT:
+        return config.model_dir()
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=config.model_dir(), help="model folder")
+    parser.add_argument("--out", type=Path, default=default_out(), help="model folder")
     args = parser.parse_args(argv)
+    if args.out is None:
+        parser.error(
+            "give --out DIR: the installed package's own model is not rewritten in place; "
+            f"serve the new one with {config.MODEL_DIR_ENV}=DIR"
+        )
     card = train(args.out)
     m, i, cv = card["metrics"], card["interval"], card["cross_validation"]
     by_band = ", ".join(f"{band_text(b)} {b['coverage_test']:.1%}" for b in i["bands"])
