@@ -14,6 +14,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from browser.screenshots import open_page
+from homevalue import config
 from homevalue.model import read_card
 from homevalue.ui.report import (
     HOVER_PROMPT,
@@ -21,6 +22,7 @@ from homevalue.ui.report import (
     importance_table,
     metric_rows,
     neighbourhood_geojson,
+    place_columns,
     read_holdout,
     residuals_by_neighbourhood,
 )
@@ -58,6 +60,12 @@ def test_the_charts_are_drawn_with_all_their_marks(report_page, card, holdout):
     assert set(importance_table(card)["label"]) <= set(axis_labels)
 
 
+def by_neighbourhood(card: dict, holdout):
+    """The page's table of neighbourhoods, as the page builds it from the card's roles."""
+    places = place_columns(card, holdout, config.model_dir())
+    return residuals_by_neighbourhood(holdout, places=places)
+
+
 def test_the_tables_hold_the_model_cards_figures(report_page, card, holdout):
     page = report_page
     metrics = page.locator(
@@ -70,14 +78,14 @@ def test_the_tables_hold_the_model_cards_figures(report_page, card, holdout):
     neighbourhoods = page.locator(
         "table.hv-table", has=page.locator("th", has_text="Median error")
     ).locator("tbody tr")
-    expect(neighbourhoods).to_have_count(len(residuals_by_neighbourhood(holdout)))
+    expect(neighbourhoods).to_have_count(len(by_neighbourhood(card, holdout)))
     expect(page.locator("table.hv-pairs")).to_have_count(3)  # data, training, versions
     expect(page.locator("table.hv-pairs").first).to_contain_text(card["data"]["data_sha256"])
 
 
-def test_pointing_at_a_neighbourhood_shows_its_figures(report_page, holdout, circle_point):
+def test_pointing_at_a_neighbourhood_shows_its_figures(report_page, card, holdout, circle_point):
     page = report_page
-    table = residuals_by_neighbourhood(holdout)
+    table = by_neighbourhood(card, holdout)
     circles = page.locator(".leaflet-container path.leaflet-interactive")
     expect(circles).to_have_count(len(table))  # one per neighbourhood
     status = page.get_by_text(HOVER_PROMPT)
