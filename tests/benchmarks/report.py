@@ -1,11 +1,13 @@
 """Benchmark records in, docs/benchmarks.md and docs/benchmarks.json out.
 
-Every bench_*.py script measures and returns plain records (dicts); this module is the only
-place that writes markdown: tables come from `table` (pandas' `DataFrame.to_markdown`), and
-each script's prose around them is a few sentences. docs/benchmarks.json and
-docs/benchmarks.md hold one section per script (`bench_core.py` writes "core",
-`bench_dashboards.py` "dashboards", ...); a script rewrites its own section and keeps the
-others, so the scripts run separately and in any order.
+Every bench_*.py script measures and returns plain records (dicts); report_*.py (one per
+section: report_core.py for bench_core.py's "core", ...) turns a record into markdown with
+the helpers here: tables come from `table` (pandas' `DataFrame.to_markdown`), and each
+section's prose around them is a few sentences. No report module measures, and no bench
+module writes markdown. docs/benchmarks.json and docs/benchmarks.md hold one section per
+script (`bench_core.py` writes "core", `bench_dashboards.py` "dashboards", ...); a script
+rewrites its own section and keeps the others, so the scripts run separately and in any
+order.
 
     .venv/bin/python tests/benchmarks/report.py [--docs DIR]
 
@@ -62,6 +64,16 @@ def cell(value: object, spec: Format | None = None) -> str:
     if isinstance(value, float):
         return f"{value:g}"
     return str(value)
+
+
+def ms(value: float | None) -> str:
+    """Milliseconds as a cell: "412 ms"."""
+    return NONE if value is None else f"{value:.0f} ms"
+
+
+def s_from_ms(value: float | None) -> str:
+    """Milliseconds as seconds, the unit a page load is felt in: "1.44 s"."""
+    return NONE if value is None else f"{value / 1000:.2f} s"
 
 
 def is_number(value: object) -> bool:
@@ -295,8 +307,9 @@ def write_atomic(path: Path, text: str) -> None:
 
 
 def render(section: str, record: dict) -> str:
-    """A section's markdown from its record, by the script that measured it."""
-    return importlib.import_module(f"bench_{section}").markdown(record)
+    """A section's markdown from its record, by that section's report module (bench_core.py
+    measures the "core" section, report_core.py shows it)."""
+    return importlib.import_module(f"report_{section}").markdown(record)
 
 
 def main(argv: list[str] | None = None) -> int:
