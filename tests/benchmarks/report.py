@@ -214,12 +214,15 @@ def machine_sentence(machine: dict, load: dict) -> str:
 
 
 def heading(title: str, record: dict) -> list[str]:
-    """A section's title, how it was generated, and the machine."""
+    """A section's title, how it was generated, and the machine. A record from before the
+    bench kept its start time and duration says so rather than guessing them."""
+    when = record.get("generated_at") or "(time not recorded)"
+    took = "" if record.get("duration_s") is None else f"{record['duration_s']:.0f} s; "
     return [
         f"## {title}",
         "",
-        f"Generated {record['generated_at']} by `{record['command']}` "
-        f"({record['duration_s']:.0f} s; git {record['machine']['git'] or 'unknown'}).",
+        f"Generated {when} by `{record['command']}` "
+        f"({took}git {record['machine']['git'] or 'unknown'}).",
         "",
         machine_sentence(record["machine"], record["load_average"]),
     ]
@@ -308,8 +311,11 @@ def write_atomic(path: Path, text: str) -> None:
 
 def render(section: str, record: dict) -> str:
     """A section's markdown from its record, by that section's report module (bench_core.py
-    measures the "core" section, report_core.py shows it)."""
-    return importlib.import_module(f"report_{section}").markdown(record)
+    measures the "core" section, report_core.py shows it); a record stored by an older
+    bench is first brought to the current shape by the module's `upgrade`, if it has one."""
+    module = importlib.import_module(f"report_{section}")
+    upgrade = getattr(module, "upgrade", None)
+    return module.markdown(upgrade(record) if upgrade else record)
 
 
 def main(argv: list[str] | None = None) -> int:

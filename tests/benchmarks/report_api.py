@@ -240,3 +240,23 @@ def where_the_time_goes(m: dict) -> str:
         report.table(rows, {"p50 µs": ".0f", "share of the HTTP p50": ".0%"}, align="lrr"),
         lines,
     ).rstrip("\n")
+
+
+def upgrade(record: dict) -> dict:
+    """A record stored before bench_api used `report.run_record` (keys "generated", "wall_s",
+    "load"; "duration_s" then meant one step, "targets" the target settings), in the
+    current shape: the same figures, renamed, and the targets judged from them."""
+    if "generated_at" in record or "generated" not in record:
+        return record
+    old = dict(record)
+    new = {
+        "generated_at": old.pop("generated"),
+        "command": ".venv/bin/python tests/benchmarks/bench_api.py",
+        "load_average": old.pop("load"),
+        "duration_s": old.pop("wall_s"),
+        "step_s": old.pop("duration_s"),
+        "target_settings": old.pop("targets"),
+        **old,
+    }
+    new["targets"] = targets(new)
+    return new

@@ -53,3 +53,20 @@ def markdown(record: dict) -> str:
         f"exit code {w['exit_code']}, outputs written: {w['outputs_written']}. Message: "
         f"`{w['message']}`",
     )
+
+
+def upgrade(record: dict) -> dict:
+    """A record stored before bench_security used `report.run_record` (its load average as
+    "load", its GETs keyed by run, no time, duration or watch window kept), in the current
+    shape: the same figures; the time and duration stay unknown."""
+    if "load_average" in record:
+        return record
+    old = dict(record)
+    gets = old.pop("gets")
+    return {
+        "command": ".venv/bin/python tests/benchmarks/bench_security.py",
+        "load_average": old.pop("load"),
+        "watch_s": 10,  # bench_security's WATCH_SECONDS when those records were taken
+        **old,
+        "gets": [{"run": run, **each} for run, each in gets.items()],
+    }
