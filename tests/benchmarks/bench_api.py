@@ -66,7 +66,7 @@ from measure import API_PATH as PATH
 from measure import RECORD, cpu_seconds, memory_mib, own_cpu_seconds, process_tree, summary
 from measure import time_calls as time_each
 from report import PROJ_ROOT
-from report_api import P50_MAX_MS, P99_MAX_MS, TARGET_RATE
+from report_api import TARGET_RATE
 
 LIBRARIES = ["homevalue", "fastapi", "starlette", "uvicorn", "pydantic", "numpy", "lightgbm"]
 HOST = "127.0.0.1"
@@ -650,7 +650,7 @@ def measure(args: argparse.Namespace, results: dict) -> None:
         step_s=args.duration,
         quiet_wait_s=args.quiet_wait,
         calls=args.calls,
-        target_settings={"rate": TARGET_RATE, "p50_max_ms": P50_MAX_MS, "p99_max_ms": P99_MAX_MS},
+        target_settings=report_api.SETTINGS,
         configs={},
     )
     print("Where the time goes (in process)...", flush=True)

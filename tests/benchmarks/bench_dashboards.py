@@ -1099,6 +1099,7 @@ def summarise(record: dict, found: dict, args) -> dict:
         **found,
         "loads": loads,
         "latency_samples": latency,
+        "target_settings": report_dashboards.SETTINGS,
     }
     out["targets"] = report_dashboards.targets(out)
     out["notes"] = report_dashboards.notes(out)

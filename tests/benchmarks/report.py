@@ -9,10 +9,11 @@ script (`bench_core.py` writes "core", `bench_dashboards.py` "dashboards", ...);
 rewrites its own section and keeps the others, so the scripts run separately and in any
 order.
 
-    .venv/bin/python tests/benchmarks/report.py [--docs DIR]
+    .venv/bin/python tests/benchmarks/report.py [--render docs/benchmarks.json] [--check]
 
 rewrites every section of benchmarks.md from benchmarks.json without measuring anything
-(after a change of wording or of a table here).
+(after a change of wording or of a table in a report module); --check only says whether
+benchmarks.md is what the records render.
 """
 
 from __future__ import annotations
@@ -286,17 +287,20 @@ def write_json(path: Path, section: str, content: dict) -> None:
 
 def write_markdown(path: Path, start: str, end: str, block: str) -> None:
     """Replace the text between the `start` and `end` markers (appended if absent)."""
+    text = path.read_text() if path.exists() else None
+    write_atomic(path, replace_section(text, start, end, block))
+
+
+def replace_section(text: str | None, start: str, end: str, block: str) -> str:
+    """`text` with `block` between the markers (appended if they are absent; the preamble
+    and the block if there is no text yet)."""
     section = f"{start}\n{block}{end}"
-    if not path.exists():
-        write_atomic(path, PREAMBLE + section + "\n")
-        return
-    text = path.read_text()
+    if text is None:
+        return PREAMBLE + section + "\n"
     first, last = text.find(start), text.find(end)
     if first != -1 and last > first:
-        text = text[:first] + section + text[last + len(end) :]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    write_atomic(path, text)
+        return text[:first] + section + text[last + len(end) :]
+    return text.rstrip("\n") + "\n\n" + section + "\n"
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -318,14 +322,58 @@ def render(section: str, record: dict) -> str:
     return module.markdown(upgrade(record) if upgrade else record)
 
 
+def render_all(records: object, text: str | None) -> str:
+    """benchmarks.md's `text` with every section rendered again from `records` (the parsed
+    benchmarks.json), or SystemExit naming the section that cannot be: nothing is written
+    until every section has rendered."""
+    if not isinstance(records, dict):
+        raise SystemExit("benchmarks.json is not a JSON object of sections: nothing rewritten")
+    for section, record in records.items():
+        try:
+            block = render(section, record)
+        except ModuleNotFoundError as error:
+            raise SystemExit(f"no report_{section}.py renders the {section!r} section") from error
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            raise SystemExit(
+                f"the {section!r} record is in a shape report_{section}.py cannot render "
+                f"({type(error).__name__}: {error}); rerun bench_{section}.py: nothing rewritten"
+            ) from error
+        text = replace_section(text, f"<!-- {section}:start -->", f"<!-- {section}:end -->", block)
+    return text or PREAMBLE
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Rewrite benchmarks.md from benchmarks.json.")
-    parser.add_argument("--docs", type=Path, default=DOCS, help="the folder of both files")
-    docs = parser.parse_args(argv).docs
-    for section, record in json.loads((docs / "benchmarks.json").read_text()).items():
-        start, end = f"<!-- {section}:start -->", f"<!-- {section}:end -->"
-        write_markdown(docs / "benchmarks.md", start, end, render(section, record))
-        print(f"rewrote the {section!r} section of {docs / 'benchmarks.md'}", file=sys.stderr)
+    parser = argparse.ArgumentParser(
+        description="Rewrite benchmarks.md's sections from the records in benchmarks.json, "
+        "measuring nothing."
+    )
+    parser.add_argument(
+        "--render",
+        type=Path,
+        default=DOCS / "benchmarks.json",
+        metavar="JSON",
+        help="the records; the benchmarks.md beside it is rewritten (default: docs/)",
+    )
+    parser.add_argument("--docs", type=Path, help="the folder of both files (instead of --render)")
+    parser.add_argument(
+        "--check", action="store_true", help="write nothing; exit 1 if benchmarks.md would change"
+    )
+    args = parser.parse_args(argv)
+    source = args.docs / "benchmarks.json" if args.docs else args.render
+    target = source.with_name("benchmarks.md")
+    try:
+        records = json.loads(source.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise SystemExit(f"cannot read the records in {source}: {error}") from error
+    before = target.read_text() if target.exists() else None
+    after = render_all(records, before)
+    if args.check:
+        if after != before:
+            print(f"{target} is not what {source} renders: run {sys.argv[0]}", file=sys.stderr)
+            return 1
+        return 0
+    write_atomic(target, after)
+    print(f"rewrote {', '.join(records)} in {target} from {source}", file=sys.stderr)
     return 0
 
 

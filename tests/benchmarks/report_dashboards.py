@@ -18,6 +18,9 @@ SERVER_CPU_PER_VIEWER_S = 0.5
 SERVER_RSS_PER_KERNEL_MB = 130.0  # MB = 10^6 bytes
 CROWD_PAGE_READY_P95_S = 15.0  # the largest crowd, arriving over --arrive-within seconds
 MB = 10**6
+SETTINGS = {
+    "tti_median_s": {"preheated_fresh": TTI_PREHEATED_MEDIAN_S, "cold_fresh": TTI_COLD_MEDIAN_S}
+}
 
 
 VARIANTS = {
@@ -58,9 +61,10 @@ def target_row(figure: str, median: str, p95: str, target: str, passed: bool | N
 
 def tti_targets(out: dict) -> list[dict]:
     rows = []
+    limits = out["target_settings"]["tti_median_s"]
     for name, limit in [
-        ("preheated_fresh", TTI_PREHEATED_MEDIAN_S),
-        ("cold_fresh", TTI_COLD_MEDIAN_S),
+        ("preheated_fresh", limits["preheated_fresh"]),
+        ("cold_fresh", limits["cold_fresh"]),
         ("preheated_warm", None),
     ]:
         s = out["tti_ms"][name]
@@ -246,7 +250,7 @@ def steps(line: dict[str, float]) -> list[tuple[float, str, str]]:
 
 def where_time_goes(out: dict) -> list[str]:
     """The fresh-cache loads' biggest steps, slowest against its target first, in words."""
-    limits = {"preheated_fresh": TTI_PREHEATED_MEDIAN_S, "cold_fresh": TTI_COLD_MEDIAN_S}
+    limits = out["target_settings"]["tti_median_s"]  # the targets when it was measured
     ratio = {n: out["tti_ms"][n].get("median", 0) / (1000 * limit) for n, limit in limits.items()}
     said = []
     for name in sorted(ratio, key=ratio.get, reverse=True):
@@ -457,6 +461,12 @@ SERVER_CPU = {
 }
 
 
+def arrival(conditions: dict) -> str:
+    """How a crowd arrived: spread over --arrive-within seconds, or all at once (0)."""
+    spread = conditions["arrive_within_s"]
+    return f"evenly over {spread:g} s" if spread else "at once"
+
+
 def md_conditions(out: dict) -> list[str]:
     c = out["conditions"]
     pools = ", ".join(f"{nb} {size}" for nb, size in c["pool_sizes"].items())
@@ -475,10 +485,9 @@ def md_conditions(out: dict) -> list[str]:
         "between two values), timed in the page from the committed change to the new price "
         "text in the DOM.",
         f"- Kernel pools (voila.json): {pools}.",
-        f"- Viewers: N = {', '.join(map(str, c['viewers']))} arriving evenly over "
-        f"{c['arrive_within_s']:g} s in one browser (one "
-        "context each), on the preheated server with voila.json's settings; viewer i sets "
-        "living area 1000 + 50·i and one of "
+        f"- Viewers: N = {', '.join(map(str, c['viewers']))} arriving {arrival(c)} in one "
+        "browser (one context each), on the preheated server with voila.json's settings; "
+        "viewer i sets living area 1000 + 50·i and one of "
         f"{len(NEIGHBOURHOODS)} neighbourhoods, and its price is checked against "
         "`predict_one` on the values its form shows; every other viewer arrives with the "
         "landing page's `_xsrf` cookie, the rest by a direct link. Then all leave normally "
@@ -518,15 +527,20 @@ def markdown(out: dict) -> str:
         "library pages among the kernels mapping them.",
         tables["memory"],
         "### Concurrent viewers (price page)",
-        "The N viewers arrive evenly spread over the first `--arrive-within` seconds "
-        "(Conditions); TTI is over the viewers that got a page "
+        (
+            "The N viewers arrive evenly spread over the first `--arrive-within` seconds"
+            if out["conditions"]["arrive_within_s"]
+            else "The N viewers arrive at once"
+        )
+        + " (Conditions); TTI is over the viewers that got a page "
         "(a page whose loading screen went with fewer cell outputs than a healthy one "
         "fails at once: it will never show a price). Memory is taken once all are done, "
         "the peak while they load. The browser runs on the same cores as the server (CPU "
         "column), which a real viewer's does not.",
         tables["viewers"],
-        "### What the server spends per viewer",
-        "Process accounting (psutil cpu_times, user + system, of the Voilà process and of "
+        (tables["server"] or tables["crowds"]) and "### What the server spends per viewer",
+        (tables["server"] or tables["crowds"])
+        and "Process accounting (psutil cpu_times, user + system, of the Voilà process and of "
         "every kernel, children included), so the browser's CPU on the same cores is left "
         "out. One at a time: a preheated load, its 6 changes and the pool's replacement "
         "kernel. A crowd: everything the server spent while the N viewers loaded and priced.",
@@ -541,7 +555,17 @@ def markdown(out: dict) -> str:
 
 def upgrade(out: dict) -> dict:
     """A record stored before crowds arrived over `--arrive-within` seconds (its viewers all
-    came at once, and the server's own CPU was not yet accounted), in the current shape."""
-    if "arrive_within_s" in out["conditions"]:
-        return out
-    return {**out, "conditions": {**out["conditions"], "arrive_within_s": 0.0}}
+    came at once, and the server's own CPU was not yet accounted) or before the record kept
+    its target settings (read back from its stored target rows), in the current shape."""
+    out = dict(out)
+    if "arrive_within_s" not in out["conditions"]:
+        out["conditions"] = {**out["conditions"], "arrive_within_s": 0.0}
+    if "target_settings" not in out:
+        rows = {row["figure"]: row["target"] for row in out["targets"]}
+        out["target_settings"] = {
+            "tti_median_s": {
+                name: float(rows[f"TTI, {VARIANTS[name]}"].split("≤")[1].removesuffix(" s"))
+                for name in ("preheated_fresh", "cold_fresh")
+            }
+        }
+    return out
