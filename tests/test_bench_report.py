@@ -1,5 +1,5 @@
-"""The benchmarks' reporting module (tests/benchmarks/report.py), on known records: no
-benchmark is run here."""
+"""The benchmarks' reporting (tests/benchmarks/report.py and each section's report_*.py), on
+known records and on those docs/benchmarks.json stores: no benchmark is run here."""
 
 from __future__ import annotations
 
@@ -13,6 +13,12 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "benchmarks"))
 import report  # noqa: E402
+import report_api  # noqa: E402
+import report_core  # noqa: E402
+import report_dashboards  # noqa: E402
+import report_engines  # noqa: E402
+import report_kernel_start  # noqa: E402
+import report_security  # noqa: E402
 
 
 def test_a_table_of_known_records_renders_the_expected_markdown():
@@ -158,14 +164,6 @@ def test_publish_writes_unless_told_not_and_fails_a_missed_target_when_strict(tm
 
 
 # --- each section, rendered from records without measuring --------------------------------
-
-sys.path.insert(0, str(Path(__file__).parent / "benchmarks"))
-import report_api  # noqa: E402
-import report_core  # noqa: E402
-import report_dashboards  # noqa: E402
-import report_engines  # noqa: E402
-import report_kernel_start  # noqa: E402
-import report_security  # noqa: E402
 
 DOCS = Path(__file__).parents[1] / "docs"
 SECTIONS = ["core", "api", "dashboards", "security"]
