@@ -1,10 +1,11 @@
-"""The benchmarks' reporting module (tests/benchmarks/report.py), on known records: no
-benchmark is run here."""
+"""The benchmarks' reporting (tests/benchmarks/report.py and each section's report_*.py), on
+known records and on those docs/benchmarks.json stores: no benchmark is run here."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -12,6 +13,12 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "benchmarks"))
 import report  # noqa: E402
+import report_api  # noqa: E402
+import report_core  # noqa: E402
+import report_dashboards  # noqa: E402
+import report_engines  # noqa: E402
+import report_kernel_start  # noqa: E402
+import report_security  # noqa: E402
 
 
 def test_a_table_of_known_records_renders_the_expected_markdown():
@@ -154,3 +161,254 @@ def test_publish_writes_unless_told_not_and_fails_a_missed_target_when_strict(tm
     assert report.publish("core", missed, "## Core\n", args) == 0
     assert (tmp_path / "benchmarks.md").read_text().startswith("# Benchmarks\n")
     assert "targets missed: t" in capsys.readouterr().err
+
+
+# --- each section, rendered from records without measuring --------------------------------
+
+DOCS = Path(__file__).parents[1] / "docs"
+SECTIONS = ["core", "api", "dashboards", "security"]
+
+
+def stored(section: str) -> dict:
+    """A section's record as docs/benchmarks.json holds it, in the current shape."""
+    record = json.loads((DOCS / "benchmarks.json").read_text())[section]
+    module = {"api": report_api, "dashboards": report_dashboards, "security": report_security}
+    return module[section].upgrade(record) if section in module else record
+
+
+def tables(markdown: str) -> dict[str, list[list[list[str]]]]:
+    """The tables of a section under each "###" heading: a list of tables, each a list of
+    rows (the header first), each a list of cells (an escaped pipe stays in its cell)."""
+    found: dict[str, list[list[list[str]]]] = {}
+    heading, current = "", None
+    for line in markdown.splitlines():
+        if line.startswith("#"):
+            heading, current = line.lstrip("# "), None
+        elif line.startswith("|"):
+            if current is None:
+                current = []
+                found.setdefault(heading, []).append(current)
+            cells = [c.strip() for c in re.split(r"(?<!\\)\|", line.strip())[1:-1]]
+            if not set("".join(cells)) <= set(":-"):  # not the separator line
+                current.append(cells)
+        else:
+            current = None
+    return found
+
+
+def assert_targets_shown(markdown: str, targets: list[dict], key: str) -> None:
+    """One row per target, in order, each with its own text and its verdict."""
+    rows = tables(markdown)["Targets"][0][1:]
+    assert [row[0] for row in rows] == [t[key] for t in targets]
+    assert [row[-1] for row in rows] == [report.verdict(t["pass"]) for t in targets]
+
+
+def test_the_core_section_shows_every_target_and_table():
+    record = stored("core")
+    text = report_core.markdown(record)
+    assert_targets_shown(text, record["targets"], "target")
+    found = tables(text)
+    assert len(found["Online: one house"][0]) == 1 + len(report_core.ONLINE_CALLS)
+    runs, ratios, alone = found["Batch: a CSV of listings, at equal thread counts"]
+    sizes = record["batch"]["sizes"].values()
+    assert len(runs) == 1 + 2 * sum(len(s["by_threads"]) for s in sizes)  # ours and naive
+    assert len(ratios) == 1 + sum(len(s["by_threads"]) for s in sizes)
+    assert len(alone) == 1 + len(record["batch"]["predict_only"]["lightgbm"])
+    ours, naive = found[
+        f"Where the time goes: one {record['breakdown']['ours']['rows']:,}-row chunk"
+    ]
+    assert len(ours) == 2 + len(record["breakdown"]["ours"]["stages"])  # header, stages, total
+    assert len(naive) == 2 + len(record["breakdown"]["naive"]["stages"])
+    assert text.endswith("\n".join(record["notes"]) + "\n")
+
+
+def test_the_core_targets_are_judged_from_the_figures():
+    record = stored("core")
+    judged = report_core.targets(record["online"], record["batch"], record["chunk_rows"])
+    assert judged == record["targets"]
+    slow = json.loads(json.dumps(record["online"]))
+    slow["predict_one"]["p50_ms"] = report_core.ONE_P50_MAX_MS * 2
+    first = report_core.targets(slow, record["batch"], record["chunk_rows"])[0]
+    assert first["pass"] is False and report.missed([first]) == [first["target"]]
+
+
+def test_the_api_section_shows_every_target_and_table():
+    record = stored("api")
+    text = report_api.markdown(record)
+    assert_targets_shown(text, record["targets"], "target")
+    found = tables(text)
+    steps = list(record["configs"].values())
+    opened = found["Open loop: fixed request rates"][0]
+    assert len(opened) == 1 + sum(len(c["open_loop"]) for c in steps)
+    closed = found["Closed loop: maximum throughput (wrk)"][0]
+    assert len(closed) == 1 + sum(len(c["closed_loop"]) for c in steps)
+    parts = found["Where the time goes: one house"][0]
+    assert len(parts) == 1 + len(record["breakdown"]["parts"]) + 4  # framework, app, HTTP, all
+    assert [row[0] for row in found["Under a key flood"][0][1:]] == ["alone", "under the flood"]
+    for workers in record["configs"]:
+        assert f"- {workers} worker(s): " in text
+
+
+def test_an_api_record_from_before_run_record_keeps_its_figures():
+    old = json.loads((DOCS / "benchmarks.json").read_text())["api"]
+    assert "generated_at" not in old  # stored by the older bench: the reason for `upgrade`
+    new = report_api.upgrade(old)
+    assert new["generated_at"] == old["generated"]
+    assert new["duration_s"] == old["wall_s"] and new["step_s"] == old["duration_s"]
+    assert new["load_average"] == old["load"] and new["target_settings"] == old["targets"]
+    assert new["configs"] == old["configs"] and report_api.upgrade(new) == new
+    assert [t["pass"] for t in new["targets"]] == [True, True, True]
+
+
+def full_dashboards_record() -> dict:
+    """The stored dashboards record completed with what the bench has recorded since it
+    was taken (crowds spread over 10 s, the server's CPU and page-ready times, today's
+    targets), so that every part of the section has something to show."""
+    out = stored("dashboards")
+    out["conditions"]["arrive_within_s"] = 10.0
+    out["target_settings"] = report_dashboards.SETTINGS
+    spread = {"n": 10, "missing": 0, "median": 0.41, "p95": 0.52, "min": 0.3, "max": 0.6}
+    out["server_cpu_per_load_s"] = dict.fromkeys(report_dashboards.SERVER_CPU, spread)
+    for n, crowd in out["viewers"].items():
+        crowd["memory"]["accounting"] = {
+            "voila_s": 1.5 * int(n),
+            "kernels_s": 0.2 * int(n),
+            "new_kernels_s": 0.1 * int(n),
+            "total_s": 1.7 * int(n),
+            "new_kernels": int(n),
+            "per_viewer_s": 1.7,
+        }
+        crowd["memory"]["kernel_pss"] = {**crowd["memory"]["kernel_rss"], "median": 110.0}
+        crowd["page_ready_ms"] = {"n": int(n), "missing": 0, "median": 900.0, "p95": 16_000.0}
+    return out
+
+
+def test_the_dashboards_section_shows_every_target_and_table():
+    out = full_dashboards_record()
+    out["targets"] = report_dashboards.targets(out)
+    text = report_dashboards.markdown(out)
+    assert_targets_shown(text, out["targets"], "figure")
+    found = tables(text)
+    assert len(found["Time to interactive (price page)"][0]) == 1 + len(report_dashboards.VARIANTS)
+    assert len(found["Where the time goes"][0]) > 1
+    assert len(found["Interaction latency (price page)"][0]) == 1 + len(
+        report_dashboards.LATENCY_GROUPS
+    )
+    kernels = sum(len(states) for states in out["memory"].values())
+    assert len(found["Kernel memory per viewer"][0]) == 1 + kernels
+    crowds = len(out["viewers"]) + ("vanish" in out)
+    assert len(found["Concurrent viewers (price page)"][0]) == 1 + crowds
+    one, crowd = found["What the server spends per viewer"]
+    assert len(one) == 1 + len(report_dashboards.SERVER_CPU)
+    assert len(crowd) == 1 + len(out["viewers"])
+    # the largest crowd's page-ready p95 (16 s) misses its 15 s target; the per-viewer CPU too
+    missed = report.missed(out["targets"])
+    assert any("page-ready" in figure for figure in missed)
+    assert any("server CPU per viewer" in figure for figure in missed)
+
+
+def test_an_old_dashboards_record_is_judged_by_its_own_targets_and_says_how_viewers_came():
+    out = stored("dashboards")
+    assert out["target_settings"]["tti_median_s"]["cold_fresh"] == 3.5  # not today's 2.5
+    text = report_dashboards.markdown(out)
+    assert "median TTI 2367 ms (68% of its target)" in text
+    assert "N = 5, 10, 20 arriving at once" in text
+    assert "What the server spends per viewer" not in text  # nothing of it was measured
+
+
+def test_the_security_section_shows_every_attack_and_run():
+    record = stored("security")
+    text = report_security.markdown(record)
+    found = tables(text)
+    attacks = found["One hostile kernel-websocket message"][0]
+    assert [row[:2] for row in attacks[1:]] == [
+        [a["server"], a["message"]] for a in record["attacks"]
+    ]
+    gets = found["GETs of the pricing page from one address, no browser"][0]
+    assert [row[0] for row in gets[1:]] == [g["run"] for g in record["gets"]]
+    assert "Generated (time not recorded) by `.venv/bin/python" in text  # not a made-up time
+    assert "asked every 0.1 s for 10 s" in text
+
+
+def test_the_engines_table_has_a_row_per_engine_and_its_columns():
+    found = {
+        "threads": [1, 2],
+        "engines": [
+            {
+                "engine": "LightGBM",
+                "compile_wall_s": None,
+                "compile_cpu_s": None,
+                "rows_per_s": {"1": 16_234.5, "2": 30_999.1},
+                "one_row_p50_us": {"Booster.predict": 101.23},
+                "max_abs_log_difference": 0.0,
+            },
+            {
+                "engine": "lleaves",
+                "compile_wall_s": 12.34,
+                "compile_cpu_s": 11.9,
+                "rows_per_s": {"1": 188_123.0, "2": 1_360_000.0},
+                "one_row_p50_us": {"lleaves": 9.87, "ctypes": 3.21},
+                "max_abs_log_difference": 1.2e-15,
+            },
+        ],
+    }
+    rows = tables(report_engines.table(found))[""][0]
+    assert len(rows[0]) == 6 and rows[0][-1] == report_engines.GAP
+    assert rows[2] == [
+        "lleaves",
+        "12.3 / 11.9",
+        "188k",
+        "1,360k",
+        "9.9 (lleaves); 3.2 (ctypes)",
+        "1.2e-15",
+    ]
+    assert rows[1][1] == "none"
+
+
+def test_the_kernel_start_table_has_a_row_per_kind():
+    each = {"p50": 1.0, "n": 5}
+    result = {kind: {"ready_ms": each, "cpu_s": each} for kind in ("forked", "cold")}
+    rows = tables(report_kernel_start.medians(result))[""][0]
+    assert rows == [["kernel", "ready_ms", "cpu_s"], ["forked", "1", "1.00"], ["cold", "1", "1.00"]]
+
+
+# --- report.py --render: benchmarks.md from benchmarks.json --------------------------------
+
+
+def test_docs_benchmarks_md_is_what_its_records_render():
+    """Every section of docs/benchmarks.md, as report.py renders it from benchmarks.json:
+    a table dropped from a report module, or a hand edit of the markdown, fails here."""
+    assert report.main(["--render", str(DOCS / "benchmarks.json"), "--check"]) == 0
+    text = (DOCS / "benchmarks.md").read_text()
+    for section in SECTIONS:
+        assert text.count(f"<!-- {section}:start -->") == 1
+
+
+def test_render_rewrites_every_section_and_keeps_the_rest(tmp_path, capsys):
+    records = {section: stored(section) for section in ("core", "security")}
+    (tmp_path / "benchmarks.json").write_text(json.dumps(records))
+    (tmp_path / "benchmarks.md").write_text(DOC)
+    assert report.main(["--render", str(tmp_path / "benchmarks.json"), "--check"]) == 1
+    assert report.main(["--docs", str(tmp_path)]) == 0
+    text = (tmp_path / "benchmarks.md").read_text()
+    assert "old core" not in text and "old api\n" in text and "Between, kept." in text
+    assert text.count("<!-- security:start -->") == 1 and "## Security (issue 10)" in text
+    assert report.main(["--docs", str(tmp_path), "--check"]) == 0
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("[1, 2]", "is not a JSON object of sections"),
+        ("{", "cannot read the records"),
+        ('{"weather": {}}', "no report_weather.py renders the 'weather' section"),
+        ('{"core": {"online": {}}}', "the 'core' record is in a shape report_core.py cannot"),
+    ],
+)
+def test_render_refuses_records_it_cannot_show_and_writes_nothing(tmp_path, content, message):
+    (tmp_path / "benchmarks.json").write_text(content)
+    (tmp_path / "benchmarks.md").write_text(DOC)
+    with pytest.raises(SystemExit, match=message):
+        report.main(["--docs", str(tmp_path)])
+    assert (tmp_path / "benchmarks.md").read_text() == DOC
+    assert not list(tmp_path.glob(".*.tmp"))

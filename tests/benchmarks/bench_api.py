@@ -60,20 +60,16 @@ from pathlib import Path
 
 import numpy as np
 import report
+import report_api
+from measure import API_BODY as BODY
+from measure import API_PATH as PATH
 from measure import RECORD, cpu_seconds, memory_mib, own_cpu_seconds, process_tree, summary
 from measure import time_calls as time_each
-from report import PROJ_ROOT, bold
+from report import PROJ_ROOT
+from report_api import TARGET_RATE
 
 LIBRARIES = ["homevalue", "fastapi", "starlette", "uvicorn", "pydantic", "numpy", "lightgbm"]
 HOST = "127.0.0.1"
-PATH = "/v1/predict"
-
-BODY = json.dumps(RECORD).encode()
-
-# Targets from the issue, fixed before measuring (one worker: what `make api` runs).
-TARGET_RATE = 200
-P50_MAX_MS = 5.0
-P99_MAX_MS = 25.0
 POOL = 32  # open-loop connections, at most
 FLOODERS = 4  # clients sending the key flood, back to back
 QUIET_SHARE = 0.15  # the machine counts as idle below this share of all cores busy
@@ -622,237 +618,6 @@ def measure_key_flood(server: Server, rate: int, duration: float, quiet_wait_s: 
     }
 
 
-def key_flood_markdown(result: dict) -> str:
-    alone, flooded, flood_ = result["alone"], result["flooded"], result["flood"]
-    rows = [
-        {
-            "ordinary client": name,
-            "p50 ms": step["p50_ms"],
-            "p99 ms": step["p99_ms"],
-            "max ms": step["max_ms"],
-            "errors": step["errors"],
-        }
-        for name, step in (("alone", alone), ("under the flood", flooded))
-    ]
-    return report.join(
-        "### Under a key flood",
-        f"One worker. An ordinary client sends one house at {result['rate']} req/s (open loop, "
-        f"{result['duration_s']:g} s) alone, then while {flood_['clients']} other clients, in "
-        f"another process, each send back to back a body of {flood_['body_bytes']:,} bytes "
-        f"holding {flood_['keys']:,} unknown keys (issue 10's amplification attack).",
-        report.table(rows, dict.fromkeys(("p50 ms", "p99 ms", "max ms"), ".2f")),
-        f"The flooders got {flood_['requests']:,} answers ({flood_['per_second']:.0f}/s, "
-        f"statuses {flood_['statuses']}) of {flood_['answer_bytes']:,} bytes each, p50 "
-        f"{flood_['p50_ms']:.1f} ms, p99 {flood_['p99_ms']:.1f} ms; the server spent about "
-        f"{flood_['server_cpu_ms_each']:.2f} ms of CPU on each (its CPU during the flood, less "
-        "what the ordinary requests cost alone). The flooders run on the same 2 cores: "
-        "part of what the ordinary client loses is their CPU, not the server's.",
-    ).rstrip("\n")
-
-
-# --- the report ---------------------------------------------------------------------------
-
-
-def met(step: dict) -> bool:
-    """An open-loop rate sustained: no errors, p99 within target, the rate actually sent."""
-    enough = step["achieved_rps"] >= 0.95 * step["target_rps"]
-    return not step["errors"] and step["p99_ms"] <= P99_MAX_MS and enough
-
-
-def max_sustained(config: dict) -> dict:
-    """The best closed-loop rate with no errors, and the best open-loop rate met within the
-    p99 target with no errors."""
-    closed = [s for s in config.get("closed_loop", []) if not s["errors"]]
-    opened = [s for s in config["open_loop"] if met(s)]
-    return {
-        "closed_loop_rps": max((s["rps"] for s in closed), default=None),
-        "open_loop_rps": max((s["target_rps"] for s in opened), default=None),
-    }
-
-
-def targets(results: dict) -> list[dict]:
-    one = results["configs"]["1"]
-    at = next((s for s in one["open_loop"] if s["target_rps"] == TARGET_RATE), None)
-    if at is None:
-        return []
-    where = f"at {TARGET_RATE} req/s (1 worker)"
-    return [
-        {
-            "target": f"p50 <= {P50_MAX_MS:g} ms {where}",
-            "measured": f"{at['p50_ms']:.2f} ms",
-            "pass": at["p50_ms"] <= P50_MAX_MS,
-        },
-        {
-            "target": f"p99 <= {P99_MAX_MS:g} ms {where}",
-            "measured": f"{at['p99_ms']:.2f} ms",
-            "pass": at["p99_ms"] <= P99_MAX_MS,
-        },
-        {
-            "target": f"no errors {where}",
-            "measured": f"{at['errors']} of {at['requests']:,}",
-            "pass": at["errors"] == 0,
-        },
-    ]
-
-
-def load_tables(m: dict) -> tuple[str, str]:
-    """The open-loop and closed-loop (wrk) steps, a row per step."""
-    opened, closed = [], []
-    for workers, config in m["configs"].items():
-        for s in config["open_loop"]:
-            late = s["client_late"]
-            opened.append(
-                {
-                    "workers": int(workers),
-                    "target req/s": s["target_rps"],
-                    "achieved": s["achieved_rps"],
-                    "errors": s["errors"],
-                    "p50 ms": s["p50_ms"],
-                    "p90 ms": s["p90_ms"],
-                    "p99 ms": s["p99_ms"],
-                    "max ms": s["max_ms"],
-                    "client late p50/p99 ms": f"{report.cell(late['p50_ms'], '.2f')} / "
-                    f"{report.cell(late['p99_ms'], '.2f')}",
-                    "server CPU %": s["server_cpu_percent"],
-                    "client CPU %": s["client_cpu_percent"],
-                    "others CPU %": s["others_cpu_percent"],
-                }
-            )
-        for s in config.get("closed_loop", []):
-            closed.append(
-                {
-                    "workers": int(workers),
-                    "connections": s["connections"],
-                    "req/s": s["rps"],
-                    "p50 ms": s["p50_ms"],
-                    "p99 ms": s["p99_ms"],
-                    "errors": s["errors"],
-                    "server CPU %": s["server_cpu_percent"],
-                    "wrk + bench CPU %": s["client_cpu_percent"],
-                    "others CPU %": s["others_cpu_percent"],
-                }
-            )
-    ms, percent = ".2f", ".0f"
-    formats = {
-        "achieved": ",.0f",
-        "req/s": ",.0f",
-        "p50 ms": ms,
-        "p90 ms": ms,
-        "p99 ms": ms,
-        "max ms": ms,
-        "server CPU %": percent,
-        "client CPU %": percent,
-        "wrk + bench CPU %": percent,
-        "others CPU %": percent,
-    }
-    return report.table(opened, formats), report.table(closed, formats)
-
-
-def sustained(m: dict) -> list[str]:
-    said = []
-    for workers, config in m["configs"].items():
-        best = config["max_sustained"]
-        closed = report.cell(best["closed_loop_rps"], ",.0f")
-        opened = "—" if best["open_loop_rps"] is None else f"{best['open_loop_rps']:,} req/s"
-        if best["open_loop_rps"] == max(s["target_rps"] for s in config["open_loop"]):
-            opened += " (the highest rate tried)"
-        said.append(
-            f"- {workers} worker(s): {closed} req/s closed loop with no errors; open loop, the "
-            f"highest rate met with p99 <= {P99_MAX_MS:g} ms and no errors: {opened}."
-        )
-    return said
-
-
-def markdown(m: dict) -> str:
-    opened, closed = load_tables(m)
-    return report.join(
-        report.heading("HTTP API", m),
-        f"`POST {PATH}` with one typical house ({len(BODY)} bytes of JSON) against "
-        "`python -m homevalue.api` (what `make api` runs: uvicorn, "
-        f"{m['server']['loop']}/{m['server']['http']}, access log on, to a file) on "
-        "loopback. The load generator runs on the same 2 cores. Before each step the bench "
-        f"waits (up to {m['quiet_wait_s']:g} s) for other jobs to leave the machine idle; "
-        "*others CPU %* is what the rest of the machine used during the step (100 = one core; "
-        "it includes some kernel network time no process is charged for): a step with much "
-        "of it was disturbed.",
-        "### Targets",
-        report.targets_table(m["targets"]),
-        "### Open loop: fixed request rates",
-        "Requests sent on schedule over up to 32 connections, each timed from when it was due "
-        "(queueing included). *client late* is how late this script sent (its own share of "
-        "the latency); CPU % is of one core; the 1-worker and 2-worker servers take turns at "
-        "each rate.",
-        opened,
-        closed and "### Closed loop: maximum throughput (wrk)",
-        closed
-        and "Each connection sends its next request as soon as the last is answered. "
-        "With two workers a connection stays with the worker that accepted it, so a few "
-        "connections can all land on one (server CPU near 100% rather than 180%).",
-        closed,
-        "Maximum sustained throughput:",
-        sustained(m),
-        "At the lowest rates the p50 is higher than at busier ones: between requests the cores "
-        "go idle, and waking an idle virtual CPU adds about a millisecond on this VM (a lone "
-        "client sending back to back sees the p50 of the last section).",
-        where_the_time_goes(m),
-        key_flood_markdown(m["key_flood"]) if "key_flood" in m else None,
-    )
-
-
-def where_the_time_goes(m: dict) -> str:
-    parts, whole = m["breakdown"]["parts"], m["breakdown"]["whole"]
-    app = whole["whole app in process (ASGI, no socket)"]["p50_us"]
-    http = m["configs"]["1"]["sequential"]["one house"]["p50_ms"] * 1e3
-    framework = app - sum(part["p50_us"] for part in parts.values())
-    rows = [
-        {"part": name, "p50 µs": part["p50_us"], "share of the HTTP p50": part["p50_us"] / http}
-        for name, part in parts.items()
-    ]
-    rows += [
-        {
-            "part": "framework (routing, middleware, request, response)",
-            "p50 µs": framework,
-            "share of the HTTP p50": framework / http,
-        },
-        {
-            "part": bold("whole app in process"),
-            "p50 µs": bold(f"{app:.0f}"),
-            "share of the HTTP p50": app / http,
-        },
-        {
-            "part": "HTTP on loopback (uvicorn, socket, client)",
-            "p50 µs": http - app,
-            "share of the HTTP p50": (http - app) / http,
-        },
-        {
-            "part": bold("one request over HTTP, one connection"),
-            "p50 µs": bold(f"{http:.0f}"),
-            "share of the HTTP p50": 1.0,
-        },
-    ]
-    lines = [
-        f"For comparison, `predict_one` alone: "
-        f"{whole['predict_one (validate + model)']['p50_us']:.0f} µs."
-    ]
-    for workers, config in m["configs"].items():
-        seq = config["sequential"]
-        lines.append(
-            f"One connection, one request at a time, {workers} worker(s): one house p50 "
-            f"{seq['one house']['p50_ms']:.2f} ms (p99 {seq['one house']['p99_ms']:.2f}); a "
-            f"list of 100 houses p50 {seq['100 houses']['p50_ms']:.2f} ms "
-            f"(p99 {seq['100 houses']['p99_ms']:.2f}); memory (RSS, all processes) "
-            f"{config['rss_mib']:.0f} MiB."
-        )
-    return report.join(
-        "### Where the time goes: one house",
-        f"In process, each part timed alone over {m['calls']:,} calls (p50); the framework's "
-        "share is the whole app's time less the parts; HTTP is what one client on one "
-        "keep-alive connection waits, less the app's time (uvicorn, the socket, the client).",
-        report.table(rows, {"p50 µs": ".0f", "share of the HTTP p50": ".0%"}, align="lrr"),
-        lines,
-    ).rstrip("\n")
-
-
 # --- main ---------------------------------------------------------------------------------
 
 
@@ -875,7 +640,7 @@ def run(args: argparse.Namespace) -> dict:
     sys.setswitchinterval(0.0005)
     with report.run_record("bench_api.py", LIBRARIES) as results:
         measure(args, results)
-    results["targets"] = targets(results)
+    results["targets"] = report_api.targets(results)
     return results
 
 
@@ -885,7 +650,7 @@ def measure(args: argparse.Namespace, results: dict) -> None:
         step_s=args.duration,
         quiet_wait_s=args.quiet_wait,
         calls=args.calls,
-        target_settings={"rate": TARGET_RATE, "p50_max_ms": P50_MAX_MS, "p99_max_ms": P99_MAX_MS},
+        target_settings=report_api.SETTINGS,
         configs={},
     )
     print("Where the time goes (in process)...", flush=True)
@@ -919,11 +684,11 @@ def measure(args: argparse.Namespace, results: dict) -> None:
                 configs[workers]["closed_loop"] = steps
         one = next(server for server in servers if server.workers == 1)
         results["key_flood"] = measure_key_flood(one, TARGET_RATE, args.duration, args.quiet_wait)
-        print(key_flood_markdown(results["key_flood"]), flush=True)
+        print(report_api.key_flood_markdown(results["key_flood"]), flush=True)
         for server in servers:
             configs[server.workers]["rss_mib"] = server.rss_mib()
     for workers, config in configs.items():
-        config["max_sustained"] = max_sustained(config)
+        config["max_sustained"] = report_api.max_sustained(config)
         results["configs"][str(workers)] = config
 
 
@@ -968,7 +733,7 @@ def key_flood_only(args: argparse.Namespace) -> int:
         Server(1, Path(scratch) / "server_1.log") as server,
     ):
         result = measure_key_flood(server, TARGET_RATE, args.duration, args.quiet_wait)
-    print(key_flood_markdown(result))
+    print(report_api.key_flood_markdown(result))
     print(json.dumps(result, indent=1))
     return 0
 
@@ -978,7 +743,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.key_flood_only:
         return key_flood_only(args)
     results = run(args)
-    return report.publish("api", results, markdown(results), args)
+    return report.publish("api", results, report_api.markdown(results), args)
 
 
 if __name__ == "__main__":

@@ -42,6 +42,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import report_engines
 from measure import time_calls
 
 from homevalue import compiled, config, load_model
@@ -267,26 +268,6 @@ def measure(args) -> dict:
     }
 
 
-def table(found: dict) -> str:
-    threads = found["threads"]
-    head = ["engine", "compile (wall / CPU s)"] + [f"rows/s, {t} thr" for t in threads]
-    head += ["one row p50 (µs)", "max |Δ log| vs LightGBM"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for e in found["engines"]:
-        built = (
-            "none"
-            if e["compile_wall_s"] is None
-            else f"{e['compile_wall_s']:.1f} / {e['compile_cpu_s']:.1f}"
-        )
-        speeds = [f"{e['rows_per_s'][str(t)] / 1e3:,.0f}k" for t in threads]
-        ones = "; ".join(f"{v:.1f} ({k})" for k, v in e["one_row_p50_us"].items())
-        lines.append(
-            f"| {e['engine']} | {built} | " + " | ".join(speeds) + f" | {ones} | "
-            f"{e['max_abs_log_difference']:.1e} |"
-        )
-    return "\n".join(lines)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -297,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.threads = [int(t) for t in args.threads.split(",")]
     found = measure(args)
-    print(table(found))
+    print(report_engines.table(found))
     print(
         f"{found['rows']:,} rows, best of {found['repeats']}; one row: p50 of "
         f"{found['calls']:,} calls; load average {found['load_average']}"

@@ -26,6 +26,7 @@ import time
 import measure
 import psutil
 import report
+import report_kernel_start
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_client.provisioning import KernelProvisionerFactory
 
@@ -118,29 +119,10 @@ async def main(kernels: int) -> dict:
     return result
 
 
-def medians(result: dict) -> str:
-    """The median of each figure, a row per kind of kernel."""
-    rows = [
-        {"kernel": kind, **{key: s["p50"] for key, s in result[kind].items()}}
-        for kind in ("forked", "cold")
-    ]
-    return report.table(
-        rows,
-        {
-            "ready_ms": ".0f",
-            "page_built_ms": ".0f",
-            "cpu_s": ".2f",
-            "rss_mib": ".0f",
-            "uss_mib": ".0f",
-            "pss_mib": ".0f",
-        },
-    )
-
-
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--kernels", type=int, default=5, help="kernels of each kind")
     args = parser.parse_args()
     result = asyncio.run(main(args.kernels))
-    print(f"load average {result['load_average']}\n\n{medians(result)}\n")
+    print(f"load average {result['load_average']}\n\n{report_kernel_start.medians(result)}\n")
     print(json.dumps(result, indent=1))

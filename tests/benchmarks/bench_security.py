@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 import report
+import report_security
 import requests
 import websocket
 from measure import memory_mib
@@ -145,7 +146,7 @@ def wide_csv_refusal() -> dict:
 
 
 def run(log_dir: Path, args: argparse.Namespace) -> dict:
-    results: dict = {"attacks": [], "gets": []}
+    results: dict = {"watch_s": WATCH_SECONDS, "attacks": [], "gets": []}
     for name, upstream in [("make serve", False), ("upstream Voilà", True)]:
         for how in ("legacy", "forged v1 frame"):
             # a fresh server each time: an upstream server does not survive the first
@@ -161,54 +162,6 @@ def run(log_dir: Path, args: argparse.Namespace) -> dict:
         results["gets"].append({"run": f"make serve, {args.many_gets} GETs", **done})
     results["wide_csv"] = wide_csv_refusal()
     return results
-
-
-def markdown(record: dict) -> str:
-    attacks = [
-        {
-            "server": a["server"],
-            "message": a["message"],
-            "connection": a["connection"],
-            "slowest answer": a["slowest_s"],
-            "unanswered": a["unanswered"],
-            "RSS growth": a["rss_growth_mb"],
-        }
-        for a in record["attacks"]
-    ]
-    gets = [
-        {
-            "run": g["run"],
-            "pages": g["pages"],
-            "503 busy": g["busy_503"],
-            "took": g["seconds"],
-            "kernels after": g["after"]["kernels"],
-            "RSS after": g["after"]["rss_mb"],
-            "after waiting": g["wait_s"],
-            "kernels then": g["after_wait"]["kernels"],
-            "RSS then": g["after_wait"]["rss_mb"],
-        }
-        for g in record["gets"]
-    ]
-    seconds, mb = "{:.0f} s".format, "{:.0f} MB".format
-    w = record["wide_csv"]
-    return report.join(
-        report.heading("Security (issue 10)", record),
-        "### One hostile kernel-websocket message",
-        f"The landing page asked every 0.1 s for {WATCH_SECONDS} s after the message (5 s "
-        "timeout), and the Voilà process's RSS growth.",
-        report.table(attacks, {"slowest answer": "{:.2f} s".format, "RSS growth": mb}),
-        "### GETs of the pricing page from one address, no browser",
-        report.table(
-            gets, {"took": seconds, "RSS after": mb, "after waiting": seconds, "RSS then": mb}
-        ),
-        "RSS counts make, Voilà and every kernel. Upstream keeps each kernel until the 10-minute\n"
-        "idle cull; `make serve` reclaims a page no browser connected to after 120 s.",
-        "### A wide CSV",
-        f"`homevalue batch score` on 200 rows x 50,000 extra columns ({w['file_mb']:.0f} MB): "
-        f"refused in {w['seconds_median']:.2f} s wall (median of 3, Python start-up included), "
-        f"exit code {w['exit_code']}, outputs written: {w['outputs_written']}. Message: "
-        f"`{w['message']}`",
-    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -230,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         tempfile.TemporaryDirectory() as logs,
     ):
         record.update(run(Path(logs), args))
-    return report.publish("security", record, markdown(record), args)
+    return report.publish("security", record, report_security.markdown(record), args)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
-"""What the bench scripts share on the measuring side: the house they price, a call timer,
+"""What the bench scripts share on the measuring side: the houses they price, a call timer,
 summaries of samples, and the CPU and memory of a tree of processes."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import resource
 import time
 from collections.abc import Callable, Iterable
@@ -34,6 +35,11 @@ RECORD = {
     "Longitude": -93.619754,
     "Latitude": 42.054035,
 }
+# What bench_api sends: the house, as the JSON body of one request to this route.
+API_PATH = "/v1/predict"
+API_BODY = json.dumps(RECORD).encode()
+# The neighbourhoods bench_dashboards' concurrent viewers price, viewer i the (i mod 5)th.
+NEIGHBOURHOODS = ["North_Ames", "College_Creek", "Old_Town", "Edwards", "Somerset"]
 
 
 def time_calls(call: Callable[[], object], calls: int, warmup: int) -> np.ndarray:
@@ -60,6 +66,14 @@ def summary(values: Iterable[float | None], points=(50, 99), unit: str = "") -> 
     for name, reduce in (("mean", np.mean), ("min", np.min), ("max", np.max)):
         out[f"{name}{unit}"] = float(reduce(present)) if len(present) else None
     return out
+
+
+def stats(values: Iterable[float | None]) -> dict:
+    """n, median, p95, mean, min, max of the values given (absent without values);
+    `missing` counts the None ones: bench_dashboards' summary of a sample."""
+    out = summary(values, (50, 95))
+    out["median"] = out.pop("p50")
+    return {key: value for key, value in out.items() if value is not None}
 
 
 def process_tree(pid: int) -> list[psutil.Process]:

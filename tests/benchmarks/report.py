@@ -1,16 +1,19 @@
 """Benchmark records in, docs/benchmarks.md and docs/benchmarks.json out.
 
-Every bench_*.py script measures and returns plain records (dicts); this module is the only
-place that writes markdown: tables come from `table` (pandas' `DataFrame.to_markdown`), and
-each script's prose around them is a few sentences. docs/benchmarks.json and
-docs/benchmarks.md hold one section per script (`bench_core.py` writes "core",
-`bench_dashboards.py` "dashboards", ...); a script rewrites its own section and keeps the
-others, so the scripts run separately and in any order.
+Every bench_*.py script measures and returns plain records (dicts); report_*.py (one per
+section: report_core.py for bench_core.py's "core", ...) turns a record into markdown with
+the helpers here: tables come from `table` (pandas' `DataFrame.to_markdown`), and each
+section's prose around them is a few sentences. No report module measures, and no bench
+module writes markdown. docs/benchmarks.json and docs/benchmarks.md hold one section per
+script (`bench_core.py` writes "core", `bench_dashboards.py` "dashboards", ...); a script
+rewrites its own section and keeps the others, so the scripts run separately and in any
+order.
 
-    .venv/bin/python tests/benchmarks/report.py [--docs DIR]
+    .venv/bin/python tests/benchmarks/report.py [--render docs/benchmarks.json] [--check]
 
 rewrites every section of benchmarks.md from benchmarks.json without measuring anything
-(after a change of wording or of a table here).
+(after a change of wording or of a table in a report module); --check only says whether
+benchmarks.md is what the records render.
 """
 
 from __future__ import annotations
@@ -62,6 +65,16 @@ def cell(value: object, spec: Format | None = None) -> str:
     if isinstance(value, float):
         return f"{value:g}"
     return str(value)
+
+
+def ms(value: float | None) -> str:
+    """Milliseconds as a cell: "412 ms"."""
+    return NONE if value is None else f"{value:.0f} ms"
+
+
+def s_from_ms(value: float | None) -> str:
+    """Milliseconds as seconds, the unit a page load is felt in: "1.44 s"."""
+    return NONE if value is None else f"{value / 1000:.2f} s"
 
 
 def is_number(value: object) -> bool:
@@ -202,12 +215,15 @@ def machine_sentence(machine: dict, load: dict) -> str:
 
 
 def heading(title: str, record: dict) -> list[str]:
-    """A section's title, how it was generated, and the machine."""
+    """A section's title, how it was generated, and the machine. A record from before the
+    bench kept its start time and duration says so rather than guessing them."""
+    when = record.get("generated_at") or "(time not recorded)"
+    took = "" if record.get("duration_s") is None else f"{record['duration_s']:.0f} s; "
     return [
         f"## {title}",
         "",
-        f"Generated {record['generated_at']} by `{record['command']}` "
-        f"({record['duration_s']:.0f} s; git {record['machine']['git'] or 'unknown'}).",
+        f"Generated {when} by `{record['command']}` "
+        f"({took}git {record['machine']['git'] or 'unknown'}).",
         "",
         machine_sentence(record["machine"], record["load_average"]),
     ]
@@ -271,17 +287,20 @@ def write_json(path: Path, section: str, content: dict) -> None:
 
 def write_markdown(path: Path, start: str, end: str, block: str) -> None:
     """Replace the text between the `start` and `end` markers (appended if absent)."""
+    text = path.read_text() if path.exists() else None
+    write_atomic(path, replace_section(text, start, end, block))
+
+
+def replace_section(text: str | None, start: str, end: str, block: str) -> str:
+    """`text` with `block` between the markers (appended if they are absent; the preamble
+    and the block if there is no text yet)."""
     section = f"{start}\n{block}{end}"
-    if not path.exists():
-        write_atomic(path, PREAMBLE + section + "\n")
-        return
-    text = path.read_text()
+    if text is None:
+        return PREAMBLE + section + "\n"
     first, last = text.find(start), text.find(end)
     if first != -1 and last > first:
-        text = text[:first] + section + text[last + len(end) :]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    write_atomic(path, text)
+        return text[:first] + section + text[last + len(end) :]
+    return text.rstrip("\n") + "\n\n" + section + "\n"
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -295,18 +314,66 @@ def write_atomic(path: Path, text: str) -> None:
 
 
 def render(section: str, record: dict) -> str:
-    """A section's markdown from its record, by the script that measured it."""
-    return importlib.import_module(f"bench_{section}").markdown(record)
+    """A section's markdown from its record, by that section's report module (bench_core.py
+    measures the "core" section, report_core.py shows it); a record stored by an older
+    bench is first brought to the current shape by the module's `upgrade`, if it has one."""
+    module = importlib.import_module(f"report_{section}")
+    upgrade = getattr(module, "upgrade", None)
+    return module.markdown(upgrade(record) if upgrade else record)
+
+
+def render_all(records: object, text: str | None) -> str:
+    """benchmarks.md's `text` with every section rendered again from `records` (the parsed
+    benchmarks.json), or SystemExit naming the section that cannot be: nothing is written
+    until every section has rendered."""
+    if not isinstance(records, dict):
+        raise SystemExit("benchmarks.json is not a JSON object of sections: nothing rewritten")
+    for section, record in records.items():
+        try:
+            block = render(section, record)
+        except ModuleNotFoundError as error:
+            raise SystemExit(f"no report_{section}.py renders the {section!r} section") from error
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            raise SystemExit(
+                f"the {section!r} record is in a shape report_{section}.py cannot render "
+                f"({type(error).__name__}: {error}); rerun bench_{section}.py: nothing rewritten"
+            ) from error
+        text = replace_section(text, f"<!-- {section}:start -->", f"<!-- {section}:end -->", block)
+    return text or PREAMBLE
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Rewrite benchmarks.md from benchmarks.json.")
-    parser.add_argument("--docs", type=Path, default=DOCS, help="the folder of both files")
-    docs = parser.parse_args(argv).docs
-    for section, record in json.loads((docs / "benchmarks.json").read_text()).items():
-        start, end = f"<!-- {section}:start -->", f"<!-- {section}:end -->"
-        write_markdown(docs / "benchmarks.md", start, end, render(section, record))
-        print(f"rewrote the {section!r} section of {docs / 'benchmarks.md'}", file=sys.stderr)
+    parser = argparse.ArgumentParser(
+        description="Rewrite benchmarks.md's sections from the records in benchmarks.json, "
+        "measuring nothing."
+    )
+    parser.add_argument(
+        "--render",
+        type=Path,
+        default=DOCS / "benchmarks.json",
+        metavar="JSON",
+        help="the records; the benchmarks.md beside it is rewritten (default: docs/)",
+    )
+    parser.add_argument("--docs", type=Path, help="the folder of both files (instead of --render)")
+    parser.add_argument(
+        "--check", action="store_true", help="write nothing; exit 1 if benchmarks.md would change"
+    )
+    args = parser.parse_args(argv)
+    source = args.docs / "benchmarks.json" if args.docs else args.render
+    target = source.with_name("benchmarks.md")
+    try:
+        records = json.loads(source.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise SystemExit(f"cannot read the records in {source}: {error}") from error
+    before = target.read_text() if target.exists() else None
+    after = render_all(records, before)
+    if args.check:
+        if after != before:
+            print(f"{target} is not what {source} renders: run {sys.argv[0]}", file=sys.stderr)
+            return 1
+        return 0
+    write_atomic(target, after)
+    print(f"rewrote {', '.join(records)} in {target} from {source}", file=sys.stderr)
     return 0
 
 
