@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
+from model_helpers import edit_card, write_table
 
 import homevalue.booster as booster
 import homevalue.compiled as compiled
@@ -32,7 +33,7 @@ from homevalue import (
     predict_frame,
     predict_one,
 )
-from homevalue.model import Backend, Model, read_holdout
+from homevalue.model import Backend, Model, _load, read_holdout
 from homevalue.predict import encode_row
 from homevalue.schema import validate_record
 from homevalue.ui import report
@@ -341,14 +342,18 @@ def test_reference_sales_and_holdout_are_read_once_and_checked(model):
 def test_a_rewritten_table_is_read_again(model_copy):
     copy = load_model(model_copy)
     first = copy.reference_sales()
-    first.head(10).to_csv(model_copy / config.REFERENCE_SALES, index=False)
-    assert len(copy.reference_sales()) == 10
+    write_table(model_copy, config.REFERENCE_SALES, first.head(10).to_csv(index=False).encode())
+    with pytest.raises(ModelSchemaError, match="restart the servers"):
+        copy.reference_sales()  # the model this process loaded pins the old table
+    assert len(_load(model_copy).reference_sales()) == 10  # as a restarted server loads it
 
 
 @pytest.mark.parametrize(
     ("damage", "error", "words"),
     [
         ("missing", ModelMissingError, "no reference sales at"),
+        ("changed", ModelSchemaError, "is not the file this model was trained with"),
+        ("unpinned", ModelSchemaError, "pins no reference_sales.csv"),
         ("garbage", ModelFileError, "cannot be read as the reference sales"),
         ("empty", ModelFileError, "cannot be read as the reference sales"),
         ("no_rows", ModelSchemaError, "has no rows"),
@@ -359,17 +364,26 @@ def test_a_rewritten_table_is_read_again(model_copy):
 def test_damaged_reference_sales_are_a_model_error_and_the_page_unavailable(
     model_copy, monkeypatch, tmp_path, damage, error, words
 ):
+    """Every way the table can be wrong; the damage that keeps the card's hash (a broken
+    training run, `write_table`) reaches the reading and the columns."""
     path = model_copy / config.REFERENCE_SALES
     sales = pd.read_csv(path)
     path.unlink()
-    if damage == "garbage":
-        path.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe\x00garbage")
+    name = config.REFERENCE_SALES
+    if damage == "changed":
+        sales.head(100).to_csv(path, index=False)
+    elif damage == "unpinned":
+        sales.to_csv(path, index=False)
+        edit_card(model_copy, lambda card: card.pop("tables_sha256"))
+    elif damage == "garbage":
+        write_table(model_copy, name, b"\x89PNG\r\n\x1a\n\xff\xfe\x00garbage")
     elif damage == "empty":
-        path.write_bytes(b"")
+        write_table(model_copy, name, b"")
     elif damage == "no_rows":
-        sales.head(0).to_csv(path, index=False)
+        write_table(model_copy, name, sales.head(0).to_csv(index=False).encode())
     elif damage == "a_column_short":
-        sales.drop(columns="Gr_Liv_Area").to_csv(path, index=False)
+        short = sales.drop(columns="Gr_Liv_Area")
+        write_table(model_copy, name, short.to_csv(index=False).encode())
     elif damage == "outside":
         sales.to_csv(tmp_path / "elsewhere.csv", index=False)
         path.symlink_to(tmp_path / "elsewhere.csv")

@@ -4,19 +4,18 @@ price page's links; and the fields' roles, which a card must give, each once."""
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from model_helpers import edit_card
 
 import homevalue
-from homevalue import api, config
+from homevalue import api
 from homevalue.batch import score_file
 from homevalue.errors import BatchFileError, ModelError, ValidationError
-from homevalue.model import load_model, write_card_pin
+from homevalue.model import load_model
 from homevalue.schema import ROLES, SUGGESTED_KEYS, resolve_keys
 from homevalue.ui import PricePage
 
@@ -114,14 +113,6 @@ def test_the_policy_reads_only_keys_that_are_not_names(model, good_house):
 def test_every_role_names_one_field_of_the_committed_card(model):
     assert set(model.schema.roles) == set(ROLES)
     assert model.schema.place == ("Latitude", "Longitude")
-
-
-def edit_card(folder: Path, change) -> None:
-    path = folder / config.CARD_JSON
-    card = json.loads(path.read_text())
-    change(card)
-    path.write_text(json.dumps(card))
-    write_card_pin(folder)
 
 
 def feature(card: dict, name: str) -> dict:

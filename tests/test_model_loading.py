@@ -14,6 +14,7 @@ import lightgbm
 import numpy as np
 import pytest
 import sklearn
+from model_helpers import edit_card
 
 import homevalue
 import homevalue.model
@@ -39,17 +40,6 @@ def model_copy(model, tmp_path: Path) -> Path:
     folder = tmp_path / "model"
     shutil.copytree(model.path, folder)
     return folder
-
-
-def edit_card(folder: Path, change, *, repin: bool = True) -> None:
-    """Change the card; re-pin it as training would (unless `repin` is False), so the test
-    reaches the check it is about rather than the pin's."""
-    path = folder / config.CARD_JSON
-    card = json.loads(path.read_text())
-    change(card)
-    path.write_text(json.dumps(card, indent=2))
-    if repin:
-        write_card_pin(folder)
 
 
 def write_artifact(folder: Path, name: str, data: bytes, key: str = "booster") -> None:

@@ -9,10 +9,11 @@ import shutil
 import pandas as pd
 import pytest
 from ipyleaflet import GeoJSON
+from model_helpers import edit_card, write_table
 
 from homevalue import config
 from homevalue.errors import ModelMissingError, ModelSchemaError
-from homevalue.model import read_card, write_card_pin
+from homevalue.model import read_card
 from homevalue.schema import Schema
 from homevalue.ui import charts, report
 from homevalue.ui import page as ui_page
@@ -65,15 +66,6 @@ def folder_copy(tmp_path):
     for name in (config.CARD_JSON, config.CARD_PIN, config.HOLDOUT_PREDICTIONS):
         shutil.copy(config.model_dir() / name, tmp_path / name)
     return tmp_path
-
-
-def edit_card(folder, change) -> None:
-    """Change the card and re-pin it, as training would have written it."""
-    path = folder / config.CARD_JSON
-    card = json.loads(path.read_text())
-    change(card)
-    path.write_text(json.dumps(card))
-    write_card_pin(folder)
 
 
 # ---------------------------------------------------------------- pure functions
@@ -320,7 +312,8 @@ def test_missing_holdout_is_refused_by_name(folder_copy):
 
 def test_partial_holdout_and_old_card_are_refused(folder_copy):
     holdout = pd.read_csv(folder_copy / config.HOLDOUT_PREDICTIONS)
-    holdout.drop(columns="Price_Low").to_csv(folder_copy / config.HOLDOUT_PREDICTIONS)
+    partial = holdout.drop(columns="Price_Low").to_csv().encode()
+    write_table(folder_copy, config.HOLDOUT_PREDICTIONS, partial)
     with pytest.raises(ModelSchemaError, match="Price_Low"):
         ReportPage(folder_copy)
     edit_card(folder_copy, lambda c: c.pop("interval"))

@@ -25,6 +25,7 @@ from __future__ import annotations
 import bisect
 import functools
 import hashlib
+import io
 import json
 import logging
 import os
@@ -272,7 +273,8 @@ class Model:
         """The sold houses the model learned from (cleaned), as training stored them, each
         with the card's inputs: comparable sales, the map of sales. Read once per version
         of the file; the frame is shared, so callers do not change it."""
-        return _table(self.path, config.REFERENCE_SALES, "reference sales", self.schema.names)
+        names = self.schema.names
+        return _table(self.path, self.card, config.REFERENCE_SALES, "reference sales", names)
 
     def holdout(self, columns: Sequence[str] = ()) -> pd.DataFrame:
         """The test sales with their predictions, as training wrote them (`read_holdout`)."""
@@ -489,19 +491,26 @@ def read_holdout(folder: Path | str | None = None, columns: Sequence[str] = ()) 
     show facts (the model report) and need not load the model: refused when it lacks
     `columns` or has no rows. Read once per process (per version of the file)."""
     folder = Path(folder or config.model_dir())
-    return _table(folder, config.HOLDOUT_PREDICTIONS, "holdout predictions", columns)
+    card = read_card(folder)
+    return _table(folder, card, config.HOLDOUT_PREDICTIONS, "holdout predictions", columns)
 
 
-def _table(folder: Path, name: str, what: str, columns: Sequence[str]) -> pd.DataFrame:
-    """A table training wrote into the folder, with `columns` and rows, read once per
-    version of the file: a stat per call keys the cache, so a retrained folder is read
-    again rather than served stale. The frame is shared: callers do not change it."""
+def _table(folder: Path, card: dict, name: str, what: str, columns: Sequence[str]) -> pd.DataFrame:
+    """A table training wrote into the folder, unchanged since (its SHA-256 is the card's),
+    with `columns` and rows; read once per version of the file: a stat per call keys the
+    cache, so a retrained folder is read again rather than served stale. The frame is
+    shared: callers do not change it."""
     path = model_file(folder, name, what)
+    pinned = card.get("tables_sha256")
+    expected = pinned.get(name) if isinstance(pinned, dict) else None
+    if not isinstance(expected, str):
+        raise ModelSchemaError(f"the model card in {folder} pins no {name}: {FIX}")
     try:
         stat = path.stat()
     except OSError as error:
         raise ModelFileError(f"{path} cannot be read ({error.strerror}): {FIX}") from None
-    table = _read_table(path, (stat.st_mtime_ns, stat.st_size, stat.st_ino), what)
+    version = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+    table = _read_table(path, version, what, expected)
     missing = [column for column in columns if column not in table.columns]
     if missing or table.empty:
         raise ModelSchemaError(f"{path} lacks the columns {missing} or has no rows: {FIX}")
@@ -509,15 +518,23 @@ def _table(folder: Path, name: str, what: str, columns: Sequence[str]) -> pd.Dat
 
 
 @functools.lru_cache(maxsize=8)
-def _read_table(path: Path, version: tuple, what: str) -> pd.DataFrame:
-    """The CSV at `path` (as of `version`), or the ModelError saying why it cannot be read.
-    Two threads asking at once may both read it; each gets a whole frame."""
+def _read_table(path: Path, version: tuple, what: str, expected: str) -> pd.DataFrame:
+    """The CSV at `path` (as of `version`) if its SHA-256 is `expected`, or the ModelError
+    saying why it cannot be used. Two threads asking at once may both read it; each gets a
+    whole frame."""
     import pandas as pd
 
     try:
-        return pd.read_csv(path)
+        data = path.read_bytes()
     except OSError as error:
         raise ModelFileError(f"{path} cannot be read ({error.strerror}): {FIX}") from None
+    if hashlib.sha256(data).hexdigest() != expected:
+        raise ModelSchemaError(
+            f"{path} is not the file this model was trained with (its hash differs from the "
+            f"card's; after a retrain, restart the servers): {FIX}"
+        )
+    try:
+        return pd.read_csv(io.BytesIO(data))
     except ValueError as error:  # not UTF-8, not CSV, empty (pandas' errors are ValueErrors)
         raise ModelFileError(
             f"{path} cannot be read as the {what} ({type(error).__name__}: "

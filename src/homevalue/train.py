@@ -619,7 +619,8 @@ def card_markdown(card: dict) -> str:
     """A short page for people; the JSON is what code reads."""
     m, i, d, cv = card["metrics"], card["interval"], card["data"], card["cross_validation"]
     rows = "\n".join(
-        f"| `{f['name']}` | {f['label']} | {f['kind']} | {f['unit'] or '-'} | "
+        f"| `{f['name']}` | {f['label']} | {f.get('role') or '-'} | {f['kind']} | "
+        f"{f['unit'] or '-'} | "
         + (
             ", ".join(f["categories"][:6]) + (" ..." if len(f["categories"]) > 6 else "")
             if f["categories"]
@@ -656,8 +657,10 @@ Split (seed {d["split_seed"]}): {", ".join(f"{k} {v}" for k, v in d["split"].ite
 Data SHA-256 `{d["data_sha256"][:16]}…`.
 
 ## Inputs
-| field | label | type | unit | allowed (seen in training) | if missing |
-|---|---|---|---|---|---|
+A role is what the pages know a field as (location, size, type...), whatever its name.
+
+| field | label | role | type | unit | allowed (seen in training) | if missing |
+|---|---|---|---|---|---|---|
 {rows}
 
 ## Categories: code and label
@@ -704,17 +707,20 @@ def train(
     out_dir.mkdir(parents=True, exist_ok=True)
     sio.dump(pipeline, out_dir / config.MODEL_FILE)
     booster.export(pipeline, out_dir / config.BOOSTER_FILE)
+    reference = clean[["Sale_ID", *schema.names, *REFERENCE_COLUMNS]]
+    reference.to_csv(out_dir / config.REFERENCE_SALES, index=False)
+    evaluation["holdout"].to_csv(out_dir / config.HOLDOUT_PREDICTIONS, index=False)
     hashes = {
         name: sha256_file(out_dir / name) for name in [config.MODEL_FILE, config.BOOSTER_FILE]
     }
     card = build_card(schema, raw, clean, removed, parts, evaluation, importance, hashes, params)
     card["training_distribution"] = training_distribution(pipeline, schema, parts["train"])
+    # The tables too, so the card's pin vouches for every file of the folder.
+    tables = [config.REFERENCE_SALES, config.HOLDOUT_PREDICTIONS]
+    card["tables_sha256"] = {name: sha256_file(out_dir / name) for name in tables}
     (out_dir / config.CARD_JSON).write_text(json.dumps(card, indent=2) + "\n")
     write_card_pin(out_dir)  # loading refuses a card changed after this
     (out_dir / config.CARD_MARKDOWN).write_text(card_markdown(card))
-    reference = clean[["Sale_ID", *schema.names, *REFERENCE_COLUMNS]]
-    reference.to_csv(out_dir / config.REFERENCE_SALES, index=False)
-    evaluation["holdout"].to_csv(out_dir / config.HOLDOUT_PREDICTIONS, index=False)
     return card
 
 

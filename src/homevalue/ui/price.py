@@ -25,7 +25,6 @@ from homevalue.comps import (
     comparable_sales,
     neighbourhood_at,
     reference_centres,
-    reference_sales,
 )
 from homevalue.errors import ValidationError
 from homevalue.explain import Explanation
@@ -223,7 +222,7 @@ class PricePage:
         self.area = self.schema.role("living_area").name
         self.built = self.schema.role("year_built").name
         self.kind = self.schema.role("building_type").name
-        self.sales = reference_sales(self.model.path)
+        self.sales = self.model.reference_sales()
         self.form = HouseForm(self.schema)
         self.status = widgets.HTML()
         self.guard = guarded(self.status)
