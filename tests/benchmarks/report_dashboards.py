@@ -139,29 +139,20 @@ def viewer_targets(out: dict) -> list[dict]:
             )
         )
         back = s["after_leaving"]
-        rows.append(
-            target_row(
-                f"{n} viewers left (before-unload): kernels after {back['seconds']:.0f} s "
-                f"(still running: {by_arrival(back['leaked_by_arrival'], int(n))})",
-                str(back["kernels"]),
-                "—",
-                f"= pool size {pool}",
-                back["leaked"] == 0,
-            )
-        )
+        still = by_arrival(back["leaked_by_arrival"], int(n))
+        left = f"{n} viewers left (before-unload): kernels after {back['seconds']:.0f} s "
+        rows.append(kernels_left(f"{left}(still running: {still})", back, pool))
     if "vanish" in out:
         v = out["vanish"]["after_vanishing"]
-        rows.append(
-            target_row(
-                f"{out['vanish']['viewers']} viewers vanished: kernels after "
-                f"{v['seconds']:.0f} s (culled)",
-                str(v["kernels"]),
-                "—",
-                f"= pool size {pool}",
-                v["leaked"] == 0,
-            )
-        )
+        gone = f"{out['vanish']['viewers']} viewers vanished: kernels after {v['seconds']:.0f} s"
+        rows.append(kernels_left(f"{gone} (culled)", v, pool))
     return rows
+
+
+def kernels_left(figure: str, after: dict, pool: int) -> dict:
+    """The target row of the kernels still running after viewers went: the pool's alone."""
+    none_leaked = after["leaked"] == 0
+    return target_row(figure, str(after["kernels"]), "—", f"= pool size {pool}", none_leaked)
 
 
 def by_arrival(left: dict[str, int], n: int) -> str:
@@ -270,10 +261,10 @@ def where_time_goes(out: dict) -> list[str]:
     }
     if assets["preheated_fresh"].get("median") is not None:
         fresh, warm = (assets[n].get("median", 0) / MIB for n in assets)
+        tti = out["tti_ms"]["preheated_warm"].get("median", 0)
         said.append(
             f"- Scripts and styles over the network per load: {fresh:.1f} MiB with an "
-            f"empty cache, {warm:.1f} MiB on a repeat visit (median TTI "
-            f"{out['tti_ms']['preheated_warm'].get('median', 0):.0f} ms)."
+            f"empty cache, {warm:.1f} MiB on a repeat visit (median TTI {tti:.0f} ms)."
         )
     return said
 
