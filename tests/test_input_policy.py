@@ -12,7 +12,8 @@ from fastapi.testclient import TestClient
 from model_helpers import edit_card
 
 import homevalue
-from homevalue import api
+from homevalue import api, config
+from homevalue import schema as schema_module
 from homevalue.batch import score_file
 from homevalue.errors import BatchFileError, ModelError, ValidationError
 from homevalue.model import load_model
@@ -166,3 +167,24 @@ def test_a_batch_header_names_fields_exactly_and_says_which_to_rename(model, goo
     source.write_text(",".join(house) + "\n" + ",".join(map(str, house.values())) + "\n")
     with pytest.raises(BatchFileError, match=r"header names must be exact: rename lat to Latitude"):
         score_file(source, tmp_path / "out", model=model)
+
+
+def test_an_api_request_looks_for_suggestions_only_while_its_answer_can_list_them(
+    client, monkeypatch
+):
+    """The answer lists the first API_MAX_PROBLEMS problems: a flood of made-up keys in 100
+    houses must not pay difflib for houses whose problems are never shown, yet every key is
+    still counted."""
+    calls = []
+    real = schema_module.difflib.get_close_matches
+    monkeypatch.setattr(
+        schema_module.difflib,
+        "get_close_matches",
+        lambda *a, **k: calls.append(a[0]) or real(*a, **k),
+    )
+    keys = config.API_MAX_KEYS_PER_HOUSE - 1
+    houses = [{f"made_up_{h}_{k}": 1 for k in range(keys)} for h in range(config.API_MAX_HOUSES)]
+    answer = client.post(PREDICT, json=houses).json()
+    assert answer["problems_total"] >= config.API_MAX_HOUSES * keys
+    assert len(answer["problems"]) == config.API_MAX_PROBLEMS
+    assert len(calls) <= SUGGESTED_KEYS  # the first house alone fills the answer

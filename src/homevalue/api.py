@@ -342,7 +342,9 @@ def price_houses(model: Model, houses: list, single: bool, explain: bool = False
             found, count = option, len(option)
             try:
                 house = without_option(house)
-                priced.append(predict_one(house, model=model, explain=explained).to_dict())
+                # Suggestions (difflib) only while the answer has room to list them.
+                prediction = predict_one(house, model=model, explain=explained, suggest=room > 0)
+                priced.append(prediction.to_dict())
             except ValidationError as error:
                 found, count = error.problems + found, len(error.problems) + count
         listed += [(index, p) for p in found[:room]]

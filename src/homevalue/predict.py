@@ -166,15 +166,17 @@ def predict_one(
     model: Model | None = None,
     explain: bool = False,
     unknown: Literal["refuse", "ignore"] = "refuse",
+    suggest: bool = True,
 ) -> Prediction:
     """Price one house given as {field: value}; raise ValidationError naming every bad field.
 
     With `explain`, the prediction carries its `explanation` (see `explain_prediction`).
     A key that names no field is refused; `unknown="ignore"` takes a row of a table as the
-    batch job does (`validate_record`).
+    batch job does, and without `suggest` the refusal names no nearest field
+    (`validate_record`).
     """
     model = model or load_model()
-    clean, flags = validate_record(model.schema, record, unknown=unknown)
+    clean, flags = validate_record(model.schema, record, unknown=unknown, suggest=suggest)
     log_price = model.predict_log_one(encode_row(model, clean))
     if not math.isfinite(log_price):
         raise HomevalueError(f"the model gave no finite price for {clean}: run `make model`")

@@ -283,17 +283,20 @@ def _key_names(features: tuple[Feature, ...]) -> dict[str, str]:
     return {key: next(iter(names)) for key, names in claims.items() if len(names) == 1}
 
 
-def resolve_keys(schema: Schema, record: Mapping) -> tuple[dict, list[Problem]]:
+def resolve_keys(
+    schema: Schema, record: Mapping, *, suggest: bool = True
+) -> tuple[dict, list[Problem]]:
     """The record keyed by field names, and a Problem per key that names no field (the
-    first SUGGESTED_KEYS with the nearest fields) or names one a second time ("lat" beside
-    "Latitude")."""
+    first SUGGESTED_KEYS with the nearest fields, unless not `suggest`) or names one a
+    second time ("lat" beside "Latitude")."""
     resolved: dict = {}
     given: dict[str, object] = {}
     problems: list[Problem] = []
     for key, value in record.items():
         name = schema.field_for(key)
         if name is None:
-            reason = schema.unknown_reason(key, suggest=len(problems) < SUGGESTED_KEYS)
+            wanted = suggest and len(problems) < SUGGESTED_KEYS
+            reason = schema.unknown_reason(key, suggest=wanted)
             problems.append(Problem(str(key), value, reason))
         elif name in given:
             reason = f"gives {name} a second time (it was given as {given[name]})"
@@ -531,14 +534,20 @@ def check_value(feature: Feature, value: object) -> tuple[float | str | None, st
 
 
 def validate_record(
-    schema: Schema, record: Mapping, *, unknown: Literal["refuse", "ignore"] = "refuse"
+    schema: Schema,
+    record: Mapping,
+    *,
+    unknown: Literal["refuse", "ignore"] = "refuse",
+    suggest: bool = True,
 ) -> tuple[dict, list[Flag]]:
     """Check one house; return clean values (defaults filled) and flags, or raise.
 
     Raises ValidationError listing every problem at once, so a form can mark all bad fields.
     Keys are read by the input policy (`resolve_keys`): a key that names no field is refused.
     `unknown="ignore"` is a table's rule instead (a row of a batch file, as `validate_frame`
-    reads it): fields by their exact names, other columns left alone.
+    reads it): fields by their exact names, other columns left alone. Without `suggest`,
+    an unknown key's reason names no nearest field (a caller that will not show it saves
+    the search: the API past its answer's API_MAX_PROBLEMS).
     """
     if not isinstance(record, Mapping):
         raise ValidationError([Problem("record", record, "must be a mapping of field to value")])
@@ -547,7 +556,7 @@ def validate_record(
     problems: list[Problem] = []
     keys: list[Problem] = []  # keys that name no field, or one twice
     if unknown == "refuse" and not schema.name_set.issuperset(record):  # not all exact names
-        record, keys = resolve_keys(schema, record)
+        record, keys = resolve_keys(schema, record, suggest=suggest)
     for name, feature, codes, low, high, whole, train_low, train_high in schema.fast_lane:
         value = record.get(name)
         # The fast lane: a value of a form's or the API's own types that is valid as given
