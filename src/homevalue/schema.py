@@ -51,7 +51,8 @@ SUGGESTIONS = 3
 SUGGEST_CUTOFF = 0.6
 # Unknown keys of one house given the nearest field's name (~0.2 ms each, difflib); the rest
 # are refused without. An API request of 100 houses of 63 made-up keys each would otherwise
-# cost a second of CPU; bounded, it costs what its category near misses already may.
+# cost a second of CPU; bounded, and looked for only while the API's answer has room to list
+# them (`suggest`), it costs what its category near misses already may.
 SUGGESTED_KEYS = 2
 
 # --- roles: what the pages need to know a field as, whatever the card calls it -----------
