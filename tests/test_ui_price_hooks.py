@@ -73,11 +73,15 @@ def test_a_hook_sees_every_final_state_after_rapid_changes(model, monkeypatch):
         ui_price, "Throttle", functools.partial(Throttle, interval=THROTTLE_SECONDS)
     )
     seen: list[Priced] = []
-    naive: list = []  # what a cell hooked to the form's changes reads: the page's last price
+    # What a cell hooked to the form's changes reads: (the area just set, the area of the
+    # page's last price).
+    naive: list[tuple] = []
 
     def register(page: PricePage) -> None:
         page.on_priced(seen.append)
-        page.form.on_change(lambda: naive.append(page.last.inputs[AREA]))
+        page.form.on_change(
+            lambda: naive.append((page.form.inputs[AREA].value, page.last.inputs[AREA]))
+        )
 
     page, finals = rapid_changes(model, register)
     areas = [state.house[AREA] for state in seen]
@@ -92,7 +96,9 @@ def test_a_hook_sees_every_final_state_after_rapid_changes(model, monkeypatch):
     for state in seen:
         assert_consistent(state, model)
     # The same bursts fool an observer of the form: it read a price from before its change.
-    assert naive[-1] != finals[-1]
+    # Not every change: one that comes after the interval (a loaded machine pricing the one
+    # before for longer) is priced at once, so the test asks for at least one stale read.
+    assert any(read != given for given, read in naive)
 
 
 def test_a_hook_is_called_at_once_with_the_price_shown(model):
