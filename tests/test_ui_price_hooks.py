@@ -15,7 +15,7 @@ import ipywidgets as widgets
 import pytest
 
 import homevalue
-from homevalue.comps import comparable_sales
+from homevalue.comps import comparable_sales_for
 from homevalue.errors import HomevalueError
 from homevalue.ui import PricePage
 from homevalue.ui import page as ui_page
@@ -54,15 +54,7 @@ def assert_consistent(state: Priced, model) -> None:
     assert state.prediction == homevalue.predict_one(house, model=model)
     assert state.explanation is not None
     assert state.explanation.price == pytest.approx(state.prediction.price, abs=1)
-    expected = comparable_sales(
-        house["Latitude"],
-        house["Longitude"],
-        house[AREA],
-        neighbourhood=house["Neighborhood"],
-        building_type=house["Bldg_Type"],
-        folder=model.path,
-        with_model_price=True,
-    )
+    expected = comparable_sales_for(house, folder=model.path, with_model_price=True)
     assert list(state.comps["Sale_ID"]) == list(expected["Sale_ID"])
     varied = state.curve.columns[0]  # the what-if's feature: the house's own value is on it
     assert state.house[varied] in set(state.curve[varied])

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -251,3 +252,20 @@ def comparable_sales(
     if with_model_price:
         result["model_price"] = model_prices(nearest, folder)
     return pd.DataFrame(result, copy=False)
+
+
+def comparable_sales_for(
+    house: Mapping, *, folder: Path | None = None, with_model_price: bool = False
+) -> pd.DataFrame:
+    """The comparable sales of a house given as {field: value} (the form's values, a sale):
+    its location, size, neighbourhood and type read by their roles, as the page finds them."""
+    field = {role: f.name for role, f in _schema(folder).roles.items()}
+    return comparable_sales(
+        house[field["latitude"]],
+        house[field["longitude"]],
+        house[field["living_area"]],
+        neighbourhood=house[field["neighbourhood"]],
+        building_type=house.get(field["building_type"]),
+        folder=folder,
+        with_model_price=with_model_price,
+    )

@@ -101,7 +101,8 @@ def lightgbm_booster(model):
 
 def measure_online(calls: int) -> dict:
     import homevalue
-    from homevalue import comparable_sales, load_model, predict_one
+    from homevalue import load_model, predict_one
+    from homevalue.comps import comparable_sales_for
     from homevalue.predict import encode
     from homevalue.schema import validate_record
 
@@ -119,13 +120,9 @@ def measure_online(calls: int) -> dict:
     encoded = encode(model, validate_record(model.schema, RECORD)[0])
     lightgbm_row = latency_ms(lambda: booster.predict(encoded, num_threads=1), calls, warmup=200)
     explained = latency_ms(lambda: predict_one(RECORD, explain=True), calls // 3, warmup=50)
-    lat, lon, area = RECORD["Latitude"], RECORD["Longitude"], RECORD["Gr_Liv_Area"]
-    hood, kind = RECORD["Neighborhood"], RECORD["Bldg_Type"]
 
     def page_comps():  # as the price page asks, on every change
-        comparable_sales(
-            lat, lon, area, neighbourhood=hood, building_type=kind, with_model_price=True
-        )
+        comparable_sales_for(RECORD, with_model_price=True)
 
     comps = latency_ms(page_comps, max(500, calls // 3), warmup=100)
     change, page = measure_page_change(model, max(200, calls // 10))
@@ -149,12 +146,12 @@ def measure_page_change(model, calls: int) -> tuple[dict, dict]:
     """One change of the price page's form (the living area, between two sizes): what it
     computes (price, explanation, comps, what-if curve), and PricePage.refresh doing it
     with its widgets (no browser attached: the messages are built, not sent)."""
-    from homevalue import comparable_sales, predict_one
+    from homevalue import predict_one
+    from homevalue.comps import comparable_sales_for
     from homevalue.predict import explain_prediction, what_if
     from homevalue.ui import PricePage
     from homevalue.ui.price import what_if_grid
 
-    lat, lon = model.schema.place
     page = PricePage(model)
     page.form.set_values({name: RECORD[name] for name in model.schema.names})
     varied = page.what_if_choice.value
@@ -165,15 +162,7 @@ def measure_page_change(model, calls: int) -> tuple[dict, dict]:
         record = {**RECORD, "Gr_Liv_Area": int(next(areas))}
         price = predict_one(record, model=model)
         explain_prediction(price, model=model)
-        comparable_sales(
-            record[lat],
-            record[lon],
-            record["Gr_Liv_Area"],
-            folder=model.path,
-            neighbourhood=record["Neighborhood"],
-            building_type=record["Bldg_Type"],
-            with_model_price=True,
-        )
+        comparable_sales_for(record, folder=model.path, with_model_price=True)
         what_if(price.inputs, varied, what_if_grid(feature, price.inputs[varied]), model=model)
 
     def page_change() -> None:

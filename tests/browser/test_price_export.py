@@ -16,8 +16,8 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from browser.screenshots import open_page
-from browser.test_price_page import LAT, LON, UPDATE_TIMEOUT, assert_priced_as_shown, changed
-from homevalue.comps import comparable_sales
+from browser.test_price_page import UPDATE_TIMEOUT, assert_priced_as_shown, changed
+from homevalue.comps import comparable_sales_for
 from homevalue.export import SECTIONS
 from homevalue.ui.render import money
 
@@ -102,14 +102,7 @@ def test_print_to_pdf_has_the_whole_page_down_to_the_comparable_sales(price_page
     text = "\n".join(p.extract_text() for p in pdf.pages)
     assert len(pdf.pages) <= PRINTED_PAGES_LIMIT
     assert page.inner_text(".hv-price") in text
-    comps = comparable_sales(
-        values[LAT],
-        values[LON],
-        values["Gr_Liv_Area"],
-        folder=model.path,
-        neighbourhood=values["Neighborhood"],
-        building_type=values["Bldg_Type"],
-    )
+    comps = comparable_sales_for(values, folder=model.path)
     assert "Comparable sales" in text and "Sold for" in text
     for sale in comps.itertuples():
         assert f"{sale.distance_km:.2f} {money(sale.Sale_Price)}" in text

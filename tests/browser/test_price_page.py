@@ -17,7 +17,7 @@ from voila_server import kernel_id
 import homevalue
 from browser.screenshots import open_page
 from homevalue.comps import (
-    comparable_sales,
+    comparable_sales_for,
     neighbourhood_at,
     reference_centres,
     reference_sales,
@@ -132,15 +132,7 @@ def assert_priced_as_shown(page: Page, model) -> dict:
 def assert_comps_follow(page: Page, model, values: dict) -> None:
     """The comparable sales table lists the library's comps for the house, each with the
     model's price for it."""
-    comps = comparable_sales(
-        values[LAT],
-        values[LON],
-        values["Gr_Liv_Area"],
-        neighbourhood=values["Neighborhood"],
-        building_type=values["Bldg_Type"],
-        folder=model.path,
-        with_model_price=True,
-    )
+    comps = comparable_sales_for(values, folder=model.path, with_model_price=True)
     table = page.locator(".hv-table")  # the only table on the page: comparable sales
     expect(table.locator("tbody tr td:nth-child(2)")).to_have_text(
         [f"{d:.2f}" for d in comps["distance_km"]], timeout=UPDATE_TIMEOUT
@@ -323,14 +315,7 @@ def test_picking_a_comp_outlines_it_on_the_map_and_offers_it(price_page, model):
     dark outline; clicking another comp's circle on the map picks that one instead."""
     page = price_page
     before = assert_priced_as_shown(page, model)
-    comps = comparable_sales(
-        before[LAT],
-        before[LON],
-        before["Gr_Liv_Area"],
-        neighbourhood=before["Neighborhood"],
-        building_type=before["Bldg_Type"],
-        folder=model.path,
-    )
+    comps = comparable_sales_for(before, folder=model.path)
     outlined = page.locator(
         f'.hv-map path.leaflet-interactive[stroke="{HIGHLIGHT_STYLE["color"]}"]'
         f'[stroke-width="{HIGHLIGHT_STYLE["weight"]}"]'

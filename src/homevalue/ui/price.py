@@ -22,7 +22,7 @@ from ipyleaflet import Marker
 from homevalue import config, export
 from homevalue.comps import (
     COMPS_RULE_TEXT,
-    comparable_sales,
+    comparable_sales_for,
     neighbourhood_at,
     reference_centres,
 )
@@ -221,7 +221,6 @@ class PricePage:
         self.hood = self.schema.role("neighbourhood").name
         self.area = self.schema.role("living_area").name
         self.built = self.schema.role("year_built").name
-        self.kind = self.schema.role("building_type").name
         self.sales = self.model.reference_sales()
         self.form = HouseForm(self.schema)
         self.status = widgets.HTML()
@@ -587,15 +586,7 @@ class PricePage:
         if tuple(self.marker.location) != (lat, lon):
             self.marker.location = (lat, lon)
         self._show_place(values)
-        self.comps = comparable_sales(
-            lat,
-            lon,
-            values[self.area],
-            neighbourhood=values[self.hood],
-            building_type=values.get(self.kind),
-            folder=self.model.path,
-            with_model_price=True,
-        )
+        self.comps = comparable_sales_for(values, folder=self.model.path, with_model_price=True)
         self.comps_html.value = comps_table(self.comps, self.schema)
         options = [(str(i + 1), i) for i in range(len(self.comps))]
         if list(self.comp_choice.options) != options:
