@@ -9,7 +9,6 @@ leaves servers, kernels or nginx behind.
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import signal
 import subprocess
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import psutil
 import requests
-from voila_server import PROJ_ROOT, START_TIMEOUT, TEST_LIMITS, free_port, process_tree, stop_group
+from voila_server import START_TIMEOUT, free_port, process_tree, start_server, stop_group
 
 STOP_TIMEOUT = 40  # s: nginx, then each replica shutting its kernels down
 
@@ -114,24 +113,9 @@ def serve_replicas(
     ]
     if voila_args:
         command.append(f"VOILA_ARGS={voila_args}")
-    env = {
-        **{k: v for k, v in os.environ.items() if k not in {"MAKEFLAGS", "MFLAGS", "MAKELEVEL"}},
-        **TEST_LIMITS,
-        **(env or {}),
-    }
     run_dir.mkdir(parents=True, exist_ok=True)
     output = run_dir / "make.out"
-    with output.open("wb") as out:
-        process = subprocess.Popen(
-            command,
-            cwd=PROJ_ROOT,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,
-        )
-    replicas = Replicas(process, port, ports, run_dir, output)
+    replicas = Replicas(start_server(command, output, env), port, ports, run_dir, output)
     try:
         _wait_until_serving(replicas)
         yield replicas

@@ -139,6 +139,29 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def start_server(
+    command: list[str], log_path: Path, env: dict[str, str] | None
+) -> subprocess.Popen:
+    """`command` (a `make` target or a server) from the checkout, in its own process group
+    (stopped whole), its output in `log_path`, with the tests' limits and `env` on top."""
+    # Under `make test`, MAKEFLAGS names jobserver pipes this child cannot use.
+    env = {
+        **{k: v for k, v in os.environ.items() if k not in {"MAKEFLAGS", "MFLAGS", "MAKELEVEL"}},
+        **TEST_LIMITS,
+        **(env or {}),
+    }
+    with log_path.open("wb") as log:
+        return subprocess.Popen(
+            command,
+            cwd=PROJ_ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+
+
 @contextlib.contextmanager
 def serve(
     log_path: Path,
@@ -173,23 +196,7 @@ def serve(
             command.append(f"NOTEBOOKS={notebooks}")
         if voila_args:
             command.append(f"VOILA_ARGS={voila_args}")
-    # Under `make test`, MAKEFLAGS names jobserver pipes this child cannot use.
-    env = {
-        **{k: v for k, v in os.environ.items() if k not in {"MAKEFLAGS", "MFLAGS", "MAKELEVEL"}},
-        **TEST_LIMITS,
-        **(env or {}),
-    }
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            command,
-            cwd=PROJ_ROOT,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,
-        )
-    server = VoilaServer(process, port, log_path)
+    server = VoilaServer(start_server(command, log_path, env), port, log_path)
     try:
         _wait_until_up(server)
         yield server
