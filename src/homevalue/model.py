@@ -278,7 +278,7 @@ class Model:
 
     def holdout(self, columns: Sequence[str] = ()) -> pd.DataFrame:
         """The test sales with their predictions, as training wrote them (`read_holdout`)."""
-        return read_holdout(self.path, columns)
+        return read_holdout(self.path, columns, card=self.card)
 
     def with_backend(self, backend: Backend) -> Model:
         """This model pricing through `backend` instead (a test's stand-in, say)."""
@@ -486,12 +486,15 @@ def _pinned_card(folder: Path) -> tuple[Path, bytes]:
     return card_path, data
 
 
-def read_holdout(folder: Path | str | None = None, columns: Sequence[str] = ()) -> pd.DataFrame:
+def read_holdout(
+    folder: Path | str | None = None, columns: Sequence[str] = (), *, card: dict | None = None
+) -> pd.DataFrame:
     """The test sales with their predictions, as training wrote them, for pages that only
     show facts (the model report) and need not load the model: refused when it lacks
-    `columns` or has no rows. Read once per process (per version of the file)."""
+    `columns` or has no rows. Read once per process (per version of the file). `card` is
+    the folder's, when the caller has read it already (its hash of the file is checked)."""
     folder = Path(folder or config.model_dir())
-    card = read_card(folder)
+    card = card if card is not None else read_card(folder)
     return _table(folder, card, config.HOLDOUT_PREDICTIONS, "holdout predictions", columns)
 
 

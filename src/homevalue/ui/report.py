@@ -73,10 +73,10 @@ IMPORTANCE_CAPTION = (
 # ---------------------------------------------------------------- reading (the only I/O)
 
 
-def read_holdout(folder: Path) -> pd.DataFrame:
+def read_holdout(folder: Path, card: dict | None = None) -> pd.DataFrame:
     """The test sales with their predictions, as training wrote them; refuses a partial file
     (homevalue.model reads it, without loading the model: this page needs only facts)."""
-    return model_holdout(folder, HOLDOUT_COLUMNS)
+    return model_holdout(folder, HOLDOUT_COLUMNS, card=card)
 
 
 def place_columns(card: dict, holdout: pd.DataFrame, folder: Path) -> tuple[str, str, str]:
@@ -486,7 +486,7 @@ class ReportPage:
         self.folder = Path(folder or config.model_dir())
         self.card = read_card(self.folder)
         check_card(self.card, self.folder)
-        self.holdout = read_holdout(self.folder)
+        self.holdout = read_holdout(self.folder, self.card)
         self.metrics = self._metrics()
         self.accuracy = self._accuracy()
         self.neighbourhoods = self._neighbourhoods()
