@@ -178,7 +178,7 @@ class Schema:
     # normal_key of every name, label, role and alias -> the field's name (see field_for)
     key_names: dict[str, str] = field(init=False, repr=False, compare=False)
     roles: dict[str, Feature] = field(init=False, repr=False, compare=False)
-    suggested: dict[str, str] = field(init=False, repr=False, compare=False)
+    suggested: dict[str, list[str]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "by_name", {f.name: f for f in self.features})
@@ -197,7 +197,7 @@ class Schema:
             roles[f.role] = f
         object.__setattr__(self, "roles", roles)
         object.__setattr__(self, "key_names", _key_names(self.features))
-        object.__setattr__(self, "suggested", {})  # a key's normal_key -> its reason
+        object.__setattr__(self, "suggested", {})  # near miss key -> fields, see unknown_reason()
 
     def role(self, role: str) -> Feature:
         """The field the pages know as `role` ("latitude" -> the card's Latitude)."""
@@ -236,17 +236,8 @@ class Schema:
         surface (the API, `predict_one`, the price page's links). Answers are remembered
         (a client repeats its typo), in a bounded cache."""
         reason = "is not a field of this model"
-        if not suggest:
-            return reason
-        text = normal_key(str(key)[: SUGGEST_CHARS * 4])[:SUGGEST_CHARS]
-        cache = self.suggested
-        if text not in cache:
-            if len(cache) >= 4096:
-                cache.clear()
-            close = difflib.get_close_matches(text, self.key_names, n=4, cutoff=SUGGEST_CUTOFF)
-            nearest = list(dict.fromkeys(self.key_names[k] for k in close))[:2]
-            cache[text] = f"{reason}; did you mean {' or '.join(nearest)}?" if nearest else reason
-        return cache[text]
+        nearest = _nearest(self.key_names, self.suggested, str(key), 2) if suggest else []
+        return f"{reason}; did you mean {' or '.join(nearest)}?" if nearest else reason
 
     @property
     def names(self) -> list[str]:
@@ -388,16 +379,19 @@ def suggestions(feature: Feature, text: str) -> list[str]:
     costs what a short one does; answers are remembered per feature (a file's bad cells
     repeat), in a bounded cache.
     """
+    return _nearest(feature.vocabulary, feature.suggested, text, SUGGESTIONS)
+
+
+def _nearest(vocabulary: dict[str, str], cache: dict, text: str, n: int) -> list[str]:
+    """The `n` values of `vocabulary` (normal key -> value) whose keys are nearest `text`'s,
+    by difflib on the key's first SUGGEST_CHARS characters, so a 32,000-character cell
+    costs what a short one does; remembered in `cache` (bounded), as near misses repeat."""
     key = normal_key(text[: SUGGEST_CHARS * 4])[:SUGGEST_CHARS]
-    cache = feature.suggested
     if key not in cache:
         if len(cache) >= 4096:
             cache.clear()
-        close = difflib.get_close_matches(
-            key, feature.vocabulary, n=SUGGESTIONS * 2, cutoff=SUGGEST_CUTOFF
-        )
-        codes = list(dict.fromkeys(feature.vocabulary[k] for k in close))
-        cache[key] = codes[:SUGGESTIONS]
+        close = difflib.get_close_matches(key, vocabulary, n=n * 2, cutoff=SUGGEST_CUTOFF)
+        cache[key] = list(dict.fromkeys(vocabulary[k] for k in close))[:n]
     return cache[key]
 
 
