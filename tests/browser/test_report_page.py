@@ -16,6 +16,7 @@ from playwright.sync_api import Page, expect
 from browser.screenshots import open_page
 from homevalue import config
 from homevalue.model import read_card
+from homevalue.schema import Schema
 from homevalue.ui.report import (
     HOVER_PROMPT,
     hover_handler,
@@ -62,7 +63,7 @@ def test_the_charts_are_drawn_with_all_their_marks(report_page, card, holdout):
 
 def by_neighbourhood(card: dict, holdout):
     """The page's table of neighbourhoods, as the page builds it from the card's roles."""
-    places = place_columns(card, holdout, config.model_dir())
+    places = place_columns(Schema.from_list(card["features"]), holdout, config.model_dir())
     return residuals_by_neighbourhood(holdout, places=places)
 
 

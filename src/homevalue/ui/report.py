@@ -79,10 +79,9 @@ def read_holdout(folder: Path, card: dict | None = None) -> pd.DataFrame:
     return model_holdout(folder, HOLDOUT_COLUMNS, card=card)
 
 
-def place_columns(card: dict, holdout: pd.DataFrame, folder: Path) -> tuple[str, str, str]:
+def place_columns(schema: Schema, holdout: pd.DataFrame, folder: Path) -> tuple[str, str, str]:
     """The holdout's (neighbourhood, latitude, longitude) columns: the card's fields of those
     roles, whatever the card calls them; a holdout without them is refused."""
-    schema = Schema.from_list(card["features"])
     columns = tuple(schema.role(r).name for r in ("neighbourhood", "latitude", "longitude"))
     missing = [c for c in columns if c not in holdout.columns]
     if missing:
@@ -486,6 +485,7 @@ class ReportPage:
         self.folder = Path(folder or config.model_dir())
         self.card = read_card(self.folder)
         check_card(self.card, self.folder)
+        self.schema = Schema.from_list(self.card["features"])  # the fields' roles and labels
         self.holdout = read_holdout(self.folder, self.card)
         self.metrics = self._metrics()
         self.accuracy = self._accuracy()
@@ -519,7 +519,7 @@ class ReportPage:
         table = residuals_by_neighbourhood(
             self.holdout,
             lambda code: labels.get(code, readable(code)),
-            places=place_columns(self.card, self.holdout, self.folder),
+            places=place_columns(self.schema, self.holdout, self.folder),
         )
         unseen = [r.label for r in table.itertuples() if known and r.neighbourhood not in known]
         self.neighbourhood_map, status = self._neighbourhood_map(table)
@@ -533,7 +533,7 @@ class ReportPage:
 
     def _known_neighbourhoods(self) -> tuple[list[str], dict[str, str]]:
         """The neighbourhoods the model learned, and their labels (the card's vocabulary)."""
-        feature = Schema.from_list(self.card["features"]).role("neighbourhood")
+        feature = self.schema.role("neighbourhood")
         labels = dict(zip(feature.categories, feature.shown_labels, strict=True))
         return list(feature.categories), labels
 
